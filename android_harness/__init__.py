@@ -1,0 +1,1 @@
+"""android_harness: drive Android phones over adb (see the project issues)."""

@@ -1,0 +1,1 @@
+"""coexec: CPU/GPU co-execution planning and runtime (see the project issues)."""

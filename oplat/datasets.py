@@ -1,0 +1,194 @@
+"""Datasets: one schema for per-op latency rows and end-to-end measurements.
+
+Per-op rows (``OpRow``) carry the kernel as the lowering describes it (type, GPU kernel
+family, linked ops, geometry) and a latency in milliseconds. Every source (the shared
+phone benchmark, ``oplat collect`` on this machine, the Android harness) produces the
+same rows, so training never cares where they came from.
+
+Schema (CSV, version :data:`SCHEMA_VERSION`): ``model, device, framework, processor,
+kernel, impl, linked, params (JSON), latency_ms`` plus optional ``std_ms, min_ms,
+count``. End-to-end rows: ``model, device, framework, processor, latency_ms``.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import DatasetError
+
+SCHEMA_VERSION = 1
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mobile-ml-benchmark"
+
+# GPU family of each phone of the shared benchmark (drives kernel choice in lowering).
+PHONE_GPU_FAMILY = {"pixel4": "adreno", "mi8se": "adreno", "onefusion": "adreno", "s10": "mali",
+                    "a03s": "powervr", "iphone7": "powervr", "iphonexs": "apple"}
+PHONE_FACTS = {
+    "pixel4": {"phone": "Google Pixel 4", "soc": "Snapdragon 855", "gpu": "Adreno 640"},
+    "mi8se": {"phone": "Xiaomi Mi 8 SE", "soc": "Snapdragon 710", "gpu": "Adreno 616"},
+    "onefusion": {"phone": "Snapdragon 710 phone", "soc": "Snapdragon 710", "gpu": "Adreno 616"},
+    "s10": {"phone": "Samsung Galaxy S10", "soc": "Exynos 9820", "gpu": "Mali-G76"},
+    "a03s": {"phone": "Samsung Galaxy A03s", "soc": "Helio P35", "gpu": "PowerVR GE8320"},
+    "iphonexs": {"phone": "Apple iPhone XS", "soc": "A12 Bionic", "gpu": "Apple G11P"},
+    "iphone7": {"phone": "Apple iPhone 7", "soc": "A10 Fusion", "gpu": "PowerVR GT7600 Plus"},
+}
+ATTRIBUTION = ("Trained on measurements by Li, Paolieri and Golubchik, \"A Benchmark for ML "
+               "Inference Latency on Mobile Devices\" (EdgeSys 2024), MIT license.")
+
+GPU_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN",
+           "CONCATENATION", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+
+
+@dataclass
+class OpRow:
+    """One measured kernel."""
+
+    model: str
+    device: str
+    framework: str
+    processor: str
+    kernel: str
+    impl: str
+    linked: list[str]
+    params: dict[str, Any]
+    latency_ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(float(v))
+    except (TypeError, ValueError):
+        return 0
+
+
+def impl_from_kernel_name(name: str) -> tuple[str, list[str]]:
+    """Split a GPU kernel name such as ``convolution_2d_3_linked_:_add_4_linked_:_relu_5``."""
+    parts = name.split("_linked_:_")
+    base = re.sub(r"_\d+$", "", parts[0])
+    linked = [re.sub(r"_\d+$", "", p) for p in parts[1:]]
+    impl = {"convolution_winograd_4x4_6x6": "winograd", "pooling_2d": "pooling_2d",
+            "depthwise_conv_plus_1x1_conv": "depthwise_conv_plus_1x1_conv"}.get(base, base)
+    return impl, linked
+
+
+def _params_from_feature(op: str, feat: dict[str, Any]) -> dict[str, Any]:
+    p = {k: _int(v) for k, v in feat.items()}
+    h = p.get("Input_shape", 0)
+    p.setdefault("Input_w", h)
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+              "CONCATENATION"):
+        p["Output_w"] = p.get("Output_shape", 0)
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP"):
+        p.setdefault("Kernel_w", p.get("Kernel", 0))
+        p.setdefault("Dilation", 1)
+    if op == "FULLY_CONNECTED":
+        p["Input_shape"] = p["Output_shape"] = 1
+    return p
+
+
+def load_phone_gpu_ops(path: str | Path | None = None,
+                       devices: Iterable[str] | None = None) -> list[OpRow]:
+    """Rows of ``tflite_cnn_ops_gpu.csv`` (latencies converted from us to ms).
+
+    The linked ops of a row come from the Adreno kernel name when one is present: Adreno
+    never runs Winograd, whose kernel names omit the linked ops, so its names describe
+    the fusion the graph itself implies, the same on every device.
+    """
+    path = Path(path) if path else SHARED_DATA / "tflite_cnn_ops_gpu.csv"
+    if not path.is_file():
+        raise DatasetError(f"per-op CSV not found: {path}")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        for need in ("model", "operation", "feature"):
+            if need not in cols:
+                raise DatasetError(f"{path}: missing column {need!r}")
+        all_devs = [c.split("|")[0] for c in cols if c.endswith("|gpu|float")]
+        devs = list(devices) if devices else all_devs
+        unknown = set(devs) - set(all_devs)
+        if unknown:
+            raise DatasetError(f"{path}: no GPU columns for device(s) {', '.join(sorted(unknown))}")
+        out: list[OpRow] = []
+        for lineno, r in enumerate(reader, start=2):
+            try:
+                feat = ast.literal_eval(r["feature"])
+            except (ValueError, SyntaxError):
+                raise DatasetError(f"{path}:{lineno}: malformed feature dict") from None
+            params = _params_from_feature(r["operation"], feat)
+            ref = next((r[f"{d}|gpu|kernel"] for d in ("pixel4", "mi8se") if f"{d}|gpu|kernel" in r), None)
+            _, canon_linked = impl_from_kernel_name(ref or "")
+            for d in devs:
+                lat = r.get(f"{d}|gpu|float", "")
+                if lat in ("", "nan", None):
+                    continue
+                impl, linked = impl_from_kernel_name(r.get(f"{d}|gpu|kernel", ""))
+                out.append(OpRow(r["model"], d, "tflite", "gpu", r["operation"], impl,
+                                 canon_linked if ref else linked, params, float(lat) / 1000.0,
+                                 {"row": lineno}))
+    return out
+
+
+def load_phone_e2e(path: str | Path | None = None, processor: str = "gpu",
+                   precision: str = "float") -> dict[str, dict[str, float]]:
+    """``{device: {model: ms}}`` from an ``*_e2e.csv`` (mean column, us -> ms)."""
+    path = Path(path) if path else SHARED_DATA / "tflite_cnn_e2e.csv"
+    if not path.is_file():
+        raise DatasetError(f"end-to-end CSV not found: {path}")
+    out: dict[str, dict[str, float]] = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if "model" not in (reader.fieldnames or []):
+            raise DatasetError(f"{path}: missing column 'model'")
+        suffix = f"|{processor}|{precision}|mean"
+        cols = [c for c in reader.fieldnames or [] if c.endswith(suffix)]
+        for r in reader:
+            for c in cols:
+                v = r.get(c, "")
+                if v in ("", "nan"):
+                    continue
+                out.setdefault(c.split("|")[0], {})[r["model"]] = float(v) / 1000.0
+    return out
+
+
+def write_op_rows(path: str | Path, rows: Iterable[OpRow]) -> None:
+    """Write rows in the project's CSV schema (atomically: temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["schema_version", "model", "device", "framework", "processor", "kernel",
+                    "impl", "linked", "params", "latency_ms"])
+        for r in rows:
+            w.writerow([SCHEMA_VERSION, r.model, r.device, r.framework, r.processor, r.kernel,
+                        r.impl, "|".join(r.linked), json.dumps(r.params, sort_keys=True),
+                        f"{r.latency_ms:.6g}"])
+    tmp.replace(path)
+
+
+def read_op_rows(path: str | Path) -> list[OpRow]:
+    """Read rows written by :func:`write_op_rows` (or by ``oplat collect``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"dataset not found: {path}")
+    out = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"model", "device", "framework", "processor", "kernel", "impl", "linked", "params",
+                "latency_ms"}
+        missing = need - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{path}: not an oplat dataset (missing {', '.join(sorted(missing))})")
+        for lineno, r in enumerate(reader, start=2):
+            try:
+                out.append(OpRow(r["model"], r["device"], r["framework"], r["processor"], r["kernel"],
+                                 r["impl"], [x for x in r["linked"].split("|") if x],
+                                 json.loads(r["params"]), float(r["latency_ms"])))
+            except (ValueError, json.JSONDecodeError) as e:
+                raise DatasetError(f"{path}:{lineno}: malformed row ({e})") from None
+    return out

@@ -1,0 +1,131 @@
+"""Per-kernel feature vectors for the regressors.
+
+One regressor per *predictor key*: the GPU kernel family that ran, not the TFLite op
+name (a 1x1 conv on a 1x1 map runs the fully-connected kernel; an average pool over the
+whole map runs the MEAN kernel). Features are geometry, work and memory traffic, plus
+the choices the lowering made (Winograd, linked ops) and GPU alignment effects
+(channels in slices of 4).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+FEATURE_SCHEMA_VERSION = 1
+BYTES = 2  # fp16 on mobile GPUs
+
+KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "POOL_2D",
+        "CONCATENATION")
+
+ACTS = ("relu", "hard_swish", "sigmoid", "swish", "minimum", "tanh")
+
+
+def predictor_key(kernel: str, impl: str) -> str | None:
+    """The regressor that predicts this kernel (None: no per-op regressor for it)."""
+    if impl == "fully_connected" or kernel == "FULLY_CONNECTED":
+        return "FULLY_CONNECTED"
+    if impl == "mean" or kernel == "MEAN":
+        return "MEAN"
+    if kernel in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        return "POOL_2D"
+    if kernel in KEYS:
+        return kernel
+    return None
+
+
+def _slices(c: float) -> float:
+    return math.ceil(c / 4)
+
+
+def _common(p: dict[str, Any]) -> tuple[float, ...]:
+    h, w = float(p.get("Input_shape", 1) or 1), float(p.get("Input_w", p.get("Input_shape", 1)) or 1)
+    return h, w
+
+
+def _link_feats(linked: Sequence[str]) -> list[float]:
+    n_bin = sum(1 for t in linked if t in ("add", "mul", "sub"))
+    act = [float(any(t == a for t in linked)) for a in ACTS]
+    return [float(len(linked)), float(n_bin)] + act
+
+
+def conv_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    h, w = _common(p)
+    ci, co = float(p["Input_channel"]), float(p.get("Filter", 1))
+    ho = float(p["Output_shape"])
+    wo = float(p.get("Output_w", ho))
+    k, s, g = float(p.get("Kernel", 1)), float(p.get("Stride", 1)), float(max(p.get("Group", 1), 1))
+    flops = 2.0 * ho * wo * co * (ci / g) * k * k
+    in_b, out_b, w_b = h * w * ci * BYTES, ho * wo * co * BYTES, k * k * ci * co / g * BYTES
+    tiles = math.ceil(ho / 4) * math.ceil(wo / 4)
+    return [h, ci, ho, co, k, s, g, math.log1p(flops), math.log1p(in_b), math.log1p(out_b),
+            math.log1p(w_b), flops / (in_b + out_b + w_b), _slices(ci), _slices(co), ci % 4, co % 4,
+            tiles, float(impl == "winograd"), ho * wo, math.log1p(ho * wo * _slices(co)),
+            math.log1p(ho * wo * _slices(ci) * _slices(co) * k * k / g)] + _link_feats(linked)
+
+
+def dw_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    h, w = _common(p)
+    c = float(p["Input_channel"])
+    ho = float(p["Output_shape"])
+    wo = float(p.get("Output_w", ho))
+    k, s = float(p.get("Kernel", 3)), float(p.get("Stride", 1))
+    mult = float(max(p.get("Filter", 1), 1))
+    flops = 2.0 * ho * wo * c * mult * k * k
+    return [h, c, ho, k, s, mult, math.log1p(flops), math.log1p(h * w * c), math.log1p(ho * wo * c * mult),
+            _slices(c), c % 4, ho * wo, math.log1p(ho * wo * _slices(c))] + _link_feats(linked)
+
+
+def fc_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    ci, co = float(p["Input_channel"]), float(p.get("Filter", 1))
+    rows = float(p.get("Input_shape", 1) or 1) if p.get("Kernel") is None else 1.0
+    return [ci, co, rows, math.log1p(ci * co), _slices(ci), _slices(co), ci % 4, co % 4,
+            math.log1p(2 * ci * co * rows)] + _link_feats(linked)
+
+
+def mean_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    h, w = _common(p)
+    c = float(p["Input_channel"])
+    return [h, w, c, math.log1p(h * w * c), _slices(c), c % 4]
+
+
+def pool_features(p: dict[str, Any], impl: str, linked: Sequence[str], kernel: str = "") -> list[float]:
+    h, w = _common(p)
+    c = float(p["Input_channel"])
+    ho = float(p["Output_shape"])
+    k, s = float(p.get("Kernel", 1)), float(p.get("Stride", 1))
+    return [h, c, ho, k, s, math.log1p(ho * ho * c * k * k), math.log1p(h * w * c), _slices(c),
+            float(kernel == "MAX_POOL_2D")] + _link_feats(linked)
+
+
+def concat_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    h, w = _common(p)
+    c0, c = float(p["Input_channel"]), float(p.get("Filter", 1))
+    n = float(p.get("Kernel", 2))
+    return [h, c0, c, n, math.log1p(h * w * c), _slices(c), float(int(c0) % 4 == 0),
+            math.log1p(h * w * _slices(c))] + _link_feats(linked)
+
+
+def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
+                   linked: Sequence[str]) -> list[float]:
+    """The feature vector of one kernel for the regressor ``key``."""
+    if key == "CONV_2D" or key == "CONV_2D_GROUP":
+        return conv_features(params, impl, linked)
+    if key == "DEPTHWISE_CONV_2D":
+        return dw_features(params, impl, linked)
+    if key == "FULLY_CONNECTED":
+        return fc_features(params, impl, linked)
+    if key == "MEAN":
+        return mean_features(params, impl, linked)
+    if key == "POOL_2D":
+        return pool_features(params, impl, linked, kernel)
+    if key == "CONCATENATION":
+        return concat_features(params, impl, linked)
+    raise KeyError(key)
+
+
+def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+    """Stack the feature vectors of ``(kernel, impl, params, linked)`` items."""
+    return np.array([feature_vector(key, k, i, p, l) for k, i, p, l in items], dtype=np.float32)

@@ -1,0 +1,62 @@
+"""Graph-only ONNX models: keep every tensor's dims and dtype, drop the weights.
+
+A graph-only file marks large initializers as external data whose file is absent.
+Shape inference needs only dims, so latency prediction works on such files; they are
+small enough to ship as fixtures and to pass around in a NAS loop.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import TensorProto
+
+ABSENT_LOCATION = "__weights_absent__"
+
+
+def strip_weights(model: onnx.ModelProto, size_threshold: int = 1024) -> onnx.ModelProto:
+    """Return a copy of ``model`` whose initializers above ``size_threshold`` bytes hold no data.
+
+    Small tensors (shape constants of Reshape, axes, scalars) stay inline because shape
+    inference needs their values.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graphs = [out.graph]
+    while graphs:
+        g = graphs.pop()
+        for t in g.initializer:
+            _strip_tensor(t, size_threshold)
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    graphs.append(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    graphs.extend(attr.graphs)
+    return out
+
+
+def _strip_tensor(t: TensorProto, size_threshold: int) -> None:
+    nbytes = _tensor_nbytes(t)
+    if nbytes <= size_threshold or t.data_location == TensorProto.EXTERNAL:
+        return
+    for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
+                  "uint64_data", "string_data"):
+        t.ClearField(field)
+    t.data_location = TensorProto.EXTERNAL
+    del t.external_data[:]
+    for key, value in (("location", ABSENT_LOCATION), ("offset", "0"), ("length", str(nbytes))):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _tensor_nbytes(t: TensorProto) -> int:
+    n = 1
+    for d in t.dims:
+        n *= d
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize if t.data_type else 4
+    return n * itemsize
+
+
+def is_graph_only(model: onnx.ModelProto) -> bool:
+    """True when at least one initializer refers to external data (present or not)."""
+    return any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer)

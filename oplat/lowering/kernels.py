@@ -1,0 +1,64 @@
+"""Kernels: what the framework actually launches, with the parameters predictors use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Kernel types that have per-op rows (and regressors); everything else is "glue" that
+# the end-to-end term accounts for (unfused element-wise work, layout ops).
+ROW_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN",
+             "CONCATENATION", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+ELEMENTWISE = ("ADD", "SUB", "MUL", "DIV", "RELU", "RELU6", "HARD_SWISH", "HARD_SIGMOID",
+               "SIGMOID", "SWISH", "TANH", "LEAKY_RELU", "PRELU", "MINIMUM", "MAXIMUM", "ELU",
+               "GELU", "ABS", "NEG", "SQRT", "EXP", "LOG", "POW", "ERF", "CLIP")
+LAYOUT = ("RESHAPE", "TRANSPOSE", "PAD", "SLICE", "SPLIT", "RESIZE", "GATHER", "DEPTH_TO_SPACE",
+          "SPACE_TO_DEPTH", "CAST", "TILE")
+
+
+@dataclass
+class Kernel:
+    """One launched kernel.
+
+    ``type`` is the TFLite op (as in the dataset's ``operation`` column); ``impl`` is the
+    GPU kernel family chosen for it (``convolution_2d``, ``winograd``,
+    ``fully_connected``, ``mean``, ...); ``linked`` lists element-wise ops fused into it.
+    ``params`` use the dataset's feature names plus extra geometry.
+    """
+
+    name: str
+    type: str
+    impl: str
+    params: dict[str, Any]
+    linked: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def is_row(self) -> bool:
+        """True for kernels with a per-op regressor."""
+        return self.type in ROW_TYPES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kernel": self.type, "impl": self.impl,
+                "linked": list(self.linked), "params": dict(self.params),
+                "sources": list(self.sources)}
+
+
+@dataclass
+class LoweredModel:
+    """The kernel list of one model plus what could not be lowered."""
+
+    name: str
+    kernels: list[Kernel]
+    unsupported: list[dict[str, str]] = field(default_factory=list)
+    backend: str = "tflite-gpu"
+
+    @property
+    def rows(self) -> list[Kernel]:
+        return [k for k in self.kernels if k.is_row]
+
+    @property
+    def glue(self) -> list[Kernel]:
+        return [k for k in self.kernels if not k.is_row]

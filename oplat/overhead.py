@@ -1,0 +1,94 @@
+"""The end-to-end term: what per-op rows do not contain.
+
+End-to-end latency = sum of per-kernel predictions + overhead, where the overhead is a
+non-negative linear model over graph-level features: a fixed cost per inference, a
+dispatch cost per kernel, and the unfused element-wise and layout work (count and bytes)
+that has no row of its own. A multiplicative term on the per-op sum absorbs a constant
+bias of the per-op timing method (profiling adds or hides time per kernel).
+Fitted by non-negative least squares on relative error.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .lowering.kernels import LAYOUT, LoweredModel
+
+OVERHEAD_FEATURES = ("ops_sum_ms", "const_ms", "kernels", "glue_ops", "glue_mb", "layout_ops",
+                     "layout_mb", "rows_small")
+
+
+def graph_features(lm: LoweredModel, ops_sum_ms: float) -> list[float]:
+    """The overhead model's inputs for one lowered model (see :data:`OVERHEAD_FEATURES`)."""
+    glue = [k for k in lm.glue if k.type not in LAYOUT]
+    layout = [k for k in lm.glue if k.type in LAYOUT and k.type != "RESHAPE"]
+    mb = 2.0 / 1e6  # fp16 bytes in MB
+
+    def traffic(ks):
+        return sum(k.params.get("Output_elements", 0) + k.params.get("Input_elements", 0) for k in ks) * mb
+
+    rows = lm.rows
+    small = sum(1 for k in rows if _out_elems(k) < 8192)
+    return [ops_sum_ms, 1.0, float(len(rows)), float(len(glue)), traffic(glue), float(len(layout)),
+            traffic(layout), float(small)]
+
+
+def _out_elems(k) -> float:
+    p = k.params
+    if k.type == "FULLY_CONNECTED":
+        return float(p.get("Filter", 1))
+    if k.type == "MEAN":
+        return float(p.get("Input_channel", 1))
+    ho = p.get("Output_shape", 1)
+    return float(ho) * float(p.get("Output_w", ho)) * float(p.get("Filter", p.get("Input_channel", 1)))
+
+
+def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
+    """Lawson-Hanson non-negative least squares: argmin ||a x - b|| subject to x >= 0."""
+    m, n = a.shape
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    w = a.T @ (b - a @ x)
+    it = 0
+    while (~passive).any() and w[~passive].max(initial=-np.inf) > 1e-10 and it < max_iter:
+        it += 1
+        j = np.argmax(np.where(passive, -np.inf, w))
+        passive[j] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            mask = passive & (z <= 0)
+            alpha = np.min(x[mask] / (x[mask] - z[mask]))
+            x = x + alpha * (z - x)
+            passive &= x > 1e-12
+        w = a.T @ (b - a @ x)
+    return x
+
+
+def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
+                 ridge: float = 1e-3) -> np.ndarray:
+    """Coefficients minimising relative squared error, all non-negative."""
+    x = np.asarray(features, dtype=float)
+    y = np.asarray(measured_ms, dtype=float)
+    wts = 1.0 / y
+    a = x * wts[:, None]
+    b = y * wts
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
+    a_s = a / scale
+    reg = np.sqrt(ridge) * np.eye(a.shape[1])
+    reg[0, 0] = 0.0  # do not shrink the per-op sum's factor
+    coef = nnls(np.vstack([a_s, reg]), np.concatenate([b, np.zeros(a.shape[1])]))
+    return coef / scale
+
+
+def apply_overhead(coef: Sequence[float], features: Sequence[float]) -> tuple[float, float]:
+    """(end-to-end ms, overhead ms) for one model."""
+    f = np.asarray(features, dtype=float)
+    c = np.asarray(coef, dtype=float)
+    total = float(f @ c)
+    return total, total - f[0]

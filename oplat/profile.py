@@ -1,0 +1,228 @@
+"""Device profiles: per-kernel XGBoost regressors + an end-to-end term, stored as data.
+
+A profile folder holds ``profile.json`` (metadata, overhead coefficients, accuracy,
+provenance) and one ``<KEY>.ubj`` XGBoost model per predictor key. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import xgboost as xgb
+
+from .errors import ProfileError
+from .features import FEATURE_SCHEMA_VERSION, feature_matrix, predictor_key
+from .ir import Graph
+from .lowering import LoweredModel, lower
+from .overhead import OVERHEAD_FEATURES, apply_overhead, graph_features
+
+PROFILE_FORMAT = 1
+SHIPPED = Path(__file__).resolve().parents[1] / "device_profiles"
+
+
+def profile_dirs() -> list[Path]:
+    """Folders searched for profile ids: $OPLAT_PROFILES (os.pathsep-separated), then the shipped ones."""
+    extra = [Path(p) for p in os.environ.get("OPLAT_PROFILES", "").split(os.pathsep) if p]
+    return extra + [SHIPPED]
+
+
+def list_profiles() -> list[tuple[str, Path]]:
+    """(id, folder) of every profile found, ids like ``pixel4/tflite-gpu``."""
+    out = []
+    for root in profile_dirs():
+        if not root.is_dir():
+            continue
+        for meta in sorted(root.glob("*/*/profile.json")):
+            out.append((f"{meta.parent.parent.name}/{meta.parent.name}", meta.parent))
+    return out
+
+
+def resolve_profile(id_or_path: str | os.PathLike) -> Path:
+    """Folder of a profile given by id (``pixel4/tflite-gpu``) or by path."""
+    p = Path(id_or_path)
+    if (p / "profile.json").is_file():
+        return p
+    for pid, folder in list_profiles():
+        if pid == str(id_or_path):
+            return folder
+    known = ", ".join(pid for pid, _ in list_profiles()) or "none"
+    raise ProfileError(f"unknown profile {str(id_or_path)!r} (known: {known})")
+
+
+@dataclass
+class OpPrediction:
+    """One kernel's prediction."""
+
+    name: str
+    kernel: str
+    impl: str
+    linked: list[str]
+    predicted_ms: float | None
+    params: dict[str, Any]
+    sources: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kernel": self.kernel, "impl": self.impl, "linked": self.linked,
+                "predicted_ms": self.predicted_ms,
+                "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params.items()},
+                "sources": self.sources}
+
+
+@dataclass
+class PredictionResult:
+    """End-to-end and per-kernel predictions for one model."""
+
+    model: str
+    profile: str
+    total_ms: float
+    ops_ms: float
+    overhead_ms: float
+    ops: list[OpPrediction]
+    unsupported: list[dict[str, str]]
+    glue: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "profile": self.profile, "total_ms": self.total_ms,
+                "ops_ms": self.ops_ms, "overhead_ms": self.overhead_ms,
+                "ops": [o.to_dict() for o in self.ops], "unsupported": self.unsupported,
+                "glue_kernels": self.glue}
+
+
+class Profile:
+    """A trained device profile: ``Profile.load(id_or_path)`` then ``predict(model)``."""
+
+    def __init__(self, meta: dict[str, Any], boosters: Mapping[str, xgb.Booster],
+                 path: Path | None = None) -> None:
+        self.meta = meta
+        self.boosters = dict(boosters)
+        self.path = path
+
+    # identity -------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.meta.get("id", f"{self.meta.get('device')}/{self.meta.get('framework')}-{self.meta.get('processor')}")
+
+    @property
+    def gpu_family(self) -> str:
+        return self.meta.get("gpu_family", "adreno")
+
+    @property
+    def backend(self) -> str:
+        return self.meta.get("lowering", "tflite-gpu")
+
+    # persistence ----------------------------------------------------------------
+    @classmethod
+    def load(cls, id_or_path: str | os.PathLike) -> "Profile":
+        """Load a profile by id or folder."""
+        folder = resolve_profile(id_or_path)
+        try:
+            meta = json.loads((folder / "profile.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ProfileError(f"{folder}: unreadable profile.json ({e})") from None
+        if meta.get("format") != PROFILE_FORMAT:
+            raise ProfileError(f"{folder}: profile format {meta.get('format')} is not {PROFILE_FORMAT}")
+        if meta.get("feature_schema") != FEATURE_SCHEMA_VERSION:
+            raise ProfileError(f"{folder}: feature schema {meta.get('feature_schema')} does not match "
+                               f"this oplat ({FEATURE_SCHEMA_VERSION}); retrain the profile")
+        boosters = {}
+        for key, fname in meta.get("models", {}).items():
+            b = xgb.Booster()
+            try:
+                b.load_model(str(folder / fname))
+            except (xgb.core.XGBoostError, OSError) as e:
+                raise ProfileError(f"{folder}: cannot load model {fname} ({str(e).splitlines()[0]})") from None
+            b.set_param({"nthread": 1})
+            boosters[key] = b
+        return cls(meta, boosters, folder)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the profile (metadata JSON + one UBJ per regressor)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        models = {}
+        for key, b in sorted(self.boosters.items()):
+            fname = f"{key}.ubj"
+            b.save_model(str(folder / fname))
+            models[key] = fname
+        meta = dict(self.meta, models=models, format=PROFILE_FORMAT, feature_schema=FEATURE_SCHEMA_VERSION)
+        tmp = folder / "profile.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        tmp.replace(folder / "profile.json")
+        self.meta, self.path = meta, folder
+        return folder
+
+    # prediction -----------------------------------------------------------------
+    def lower(self, graph: Graph) -> LoweredModel:
+        """Lower a graph the way this profile's framework runs it."""
+        return lower(graph, self.backend, self.gpu_family)
+
+    def predict_kernels(self, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+        """Milliseconds for ``(kernel, impl, params, linked)`` items (NaN where no regressor)."""
+        out = np.full(len(items), np.nan)
+        groups: dict[str, list[int]] = {}
+        for i, (k, impl, _, _) in enumerate(items):
+            key = predictor_key(k, impl)
+            if key in self.boosters:
+                groups.setdefault(key, []).append(i)
+        for key, idx in groups.items():
+            x = feature_matrix(key, [items[i] for i in idx])
+            out[idx] = np.exp(self.boosters[key].inplace_predict(x))
+        return out
+
+    def predict(self, model: str | os.PathLike | Graph | LoweredModel,
+                input_shapes: Mapping[str, Sequence[int]] | None = None) -> PredictionResult:
+        """Predict a model file, IR graph or lowered model."""
+        return self.predict_many([model], input_shapes)[0]
+
+    def predict_many(self, models: Iterable[str | os.PathLike | Graph | LoweredModel],
+                     input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[PredictionResult]:
+        """Batch prediction: one regressor call per kernel type for all models together."""
+        from .model_io import load_model
+
+        lowered: list[LoweredModel] = []
+        for m in models:
+            if isinstance(m, LoweredModel):
+                lowered.append(m)
+            else:
+                g = m if isinstance(m, Graph) else load_model(m, input_shapes)
+                lowered.append(self.lower(g))
+        items, owner = [], []
+        for mi, lm in enumerate(lowered):
+            for k in lm.rows:
+                items.append((k.type, k.impl, k.params, k.linked))
+                owner.append(mi)
+        preds = self.predict_kernels(items) if items else np.zeros(0)
+        results = []
+        pos = 0
+        coef = self.meta.get("overhead", {}).get("coef")
+        for mi, lm in enumerate(lowered):
+            ops, unsupported = [], list(lm.unsupported)
+            for k in lm.rows:
+                v = preds[pos]
+                pos += 1
+                if np.isnan(v):
+                    unsupported.append({"name": k.name, "op_type": k.type, "reason": "no regressor in profile"})
+                ops.append(OpPrediction(k.name, k.type, k.impl, list(k.linked),
+                                        None if np.isnan(v) else float(v), dict(k.params), list(k.sources)))
+            ops_sum = float(sum(o.predicted_ms for o in ops if o.predicted_ms is not None))
+            if coef:
+                total, overhead = apply_overhead(coef, graph_features(lm, ops_sum))
+            else:
+                total, overhead = ops_sum, 0.0
+            glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]
+            results.append(PredictionResult(lm.name, self.id, total, ops_sum, overhead, ops, unsupported, glue))
+        return results
+
+
+def load_profile(id_or_path: str | os.PathLike) -> Profile:
+    """Load a device profile by id (``pixel4/tflite-gpu``) or folder path."""
+    return Profile.load(id_or_path)
+
+
+__all__ = ["Profile", "PredictionResult", "OpPrediction", "load_profile", "list_profiles",
+           "resolve_profile", "OVERHEAD_FEATURES"]

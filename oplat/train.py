@@ -1,0 +1,143 @@
+"""Training: per-kernel XGBoost regressors and the end-to-end term, per device.
+
+``train_profile`` fits one regressor per predictor key on log latency, then fits the
+end-to-end term on models with both a graph and an end-to-end measurement. The per-op
+sums fed to the end-to-end fit are out-of-fold (inner grouped K-fold), so the
+overhead model learns from per-op predictions as inaccurate as those it will see on
+new models.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import xgboost as xgb
+
+from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
+from .features import KEYS, feature_matrix, predictor_key
+from .ir import Graph
+from .lowering import LoweredModel, lower
+from .overhead import OVERHEAD_FEATURES, fit_overhead, graph_features
+from .profile import Profile
+
+XGB_PARAMS = {"objective": "reg:squarederror", "eta": 0.05, "max_depth": 6, "subsample": 0.8,
+              "colsample_bytree": 0.9, "min_child_weight": 2, "tree_method": "hist", "nthread": 2,
+              "seed": 0, "verbosity": 0}
+XGB_ROUNDS = 400
+
+
+def fit_regressors(rows: Sequence[OpRow]) -> dict[str, xgb.Booster]:
+    """One booster per predictor key, trained on log(latency_ms)."""
+    by_key: dict[str, list[OpRow]] = collections.defaultdict(list)
+    for r in rows:
+        key = predictor_key(r.kernel, r.impl)
+        if key is not None and r.latency_ms > 0:
+            by_key[key].append(r)
+    out = {}
+    for key in KEYS:
+        rs = by_key.get(key)
+        if not rs or len(rs) < 3:
+            continue
+        x = feature_matrix(key, [(r.kernel, r.impl, r.params, r.linked) for r in rs])
+        y = np.log([r.latency_ms for r in rs])
+        out[key] = xgb.train(XGB_PARAMS, xgb.DMatrix(x, label=y), XGB_ROUNDS)
+    return out
+
+
+def _profile(meta: dict[str, Any], boosters: dict[str, xgb.Booster]) -> Profile:
+    for b in boosters.values():
+        b.set_param({"nthread": 1})
+    return Profile(meta, boosters)
+
+
+def group_folds(models: Sequence[str], k: int, seed: int = 0) -> list[list[str]]:
+    """Split model names into ``k`` groups with a fixed seed."""
+    names = sorted(set(models))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(names)
+    return [sorted(names[i::k]) for i in range(k)]
+
+
+def lowered_for(graphs: Mapping[str, Graph], family: str, backend: str = "tflite-gpu",
+                cache: dict | None = None) -> dict[str, LoweredModel]:
+    """Lower every graph for one GPU family (memoised in ``cache``)."""
+    out = {}
+    for name, g in graphs.items():
+        key = (name, family, backend)
+        if cache is not None and key in cache:
+            out[name] = cache[key]
+            continue
+        lm = lower(g, backend, family)
+        if cache is not None:
+            cache[key] = lm
+        out[name] = lm
+    return out
+
+
+def oof_op_sums(rows: Sequence[OpRow], lowered: Mapping[str, LoweredModel], meta: dict[str, Any],
+                inner_folds: int = 5) -> dict[str, float]:
+    """Per-op sum of each model's lowered kernels, predicted by regressors not trained on it."""
+    models = sorted({r.model for r in rows} | set(lowered))
+    sums = {}
+    for fold in group_folds(models, inner_folds, seed=1):
+        held = set(fold)
+        prof = _profile(meta, fit_regressors([r for r in rows if r.model not in held]))
+        for m in fold:
+            if m in lowered:
+                sums[m] = prof.predict(lowered[m]).ops_ms
+    return sums
+
+
+def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Mapping[str, Graph],
+                  device: str, framework: str = "tflite", processor: str = "gpu",
+                  gpu_family: str | None = None, exclude_models: Sequence[str] = (),
+                  source: str = "", lowered_cache: dict | None = None) -> Profile:
+    """Train a profile for one device from its per-op rows and end-to-end measurements."""
+    excl = set(exclude_models)
+    rows = [r for r in rows if r.model not in excl and r.device == device]
+    family = gpu_family or PHONE_GPU_FAMILY.get(device, "adreno")
+    meta: dict[str, Any] = {
+        "id": f"{device}/{framework}-{processor}", "device": device, "framework": framework,
+        "processor": processor, "precision": "fp16" if processor == "gpu" else "fp32",
+        "gpu_family": family, "lowering": f"{framework}-{processor}",
+        "framework_version": "TensorFlow Lite 2.10 GPU delegate" if framework == "tflite" else "",
+        **{k: v for k, v in PHONE_FACTS.get(device, {}).items()},
+    }
+    boosters = fit_regressors(rows)
+    usable = {m: g for m, g in graphs.items() if m in e2e_ms and m not in excl}
+    lowered = lowered_for(usable, family, cache=lowered_cache)
+    coef = None
+    if len(lowered) >= 5:
+        sums = oof_op_sums(rows, lowered, meta)
+        names = sorted(sums)
+        feats = [graph_features(lowered[m], sums[m]) for m in names]
+        coef = fit_overhead(feats, [e2e_ms[m] for m in names]).tolist()
+    meta["overhead"] = {"features": list(OVERHEAD_FEATURES), "coef": coef,
+                        "fitted_on_models": len(lowered)}
+    meta["training"] = {"source": source, "rows": len(rows),
+                        "models": len({r.model for r in rows}), "excluded_models": sorted(excl),
+                        "rows_per_key": dict(collections.Counter(
+                            k for k in (predictor_key(r.kernel, r.impl) for r in rows) if k)),
+                        "attribution": ATTRIBUTION if "mobile-ml-benchmark" in source else ""}
+    return _profile(meta, boosters)
+
+
+def load_graphs(folder: str | Path | None, names: Sequence[str] | None = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, Graph]:
+    """Graphs of ``folder/<model>.onnx`` for the given model names (all when None)."""
+    from .onnx_loader import load_onnx
+
+    out: dict[str, Graph] = {}
+    if folder is None:
+        return out
+    folder = Path(folder)
+    paths = sorted(folder.glob("*.onnx")) if names is None else [folder / f"{n}.onnx" for n in names]
+    for p in paths:
+        if p.is_file():
+            out[p.stem] = load_onnx(p)
+            if progress:
+                progress(p.stem)
+    return out
