@@ -1,0 +1,57 @@
+"""Build the shipped phone GPU profiles and record their held-out accuracy.
+
+For each device: grouped 10-fold CV (fixed seed) gives the held-out accuracy, then a
+profile trained on every model is saved to ``device_profiles/<device>/tflite-gpu`` with
+that accuracy in its metadata. Also writes the CV table as JSON and a scatter PNG.
+
+    python bench/build_gpu_profiles.py [--devices pixel4,s10] [--folds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from oplat.datasets import SHARED_DATA, load_phone_e2e, load_phone_gpu_ops  # noqa: E402
+from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
+from oplat.train import load_graphs, train_profile  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", default="pixel4,s10,mi8se,a03s,iphonexs,iphone7")
+    ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=ROOT / "device_profiles")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "gpu_profiles_cv.json")
+    args = ap.parse_args()
+    devices = args.devices.split(",")
+    rows = load_phone_gpu_ops(devices=devices)
+    e2e = load_phone_e2e(processor="gpu")
+    graphs = load_graphs(ROOT / "models" / "cnn_zoo")
+    source = "mobile-ml-benchmark:tflite_cnn_ops_gpu.csv+tflite_cnn_e2e.csv"
+    t0 = time.time()
+    cv = cross_validate(rows, e2e, graphs, devices, folds=args.folds, seed=0, source=source,
+                        progress=lambda s: print(s, flush=True))
+    points = cv.pop("_points")
+    cv["seconds"] = round(time.time() - t0, 1)
+    cache: dict = {}
+    for dev in devices:
+        prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, source=source, lowered_cache=cache)
+        acc = cv["devices"][dev]
+        prof.meta["accuracy"] = {"method": f"grouped {args.folds}-fold CV over models, seed 0",
+                                 "per_op": acc["per_op"], "end_to_end": acc["end_to_end"]}
+        prof.save(args.out / dev / "tflite-gpu")
+        print(dev, json.dumps(acc), flush=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(cv, indent=1))
+    scatter_png(points, str(args.results.with_suffix(".png")))
+
+
+if __name__ == "__main__":
+    main()

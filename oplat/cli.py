@@ -1,0 +1,223 @@
+"""Command line: a thin layer over the Python API.
+
+    oplat predict MODEL --profile ID [--input-shape name=1x3x224x224] [--json] [--plot out.png]
+    oplat train --ops-csv OPS.csv --e2e-csv E2E.csv [--devices a,b] [--exclude-models a,b] --out DIR
+    oplat evaluate [--ops-csv ...] [--e2e-csv ...] [--devices ...] [--folds 10] --out results.json [--plot out.png]
+    oplat profiles
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import OplatError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GRAPHS = ROOT / "models" / "cnn_zoo"
+
+
+def _csv_list(s: str | None) -> list[str]:
+    return [x.strip() for x in (s or "").split(",") if x.strip()]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .model_io import load_model
+    from .onnx_loader import parse_input_shapes
+    from .profile import load_profile
+
+    profile = load_profile(args.profile)
+    graph = load_model(args.model, parse_input_shapes(args.input_shape))
+    res = profile.predict(graph)
+    if args.plot:
+        _plot_breakdown(res, args.plot)
+    if args.json:
+        print(json.dumps(res.to_dict()))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{Path(args.model).name} on {profile.id}", show_lines=False)
+    for col, just in (("#", "right"), ("kernel", "left"), ("impl", "left"), ("linked", "left"),
+                      ("shape", "left"), ("ms", "right")):
+        table.add_column(col, justify=just)
+    for i, o in enumerate(res.ops):
+        p = o.params
+        shape = (f"{p.get('Input_shape')}x{p.get('Input_channel')}->{p.get('Output_shape')}x{p.get('Filter', p.get('Input_channel'))}"
+                 + (f" k{p['Kernel']}s{p.get('Stride', 1)}" if p.get("Kernel") and o.kernel != "CONCATENATION" else ""))
+        table.add_row(str(i), o.kernel, o.impl, "+".join(o.linked), shape,
+                      "-" if o.predicted_ms is None else f"{o.predicted_ms:.3f}")
+    if args.top is None or args.top > 0:
+        console.print(table)
+    console.print(f"kernels with a regressor: {len(res.ops)}  ops sum: {res.ops_ms:.2f} ms  "
+                  f"overhead (dispatch, unfused element-wise, layout): {res.overhead_ms:.2f} ms")
+    console.print(f"[bold]predicted end-to-end latency: {res.total_ms:.2f} ms[/bold]")
+    if res.unsupported:
+        names = ", ".join(f"{u['op_type']} ({u['name']})" for u in res.unsupported[:10])
+        console.print(f"[yellow]unsupported ops, not counted: {len(res.unsupported)}: {names}[/yellow]")
+    return 0
+
+
+def _plot_breakdown(res, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vals = [o.predicted_ms or 0.0 for o in res.ops]
+    kinds = sorted({o.kernel for o in res.ops})
+    colors = {k: plt.cm.tab10(i % 10) for i, k in enumerate(kinds)}
+    fig, ax = plt.subplots(figsize=(max(6, len(vals) * 0.08), 3.5))
+    ax.bar(range(len(vals)), vals, color=[colors[o.kernel] for o in res.ops], width=0.9)
+    for k in kinds:
+        ax.bar([], [], color=colors[k], label=k)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_xlabel("kernel (execution order)")
+    ax.set_ylabel("predicted ms")
+    ax.set_title(f"{res.model} on {res.profile}: {res.total_ms:.2f} ms "
+                 f"(ops {res.ops_ms:.2f} + overhead {res.overhead_ms:.2f})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _load_training_data(args: argparse.Namespace):
+    from .datasets import SHARED_DATA, load_phone_e2e, load_phone_gpu_ops
+
+    ops_csv = Path(args.ops_csv) if args.ops_csv else SHARED_DATA / "tflite_cnn_ops_gpu.csv"
+    e2e_csv = Path(args.e2e_csv) if args.e2e_csv else SHARED_DATA / "tflite_cnn_e2e.csv"
+    devices = _csv_list(args.devices) or None
+    rows = load_phone_gpu_ops(ops_csv, devices)
+    e2e = load_phone_e2e(e2e_csv, "gpu")
+    devs = devices or sorted({r.device for r in rows})
+    return rows, e2e, devs, f"mobile-ml-benchmark:{ops_csv.name}+{e2e_csv.name}"
+
+
+def _progress():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import load_graphs, train_profile
+
+    rows, e2e, devs, source = _load_training_data(args)
+    excl = _csv_list(args.exclude_models)
+    graphs = load_graphs(args.graphs)
+    out = Path(args.out)
+    cache: dict = {}
+    with _progress() as prog:
+        task = prog.add_task("training", total=len(devs))
+        for dev in devs:
+            prog.update(task, description=f"training {dev}")
+            prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, exclude_models=excl,
+                                 source=source, lowered_cache=cache)
+            folder = prof.save(out / dev / "tflite-gpu")
+            prog.advance(task)
+            prog.console.print(f"{prof.id}: {prof.meta['training']['rows']} rows -> {folder}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import cross_validate, scatter_png
+    from .train import load_graphs
+
+    rows, e2e, devs, source = _load_training_data(args)
+    graphs = load_graphs(args.graphs)
+    with _progress() as prog:
+        task = prog.add_task("cross-validation", total=len(devs) * args.folds)
+        res = cross_validate(rows, e2e, graphs, devs, folds=args.folds, seed=args.seed,
+                             progress=lambda s: prog.update(task, advance=1, description=s), source=source)
+    points = res.pop("_points")
+    res["graphs"] = str(args.graphs)
+    if args.plot:
+        scatter_png(points, args.plot)
+        res["plot"] = args.plot
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"grouped {args.folds}-fold CV (held-out models)")
+    for c in ("device", "op MAPE", "op ±10%", "e2e MAPE", "e2e RMSPE", "e2e ±10%", "e2e ±5%"):
+        t.add_column(c, justify="right")
+    for dev, v in res["devices"].items():
+        o, e = v["per_op"], v["end_to_end"]
+        t.add_row(dev, f"{o['mape']:.1%}", f"{o['within_10']:.1%}", f"{e.get('mape', 0):.1%}",
+                  f"{e.get('rmspe', 0):.1%}", f"{e.get('within_10', 0):.1%}", f"{e.get('within_5', 0):.1%}")
+    Console().print(t)
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from .profile import list_profiles
+
+    for pid, folder in list_profiles():
+        meta = _json.loads((folder / "profile.json").read_text())
+        acc = meta.get("accuracy", {}).get("end_to_end", {})
+        acc_s = (f"e2e MAPE {acc['mape']:.1%}, within ±10% {acc['within_10']:.0%} (held-out CV)"
+                 if acc.get("mape") is not None else "accuracy not measured")
+        print(f"{pid}\t{meta.get('phone', meta.get('device'))} {meta.get('gpu', '')}\t{acc_s}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="oplat", description="Operator-wise latency prediction for mobile ML models")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("predict", help="predict a model file's latency with a device profile")
+    p.add_argument("model")
+    p.add_argument("--profile", required=True, help="profile id (e.g. pixel4/tflite-gpu) or folder")
+    p.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224",
+                   help="shape of a dynamic input (repeat per input)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", help="write a per-op breakdown PNG")
+    p.add_argument("--top", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_predict)
+
+    for name, fn, hlp in (("train", cmd_train, "train device profiles from per-op and end-to-end CSVs"),
+                          ("evaluate", cmd_evaluate, "grouped K-fold cross-validation on held-out models")):
+        p = sub.add_parser(name, help=hlp)
+        p.add_argument("--ops-csv", help="per-op CSV (default: the shared phone benchmark)")
+        p.add_argument("--e2e-csv", help="end-to-end CSV (default: the shared phone benchmark)")
+        p.add_argument("--devices", help="comma-separated devices (default: all in the data)")
+        p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="folder of <model>.onnx graphs")
+        p.set_defaults(fn=fn)
+        if name == "train":
+            p.add_argument("--exclude-models", help="comma-separated models left out of training")
+            p.add_argument("--out", required=True, help="output folder (DIR/<device>/tflite-gpu)")
+        else:
+            p.add_argument("--folds", type=int, default=10)
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--out", help="write the metrics as JSON")
+            p.add_argument("--plot", help="write a predicted-vs-measured PNG")
+
+    p = sub.add_parser("profiles", help="list the device profiles with their accuracy")
+    p.set_defaults(fn=cmd_profiles)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``oplat`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except OplatError as e:
+        print(f"oplat: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("oplat: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
