@@ -18,26 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from oplat.datasets import PHONE_GPU_FAMILY, load_phone_gpu_ops  # noqa: E402
+from oplat.datasets import PHONE_GPU_FAMILY, load_phone_gpu_ops, row_identity as row_key  # noqa: E402
 from oplat.lowering import lower  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
-
-KEYS = ("Input_shape", "Input_channel", "Output_shape", "Stride", "Kernel", "Filter", "Group", "FLOPS")
-
-
-def row_key(kernel: str, params: dict) -> tuple:
-    """The dataset's identity of a row: operation + its feature dict."""
-    p = dict(params)
-    if kernel == "FULLY_CONNECTED":
-        p = {k: p.get(k) for k in ("Input_channel", "Filter", "FLOPS")}
-    elif kernel == "MEAN":
-        p = {k: p.get(k) for k in ("Input_shape", "Input_channel", "Output_shape", "FLOPS")}
-    elif kernel == "CONCATENATION":
-        p = {k: p.get(k) for k in ("Input_shape", "Input_channel", "Output_shape", "Kernel", "Filter")}
-    elif kernel in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-        p = {k: p.get(k) for k in ("Input_shape", "Input_channel", "Output_shape", "Stride", "Kernel", "FLOPS")}
-    return (kernel,) + tuple((k, int(p[k])) for k in KEYS if k in p and p[k] is not None)
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()

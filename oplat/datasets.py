@@ -77,8 +77,22 @@ def impl_from_kernel_name(name: str) -> tuple[str, list[str]]:
     return impl, linked
 
 
+ROW_KEYS = ("Input_shape", "Input_channel", "Output_shape", "Stride", "Kernel", "Filter", "Group", "FLOPS")
+_ROW_FIELDS = {"FULLY_CONNECTED": ("Input_channel", "Filter", "FLOPS"),
+               "MEAN": ("Input_shape", "Input_channel", "FLOPS"),
+               "CONCATENATION": ("Input_shape", "Input_channel", "Output_shape", "Kernel", "Filter"),
+               "MAX_POOL_2D": ("Input_shape", "Input_channel", "Output_shape", "Stride", "Kernel", "FLOPS"),
+               "AVERAGE_POOL_2D": ("Input_shape", "Input_channel", "Output_shape", "Stride", "Kernel", "FLOPS")}
+
+
+def row_identity(kernel: str, params: dict[str, Any]) -> tuple:
+    """What identifies a per-op row in the dataset: operation + the features it records."""
+    fields = _ROW_FIELDS.get(kernel, ROW_KEYS)
+    return (kernel,) + tuple((k, int(params[k])) for k in fields if params.get(k) is not None)
+
+
 def _params_from_feature(op: str, feat: dict[str, Any]) -> dict[str, Any]:
-    p = {k: _int(v) for k, v in feat.items()}
+    p = {k: _int(v) for k, v in feat.items() if str(v) != "-"}
     h = p.get("Input_shape", 0)
     p.setdefault("Input_w", h)
     if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "MAX_POOL_2D", "AVERAGE_POOL_2D",

@@ -365,7 +365,7 @@ def _pool_kernel(w: Work, n: Node) -> Kernel:
     if n.type in ("GlobalAveragePool", "ReduceMean") or global_avg:
         # the converter turns an average pool over the whole map into MEAN
         params = {"Input_shape": h_in, "Input_w": w_in, "Input_channel": c, "Output_shape": c,
-                  "Stride": 0, "Kernel": 0, "FLOPS": h_in * w_in * c}
+                  "Stride": 1, "Kernel": 0, "FLOPS": h_in * w_in * c}
         return Kernel(n.name, "MEAN", "mean", params)
     kh, kw = n.attrs["kernel_shape"][:2]
     sh = (n.attrs.get("strides") or [1, 1])[0]

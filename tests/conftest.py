@@ -1,0 +1,65 @@
+"""Shared helpers: tiny ONNX models built with onnx.helper."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class Net:
+    """Append nodes to a graph under construction; weights are random."""
+
+    def __init__(self, shape=(1, 3, 32, 32), name="input", dynamic: bool = False) -> None:
+        self.nodes, self.inits = [], []
+        self.rng = np.random.default_rng(0)
+        dims = ["N", "C", "H", "W"] if dynamic else list(shape)
+        self.inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)]
+        self.n = 0
+
+    def _name(self, p: str) -> str:
+        self.n += 1
+        return f"{p}{self.n}"
+
+    def const(self, arr) -> str:
+        name = self._name("c")
+        self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def op(self, op_type: str, inputs, **attrs) -> str:
+        out = self._name(op_type.lower() + "_out")
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=self._name(op_type), **attrs))
+        return out
+
+    def conv(self, x, c_in, c_out, k=3, s=1, p=1, group=1, bias=True) -> str:
+        w = self.const(self.rng.standard_normal((c_out, c_in // group, k, k)).astype(np.float32) * 0.1)
+        ins = [x, w] + ([self.const(np.zeros(c_out, np.float32))] if bias else [])
+        return self.op("Conv", ins, kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, group=group)
+
+    def bn(self, x, c) -> str:
+        return self.op("BatchNormalization", [x] + [self.const(np.ones(c, np.float32)) for _ in range(2)]
+                       + [self.const(np.zeros(c, np.float32)), self.const(np.ones(c, np.float32))])
+
+    def model(self, out: str, opset: int = 17) -> onnx.ModelProto:
+        g = helper.make_graph(self.nodes, "net", self.inputs,
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], self.inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 8
+        return m
+
+
+@pytest.fixture
+def net():
+    return Net
+
+
+@pytest.fixture(scope="session")
+def zoo() -> Path:
+    return ROOT / "models" / "cnn_zoo"

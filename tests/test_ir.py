@@ -1,0 +1,121 @@
+import numpy as np
+import onnx
+import pytest
+
+from oplat.errors import ModelLoadError, ShapeError
+from oplat.graph_only import is_graph_only, strip_weights
+from oplat.model_io import load_model
+from oplat.onnx_loader import load_onnx, parse_input_shapes
+from oplat.tflite_writer import conv_classifier_tflite
+
+
+def small_cnn(Net, dynamic=False):
+    n = Net(dynamic=dynamic)
+    x = n.op("Relu", [n.bn(n.conv("input", 3, 16), 16)])
+    x = n.op("GlobalAveragePool", [x])
+    x = n.op("Flatten", [x], axis=1)
+    w = n.const(np.zeros((16, 10), np.float32))
+    return n.model(n.op("MatMul", [x, w]))
+
+
+def test_shapes_inferred_for_every_tensor(net):
+    g = load_onnx(small_cnn(net))
+    for op in g.ops():
+        for t in op.outputs:
+            assert g.tensors[t].shape is not None, t
+    conv = next(op for op in g.ops() if op.type == "Conv")
+    assert g.shape(conv.outputs[0]) == (1, 16, 32, 32)
+    assert g.shape(g.outputs[0]) == (1, 10)
+
+
+def test_graph_edges_follow_tensors(net):
+    g = load_onnx(small_cnn(net))
+    names = [op.type for op in g.ops()]
+    assert names == ["Conv", "BatchNormalization", "Relu", "GlobalAveragePool", "Flatten", "MatMul"]
+    conv = next(op for op in g.ops() if op.type == "Conv")
+    assert [c.type for c in g.consumers(conv.outputs[0])] == ["BatchNormalization"]
+
+
+def test_graph_only_file_keeps_dims_and_loads(net, tmp_path):
+    m = small_cnn(net)
+    stripped = strip_weights(m, size_threshold=64)
+    assert is_graph_only(stripped)
+    p = tmp_path / "g.onnx"
+    onnx.save(stripped, p)
+    assert p.stat().st_size < len(m.SerializeToString())
+    g = load_onnx(p)
+    conv = next(op for op in g.ops() if op.type == "Conv")
+    assert g.shape(conv.inputs[1]) == (16, 3, 3, 3)
+    assert g.tensors[conv.inputs[1]].value is None  # weights absent
+    assert g.shape(g.outputs[0]) == (1, 10)
+
+
+def test_dynamic_input_needs_shape(net):
+    m = small_cnn(net, dynamic=True)
+    with pytest.raises(ShapeError, match="input 'input' has a dynamic shape"):
+        load_onnx(m)
+    g = load_onnx(m, parse_input_shapes(["input=1x3x64x64"]))
+    conv = next(op for op in g.ops() if op.type == "Conv")
+    assert g.shape(conv.outputs[0]) == (1, 16, 64, 64)
+
+
+def test_input_shape_parsing_errors():
+    assert parse_input_shapes(["x=1x3x8x8"]) == {"x": (1, 3, 8, 8)}
+    assert parse_input_shapes(["1,3,8,8"]) == {"": (1, 3, 8, 8)}
+    with pytest.raises(ShapeError):
+        parse_input_shapes(["x=1xAx8"])
+
+
+def test_corrupt_and_truncated_files(tmp_path, net):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(b"\x00\xffnot a model at all" * 10)
+    with pytest.raises(ModelLoadError):
+        load_onnx(p)
+    good = small_cnn(net).SerializeToString()
+    p.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ModelLoadError):
+        load_onnx(p)
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_onnx(tmp_path / "missing.onnx")
+
+
+def test_shape_math_is_folded(net):
+    # Reshape target computed from Shape -> Gather -> Unsqueeze -> Concat, as torch exports flatten
+    n = net()
+    x = n.conv("input", 3, 8)
+    shp = n.op("Shape", [x])
+    b = n.op("Gather", [shp, n.const(np.array(0, np.int64))], axis=0)
+    target = n.op("Concat", [n.op("Unsqueeze", [b, n.const(np.array([0], np.int64))]),
+                             n.const(np.array([-1], np.int64))], axis=0)
+    out = n.op("Reshape", [x, target])
+    g = load_onnx(n.model(out))
+    assert g.shape(out) == (1, 8 * 32 * 32)
+    assert g.is_const(target)
+
+
+def test_tflite_loads_into_the_same_ir(tmp_path):
+    p = tmp_path / "tiny.tflite"
+    p.write_bytes(conv_classifier_tflite(h=32, c_mid=16, classes=10))
+    g = load_model(p)
+    types = [op.type for op in g.ops()]
+    assert types == ["Conv", "Relu", "Conv", "Clip", "ReduceMean", "Gemm"]
+    conv = next(op for op in g.ops() if op.type == "Conv")
+    assert g.shape(conv.outputs[0]) == (1, 16, 32, 32)  # NHWC file, NCHW IR
+    dw = [op for op in g.ops() if op.type == "Conv"][1]
+    assert dw.attrs["group"] == 16
+
+
+def test_truncated_tflite(tmp_path):
+    data = conv_classifier_tflite()
+    p = tmp_path / "cut.tflite"
+    p.write_bytes(data[:40])
+    with pytest.raises(ModelLoadError):
+        load_model(p)
+
+
+def test_every_zoo_export_loads(zoo):
+    paths = sorted(zoo.glob("*.onnx"))
+    assert len(paths) >= 100
+    for p in paths[::10]:
+        g = load_onnx(p)
+        assert len(g) > 10

@@ -1,0 +1,165 @@
+import numpy as np
+import pytest
+
+from oplat.lowering import lower
+from oplat.lowering.tflite_gpu import winograd_suitable
+from oplat.onnx_loader import load_onnx
+
+
+def lowered(model, family="adreno"):
+    return lower(load_onnx(model), "tflite-gpu", family)
+
+
+def test_batchnorm_folds_into_conv_and_relu_links(net):
+    n = net()
+    out = n.op("Relu", [n.bn(n.conv("input", 3, 8), 8)])
+    lm = lowered(n.model(out))
+    assert [(k.type, k.linked) for k in lm.kernels] == [("CONV_2D", ["relu"])]
+
+
+def test_batchnorm_without_conv_becomes_elementwise(net):
+    n = net()
+    x = n.conv("input", 3, 8)
+    a = n.op("Relu", [x])
+    b = n.bn(x, 8)  # conv output has two consumers: BN cannot fold
+    lm = lowered(n.model(n.op("Add", [a, b])))
+    assert "MUL_ADD" in [k.type for k in lm.kernels]
+
+
+def test_residual_add_and_relu_link_into_conv(net):
+    n = net(shape=(1, 8, 16, 16))
+    y = n.conv("input", 8, 8)
+    out = n.op("Relu", [n.op("Add", [y, "input"])])
+    lm = lowered(n.model(out))
+    assert [(k.type, k.linked) for k in lm.kernels] == [("CONV_2D", ["add", "relu"])]
+
+
+def test_no_link_when_producer_output_is_shared(net):
+    n = net(shape=(1, 8, 16, 16))
+    y = n.conv("input", 8, 8)
+    out = n.op("Add", [n.op("Relu", [y]), n.op("Sigmoid", [y])])
+    lm = lowered(n.model(out))
+    conv = lm.kernels[0]
+    assert conv.type == "CONV_2D" and conv.linked == []
+    assert len(lm.glue) >= 2
+
+
+def test_hard_swish_pattern_is_recognised(net):
+    n = net()
+    y = n.conv("input", 3, 8)
+    clip = n.op("Clip", [n.op("Add", [y, n.const(np.array(3.0, np.float32))]),
+                         n.const(np.array(0.0, np.float32)), n.const(np.array(6.0, np.float32))])
+    out = n.op("Div", [n.op("Mul", [y, clip]), n.const(np.array(6.0, np.float32))])
+    lm = lowered(n.model(out))
+    assert [(k.type, k.linked) for k in lm.kernels] == [("CONV_2D", ["hard_swish"])]
+
+
+def test_swish_pattern_is_recognised(net):
+    n = net()
+    y = n.conv("input", 3, 8)
+    out = n.op("Mul", [y, n.op("Sigmoid", [y])])
+    lm = lowered(n.model(out))
+    assert [(k.type, k.linked) for k in lm.kernels] == [("CONV_2D", ["swish"])]
+
+
+def test_constant_add_after_conv_folds_into_bias(net):
+    n = net()
+    y = n.conv("input", 3, 8, bias=False)
+    out = n.op("Add", [y, n.const(np.ones((1, 8, 1, 1), np.float32))])
+    lm = lowered(n.model(out))
+    assert [(k.type, k.linked) for k in lm.kernels] == [("CONV_2D", [])]
+
+
+def test_conv_classification(net):
+    n = net(shape=(1, 16, 16, 16))
+    a = n.conv("input", 16, 16, group=16)      # depthwise
+    b = n.conv(a, 16, 32, group=4)             # grouped
+    c = n.conv(b, 32, 32, k=1, p=0)            # plain
+    lm = lowered(n.model(c))
+    assert [k.type for k in lm.kernels] == ["DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "CONV_2D"]
+    dw = lm.kernels[0]
+    assert dw.params["Filter"] == 1 and dw.params["Input_shape"] == 18  # padded input recorded
+    assert lm.kernels[1].params["Group"] == 4
+
+
+def test_explicit_pad_is_absorbed_with_padded_size(net):
+    n = net(shape=(1, 16, 28, 28))
+    p = n.op("Pad", ["input", n.const(np.array([0, 0, 1, 1, 0, 0, 2, 2], np.int64))], mode="constant")
+    out = n.conv(p, 16, 16, k=5, s=2, p=0, group=16)
+    lm = lowered(n.model(out))
+    assert len(lm.kernels) == 1
+    assert lm.kernels[0].params["Input_shape"] == 31 and lm.kernels[0].params["Output_shape"] == 14
+
+
+def test_one_by_one_conv_on_one_by_one_map_runs_fully_connected(net):
+    n = net(shape=(1, 64, 1, 1))
+    lm = lowered(n.model(n.conv("input", 64, 16, k=1, p=0)))
+    assert (lm.kernels[0].type, lm.kernels[0].impl) == ("CONV_2D", "fully_connected")
+
+
+def test_global_pools_become_mean(net):
+    n = net(shape=(1, 32, 7, 7))
+    a = n.op("AveragePool", ["input"], kernel_shape=[7, 7])
+    b = n.op("GlobalAveragePool", ["input"])
+    out = n.op("Add", [a, b])
+    lm = lowered(n.model(out))
+    assert [k.type for k in lm.rows] == ["MEAN", "MEAN"]
+
+
+def test_pools_and_concat(net):
+    n = net(shape=(1, 16, 32, 32))
+    a = n.op("MaxPool", ["input"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    b = n.op("AveragePool", ["input"], kernel_shape=[2, 2], strides=[2, 2])
+    out = n.op("Concat", [a, b], axis=1)
+    lm = lowered(n.model(out))
+    types = [k.type for k in lm.rows]
+    assert types == ["MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION"]
+    cat = lm.rows[2]
+    assert cat.params["Kernel"] == 2 and cat.params["Filter"] == 32
+
+
+def test_gemm_is_fully_connected(net):
+    n = net(shape=(1, 128))
+    out = n.op("Gemm", ["input", n.const(np.zeros((10, 128), np.float32))], transB=1)
+    lm = lowered(n.model(out))
+    k = lm.kernels[0]
+    assert (k.type, k.params["Input_channel"], k.params["Filter"]) == ("FULLY_CONNECTED", 128, 10)
+
+
+def test_unknown_op_is_reported_not_dropped(net):
+    n = net()
+    y = n.conv("input", 3, 8)
+    out = n.op("Hardmax", [y])
+    lm = lowered(n.model(out))
+    assert lm.unsupported == [{"name": lm.unsupported[0]["name"], "op_type": "Hardmax"}]
+    assert [k.type for k in lm.kernels] == ["CONV_2D"]
+
+
+@pytest.mark.parametrize("family,expected", [("adreno", False), ("mali", True), ("apple", True)])
+def test_winograd_choice_depends_on_gpu_family(net, family, expected):
+    n = net(shape=(1, 64, 56, 56))
+    lm = lowered(n.model(n.conv("input", 64, 64)), family)
+    assert (lm.kernels[0].impl == "winograd") is expected
+
+
+def test_winograd_thresholds():
+    assert winograd_suitable(3, 1, 1, 64, 64, 56, 56, "mali")
+    assert not winograd_suitable(3, 1, 1, 32, 32, 56, 56, "mali")   # too few channel slices
+    assert not winograd_suitable(3, 1, 1, 64, 64, 14, 14, "mali")   # 16 tiles < 32
+    assert not winograd_suitable(3, 2, 1, 64, 64, 56, 56, "mali")   # stride 2
+
+
+def test_zoo_lowering_matches_dataset_rows(zoo):
+    """mobilenetv3 lowered for Adreno reproduces (kernel family, links, geometry) the dataset's rows of that model."""
+    import collections
+
+    from oplat.datasets import load_phone_gpu_ops, row_identity
+
+    rows = [r for r in load_phone_gpu_ops(devices=["pixel4"]) if r.model == "mobilenetv3_large_w1"]
+    lm = lower(load_onnx(zoo / "mobilenetv3_large_w1.onnx"), "tflite-gpu", "adreno")
+    def key(kernel, impl, params, linked):
+        return (impl, tuple(linked)) + row_identity(kernel, params)
+
+    ours = collections.Counter(key(k.type, k.impl, k.params, k.linked) for k in lm.rows)
+    theirs = collections.Counter(key(r.kernel, r.impl, r.params, r.linked) for r in rows)
+    assert sum((ours & theirs).values()) >= 0.95 * len(rows)

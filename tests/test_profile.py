@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+
+from oplat.datasets import load_phone_e2e, load_phone_gpu_ops
+from oplat.errors import ProfileError
+from oplat.evaluate import error_metrics
+from oplat.features import KEYS, feature_vector, predictor_key
+from oplat.overhead import fit_overhead, nnls
+from oplat.profile import Profile, load_profile
+from oplat.train import group_folds, load_graphs, train_profile
+
+
+def test_predictor_keys():
+    assert predictor_key("CONV_2D", "fully_connected") == "FULLY_CONNECTED"
+    assert predictor_key("AVERAGE_POOL_2D", "mean") == "MEAN"
+    assert predictor_key("MAX_POOL_2D", "pooling_2d") == "POOL_2D"
+    assert predictor_key("CONV_2D", "winograd") == "CONV_2D"
+    assert predictor_key("ADD", "add") is None
+
+
+def test_features_see_winograd_and_links():
+    p = {"Input_shape": 56, "Input_channel": 64, "Output_shape": 56, "Stride": 1, "Kernel": 3,
+         "Filter": 64, "Group": 1}
+    a = feature_vector("CONV_2D", "CONV_2D", "convolution_2d", p, [])
+    b = feature_vector("CONV_2D", "CONV_2D", "winograd", p, ["add", "relu"])
+    assert len(a) == len(b) and a != b
+    for key in KEYS:
+        assert all(np.isfinite(feature_vector(key, "CONV_2D", "x", dict(p, Input_w=56), [])))
+
+
+def test_nnls_is_non_negative_and_exact_when_feasible():
+    rng = np.random.default_rng(0)
+    a = rng.random((50, 4))
+    x_true = np.array([1.0, 0.0, 2.0, 0.5])
+    x = nnls(a, a @ x_true)
+    assert np.allclose(x, x_true, atol=1e-6)
+    x = nnls(a, -(a @ x_true))
+    assert (x >= 0).all()
+
+
+def test_overhead_fit_recovers_fixed_and_per_kernel_cost():
+    rng = np.random.default_rng(1)
+    feats = [[s, 1.0, n, 0, 0, 0, 0, 0] for s, n in zip(rng.uniform(1, 50, 40), rng.integers(10, 200, 40))]
+    y = [f[0] * 1.1 + 0.8 + 0.01 * f[2] for f in feats]
+    c = fit_overhead(feats, y)
+    assert abs(c[0] - 1.1) < 0.02 and abs(c[1] - 0.8) < 0.1 and abs(c[2] - 0.01) < 0.002
+
+
+def test_group_folds_partition_models():
+    folds = group_folds([f"m{i}" for i in range(23)] * 2, 5, seed=0)
+    flat = [m for f in folds for m in f]
+    assert sorted(flat) == sorted({f"m{i}" for i in range(23)}) and len(folds) == 5
+    assert group_folds([f"m{i}" for i in range(23)], 5, seed=0) == folds
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, zoo):
+    """A profile trained on a subset of the phone data, with held-out models."""
+    rows = load_phone_gpu_ops(devices=["pixel4"])
+    e2e = load_phone_e2e()["pixel4"]
+    names = sorted({r.model for r in rows})
+    held = names[::7]
+    train_names = [m for m in names if m not in held][::2]
+    keep = set(train_names) | set(held)
+    graphs = load_graphs(zoo, sorted(keep))
+    rows = [r for r in rows if r.model in keep]
+    prof = train_profile(rows, e2e, graphs, "pixel4", exclude_models=held, source="test")
+    return prof, rows, e2e, graphs, held, tmp_path_factory.mktemp("prof")
+
+
+def test_held_out_accuracy_stays_above_a_floor(trained):
+    prof, rows, e2e, graphs, held, _ = trained
+    test = [r for r in rows if r.model in held]
+    pred = prof.predict_kernels([(r.kernel, r.impl, r.params, r.linked) for r in test])
+    ops = error_metrics(pred, [r.latency_ms for r in test])
+    assert ops["mape"] < 0.25, ops
+    e_pred = [prof.predict(graphs[m]).total_ms for m in held]
+    e2e_m = error_metrics(e_pred, [e2e[m] for m in held])
+    assert e2e_m["mape"] < 0.12 and e2e_m["within_10"] >= 0.6, e2e_m
+
+
+def test_profile_round_trip(trained, zoo):
+    prof, *_, folder = trained
+    prof.save(folder / "pixel4" / "tflite-gpu")
+    meta = json.loads((folder / "pixel4" / "tflite-gpu" / "profile.json").read_text())
+    assert meta["device"] == "pixel4" and set(meta["models"]) <= set(KEYS)
+    assert not list((folder / "pixel4" / "tflite-gpu").glob("*.pkl"))
+    again = load_profile(folder / "pixel4" / "tflite-gpu")
+    a = prof.predict(zoo / "resnet18.onnx")
+    b = again.predict(zoo / "resnet18.onnx")
+    assert a.total_ms == pytest.approx(b.total_ms, rel=1e-6)
+    assert [o.predicted_ms for o in a.ops] == pytest.approx([o.predicted_ms for o in b.ops], rel=1e-6)
+
+
+def test_batch_prediction_equals_single(trained, zoo):
+    prof, *_ = trained
+    paths = [zoo / "resnet18.onnx", zoo / "mobilenetv2_w1.onnx"]
+    many = prof.predict_many(paths)
+    assert [r.total_ms for r in many] == pytest.approx([prof.predict(p).total_ms for p in paths])
+
+
+def test_unknown_profile_is_a_clear_error():
+    with pytest.raises(ProfileError, match="unknown profile 'nope/tflite-gpu'"):
+        Profile.load("nope/tflite-gpu")
