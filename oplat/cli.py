@@ -47,7 +47,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         table.add_column(col, justify=just)
     for i, o in enumerate(res.ops):
         p = o.params
-        shape = (f"{p.get('Input_shape')}x{p.get('Input_channel')}->{p.get('Output_shape')}x{p.get('Filter', p.get('Input_channel'))}"
+        c_out = p.get("Filter", p.get("Input_channel"))
+        if o.kernel == "DEPTHWISE_CONV_2D":
+            c_out = p.get("Input_channel", 1) * p.get("Filter", 1)
+        if o.kernel == "MEAN":
+            c_out = p.get("Input_channel")
+        out_hw = 1 if o.kernel == "MEAN" else p.get("Output_shape")
+        shape = (f"{p.get('Input_shape')}x{p.get('Input_channel')}->{out_hw}x{c_out}"
                  + (f" k{p['Kernel']}s{p.get('Stride', 1)}" if p.get("Kernel") and o.kernel != "CONCATENATION" else ""))
         table.add_row(str(i), o.kernel, o.impl, "+".join(o.linked), shape,
                       "-" if o.predicted_ms is None else f"{o.predicted_ms:.3f}")
