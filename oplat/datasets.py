@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,8 @@ from typing import Any, Iterable
 from .errors import DatasetError
 
 SCHEMA_VERSION = 1
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mobile-ml-benchmark"
+SHARED_DATA = Path(os.environ.get("OPLAT_SHARED_DATA") or
+                   Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mobile-ml-benchmark")
 
 # GPU family of each phone of the shared benchmark (drives kernel choice in lowering).
 PHONE_GPU_FAMILY = {"pixel4": "adreno", "mi8se": "adreno", "onefusion": "adreno", "s10": "mali",
