@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-FEATURE_SCHEMA_VERSION = 1
+FEATURE_SCHEMA_VERSION = 2
 BYTES = 2  # fp16 on mobile GPUs
 
 KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "POOL_2D",
@@ -129,3 +129,44 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
 def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
     """Stack the feature vectors of ``(kernel, impl, params, linked)`` items."""
     return np.array([feature_vector(key, k, i, p, l) for k, i, p, l in items], dtype=np.float32)
+
+
+def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, float]:
+    """(FLOPs, bytes moved) of a kernel: the inputs of the log-linear baseline."""
+    p = params
+    h = float(p.get("Input_shape", 1) or 1)
+    w = float(p.get("Input_w", h) or 1)
+    ci = float(p.get("Input_channel", 1) or 1)
+    ho = float(p.get("Output_shape", 1) or 1)
+    wo = float(p.get("Output_w", ho) or 1)
+    k = float(p.get("Kernel", 1) or 1)
+    if key in ("CONV_2D", "CONV_2D_GROUP"):
+        co, g = float(p.get("Filter", 1)), float(max(p.get("Group", 1), 1))
+        return 2 * ho * wo * co * ci / g * k * k, (h * w * ci + ho * wo * co + k * k * ci * co / g) * BYTES
+    if key == "DEPTHWISE_CONV_2D":
+        m = float(max(p.get("Filter", 1), 1))
+        return 2 * ho * wo * ci * m * k * k, (h * w * ci + ho * wo * ci * m + k * k * ci * m) * BYTES
+    if key == "FULLY_CONNECTED":
+        co = float(p.get("Filter", 1))
+        return 2 * ci * co, (ci + co + ci * co) * BYTES
+    if key == "MEAN":
+        return h * w * ci, (h * w * ci + ci) * BYTES
+    if key == "POOL_2D":
+        return ho * wo * ci * k * k, (h * w * ci + ho * wo * ci) * BYTES
+    if key == "CONCATENATION":
+        co = float(p.get("Filter", ci))
+        return h * w * co, 2 * h * w * co * BYTES
+    raise KeyError(key)
+
+
+def baseline_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+    """Rows ``[log FLOPs, log bytes, 1]`` for the log-linear baseline that trees refine.
+
+    Trees cannot extrapolate beyond the largest op they saw; a power law in work and
+    traffic can, so the regressors learn the residual over this baseline.
+    """
+    out = np.empty((len(items), 3), dtype=np.float64)
+    for i, (k, _, p, _) in enumerate(items):
+        f, b = work_terms(key, k, p)
+        out[i] = (math.log1p(f), math.log1p(b), 1.0)
+    return out

@@ -58,6 +58,7 @@ class Graph:
         self._producer: dict[str, str] = {}
         self._consumers: dict[str, list[str]] = {}
         self.meta: dict[str, Any] = {}
+        self._topo: list[str] | None = None
 
     # construction -------------------------------------------------------------
     def add_tensor(self, t: Tensor) -> Tensor:
@@ -70,6 +71,7 @@ class Graph:
         if op.name in self.nx:
             raise ValueError(f"duplicate op name {op.name!r}")
         self.nx.add_node(op.name, op=op)
+        self._topo = None
         for t in op.outputs:
             self._producer[t] = op.name
             for c in self._consumers.get(t, []):
@@ -95,9 +97,12 @@ class Graph:
         return self.nx.nodes[name]["op"]
 
     def ops(self) -> Iterator[Op]:
-        """Ops in a deterministic topological order."""
-        for name in nx.lexicographical_topological_sort(self.nx, key=self._order_key):
-            yield self.nx.nodes[name]["op"]
+        """Ops in a deterministic topological order (computed once, then cached)."""
+        if self._topo is None:
+            self._topo = list(nx.lexicographical_topological_sort(self.nx, key=self._order_key))
+        nodes = self.nx.nodes
+        for name in self._topo:
+            yield nodes[name]["op"]
 
     def _order_key(self, name: str) -> int:
         return self.nx.nodes[name].get("index", 0)
@@ -129,3 +134,4 @@ class Graph:
         """Record insertion order so that topological order follows the file's order."""
         for i, name in enumerate(self.nx.nodes):
             self.nx.nodes[name]["index"] = i
+        self._topo = None

@@ -16,7 +16,7 @@ import numpy as np
 import xgboost as xgb
 
 from .errors import ProfileError
-from .features import FEATURE_SCHEMA_VERSION, feature_matrix, predictor_key
+from .features import FEATURE_SCHEMA_VERSION, baseline_matrix, feature_matrix, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
 from .overhead import OVERHEAD_FEATURES, apply_overhead, graph_features
@@ -169,9 +169,12 @@ class Profile:
             key = predictor_key(k, impl)
             if key in self.boosters:
                 groups.setdefault(key, []).append(i)
+        base = self.meta.get("baseline", {})
         for key, idx in groups.items():
-            x = feature_matrix(key, [items[i] for i in idx])
-            out[idx] = np.exp(self.boosters[key].inplace_predict(x))
+            sel = [items[i] for i in idx]
+            x = feature_matrix(key, sel)
+            margin = baseline_matrix(key, sel) @ np.asarray(base[key]) if key in base else None
+            out[idx] = np.exp(self.boosters[key].inplace_predict(x, base_margin=margin))
         return out
 
     def predict(self, model: str | os.PathLike | Graph | LoweredModel,

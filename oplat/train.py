@@ -17,7 +17,7 @@ import numpy as np
 import xgboost as xgb
 
 from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
-from .features import KEYS, feature_matrix, predictor_key
+from .features import KEYS, baseline_matrix, feature_matrix, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
 from .overhead import OVERHEAD_FEATURES, fit_overhead, graph_features
@@ -29,28 +29,39 @@ XGB_PARAMS = {"objective": "reg:squarederror", "eta": 0.05, "max_depth": 6, "sub
 XGB_ROUNDS = 400
 
 
-def fit_regressors(rows: Sequence[OpRow]) -> dict[str, xgb.Booster]:
-    """One booster per predictor key, trained on log(latency_ms)."""
+def fit_baseline(xb: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """Least-squares log-linear baseline (log ms over log FLOPs, log bytes, 1)."""
+    a = np.vstack([xb, np.sqrt(ridge) * np.eye(xb.shape[1])])
+    return np.linalg.lstsq(a, np.concatenate([y, np.zeros(xb.shape[1])]), rcond=None)[0]
+
+
+def fit_regressors(rows: Sequence[OpRow]) -> tuple[dict[str, xgb.Booster], dict[str, list[float]]]:
+    """One booster per predictor key on log(latency_ms), refining a log-linear baseline."""
     by_key: dict[str, list[OpRow]] = collections.defaultdict(list)
     for r in rows:
         key = predictor_key(r.kernel, r.impl)
         if key is not None and r.latency_ms > 0:
             by_key[key].append(r)
-    out = {}
+    out, base = {}, {}
     for key in KEYS:
         rs = by_key.get(key)
         if not rs or len(rs) < 3:
             continue
-        x = feature_matrix(key, [(r.kernel, r.impl, r.params, r.linked) for r in rs])
+        items = [(r.kernel, r.impl, r.params, r.linked) for r in rs]
+        x = feature_matrix(key, items)
         y = np.log([r.latency_ms for r in rs])
-        out[key] = xgb.train(XGB_PARAMS, xgb.DMatrix(x, label=y), XGB_ROUNDS)
-    return out
+        xb = baseline_matrix(key, items)
+        coef = fit_baseline(xb, y)
+        out[key] = xgb.train(XGB_PARAMS, xgb.DMatrix(x, label=y, base_margin=xb @ coef), XGB_ROUNDS)
+        base[key] = coef.tolist()
+    return out, base
 
 
-def _profile(meta: dict[str, Any], boosters: dict[str, xgb.Booster]) -> Profile:
+def _profile(meta: dict[str, Any], fitted: tuple[dict[str, xgb.Booster], dict[str, list[float]]]) -> Profile:
+    boosters, base = fitted
     for b in boosters.values():
         b.set_param({"nthread": 1})
-    return Profile(meta, boosters)
+    return Profile(dict(meta, baseline=base), boosters)
 
 
 def group_folds(models: Sequence[str], k: int, seed: int = 0) -> list[list[str]]:
@@ -106,7 +117,7 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
         "framework_version": "TensorFlow Lite 2.10 GPU delegate" if framework == "tflite" else "",
         **{k: v for k, v in PHONE_FACTS.get(device, {}).items()},
     }
-    boosters = fit_regressors(rows)
+    fitted = fit_regressors(rows)
     usable = {m: g for m, g in graphs.items() if m in e2e_ms and m not in excl}
     lowered = lowered_for(usable, family, cache=lowered_cache)
     coef = None
@@ -122,7 +133,7 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
                         "rows_per_key": dict(collections.Counter(
                             k for k in (predictor_key(r.kernel, r.impl) for r in rows) if k)),
                         "attribution": ATTRIBUTION if "mobile-ml-benchmark" in source else ""}
-    return _profile(meta, boosters)
+    return _profile(meta, fitted)
 
 
 def load_graphs(folder: str | Path | None, names: Sequence[str] | None = None,

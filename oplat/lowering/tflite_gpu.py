@@ -25,7 +25,7 @@ from .kernels import ELEMENTWISE, LAYOUT, Kernel, LoweredModel
 GPU_FAMILIES = ("adreno", "mali", "powervr", "apple")
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality: nodes are removed from lists by identity
 class Node:
     """A node of the working graph during lowering."""
 

@@ -1,0 +1,1 @@
+"""Model zoo: ONNX generators (no torch), pytorchcv exports and samples."""

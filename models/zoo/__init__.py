@@ -1,0 +1,1 @@
+"""ONNX model generators built with onnx.helper."""

@@ -1,0 +1,90 @@
+"""NAS-Bench-201 networks from their architecture strings.
+
+``|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|``
+describes one cell: node j sums op(node i) over its incoming edges i<j. The network is
+the benchmark's macro skeleton: stem conv3x3 (C) + BN, three stages of N cells at C, 2C,
+4C joined by ResNet reduction blocks, BN-ReLU, global pool, linear. CIFAR: 32x32, C=16, N=5.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from .builder import OnnxBuilder
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def parse_arch(arch: str) -> list[list[tuple[str, int]]]:
+    """``[[(op, src), ...] for node 1..3]``; raises ValueError on a malformed string."""
+    nodes = []
+    for part in arch.strip().split("+"):
+        edges = [e for e in part.strip().strip("|").split("|") if e]
+        node = []
+        for e in edges:
+            op, _, src = e.partition("~")
+            if op not in OPS or not src.isdigit():
+                raise ValueError(f"bad NAS-Bench-201 edge {e!r} in {arch!r}")
+            node.append((op, int(src)))
+        nodes.append(node)
+    if len(nodes) != 3 or [len(n) for n in nodes] != [1, 2, 3]:
+        raise ValueError(f"a NAS-Bench-201 cell has 3 nodes with 1, 2, 3 edges: {arch!r}")
+    for j, node in enumerate(nodes, start=1):
+        if any(src >= j for _, src in node):
+            raise ValueError(f"edge to node {j} from a later node in {arch!r}")
+    return nodes
+
+
+def _cell(b: OnnxBuilder, x: str, arch: list[list[tuple[str, int]]]) -> str:
+    c = b.shapes[x][1]
+    states = [x]
+    for node in arch:
+        terms = []
+        for op, src in node:
+            s = states[src]
+            if op == "none":
+                continue
+            if op == "skip_connect":
+                terms.append(s)
+            elif op == "avg_pool_3x3":
+                terms.append(b.avg_pool(s, 3, 1, 1))
+            else:
+                k = 3 if op == "nor_conv_3x3" else 1
+                terms.append(b.bn(b.conv(b.act(s, "relu"), c, k, 1, bias=False)))
+        if not terms:  # all-none node: zeros of the right shape
+            terms.append(b.mul(s, b.const(__import__("numpy").zeros(1, "float32"), "zero")))
+        y = terms[0]
+        for t in terms[1:]:
+            y = b.add(y, t)
+        states.append(y)
+    return states[-1]
+
+
+def _reduction(b: OnnxBuilder, x: str, c_out: int) -> str:
+    a = b.bn(b.conv(b.act(x, "relu"), c_out, 3, 2, bias=False))
+    a = b.bn(b.conv(b.act(a, "relu"), c_out, 3, 1, bias=False))
+    short = b.conv(b.avg_pool(x, 2, 2, 0), c_out, 1, 1, bias=False)
+    return b.add(a, short)
+
+
+def nb201_model(arch: str, c: int = 16, n: int = 5, resolution: int = 32, classes: int = 10,
+                graph_only: bool = False, seed: int = 0) -> onnx.ModelProto:
+    """Build the NAS-Bench-201 network of ``arch``."""
+    cell = parse_arch(arch)
+    b = OnnxBuilder("nb201", (1, 3, resolution, resolution), seed=seed)
+    x = b.bn(b.conv("input", c, 3, 1, bias=False))
+    for stage in range(3):
+        if stage:
+            x = _reduction(b, x, c * 2 ** stage)
+        for _ in range(n):
+            x = _cell(b, x, cell)
+    x = b.act(b.bn(x), "relu")
+    return b.model(b.classifier(x, classes), graph_only)
+
+
+def random_arch(rng) -> str:
+    """A uniformly sampled architecture string."""
+    nodes = []
+    for j in range(1, 4):
+        nodes.append("|" + "|".join(f"{OPS[rng.integers(len(OPS))]}~{i}" for i in range(j)) + "|")
+    return "+".join(nodes)
