@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-FEATURE_SCHEMA_VERSION = 2
+FEATURE_SCHEMA_VERSION = 3
 BYTES = 2  # fp16 on mobile GPUs
 
 KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "POOL_2D",

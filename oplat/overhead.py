@@ -10,18 +10,24 @@ Fitted by non-negative least squares on relative error.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from .features import KEYS, predictor_key
 from .lowering.kernels import LAYOUT, LoweredModel
 
-OVERHEAD_FEATURES = ("ops_sum_ms", "const_ms", "kernels", "glue_ops", "glue_mb", "layout_ops",
-                     "layout_mb", "rows_small")
+SUM_FEATURES = tuple(f"sum_ms:{k}" for k in KEYS)
+COUNT_FEATURES = tuple(f"count:{k}" for k in KEYS)
+OVERHEAD_FEATURES = SUM_FEATURES + ("const_ms",) + COUNT_FEATURES + (
+    "glue_ops", "glue_mb", "layout_ops", "layout_mb", "rows_small")
 
 
-def graph_features(lm: LoweredModel, ops_sum_ms: float) -> list[float]:
-    """The overhead model's inputs for one lowered model (see :data:`OVERHEAD_FEATURES`)."""
+def graph_features(lm: LoweredModel, key_sums: Mapping[str, float]) -> list[float]:
+    """The end-to-end model's inputs for one lowered model (see :data:`OVERHEAD_FEATURES`).
+
+    ``key_sums`` holds the predicted per-op milliseconds summed per predictor key.
+    """
     glue = [k for k in lm.glue if k.type not in LAYOUT]
     layout = [k for k in lm.glue if k.type in LAYOUT and k.type != "RESHAPE"]
     mb = 2.0 / 1e6  # fp16 bytes in MB
@@ -30,9 +36,14 @@ def graph_features(lm: LoweredModel, ops_sum_ms: float) -> list[float]:
         return sum(k.params.get("Output_elements", 0) + k.params.get("Input_elements", 0) for k in ks) * mb
 
     rows = lm.rows
+    counts = {k: 0 for k in KEYS}
+    for r in rows:
+        key = predictor_key(r.type, r.impl)
+        if key in counts:
+            counts[key] += 1
     small = sum(1 for k in rows if _out_elems(k) < 8192)
-    return [ops_sum_ms, 1.0, float(len(rows)), float(len(glue)), traffic(glue), float(len(layout)),
-            traffic(layout), float(small)]
+    return ([float(key_sums.get(k, 0.0)) for k in KEYS] + [1.0] + [float(counts[k]) for k in KEYS]
+            + [float(len(glue)), traffic(glue), float(len(layout)), traffic(layout), float(small)])
 
 
 def _out_elems(k) -> float:
@@ -71,24 +82,34 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
 
 
 def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
-                 ridge: float = 1e-3) -> np.ndarray:
-    """Coefficients minimising relative squared error, all non-negative."""
+                 ridge: float = 1e-2) -> np.ndarray:
+    """Coefficients minimising relative squared error.
+
+    Per-key sum factors are 1 + d with d of either sign, shrunk towards 0 (trust the
+    per-op predictions unless the data says otherwise); every other term is a
+    non-negative cost. Solved as one NNLS problem with d = d+ - d-.
+    """
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
+    n_sum = len(SUM_FEATURES)
+    sums = x[:, :n_sum]
+    rest = x[:, n_sum:]
+    target = y - sums.sum(axis=1)
+    a = np.hstack([sums, -sums, rest])
     wts = 1.0 / y
-    a = x * wts[:, None]
-    b = y * wts
+    a = a * wts[:, None]
+    b = target * wts
     scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
     a_s = a / scale
     reg = np.sqrt(ridge) * np.eye(a.shape[1])
-    reg[0, 0] = 0.0  # do not shrink the per-op sum's factor
-    coef = nnls(np.vstack([a_s, reg]), np.concatenate([b, np.zeros(a.shape[1])]))
-    return coef / scale
+    coef = nnls(np.vstack([a_s, reg]), np.concatenate([b, np.zeros(a.shape[1])])) / scale
+    d = coef[:n_sum] - coef[n_sum:2 * n_sum]
+    return np.concatenate([1.0 + d, coef[2 * n_sum:]])
 
 
 def apply_overhead(coef: Sequence[float], features: Sequence[float]) -> tuple[float, float]:
-    """(end-to-end ms, overhead ms) for one model."""
+    """(end-to-end ms, overhead ms = end-to-end minus the plain per-op sum) for one model."""
     f = np.asarray(features, dtype=float)
     c = np.asarray(coef, dtype=float)
     total = float(f @ c)
-    return total, total - f[0]
+    return total, total - float(f[:len(SUM_FEATURES)].sum())

@@ -85,6 +85,7 @@ class PredictionResult:
     ops: list[OpPrediction]
     unsupported: list[dict[str, str]]
     glue: list[dict[str, Any]]
+    key_sums: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "profile": self.profile, "total_ms": self.total_ms,
@@ -205,20 +206,26 @@ class Profile:
         coef = self.meta.get("overhead", {}).get("coef")
         for mi, lm in enumerate(lowered):
             ops, unsupported = [], list(lm.unsupported)
+            key_sums: dict[str, float] = {}
             for k in lm.rows:
                 v = preds[pos]
                 pos += 1
+                if not np.isnan(v):
+                    key = predictor_key(k.type, k.impl)
+                    key_sums[key] = key_sums.get(key, 0.0) + float(v)
                 if np.isnan(v):
                     unsupported.append({"name": k.name, "op_type": k.type, "reason": "no regressor in profile"})
                 ops.append(OpPrediction(k.name, k.type, k.impl, list(k.linked),
                                         None if np.isnan(v) else float(v), dict(k.params), list(k.sources)))
             ops_sum = float(sum(o.predicted_ms for o in ops if o.predicted_ms is not None))
             if coef:
-                total, overhead = apply_overhead(coef, graph_features(lm, ops_sum))
+                total, overhead = apply_overhead(coef, graph_features(lm, key_sums))
             else:
                 total, overhead = ops_sum, 0.0
             glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]
-            results.append(PredictionResult(lm.name, self.id, total, ops_sum, overhead, ops, unsupported, glue))
+            res = PredictionResult(lm.name, self.id, total, ops_sum, overhead, ops, unsupported, glue)
+            res.key_sums = key_sums
+            results.append(res)
         return results
 
 

@@ -89,7 +89,7 @@ def lowered_for(graphs: Mapping[str, Graph], family: str, backend: str = "tflite
 
 
 def oof_op_sums(rows: Sequence[OpRow], lowered: Mapping[str, LoweredModel], meta: dict[str, Any],
-                inner_folds: int = 5) -> dict[str, float]:
+                inner_folds: int = 5) -> dict[str, dict[str, float]]:
     """Per-op sum of each model's lowered kernels, predicted by regressors not trained on it."""
     models = sorted({r.model for r in rows} | set(lowered))
     sums = {}
@@ -98,7 +98,7 @@ def oof_op_sums(rows: Sequence[OpRow], lowered: Mapping[str, LoweredModel], meta
         prof = _profile(meta, fit_regressors([r for r in rows if r.model not in held]))
         for m in fold:
             if m in lowered:
-                sums[m] = prof.predict(lowered[m]).ops_ms
+                sums[m] = prof.predict(lowered[m]).key_sums
     return sums
 
 

@@ -41,11 +41,19 @@ def test_nnls_is_non_negative_and_exact_when_feasible():
 
 
 def test_overhead_fit_recovers_fixed_and_per_kernel_cost():
+    from oplat.overhead import OVERHEAD_FEATURES
+
     rng = np.random.default_rng(1)
-    feats = [[s, 1.0, n, 0, 0, 0, 0, 0] for s, n in zip(rng.uniform(1, 50, 40), rng.integers(10, 200, 40))]
-    y = [f[0] * 1.1 + 0.8 + 0.01 * f[2] for f in feats]
-    c = fit_overhead(feats, y)
-    assert abs(c[0] - 1.1) < 0.02 and abs(c[1] - 0.8) < 0.1 and abs(c[2] - 0.01) < 0.002
+    i_sum, i_const, i_count = 0, OVERHEAD_FEATURES.index("const_ms"), OVERHEAD_FEATURES.index("count:CONV_2D")
+    feats = []
+    for s, n in zip(rng.uniform(1, 50, 60), rng.integers(10, 200, 60)):
+        f = [0.0] * len(OVERHEAD_FEATURES)
+        f[i_sum], f[i_const], f[i_count] = s, 1.0, float(n)
+        feats.append(f)
+    y = [f[i_sum] * 1.1 + 0.8 + 0.01 * f[i_count] for f in feats]
+    c = fit_overhead(feats, y, ridge=1e-6)
+    assert abs(c[i_sum] - 1.1) < 0.02 and abs(c[i_const] - 0.8) < 0.1 and abs(c[i_count] - 0.01) < 0.002
+    assert (np.asarray(c[i_const:]) >= 0).all()
 
 
 def test_group_folds_partition_models():
