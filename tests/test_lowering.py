@@ -163,3 +163,11 @@ def test_zoo_lowering_matches_dataset_rows(zoo):
     ours = collections.Counter(key(k.type, k.impl, k.params, k.linked) for k in lm.rows)
     theirs = collections.Counter(key(r.kernel, r.impl, r.params, r.linked) for r in rows)
     assert sum((ours & theirs).values()) >= 0.95 * len(rows)
+
+
+def test_pool_padding_absorbed_unless_ceil_mode_needs_more(net):
+    n = net(shape=(1, 16, 112, 112))
+    a = n.op("MaxPool", ["input"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    b = n.op("MaxPool", [a], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
+    lm = lowered(n.model(b))
+    assert [(k.params["Input_shape"], k.params["Output_shape"]) for k in lm.rows] == [(112, 56), (58, 28)]

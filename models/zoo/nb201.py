@@ -8,6 +8,7 @@ the benchmark's macro skeleton: stem conv3x3 (C) + BN, three stages of N cells a
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from .builder import OnnxBuilder
@@ -52,7 +53,7 @@ def _cell(b: OnnxBuilder, x: str, arch: list[list[tuple[str, int]]]) -> str:
                 k = 3 if op == "nor_conv_3x3" else 1
                 terms.append(b.bn(b.conv(b.act(s, "relu"), c, k, 1, bias=False)))
         if not terms:  # all-none node: zeros of the right shape
-            terms.append(b.mul(s, b.const(__import__("numpy").zeros(1, "float32"), "zero")))
+            terms.append(b.op("Mul", [s, b.const(np.zeros(1, np.float32), "zero")], b.shapes[s]))
         y = terms[0]
         for t in terms[1:]:
             y = b.add(y, t)

@@ -372,7 +372,14 @@ def _pool_kernel(w: Work, n: Node) -> Kernel:
     pads = spatial_pads(n.attrs, (h_in, w_in), (kh, kw), (sh, sh))
     if n.pad:
         pads = [a + b for a, b in zip(pads, n.pad)]
-    h_rec, w_rec = h_in + pads[0] + pads[2], w_in + pads[1] + pads[3]
+    # Symmetric padding that SAME reproduces is absorbed into the pool; a ceil-mode window
+    # that needs extra input is padded explicitly on both sides (as the tf2cv models do).
+    if n.pad:
+        h_rec, w_rec = h_in + pads[0] + pads[2], w_in + pads[1] + pads[3]
+    elif (h_out - 1) * sh + kh > h_in + pads[0] + pads[2]:
+        h_rec, w_rec = h_in + 2, w_in + 2
+    else:
+        h_rec, w_rec = h_in, w_in
     params = {"Input_shape": h_rec, "Input_w": w_rec, "Input_channel": c, "Output_shape": h_out,
               "Output_w": w_out, "Stride": sh, "Kernel": kh, "FLOPS": h_out * w_out * c * kh * kw}
     typ = "MAX_POOL_2D" if n.type == "MaxPool" else "AVERAGE_POOL_2D"
