@@ -37,10 +37,11 @@ class Node:
     sources: list[str] = field(default_factory=list)
     linked: list[str] = field(default_factory=list)
     pad: list[int] | None = None  # explicit pad absorbed: [top, left, bottom, right]
+    dead: bool = False
 
 
 class Work:
-    """Mutable node list with producer/consumer maps, rebuilt on demand."""
+    """Mutable node list with producer/consumer maps kept up to date incrementally."""
 
     def __init__(self, g: Graph, nodes: list[Node]) -> None:
         self.g = g
@@ -49,15 +50,47 @@ class Work:
         self.reindex()
 
     def reindex(self) -> None:
+        """Rebuild the maps from scratch (after bulk edits of ``nodes``)."""
+        self.nodes = [n for n in self.nodes if not n.dead]
         self.producer: dict[str, Node] = {}
         self.consumers: dict[str, list[Node]] = {}
-        self.index: dict[str, int] = {}
-        for i, n in enumerate(self.nodes):
-            self.index[n.name] = i
-            for t in n.outputs:
-                self.producer[t] = n
-            for t in n.inputs:
-                self.consumers.setdefault(t, []).append(n)
+        for n in self.nodes:
+            self._link(n)
+
+    def _link(self, n: Node) -> None:
+        for t in n.inputs:
+            self.consumers.setdefault(t, []).append(n)
+        for t in n.outputs:
+            self.producer[t] = n
+
+    def _unlink(self, n: Node) -> None:
+        for t in n.inputs:
+            cs = self.consumers.get(t)
+            if cs:
+                for i, c in enumerate(cs):
+                    if c is n:
+                        del cs[i]
+                        break
+        for t in n.outputs:
+            if self.producer.get(t) is n:
+                del self.producer[t]
+
+    def rewire(self, n: Node, inputs: list[str] | None = None, outputs: list[str] | None = None) -> None:
+        """Change the tensors a node reads or writes, keeping the maps right."""
+        self._unlink(n)
+        if inputs is not None:
+            n.inputs = list(inputs)
+        if outputs is not None:
+            n.outputs = list(outputs)
+        self._link(n)
+
+    def delete(self, n: Node) -> None:
+        """Drop a node (its list slot is compacted away later)."""
+        self._unlink(n)
+        n.dead = True
+
+    def compact(self) -> None:
+        self.nodes = [n for n in self.nodes if not n.dead]
 
     def shape(self, t: str) -> tuple[int, ...]:
         return self.g.tensors[t].shape or ()
@@ -80,23 +113,23 @@ class Work:
     def remove(self, n: Node, replacement: str) -> None:
         """Delete ``n`` and let its consumers read ``replacement`` instead of its output."""
         out = n.outputs[0]
-        for c in self.consumers.get(out, []):
-            c.inputs = [replacement if t == out else t for t in c.inputs]
+        cons = list(self.consumers.get(out, []))
+        self.delete(n)
+        for c in cons:
+            self.rewire(c, inputs=[replacement if t == out else t for t in c.inputs])
         if out in self.g.outputs:
             p = self.producer.get(replacement)
             if p is not None:
-                p.outputs = [out if t == replacement else t for t in p.outputs]
-                for c in self.consumers.get(replacement, []):
-                    c.inputs = [out if t == replacement else t for t in c.inputs]
-        self.nodes.remove(n)
-        self.reindex()
+                rcons = list(self.consumers.get(replacement, []))
+                self.rewire(p, outputs=[out if t == replacement else t for t in p.outputs])
+                for c in rcons:
+                    self.rewire(c, inputs=[out if t == replacement else t for t in c.inputs])
 
     def absorb(self, host: Node, n: Node) -> None:
         """Merge ``n`` into ``host``: host now writes n's output."""
-        host.outputs = list(n.outputs)
+        self.delete(n)
+        self.rewire(host, outputs=list(n.outputs))
         host.sources += n.sources
-        self.nodes.remove(n)
-        self.reindex()
 
 
 def _scalar(w: Work, t: str) -> float | None:
@@ -184,7 +217,7 @@ def _other_input(n: Node, t: str) -> str | None:
 def fuse_hard_swish(w: Work) -> None:
     """x * relu6(x + 3) / 6 (either association, /6 or *1/6) becomes one HardSwish op."""
     for add in list(w.nodes):
-        if add not in w.nodes:
+        if add.dead:
             continue
         x = _is_add_const(w, add, 3.0)
         clip = _single_consumer(w, add) if x is not None else None
@@ -205,26 +238,26 @@ def fuse_hard_swish(w: Work) -> None:
             chain = [add, clip, nxt, last]
         else:
             continue
-        last.type, last.inputs, last.attrs = "HardSwish", [x], {}
-        last.sources = sum((c.sources for c in chain[:-1]), []) + last.sources
         for c in chain[:-1]:
-            w.nodes.remove(c)
-        w.reindex()
+            w.delete(c)
+        last.type, last.attrs = "HardSwish", {}
+        w.rewire(last, inputs=[x])
+        last.sources = sum((c.sources for c in chain[:-1]), []) + last.sources
 
 
 def fuse_swish(w: Work) -> None:
     """x * sigmoid(x) becomes one Swish op."""
     for n in list(w.nodes):
-        if n.type != "Mul" or n not in w.nodes:
+        if n.type != "Mul" or n.dead:
             continue
         a, b = n.inputs[0], n.inputs[1]
         for x, y in ((a, b), (b, a)):
             s = w.producer.get(y)
             if s is not None and s.type == "Sigmoid" and s.inputs[0] == x and len(w.consumers[y]) == 1:
-                n.type, n.inputs = "Swish", [x]
+                w.delete(s)
+                n.type = "Swish"
+                w.rewire(n, inputs=[x])
                 n.sources = s.sources + n.sources
-                w.nodes.remove(s)
-                w.reindex()
                 break
 
 
@@ -254,25 +287,19 @@ def fold_batchnorm(w: Work) -> None:
 
 def fold_affine_constants(w: Work) -> None:
     """Add/Sub/Mul/Div by a per-channel constant right after a conv fold into bias/weights."""
-    changed = True
-    while changed:
-        changed = False
-        for n in list(w.nodes):
-            if n.type not in ("Add", "Sub", "Mul", "Div") or len(n.inputs) != 2:
-                continue
-            rt = w.runtime_inputs(n)
-            if len(rt) != 1 or (n.type in ("Sub", "Div") and rt[0] != n.inputs[0]):
-                continue
-            const = n.inputs[1] if rt[0] == n.inputs[0] else n.inputs[0]
-            out_shape = w.shape(n.outputs[0])
-            cshape = w.shape(const)
-            if len(out_shape) >= 2 and int(np.prod(cshape or (1,))) not in (1, out_shape[1]):
-                continue
-            host = _host_for_folding(w, rt[0])
-            if host is not None:
-                w.absorb(host, n)
-                changed = True
-                break
+    for n in list(w.nodes):  # topological order: chains (conv + add + mul) fold one by one
+        if n.dead or n.type not in ("Add", "Sub", "Mul", "Div") or len(n.inputs) != 2:
+            continue
+        rt = w.runtime_inputs(n)
+        if len(rt) != 1 or (n.type in ("Sub", "Div") and rt[0] != n.inputs[0]):
+            continue
+        const = n.inputs[1] if rt[0] == n.inputs[0] else n.inputs[0]
+        out_shape = w.shape(n.outputs[0])
+        if len(out_shape) >= 2 and math.prod(w.shape(const) or (1,)) not in (1, out_shape[1]):
+            continue
+        host = _host_for_folding(w, rt[0])
+        if host is not None:
+            w.absorb(host, n)
 
 
 # --- delegate passes ------------------------------------------------------------
@@ -294,7 +321,7 @@ def _nhwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
         return 1, 1, shape[1]
     if len(shape) == 3:
         return 1, shape[1], shape[2]
-    return 1, 1, int(np.prod(shape or (1,)))
+    return 1, 1, math.prod(shape or (1,))
 
 
 def winograd_suitable(k: int, s: int, d: int, c_in: int, c_out: int, h_out: int, w_out: int,
@@ -395,7 +422,7 @@ def _fc_kernel(w: Work, n: Node) -> Kernel:
     else:
         k_in = a[-1]
     n_out = y[-1]
-    rows = int(np.prod(y[:-1] or (1,)))
+    rows = math.prod(y[:-1] or (1,))
     params = {"Input_shape": rows, "Input_channel": k_in, "Output_shape": rows, "Filter": n_out,
               "FLOPS": 2 * rows * k_in * n_out, "Weights_const": int(w.const(n.inputs[1]))}
     del b
@@ -485,9 +512,9 @@ def _is_spatial_mean(w: Work, n: Node) -> bool:
 def _glue(w: Work, n: Node, typ: str) -> Kernel:
     out = w.shape(n.outputs[0])
     ins = [w.shape(t) for t in n.inputs if t and not w.const(t)]
-    numel = int(np.prod(out or (1,)))
+    numel = math.prod(out or (1,))
     params = {"Output_elements": numel,
-              "Input_elements": sum(int(np.prod(s or (1,))) for s in ins),
+              "Input_elements": sum(math.prod(s or (1,)) for s in ins),
               "Output_shape": list(out), "Inputs": len(ins)}
     return Kernel(n.name, typ, typ.lower(), params)
 
@@ -544,7 +571,7 @@ PASSES: list[Callable[[Work], None]] = [
 def absorb_explicit_pads(w: Work) -> None:
     """A zero Pad in front of a conv or pool becomes that op's padding (recorded on it)."""
     for n in list(w.nodes):
-        if n.type != "Pad" or n not in w.nodes:
+        if n.type != "Pad" or n.dead:
             continue
         mode = n.attrs.get("mode", "constant")
         pads = n.attrs.get("pads")
@@ -574,6 +601,7 @@ def lower_tflite_gpu(g: Graph, gpu_family: str = "adreno") -> LoweredModel:
     w = Work(g, nodes)
     for p in PASSES + [absorb_explicit_pads]:
         p(w)
+    w.compact()
     kernels: list[Kernel] = []
     for n in w.nodes:
         k = classify(w, n, gpu_family)
