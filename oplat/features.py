@@ -10,6 +10,7 @@ the choices the lowering made (Winograd, linked ops) and GPU alignment effects
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -46,9 +47,41 @@ def _common(p: dict[str, Any]) -> tuple[float, ...]:
 
 
 def _link_feats(linked: Sequence[str]) -> list[float]:
+    return list(_link_feats_cached(tuple(linked)))
+
+
+@lru_cache(maxsize=4096)
+def _link_feats_cached(linked: tuple[str, ...]) -> tuple[float, ...]:
     n_bin = sum(1 for t in linked if t in ("add", "mul", "sub"))
     act = [float(any(t == a for t in linked)) for a in ACTS]
-    return [float(len(linked)), float(n_bin)] + act
+    return tuple([float(len(linked)), float(n_bin)] + act)
+
+
+def _conv_matrix(items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+    """Vectorised :func:`conv_features` (the most frequent kernel by far)."""
+    def col(name: str, default: float, fallback: str | None = None) -> np.ndarray:
+        return np.array([float(p.get(name, p.get(fallback, default) if fallback else default) or default)
+                         for _, _, p, _ in items])
+
+    h = col("Input_shape", 1)
+    w = col("Input_w", 1, "Input_shape")
+    ci = col("Input_channel", 1)
+    co = col("Filter", 1)
+    ho = col("Output_shape", 1)
+    wo = col("Output_w", 1, "Output_shape")
+    k = col("Kernel", 1)
+    st = col("Stride", 1)
+    g = np.maximum(col("Group", 1), 1)
+    wino = np.array([float(i == "winograd") for _, i, _, _ in items])
+    flops = 2.0 * ho * wo * co * (ci / g) * k * k
+    in_b, out_b, w_b = h * w * ci * BYTES, ho * wo * co * BYTES, k * k * ci * co / g * BYTES
+    sci, sco = np.ceil(ci / 4), np.ceil(co / 4)
+    tiles = np.ceil(ho / 4) * np.ceil(wo / 4)
+    links = np.array([_link_feats_cached(tuple(l)) for _, _, _, l in items]).reshape(len(items), -1)
+    cols = [h, ci, ho, co, k, st, g, np.log1p(flops), np.log1p(in_b), np.log1p(out_b), np.log1p(w_b),
+            flops / (in_b + out_b + w_b), sci, sco, ci % 4, co % 4, tiles, wino, ho * wo,
+            np.log1p(ho * wo * sco), np.log1p(ho * wo * sci * sco * k * k / g)]
+    return np.hstack([np.stack(cols, axis=1), links]).astype(np.float32)
 
 
 def conv_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
@@ -128,6 +161,8 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
 
 def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
     """Stack the feature vectors of ``(kernel, impl, params, linked)`` items."""
+    if key in ("CONV_2D", "CONV_2D_GROUP") and items:
+        return _conv_matrix(items)
     return np.array([feature_vector(key, k, i, p, l) for k, i, p, l in items], dtype=np.float32)
 
 

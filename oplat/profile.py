@@ -102,6 +102,7 @@ class Profile:
         self.meta = meta
         self.boosters = dict(boosters)
         self.path = path
+        self._cache: dict[Any, float] = {}
 
     # identity -------------------------------------------------------------------
     @property
@@ -162,20 +163,39 @@ class Profile:
         """Lower a graph the way this profile's framework runs it."""
         return lower(graph, self.backend, self.gpu_family)
 
+    CACHE_SIZE = 200_000
+
     def predict_kernels(self, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
-        """Milliseconds for ``(kernel, impl, params, linked)`` items (NaN where no regressor)."""
+        """Milliseconds for ``(kernel, impl, params, linked)`` items (NaN where no regressor).
+
+        Kernels already predicted (same type, parameters and links) come from a cache:
+        NAS populations and repeated blocks share most of their kernels.
+        """
         out = np.full(len(items), np.nan)
+        cache = self._cache
         groups: dict[str, list[int]] = {}
-        for i, (k, impl, _, _) in enumerate(items):
+        sigs: list[Any] = [None] * len(items)
+        for i, (k, impl, params, linked) in enumerate(items):
+            sig = (k, impl, tuple(sorted(params.items())), tuple(linked))
+            hit = cache.get(sig)
+            if hit is not None:
+                out[i] = hit
+                continue
             key = predictor_key(k, impl)
             if key in self.boosters:
+                sigs[i] = sig
                 groups.setdefault(key, []).append(i)
         base = self.meta.get("baseline", {})
+        if len(cache) > self.CACHE_SIZE:
+            cache.clear()
         for key, idx in groups.items():
             sel = [items[i] for i in idx]
             x = feature_matrix(key, sel)
             margin = baseline_matrix(key, sel) @ np.asarray(base[key]) if key in base else None
-            out[idx] = np.exp(self.boosters[key].inplace_predict(x, base_margin=margin))
+            vals = np.exp(self.boosters[key].inplace_predict(x, base_margin=margin))
+            out[idx] = vals
+            for i, v in zip(idx, vals.tolist()):
+                cache[sigs[i]] = v
         return out
 
     def predict(self, model: str | os.PathLike | Graph | LoweredModel,
@@ -200,7 +220,7 @@ class Profile:
             for k in lm.rows:
                 items.append((k.type, k.impl, k.params, k.linked))
                 owner.append(mi)
-        preds = self.predict_kernels(items) if items else np.zeros(0)
+        preds = (self.predict_kernels(items) if items else np.zeros(0)).tolist()
         results = []
         pos = 0
         coef = self.meta.get("overhead", {}).get("coef")
@@ -210,14 +230,14 @@ class Profile:
             for k in lm.rows:
                 v = preds[pos]
                 pos += 1
-                if not np.isnan(v):
-                    key = predictor_key(k.type, k.impl)
-                    key_sums[key] = key_sums.get(key, 0.0) + float(v)
-                if np.isnan(v):
+                if v != v:  # NaN: no regressor for this kernel type
+                    v = None
                     unsupported.append({"name": k.name, "op_type": k.type, "reason": "no regressor in profile"})
-                ops.append(OpPrediction(k.name, k.type, k.impl, list(k.linked),
-                                        None if np.isnan(v) else float(v), dict(k.params), list(k.sources)))
-            ops_sum = float(sum(o.predicted_ms for o in ops if o.predicted_ms is not None))
+                else:
+                    key = predictor_key(k.type, k.impl)
+                    key_sums[key] = key_sums.get(key, 0.0) + v
+                ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources))
+            ops_sum = sum(key_sums.values())
             if coef:
                 total, overhead = apply_overhead(coef, graph_features(lm, key_sums))
             else:

@@ -112,3 +112,12 @@ def test_batch_prediction_equals_single(trained, zoo):
 def test_unknown_profile_is_a_clear_error():
     with pytest.raises(ProfileError, match="unknown profile 'nope/tflite-gpu'"):
         Profile.load("nope/tflite-gpu")
+
+
+def test_vectorised_conv_features_equal_the_reference():
+    from oplat.features import conv_features, feature_matrix
+
+    rows = [r for r in load_phone_gpu_ops(devices=["s10"]) if r.kernel in ("CONV_2D", "CONV_2D_GROUP")][:400]
+    items = [(r.kernel, r.impl, r.params, r.linked) for r in rows]
+    ref = np.array([conv_features(p, i, l) for _, i, p, l in items], dtype=np.float32)
+    assert np.allclose(feature_matrix("CONV_2D", items), ref, rtol=1e-6)

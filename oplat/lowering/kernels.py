@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 # Kernel types that have per-op rows (and regressors); everything else is "glue" that
@@ -55,10 +56,12 @@ class LoweredModel:
     unsupported: list[dict[str, str]] = field(default_factory=list)
     backend: str = "tflite-gpu"
 
-    @property
+    @cached_property
     def rows(self) -> list[Kernel]:
+        """Kernels with a per-op regressor, in execution order (computed once)."""
         return [k for k in self.kernels if k.is_row]
 
-    @property
+    @cached_property
     def glue(self) -> list[Kernel]:
+        """Kernels without a regressor (unfused element-wise, layout), in order."""
         return [k for k in self.kernels if not k.is_row]

@@ -150,16 +150,16 @@ def _clip_bounds(w: Work, n: Node) -> tuple[float | None, float | None]:
 
 
 # --- converter passes ------------------------------------------------------------
+def _all_const_outputs(g: Graph, outputs: list[str]) -> bool:
+    outs = [t for t in outputs if t]
+    return bool(outs) and all(g.is_const(t) for t in outs)
+
+
 def drop_constant_ops(w: Work) -> None:
     """Ops computing only constants are folded away by the converter."""
-    keep = []
-    for n in w.nodes:
-        outs = [t for t in n.outputs if t]
-        if outs and all(w.const(t) for t in outs):
-            continue
-        keep.append(n)
-    w.nodes = keep
-    w.reindex()
+    dead = [n for n in w.nodes if _all_const_outputs(w.g, n.outputs)]
+    for n in dead:
+        w.delete(n)
 
 
 def bypass_identity(w: Work) -> None:
@@ -596,8 +596,9 @@ def lower_tflite_gpu(g: Graph, gpu_family: str = "adreno") -> LoweredModel:
     """Lower an IR graph to the kernels TFLite's GPU delegate runs."""
     if gpu_family not in GPU_FAMILIES:
         raise ValueError(f"unknown GPU family {gpu_family!r} (known: {', '.join(GPU_FAMILIES)})")
-    nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), dict(op.attrs), [op.name])
-             for op in g.ops()]
+    # attrs are shared with the IR, never mutated in place (passes assign new dicts)
+    nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), op.attrs, [op.name])
+             for op in g.ops() if not _all_const_outputs(g, op.outputs)]
     w = Work(g, nodes)
     for p in PASSES + [absorb_explicit_pads]:
         p(w)
