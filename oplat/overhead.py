@@ -82,29 +82,28 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
 
 
 def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
-                 ridge: float = 1e-2) -> np.ndarray:
-    """Coefficients minimising relative squared error.
+                 ridge: float = 1e-3, factor_ridge: float = 0.1) -> np.ndarray:
+    """Coefficients minimising relative squared error, every one non-negative.
 
-    Per-key sum factors are 1 + d with d of either sign, shrunk towards 0 (trust the
-    per-op predictions unless the data says otherwise); every other term is a
-    non-negative cost. Solved as one NNLS problem with d = d+ - d-.
+    Per-kernel-type sum factors are shrunk towards 1 (trust the per-op predictions
+    unless the data says otherwise) and can never go negative, so a model with unusual
+    kernel proportions cannot get a nonsensical total; the other terms are costs
+    shrunk towards 0. One NNLS problem over column-scaled features.
     """
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
     n_sum = len(SUM_FEATURES)
-    sums = x[:, :n_sum]
-    rest = x[:, n_sum:]
-    target = y - sums.sum(axis=1)
-    a = np.hstack([sums, -sums, rest])
     wts = 1.0 / y
-    a = a * wts[:, None]
-    b = target * wts
+    a = x * wts[:, None]
     scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
     a_s = a / scale
-    reg = np.sqrt(ridge) * np.eye(a.shape[1])
-    coef = nnls(np.vstack([a_s, reg]), np.concatenate([b, np.zeros(a.shape[1])])) / scale
-    d = coef[:n_sum] - coef[n_sum:2 * n_sum]
-    return np.concatenate([1.0 + d, coef[2 * n_sum:]])
+    lam = np.full(a.shape[1], np.sqrt(ridge))
+    lam[:n_sum] = np.sqrt(factor_ridge)
+    prior = np.zeros(a.shape[1])
+    prior[:n_sum] = 1.0 * scale[:n_sum]  # factor 1 in scaled units
+    reg = np.diag(lam)
+    coef = nnls(np.vstack([a_s, reg]), np.concatenate([y * wts, lam * prior])) / scale
+    return coef
 
 
 def apply_overhead(coef: Sequence[float], features: Sequence[float]) -> tuple[float, float]:

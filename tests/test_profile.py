@@ -51,7 +51,7 @@ def test_overhead_fit_recovers_fixed_and_per_kernel_cost():
         f[i_sum], f[i_const], f[i_count] = s, 1.0, float(n)
         feats.append(f)
     y = [f[i_sum] * 1.1 + 0.8 + 0.01 * f[i_count] for f in feats]
-    c = fit_overhead(feats, y, ridge=1e-6)
+    c = fit_overhead(feats, y, ridge=1e-6, factor_ridge=1e-6)
     assert abs(c[i_sum] - 1.1) < 0.02 and abs(c[i_const] - 0.8) < 0.1 and abs(c[i_count] - 0.01) < 0.002
     assert (np.asarray(c[i_const:]) >= 0).all()
 
@@ -121,3 +121,13 @@ def test_vectorised_conv_features_equal_the_reference():
     items = [(r.kernel, r.impl, r.params, r.linked) for r in rows]
     ref = np.array([conv_features(p, i, l) for _, i, p, l in items], dtype=np.float32)
     assert np.allclose(feature_matrix("CONV_2D", items), ref, rtol=1e-6)
+
+
+def test_overhead_factors_never_negative():
+    from oplat.overhead import OVERHEAD_FEATURES
+
+    rng = np.random.default_rng(2)
+    feats = rng.uniform(0, 5, (40, len(OVERHEAD_FEATURES)))
+    y = 3.0 + feats[:, 0] - 2.0 * feats[:, 4]  # a relation that would want a negative factor
+    y = np.maximum(y, 0.5)
+    assert (fit_overhead(feats, y) >= 0).all()
