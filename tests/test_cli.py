@@ -96,3 +96,15 @@ def test_train_contract_and_exclusion(tmp_path):
     assert meta["training"]["excluded_models"] == ["mobilenetv2_w1", "resnet18"]
     q = run("predict", SAMPLE, "--profile", tmp_path / "a03s" / "tflite-gpu", "--json")
     assert q.returncode == 0 and json.loads(q.stdout)["total_ms"] > 0
+
+
+def test_predict_tflite_file(tmp_path):
+    from oplat.tflite_writer import conv_classifier_tflite
+
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(conv_classifier_tflite())
+    p = run("predict", path, "--profile", "mi8se/tflite-gpu", "--json")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert [o["kernel"] for o in res["ops"]] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"]
+    assert res["ops"][0]["linked"] == ["relu"] and res["total_ms"] > 0

@@ -131,3 +131,12 @@ def test_overhead_factors_never_negative():
     y = 3.0 + feats[:, 0] - 2.0 * feats[:, 4]  # a relation that would want a negative factor
     y = np.maximum(y, 0.5)
     assert (fit_overhead(feats, y) >= 0).all()
+
+
+def test_package_level_api(zoo):
+    import oplat
+
+    prof = oplat.load_profile("iphonexs/tflite-gpu")
+    res = prof.predict(zoo / "mobilenetv2_w1.onnx")
+    assert res.total_ms > res.ops_ms > 0 and res.unsupported == []
+    assert ("iphonexs/tflite-gpu", prof.path) in oplat.list_profiles()
