@@ -171,3 +171,17 @@ def test_pool_padding_absorbed_unless_ceil_mode_needs_more(net):
     b = n.op("MaxPool", [a], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
     lm = lowered(n.model(b))
     assert [(k.params["Input_shape"], k.params["Output_shape"]) for k in lm.rows] == [(112, 56), (58, 28)]
+
+
+def test_pre_activation_networks_keep_explicit_conv_padding(net):
+    # PreResNet/DenseNet style: BN -> ReLU -> Conv3x3; their TFLite models pad explicitly
+    n = net(shape=(1, 16, 28, 28))
+    x = n.op("Relu", [n.bn("input", 16)])
+    y = n.conv(n.op("Relu", [n.conv(x, 16, 16, k=1, p=0)]), 16, 16)
+    lm = lowered(n.model(y))
+    assert [k.params["Input_shape"] for k in lm.rows] == [28, 30]
+    # ResNet style: Conv -> BN -> ReLU -> Conv3x3 takes SAME padding
+    n = net(shape=(1, 16, 28, 28))
+    y = n.conv(n.op("Relu", [n.bn(n.conv("input", 16, 16), 16)]), 16, 16)
+    lm = lowered(n.model(y))
+    assert [k.params["Input_shape"] for k in lm.rows] == [28, 28]

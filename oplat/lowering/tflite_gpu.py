@@ -47,6 +47,7 @@ class Work:
         self.g = g
         self.nodes = nodes
         self.unsupported: list[dict[str, str]] = []
+        self.pre_activation = False
         self.reindex()
 
     def reindex(self) -> None:
@@ -373,14 +374,29 @@ def _pad_is_kept(w: Work, n: Node, group: int, c_in: int, k: int, s: int, pads: 
                  h_in: int) -> bool:
     """Whether the TFLite model keeps a PAD in front of this conv (recorded input is padded).
 
-    Convolutions take SAME padding when their padding is what SAME would produce (up to
-    the TF placement of the odd pixel); depthwise convs keep an explicit PAD.
+    Depthwise convs keep an explicit PAD. Other convs take SAME padding when it
+    reproduces theirs, except in pre-activation networks (BatchNorm -> ReLU -> Conv
+    blocks, as in PreResNet and DenseNet), whose converted models build every conv from
+    a plain padded conv.
     """
     if not any(pads):
         return False
     if group > 1 and group == c_in:
         return True
-    return bool(n.pad)
+    return bool(n.pad) or (group == 1 and w.pre_activation)
+
+
+def detect_pre_activation(w: Work) -> None:
+    """Mark the network as pre-activation style if any conv reads ReLU(BatchNorm(x))."""
+    w.pre_activation = any(n.type == "Conv" and _is_pre_activated(w, n.inputs[0]) for n in w.nodes if not n.dead)
+
+
+def _is_pre_activated(w: Work, t: str) -> bool:
+    act = w.producer.get(t)
+    if act is None or act.type not in ("Relu", "Clip"):
+        return False
+    bn = w.producer.get(act.inputs[0])
+    return bn is not None and bn.type == "BatchNormAffine"
 
 
 def _pool_kernel(w: Work, n: Node) -> Kernel:
@@ -600,7 +616,7 @@ def lower_tflite_gpu(g: Graph, gpu_family: str = "adreno") -> LoweredModel:
     nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), op.attrs, [op.name])
              for op in g.ops() if not _all_const_outputs(g, op.outputs)]
     w = Work(g, nodes)
-    for p in PASSES + [absorb_explicit_pads]:
+    for p in PASSES + [absorb_explicit_pads, detect_pre_activation]:
         p(w)
     w.compact()
     kernels: list[Kernel] = []
