@@ -58,7 +58,7 @@ class Graph:
         self._producer: dict[str, str] = {}
         self._consumers: dict[str, list[str]] = {}
         self.meta: dict[str, Any] = {}
-        self._topo: list[str] | None = None
+        self._topo: list[Op] | None = None
 
     # construction -------------------------------------------------------------
     def add_tensor(self, t: Tensor) -> Tensor:
@@ -99,10 +99,10 @@ class Graph:
     def ops(self) -> Iterator[Op]:
         """Ops in a deterministic topological order (computed once, then cached)."""
         if self._topo is None:
-            self._topo = list(nx.lexicographical_topological_sort(self.nx, key=self._order_key))
-        nodes = self.nx.nodes
-        for name in self._topo:
-            yield nodes[name]["op"]
+            nodes = self.nx.nodes
+            self._topo = [nodes[name]["op"] for name in
+                          nx.lexicographical_topological_sort(self.nx, key=self._order_key)]
+        return iter(self._topo)
 
     def _order_key(self, name: str) -> int:
         return self.nx.nodes[name].get("index", 0)

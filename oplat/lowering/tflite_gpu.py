@@ -503,12 +503,12 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
         k = _glue(w, n, "GATHER")
     elif t in ("LayerNormalization",):
         k = _glue(w, n, "LAYER_NORM")
-    elif _elementwise_token(w, n) is not None:
+    else:
         tok = _elementwise_token(w, n)
+        if tok is None:
+            return None
         k = _glue(w, n, tok.upper().replace("+", "_"))
         k.params["token"] = tok
-    else:
-        return None
     k.sources = list(n.sources)
     k.inputs = [t for t in n.inputs if t]
     k.outputs = list(n.outputs)
@@ -526,12 +526,18 @@ def _is_spatial_mean(w: Work, n: Node) -> bool:
 
 
 def _glue(w: Work, n: Node, typ: str) -> Kernel:
-    out = w.shape(n.outputs[0])
-    ins = [w.shape(t) for t in n.inputs if t and not w.const(t)]
-    numel = math.prod(out or (1,))
-    params = {"Output_elements": numel,
-              "Input_elements": sum(math.prod(s or (1,)) for s in ins),
-              "Output_shape": list(out), "Inputs": len(ins)}
+    tensors = w.g.tensors
+    out = tensors[n.outputs[0]].shape or ()
+    in_elems = 0
+    n_in = 0
+    for t in n.inputs:
+        if t:
+            ti = tensors[t]
+            if not ti.const:
+                in_elems += math.prod(ti.shape or (1,))
+                n_in += 1
+    params = {"Output_elements": math.prod(out or (1,)), "Input_elements": in_elems,
+              "Output_shape": tuple(out), "Inputs": n_in}
     return Kernel(n.name, typ, typ.lower(), params)
 
 
@@ -578,8 +584,10 @@ def link_elementwise(kernels: list[Kernel], graph_outputs: list[str]) -> list[Ke
     return [k for i, k in enumerate(kernels) if i not in dead]
 
 
+# (constant ops never enter the working list: lower_tflite_gpu filters them like
+# drop_constant_ops would)
 PASSES: list[Callable[[Work], None]] = [
-    drop_constant_ops, bypass_identity, fuse_hard_swish, fuse_swish, fold_batchnorm,
+    bypass_identity, fuse_hard_swish, fuse_swish, fold_batchnorm,
     fold_affine_constants,
 ]
 
@@ -627,9 +635,6 @@ def lower_tflite_gpu(g: Graph, gpu_family: str = "adreno") -> LoweredModel:
             continue
         k.params["_out_shape"] = tuple(w.shape(n.outputs[0]))
         kernels.append(k)
-    for k in kernels:  # glue kernels carry Output_shape as a list; hosts as _out_shape
-        if "Output_shape" in k.params and isinstance(k.params["Output_shape"], list):
-            k.params["Output_shape"] = tuple(k.params["Output_shape"])
     kernels = link_elementwise(kernels, g.outputs)
     for k in kernels:
         k.params.pop("_out_shape", None)
