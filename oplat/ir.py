@@ -100,9 +100,23 @@ class Graph:
         """Ops in a deterministic topological order (computed once, then cached)."""
         if self._topo is None:
             nodes = self.nx.nodes
-            self._topo = [nodes[name]["op"] for name in
-                          nx.lexicographical_topological_sort(self.nx, key=self._order_key)]
+            ops = [data["op"] for _, data in nodes.items()]
+            if self._is_topological(ops):  # ONNX files list nodes in topological order
+                self._topo = ops
+            else:
+                self._topo = [nodes[name]["op"] for name in
+                              nx.lexicographical_topological_sort(self.nx, key=self._order_key)]
         return iter(self._topo)
+
+    def _is_topological(self, ops: list[Op]) -> bool:
+        seen: set[str] = set()
+        producer = self._producer
+        for op in ops:
+            for t in op.inputs:
+                if t and t in producer and t not in seen:
+                    return False
+            seen.update(op.outputs)
+        return True
 
     def _order_key(self, name: str) -> int:
         return self.nx.nodes[name].get("index", 0)

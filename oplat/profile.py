@@ -6,6 +6,8 @@ provenance) and one ``<KEY>.ubj`` XGBoost model per predictor key. No pickle.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 from dataclasses import dataclass, field
@@ -206,6 +208,10 @@ class Profile:
     def predict_many(self, models: Iterable[str | os.PathLike | Graph | LoweredModel],
                      input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[PredictionResult]:
         """Batch prediction: one regressor call per kernel type for all models together."""
+        with _gc_paused():
+            return self._predict_many(models, input_shapes)
+
+    def _predict_many(self, models, input_shapes) -> list[PredictionResult]:
         from .model_io import load_model
 
         lowered: list[LoweredModel] = []
@@ -247,6 +253,20 @@ class Profile:
             res.key_sums = key_sums
             results.append(res)
         return results
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: lowering creates many short-lived, acyclic
+    objects whose generation-2 scans (over every loaded graph) otherwise halve the
+    batch throughput. Reference counting still frees them at once."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def load_profile(id_or_path: str | os.PathLike) -> Profile:

@@ -119,3 +119,15 @@ def test_every_zoo_export_loads(zoo):
     for p in paths[::10]:
         g = load_onnx(p)
         assert len(g) > 10
+
+
+def test_ops_are_topological_even_when_the_file_is_not(net):
+    n = net()
+    a = n.conv("input", 3, 8)
+    b = n.op("Relu", [a])
+    m = n.model(n.op("Sigmoid", [b]))
+    nodes = list(m.graph.node)
+    m.graph.ClearField("node")
+    m.graph.node.extend(reversed(nodes))  # consumers before producers
+    g = load_onnx(m)
+    assert [op.type for op in g.ops()] == ["Conv", "Relu", "Sigmoid"]

@@ -621,8 +621,12 @@ def lower_tflite_gpu(g: Graph, gpu_family: str = "adreno") -> LoweredModel:
     if gpu_family not in GPU_FAMILIES:
         raise ValueError(f"unknown GPU family {gpu_family!r} (known: {', '.join(GPU_FAMILIES)})")
     # attrs are shared with the IR, never mutated in place (passes assign new dicts)
+    runtime_ops = g.meta.get("_runtime_ops")
+    if runtime_ops is None or g.meta.get("_runtime_ops_n") != len(g):
+        runtime_ops = [op for op in g.ops() if not _all_const_outputs(g, op.outputs)]
+        g.meta["_runtime_ops"], g.meta["_runtime_ops_n"] = runtime_ops, len(g)
     nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), op.attrs, [op.name])
-             for op in g.ops() if not _all_const_outputs(g, op.outputs)]
+             for op in runtime_ops]
     w = Work(g, nodes)
     for p in PASSES + [absorb_explicit_pads, detect_pre_activation]:
         p(w)
