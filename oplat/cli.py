@@ -176,6 +176,32 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from .errors import OplatError
+
+    try:
+        from models.zoo import build, list_models
+    except ImportError:
+        raise OplatError("the model zoo (package 'models') is not installed; install oplat from its repository") from None
+    if args.zoo_cmd == "list":
+        for name in list_models():
+            print(name)
+        return 0
+    import onnx
+
+    try:
+        model = build(args.name, graph_only=args.graph_only)
+    except KeyError:
+        raise OplatError(f"unknown zoo model {args.name!r} (see 'oplat zoo list'; or nb201:<arch>)") from None
+    except ValueError as e:
+        raise OplatError(str(e)) from None
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, out)
+    print(f"{args.name} -> {out} ({out.stat().st_size // 1024} KB{', graph only' if args.graph_only else ''})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="oplat", description="Operator-wise latency prediction for mobile ML models")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -209,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profiles", help="list the device profiles with their accuracy")
     p.set_defaults(fn=cmd_profiles)
+
+    p = sub.add_parser("zoo", help="list or build ONNX models of the zoo")
+    zsub = p.add_subparsers(dest="zoo_cmd", required=True)
+    zsub.add_parser("list", help="print one model name per line").set_defaults(fn=cmd_zoo)
+    zb = zsub.add_parser("build", help="write one zoo model as ONNX")
+    zb.add_argument("name", help="a name from 'oplat zoo list', or nb201:<architecture string>")
+    zb.add_argument("-o", "--output", required=True)
+    zb.add_argument("--graph-only", action="store_true", help="dims only, no weights (small files)")
+    zb.set_defaults(fn=cmd_zoo)
     return ap
 
 

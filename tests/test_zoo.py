@@ -32,3 +32,44 @@ def test_nb201_graph_only_lowers():
     lm = lower(load_onnx(m), "tflite-gpu", "adreno")
     assert lm.unsupported == []
     assert sum(1 for k in lm.rows if k.type == "CONV_2D") >= 3  # stem + reductions at least
+
+
+def test_every_zoo_model_is_valid_and_fully_lowered():
+    from models.zoo import build, list_models
+
+    names = list_models()
+    assert len(names) >= 40
+    for name in names:
+        m = build(name, graph_only=True)
+        lm = lower(load_onnx(m), "tflite-gpu", "mali")
+        assert lm.unsupported == [], name
+        assert len(lm.rows) > 10, name
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_1.0", "shufflenet_v2_0.5", "ghostnet_1.0", "regnety_200mf"])
+def test_zoo_models_run_in_onnxruntime(name):
+    from models.zoo import build
+
+    m = build(name)
+    onnx.checker.check_model(m)
+    out = ort.InferenceSession(m.SerializeToString()).run(None, {"input": np.random.rand(1, 3, 224, 224).astype(np.float32)})[0]
+    assert out.shape == (1, 1000) and np.isfinite(out).all()
+
+
+def test_zoo_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "oplat.cli", "zoo", *map(str, a)], capture_output=True,
+                              text=True, cwd=ROOT, timeout=120)
+
+    names = run("list").stdout.split()
+    assert "resnet18" in names and "mobilenet_v2_1.0" in names
+    p = run("build", "nb201:" + ARCH, "-o", tmp_path / "nb.onnx", "--graph-only")
+    assert p.returncode == 0, p.stderr
+    assert load_onnx(tmp_path / "nb.onnx").shape(load_onnx(tmp_path / "nb.onnx").outputs[0]) == (1, 10)
+    bad = run("build", "resnet9000", "-o", tmp_path / "x.onnx")
+    assert bad.returncode == 2 and "unknown zoo model" in bad.stderr

@@ -1,1 +1,67 @@
-"""ONNX model generators built with onnx.helper."""
+"""ONNX model zoo built with onnx.helper (no torch): ``list_models()``, ``build(name)``.
+
+Names are ``family_variant`` (``resnet18``, ``mobilenet_v2_1.0``, ...) plus
+``nb201:<architecture string>`` for NAS-Bench-201 cells.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import onnx
+
+from . import cnn
+from .nb201 import nb201_model
+
+ZOO: dict[str, Callable[..., onnx.ModelProto]] = {}
+
+
+def _register() -> None:
+    for d in (10, 18, 34, 50):
+        ZOO[f"resnet{d}"] = partial(cnn.resnet, d)
+    ZOO["resnet18_w0.5"] = partial(cnn.resnet, 18, 0.5)
+    ZOO["resnext26_32x4d"] = partial(cnn.resnet, 26, groups=32, base_width=4)
+    ZOO["resnext50_32x4d"] = partial(cnn.resnet, 50, groups=32, base_width=4)
+    for w in (0.25, 0.5, 0.75, 1.0):
+        ZOO[f"mobilenet_v1_{w}"] = partial(cnn.mobilenet_v1, w)
+    for w in (0.35, 0.5, 0.75, 1.0, 1.4):
+        ZOO[f"mobilenet_v2_{w}"] = partial(cnn.mobilenet_v2, w)
+    ZOO["mobilenet_v2_1.0_160"] = partial(cnn.mobilenet_v2, 1.0, 160)
+    ZOO["mobilenet_v2_1.0_128"] = partial(cnn.mobilenet_v2, 1.0, 128)
+    for size in ("large", "small"):
+        for w in (0.75, 1.0):
+            ZOO[f"mobilenet_v3_{size}_{w}"] = partial(cnn.mobilenet_v3, size, w)
+    for v in range(5):
+        ZOO[f"efficientnet_lite{v}"] = partial(cnn.efficientnet_lite, v)
+    for w in (0.5, 1.0, 1.5, 2.0):
+        ZOO[f"shufflenet_v2_{w}"] = partial(cnn.shufflenet_v2, w)
+    ZOO["squeezenet1_0"] = partial(cnn.squeezenet, "1_0")
+    ZOO["squeezenet1_1"] = partial(cnn.squeezenet, "1_1")
+    ZOO["densenet121"] = partial(cnn.densenet, 121)
+    ZOO["densenet169"] = partial(cnn.densenet, 169)
+    for f in ("200mf", "400mf", "600mf", "800mf", "1.6gf"):
+        ZOO[f"regnetx_{f}"] = partial(cnn.regnet, f)
+        ZOO[f"regnety_{f}"] = partial(cnn.regnet, f, se=True)
+    ZOO["mnasnet_1.0"] = partial(cnn.mnasnet, 1.0)
+    ZOO["mnasnet_0.5"] = partial(cnn.mnasnet, 0.5)
+    ZOO["ghostnet_1.0"] = partial(cnn.ghostnet, 1.0)
+
+
+_register()
+
+
+def list_models() -> list[str]:
+    """Every model name the zoo builds (``nb201:<arch>`` is accepted besides these)."""
+    return sorted(ZOO)
+
+
+def build(name: str, graph_only: bool = False) -> onnx.ModelProto:
+    """Build a zoo model by name; raises KeyError with the known names otherwise."""
+    if name.startswith("nb201:"):
+        return nb201_model(name[len("nb201:"):], graph_only=graph_only)
+    if name not in ZOO:
+        raise KeyError(name)
+    m = ZOO[name](graph_only=graph_only)
+    m.graph.name = name
+    return m
