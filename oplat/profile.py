@@ -248,6 +248,14 @@ class Profile:
                 total, overhead = apply_overhead(coef, graph_features(lm, key_sums))
             else:
                 total, overhead = ops_sum, 0.0
+            seen = self.meta.get("overhead", {}).get("glue_types_seen")
+            if seen is not None:
+                seen_set = set(seen)
+                for k in lm.glue:
+                    if k.type not in seen_set:
+                        unsupported.append({"name": k.name, "op_type": k.type,
+                                            "reason": "not in this profile's training models; only counted "
+                                                      "as generic glue in the end-to-end term"})
             glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]
             res = PredictionResult(lm.name, self.id, total, ops_sum, overhead, ops, unsupported, glue)
             res.key_sums = key_sums

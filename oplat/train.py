@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import xgboost as xgb
@@ -127,13 +127,23 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
         feats = [graph_features(lowered[m], sums[m]) for m in names]
         coef = fit_overhead(feats, [e2e_ms[m] for m in names]).tolist()
     meta["overhead"] = {"features": list(OVERHEAD_FEATURES), "coef": coef,
-                        "fitted_on_models": len(lowered)}
+                        "fitted_on_models": len(lowered),
+                        "glue_types_seen": glue_types(lowered.values())}
     meta["training"] = {"source": source, "rows": len(rows),
                         "models": len({r.model for r in rows}), "excluded_models": sorted(excl),
                         "rows_per_key": dict(collections.Counter(
                             k for k in (predictor_key(r.kernel, r.impl) for r in rows) if k)),
                         "attribution": ATTRIBUTION if "mobile-ml-benchmark" in source else ""}
     return _profile(meta, fitted)
+
+
+def glue_types(lowered: Iterable[LoweredModel]) -> list[str]:
+    """Kernel types without a regressor that occur in the end-to-end training models.
+
+    Prediction reports other such kernels (a ViT's BATCH_MATMUL on a CNN-trained
+    profile, say) as not covered instead of silently folding them into the overhead.
+    """
+    return sorted({k.type for lm in lowered for k in lm.glue})
 
 
 def load_graphs(folder: str | Path | None, names: Sequence[str] | None = None,

@@ -73,3 +73,27 @@ def test_zoo_cli(tmp_path):
     assert load_onnx(tmp_path / "nb.onnx").shape(load_onnx(tmp_path / "nb.onnx").outputs[0]) == (1, 10)
     bad = run("build", "resnet9000", "-o", tmp_path / "x.onnx")
     assert bad.returncode == 2 and "unknown zoo model" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "swin_tiny_patch4_window7_224", "mobilevit_xxs",
+                                  "efficientformer_l1", "levit_128s"])
+def test_vit_families_run_in_onnxruntime(name):
+    from models.zoo import build
+
+    m = build(name)
+    onnx.checker.check_model(m)
+    shape = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
+    out = ort.InferenceSession(m.SerializeToString()).run(None, {"input": np.random.rand(*shape).astype(np.float32)})[0]
+    assert out.shape == (1, 1000) and np.isfinite(out).all()
+
+
+def test_cnn_trained_profile_flags_transformer_kernels():
+    from models.zoo import build
+    from oplat.profile import load_profile
+
+    prof = load_profile("pixel4/tflite-gpu")
+    res = prof.predict(load_onnx(build("vit_tiny_patch16_224", graph_only=True)))
+    kinds = {u["op_type"] for u in res.unsupported}
+    assert {"BATCH_MATMUL", "SOFTMAX", "LAYER_NORM"} <= kinds
+    assert res.total_ms > 0
+    assert prof.predict(load_onnx(build("resnet18", graph_only=True))).unsupported == []

@@ -11,7 +11,7 @@ from typing import Callable
 
 import onnx
 
-from . import cnn
+from . import cnn, vit
 from .nb201 import nb201_model
 
 ZOO: dict[str, Callable[..., onnx.ModelProto]] = {}
@@ -46,6 +46,18 @@ def _register() -> None:
     ZOO["mnasnet_1.0"] = partial(cnn.mnasnet, 1.0)
     ZOO["mnasnet_0.5"] = partial(cnn.mnasnet, 0.5)
     ZOO["ghostnet_1.0"] = partial(cnn.ghostnet, 1.0)
+    for name, (dim, depth, heads) in {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}.items():
+        for patch in (16, 32):
+            ZOO[f"vit_{name}_patch{patch}_224"] = partial(vit.vit, dim, depth, heads, patch)
+        ZOO[f"deit_{name}_distilled_patch16_224"] = partial(vit.vit, dim, depth, heads, 16, distilled=True)
+    ZOO["swin_tiny_patch4_window7_224"] = partial(vit.swin, 96, (2, 2, 6, 2), (3, 6, 12, 24))
+    ZOO["swin_small_patch4_window7_224"] = partial(vit.swin, 96, (2, 2, 18, 2), (3, 6, 12, 24))
+    for v in ("xxs", "xs", "s"):
+        ZOO[f"mobilevit_{v}"] = partial(vit.mobilevit, v)
+    for v in ("l1", "l3"):
+        ZOO[f"efficientformer_{v}"] = partial(vit.efficientformer, v)
+    for v in ("128s", "192"):
+        ZOO[f"levit_{v}"] = partial(vit.levit, v)
 
 
 _register()
