@@ -185,3 +185,21 @@ def test_pre_activation_networks_keep_explicit_conv_padding(net):
     y = n.conv(n.op("Relu", [n.bn(n.conv("input", 16, 16), 16)]), 16, 16)
     lm = lowered(n.model(y))
     assert [k.params["Input_shape"] for k in lm.rows] == [28, 28]
+
+
+def test_gelu_erf_form_is_recognised(net):
+    n = net(shape=(1, 16, 64))
+    x = n.op("MatMul", ["input", n.const(np.zeros((64, 64), np.float32))])
+    e = n.op("Erf", [n.op("Div", [x, n.const(np.array(2 ** 0.5, np.float32))])])
+    y = n.op("Mul", [n.op("Mul", [x, n.op("Add", [e, n.const(np.array(1.0, np.float32))])]),
+                     n.const(np.array(0.5, np.float32))])
+    lm = lowered(n.model(y))
+    assert [(k.type, k.linked) for k in lm.kernels] == [("FULLY_CONNECTED", ["gelu"])]
+
+
+def test_token_matmul_bias_folds_and_residual_links(net):
+    n = net(shape=(1, 50, 64))
+    y = n.op("Add", [n.op("MatMul", ["input", n.const(np.zeros((64, 64), np.float32))]),
+                     n.const(np.zeros(64, np.float32))])
+    lm = lowered(n.model(n.op("Add", [y, "input"])))
+    assert [(k.type, k.linked, k.params["Input_shape"]) for k in lm.kernels] == [("FULLY_CONNECTED", ["add"], 50)]

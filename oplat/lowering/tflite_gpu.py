@@ -193,8 +193,10 @@ def _div_or_mul_by(w: Work, n: Node | None, value: float) -> str | None:
     """If ``n`` is ``x / value`` (or ``x * 1/value``) return x."""
     if n is None:
         return None
-    if n.type == "Div" and w.const(n.inputs[1]) and _scalar(w, n.inputs[1]) == value:
-        return n.inputs[0]
+    if n.type == "Div" and w.const(n.inputs[1]):
+        s = _scalar(w, n.inputs[1])
+        if s is not None and abs(s - value) <= 1e-5 * abs(value):
+            return n.inputs[0]
     if n.type == "Mul":
         for x, c in ((n.inputs[0], n.inputs[1]), (n.inputs[1], n.inputs[0])):
             s = _scalar(w, c) if w.const(c) else None
@@ -242,6 +244,43 @@ def fuse_hard_swish(w: Work) -> None:
         for c in chain[:-1]:
             w.delete(c)
         last.type, last.attrs = "HardSwish", {}
+        w.rewire(last, inputs=[x])
+        last.sources = sum((c.sources for c in chain[:-1]), []) + last.sources
+
+
+def fuse_gelu(w: Work) -> None:
+    """x * 0.5 * (1 + erf(x / sqrt(2))), in the associations exporters emit, becomes Gelu."""
+    for erf in list(w.nodes):
+        if erf.dead or erf.type != "Erf":
+            continue
+        scale = w.producer.get(erf.inputs[0])
+        if scale is None or len(w.consumers.get(scale.outputs[0], [])) != 1:
+            continue
+        x = _div_or_mul_by(w, scale, 2 ** 0.5)
+        add = _single_consumer(w, erf)
+        if x is None or _is_add_const(w, add, 1.0) != erf.outputs[0]:
+            continue
+        chain, cur, got_x, got_half = [scale, erf, add], add, False, False
+        for _ in range(2):
+            m = _single_consumer(w, cur)
+            if m is None or m.type != "Mul":
+                break
+            other = _other_input(m, cur.outputs[0])
+            if other == x and not got_x:
+                got_x = True
+            elif other is not None and w.const(other) and _scalar(w, other) == 0.5 and not got_half:
+                got_half = True
+            else:
+                break
+            chain.append(m)
+            cur = m
+        if not (got_x and got_half):
+            continue
+        # x * 0.5 may also come first: Mul(Mul(x, 0.5), 1 + erf)
+        last = chain[-1]
+        for c in chain[:-1]:
+            w.delete(c)
+        last.type, last.attrs = "Gelu", {}
         w.rewire(last, inputs=[x])
         last.sources = sum((c.sources for c in chain[:-1]), []) + last.sources
 
@@ -295,11 +334,12 @@ def fold_affine_constants(w: Work) -> None:
         if len(rt) != 1 or (n.type in ("Sub", "Div") and rt[0] != n.inputs[0]):
             continue
         const = n.inputs[1] if rt[0] == n.inputs[0] else n.inputs[0]
-        out_shape = w.shape(n.outputs[0])
-        if len(out_shape) >= 2 and math.prod(w.shape(const) or (1,)) not in (1, out_shape[1]):
-            continue
         host = _host_for_folding(w, rt[0])
-        if host is not None:
+        if host is None:
+            continue
+        out_shape = w.shape(n.outputs[0])
+        channels = out_shape[-1] if host.type in ("MatMul", "Gemm") else (out_shape[1] if len(out_shape) > 1 else 1)
+        if math.prod(w.shape(const) or (1,)) in (1, channels):
             w.absorb(host, n)
 
 
@@ -587,7 +627,7 @@ def link_elementwise(kernels: list[Kernel], graph_outputs: list[str]) -> list[Ke
 # (constant ops never enter the working list: lower_tflite_gpu filters them like
 # drop_constant_ops would)
 PASSES: list[Callable[[Work], None]] = [
-    bypass_identity, fuse_hard_swish, fuse_swish, fold_batchnorm,
+    bypass_identity, fuse_hard_swish, fuse_swish, fuse_gelu, fold_batchnorm,
     fold_affine_constants,
 ]
 
