@@ -57,8 +57,7 @@ def _link_feats_cached(linked: tuple[str, ...]) -> tuple[float, ...]:
     return tuple([float(len(linked)), float(n_bin)] + act)
 
 
-def _conv_matrix(items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
-    """Vectorised :func:`conv_features` (the most frequent kernel by far)."""
+def _conv_columns(items):
     def col(name: str, default: float, fallback: str | None = None) -> np.ndarray:
         return np.array([float(p.get(name, p.get(fallback, default) if fallback else default) or default)
                          for _, _, p, _ in items])
@@ -72,6 +71,20 @@ def _conv_matrix(items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]
     k = col("Kernel", 1)
     st = col("Stride", 1)
     g = np.maximum(col("Group", 1), 1)
+    return h, w, ci, co, ho, wo, k, st, g
+
+
+def _conv_baseline(items) -> np.ndarray:
+    """Vectorised baseline rows for convolutions (same values as :func:`work_terms`)."""
+    h, w, ci, co, ho, wo, k, _, g = _conv_columns(items)
+    flops = 2 * ho * wo * co * ci / g * k * k
+    traffic = (h * w * ci + ho * wo * co + k * k * ci * co / g) * BYTES
+    return np.stack([np.log1p(flops), np.log1p(traffic), np.ones(len(items))], axis=1)
+
+
+def _conv_matrix(items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+    """Vectorised :func:`conv_features` (the most frequent kernel by far)."""
+    h, w, ci, co, ho, wo, k, st, g = _conv_columns(items)
     wino = np.array([float(i == "winograd") for _, i, _, _ in items])
     flops = 2.0 * ho * wo * co * (ci / g) * k * k
     in_b, out_b, w_b = h * w * ci * BYTES, ho * wo * co * BYTES, k * k * ci * co / g * BYTES
@@ -200,6 +213,8 @@ def baseline_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Se
     Trees cannot extrapolate beyond the largest op they saw; a power law in work and
     traffic can, so the regressors learn the residual over this baseline.
     """
+    if key in ("CONV_2D", "CONV_2D_GROUP") and items:
+        return _conv_baseline(items)
     out = np.empty((len(items), 3), dtype=np.float64)
     for i, (k, _, p, _) in enumerate(items):
         f, b = work_terms(key, k, p)

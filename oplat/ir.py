@@ -44,6 +44,7 @@ class Op:
     inputs: list[str]
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
+    folded: bool = False  # computes only constants (the converter folds it away)
 
 
 class Graph:

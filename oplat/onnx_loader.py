@@ -158,6 +158,9 @@ def _to_graph(model: onnx.ModelProto, name: str) -> Graph:
     for op in g.ops():  # one pass: constants computed upstream feed shape rules downstream
         _fold_constant(g, op)
         infer_op_shapes(g, op)
+        outs = [t for t in op.outputs if t]
+        op.folded = bool(outs) and all(g.tensors[t].const for t in outs)
+    g.meta["folded_marked"] = True
     return g
 
 

@@ -178,7 +178,8 @@ class Profile:
         groups: dict[str, list[int]] = {}
         sigs: list[Any] = [None] * len(items)
         for i, (k, impl, params, linked) in enumerate(items):
-            sig = (k, impl, tuple(sorted(params.items())), tuple(linked))
+            # key order is part of the signature: a different order can only miss, never collide
+            sig = (k, impl, tuple(params.items()), tuple(linked))
             hit = cache.get(sig)
             if hit is not None:
                 out[i] = hit
@@ -190,7 +191,10 @@ class Profile:
         base = self.meta.get("baseline", {})
         if len(cache) > self.CACHE_SIZE:
             cache.clear()
+        n_new = sum(len(v) for v in groups.values())
+        threads = (os.cpu_count() or 1) if n_new > 2000 else 1  # threads only pay off on big batches
         for key, idx in groups.items():
+            self.boosters[key].set_param({"nthread": threads})
             sel = [items[i] for i in idx]
             x = feature_matrix(key, sel)
             margin = baseline_matrix(key, sel) @ np.asarray(base[key]) if key in base else None

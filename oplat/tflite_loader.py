@@ -92,6 +92,7 @@ def load_tflite(path: str | os.PathLike) -> Graph:
         if t.shape is not None and len(t.shape) == 4 and not t.const:
             t.shape = _to_nchw(t.shape)
     g.number_ops()
+    g.meta["folded_marked"] = True  # TFLite ops never compute constants
     return g
 
 

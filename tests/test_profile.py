@@ -140,3 +140,14 @@ def test_package_level_api(zoo):
     res = prof.predict(zoo / "mobilenetv2_w1.onnx")
     assert res.total_ms > res.ops_ms > 0 and res.unsupported == []
     assert ("iphonexs/tflite-gpu", prof.path) in oplat.list_profiles()
+
+
+def test_vectorised_conv_baseline_equals_the_reference():
+    import math
+
+    from oplat.features import baseline_matrix, work_terms
+
+    rows = [r for r in load_phone_gpu_ops(devices=["pixel4"]) if r.kernel in ("CONV_2D", "CONV_2D_GROUP")][:300]
+    items = [(r.kernel, r.impl, r.params, r.linked) for r in rows]
+    ref = np.array([[math.log1p(f), math.log1p(b), 1.0] for f, b in (work_terms("CONV_2D", k, p) for k, _, p, _ in items)])
+    assert np.allclose(baseline_matrix("CONV_2D", items), ref, rtol=1e-9)

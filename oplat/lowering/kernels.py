@@ -17,7 +17,7 @@ LAYOUT = ("RESHAPE", "TRANSPOSE", "PAD", "SLICE", "SPLIT", "RESIZE", "GATHER", "
           "SPACE_TO_DEPTH", "CAST", "TILE")
 
 
-@dataclass
+@dataclass(slots=True)
 class Kernel:
     """One launched kernel.
 

@@ -25,7 +25,7 @@ from .kernels import ELEMENTWISE, LAYOUT, Kernel, LoweredModel
 GPU_FAMILIES = ("adreno", "mali", "powervr", "apple")
 
 
-@dataclass(eq=False)  # identity equality: nodes are removed from lists by identity
+@dataclass(eq=False, slots=True)  # identity equality; slots: thousands per model
 class Node:
     """A node of the working graph during lowering."""
 
@@ -661,12 +661,11 @@ def lower_tflite_gpu(g: Graph, gpu_family: str = "adreno") -> LoweredModel:
     if gpu_family not in GPU_FAMILIES:
         raise ValueError(f"unknown GPU family {gpu_family!r} (known: {', '.join(GPU_FAMILIES)})")
     # attrs are shared with the IR, never mutated in place (passes assign new dicts)
-    runtime_ops = g.meta.get("_runtime_ops")
-    if runtime_ops is None or g.meta.get("_runtime_ops_n") != len(g):
-        runtime_ops = [op for op in g.ops() if not _all_const_outputs(g, op.outputs)]
-        g.meta["_runtime_ops"], g.meta["_runtime_ops_n"] = runtime_ops, len(g)
-    nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), op.attrs, [op.name])
-             for op in runtime_ops]
+    if g.meta.get("folded_marked"):  # the loader flagged constant-only ops already
+        ops = [op for op in g.ops() if not op.folded]
+    else:
+        ops = [op for op in g.ops() if not _all_const_outputs(g, op.outputs)]
+    nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), op.attrs, [op.name]) for op in ops]
     w = Work(g, nodes)
     for p in PASSES + [absorb_explicit_pads, detect_pre_activation]:
         p(w)
