@@ -58,33 +58,38 @@ def _link_feats_cached(linked: tuple[str, ...]) -> tuple[float, ...]:
 
 
 def _conv_columns(items):
-    def col(name: str, default: float, fallback: str | None = None) -> np.ndarray:
-        return np.array([float(p.get(name, p.get(fallback, default) if fallback else default) or default)
-                         for _, _, p, _ in items])
-
-    h = col("Input_shape", 1)
-    w = col("Input_w", 1, "Input_shape")
-    ci = col("Input_channel", 1)
-    co = col("Filter", 1)
-    ho = col("Output_shape", 1)
-    wo = col("Output_w", 1, "Output_shape")
-    k = col("Kernel", 1)
-    st = col("Stride", 1)
-    g = np.maximum(col("Group", 1), 1)
-    return h, w, ci, co, ho, wo, k, st, g
+    """(h, w, c_in, c_out, h_out, w_out, k, stride, groups) as float arrays, one pass."""
+    rows = []
+    for _, _, p, _ in items:
+        h = p.get("Input_shape") or 1
+        ho = p.get("Output_shape") or 1
+        rows.append((h, p.get("Input_w") or h, p.get("Input_channel") or 1, p.get("Filter") or 1, ho,
+                     p.get("Output_w") or ho, p.get("Kernel") or 1, p.get("Stride") or 1, p.get("Group") or 1))
+    a = np.array(rows, dtype=np.float64).reshape(len(items), 9)
+    cols = [a[:, i] for i in range(9)]
+    cols[8] = np.maximum(cols[8], 1)
+    return tuple(cols)
 
 
-def _conv_baseline(items) -> np.ndarray:
+def features_and_baseline(key: str, items) -> tuple[np.ndarray, np.ndarray]:
+    """Both regressor inputs at once (convolutions share one pass over the parameters)."""
+    if key in ("CONV_2D", "CONV_2D_GROUP") and items:
+        cols = _conv_columns(items)
+        return _conv_matrix(items, cols), _conv_baseline(items, cols)
+    return feature_matrix(key, items), baseline_matrix(key, items)
+
+
+def _conv_baseline(items, cols=None) -> np.ndarray:
     """Vectorised baseline rows for convolutions (same values as :func:`work_terms`)."""
-    h, w, ci, co, ho, wo, k, _, g = _conv_columns(items)
+    h, w, ci, co, ho, wo, k, _, g = cols if cols is not None else _conv_columns(items)
     flops = 2 * ho * wo * co * ci / g * k * k
     traffic = (h * w * ci + ho * wo * co + k * k * ci * co / g) * BYTES
     return np.stack([np.log1p(flops), np.log1p(traffic), np.ones(len(items))], axis=1)
 
 
-def _conv_matrix(items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+def _conv_matrix(items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]], cols=None) -> np.ndarray:
     """Vectorised :func:`conv_features` (the most frequent kernel by far)."""
-    h, w, ci, co, ho, wo, k, st, g = _conv_columns(items)
+    h, w, ci, co, ho, wo, k, st, g = cols if cols is not None else _conv_columns(items)
     wino = np.array([float(i == "winograd") for _, i, _, _ in items])
     flops = 2.0 * ho * wo * co * (ci / g) * k * k
     in_b, out_b, w_b = h * w * ci * BYTES, ho * wo * co * BYTES, k * k * ci * co / g * BYTES

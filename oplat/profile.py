@@ -18,7 +18,7 @@ import numpy as np
 import xgboost as xgb
 
 from .errors import ProfileError
-from .features import FEATURE_SCHEMA_VERSION, baseline_matrix, feature_matrix, predictor_key
+from .features import FEATURE_SCHEMA_VERSION, features_and_baseline, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
 from .overhead import OVERHEAD_FEATURES, apply_overhead, graph_features
@@ -56,7 +56,7 @@ def resolve_profile(id_or_path: str | os.PathLike) -> Path:
     raise ProfileError(f"unknown profile {str(id_or_path)!r} (known: {known})")
 
 
-@dataclass
+@dataclass(slots=True)
 class OpPrediction:
     """One kernel's prediction."""
 
@@ -196,8 +196,8 @@ class Profile:
         for key, idx in groups.items():
             self.boosters[key].set_param({"nthread": threads})
             sel = [items[i] for i in idx]
-            x = feature_matrix(key, sel)
-            margin = baseline_matrix(key, sel) @ np.asarray(base[key]) if key in base else None
+            x, xb = features_and_baseline(key, sel)
+            margin = xb @ np.asarray(base[key]) if key in base else None
             vals = np.exp(self.boosters[key].inplace_predict(x, base_margin=margin))
             out[idx] = vals
             for i, v in zip(idx, vals.tolist()):

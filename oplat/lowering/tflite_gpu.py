@@ -549,10 +549,11 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
             return None
         k = _glue(w, n, tok.upper().replace("+", "_"))
         k.params["token"] = tok
-    k.sources = list(n.sources)
+    # the working node dies with this lowering, so its lists can be handed over as they are
+    k.sources = n.sources
     k.inputs = [t for t in n.inputs if t]
-    k.outputs = list(n.outputs)
-    k.linked = list(n.linked)
+    k.outputs = n.outputs
+    k.linked = n.linked
     return k
 
 
@@ -581,8 +582,9 @@ def _glue(w: Work, n: Node, typ: str) -> Kernel:
     return Kernel(n.name, typ, typ.lower(), params)
 
 
-LINK_HOSTS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED",
-              "CONCATENATION", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+LINK_HOSTS = frozenset(("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED",
+                        "CONCATENATION", "MAX_POOL_2D", "AVERAGE_POOL_2D"))
+_LAYOUT = frozenset(LAYOUT)
 
 
 def link_elementwise(kernels: list[Kernel], graph_outputs: list[str]) -> list[Kernel]:
@@ -597,27 +599,30 @@ def link_elementwise(kernels: list[Kernel], graph_outputs: list[str]) -> list[Ke
     for i, k in enumerate(kernels):
         for t in k.inputs:
             consumers.setdefault(t, []).append(i)
+    outputs = set(graph_outputs)
     dead: set[int] = set()
     for i, host in enumerate(kernels):
-        if i in dead or host.type not in LINK_HOSTS or host.impl == "mean":
+        if host.type not in LINK_HOSTS or i in dead or host.impl == "mean":
             continue
+        host_shape = host.params.get("_out_shape", ())
         while True:
             out = host.outputs[0]
-            cs = [c for c in consumers.get(out, []) if c not in dead]
-            if len(cs) != 1 or out in graph_outputs:
+            cs = consumers.get(out)
+            if not cs or out in outputs:
                 break
+            if len(cs) != 1:
+                cs = [c for c in cs if c not in dead]
+                if len(cs) != 1:
+                    break
             e = kernels[cs[0]]
             tok = e.params.get("token")
-            if tok is None or e.type in LAYOUT:
+            if tok is None or e.type in _LAYOUT or e.params["Output_shape"] != host_shape:
                 break
-            if tuple(e.params["Output_shape"]) != tuple(host.params.get("_out_shape", ())):
-                break
-            others = [t for t in e.inputs if t != out]
-            if any(order.get(t, -1) > i for t in others):
+            if any(t != out and order.get(t, -1) > i for t in e.inputs):
                 break
             host.linked += tok.split("+")
             host.sources += e.sources
-            host.outputs = list(e.outputs)
+            host.outputs = e.outputs
             for t in e.outputs:
                 order[t] = i
             dead.add(cs[0])
