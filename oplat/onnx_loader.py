@@ -155,13 +155,34 @@ def _to_graph(model: onnx.ModelProto, name: str) -> Graph:
                 g.tensors.setdefault(t, Tensor(t, None))
         g.add_op(op)
     g.number_ops()
+    assumed = []
     for op in g.ops():  # one pass: constants computed upstream feed shape rules downstream
         _fold_constant(g, op)
         infer_op_shapes(g, op)
+        if _assume_shape_preserving(g, op):
+            assumed.append(op.name)
         outs = [t for t in op.outputs if t]
         op.folded = bool(outs) and all(g.tensors[t].const for t in outs)
     g.meta["folded_marked"] = True
+    g.meta["assumed_shapes"] = assumed
     return g
+
+
+def _assume_shape_preserving(g: Graph, op: Op) -> bool:
+    """An op nobody can type (custom domain, ...) with one data input and one output is
+    taken to keep its input's shape, so the rest of the graph can still be predicted;
+    the op itself is reported as unsupported by the lowering."""
+    outs = [t for t in op.outputs if t]
+    if len(outs) != 1 or g.tensors[outs[0]].shape is not None:
+        return False
+    data = [t for t in op.inputs if t and not g.tensors[t].const]
+    if len(data) != 1 or g.tensors[data[0]].shape is None:
+        return False
+    src = g.tensors[data[0]]
+    g.tensors[outs[0]].shape = src.shape
+    if g.tensors[outs[0]].dtype == "float32":
+        g.tensors[outs[0]].dtype = src.dtype
+    return True
 
 
 def _attr(a: onnx.AttributeProto):

@@ -224,7 +224,12 @@ class Profile:
                 lowered.append(m)
             else:
                 g = m if isinstance(m, Graph) else load_model(m, input_shapes)
-                lowered.append(self.lower(g))
+                lm = self.lower(g)
+                assumed = set(g.meta.get("assumed_shapes", ()))
+                for u in lm.unsupported:
+                    if u["name"] in assumed:
+                        u["reason"] = "unknown op; its output shape was assumed equal to its input's"
+                lowered.append(lm)
         items, owner = [], []
         for mi, lm in enumerate(lowered):
             for k in lm.rows:

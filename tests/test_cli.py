@@ -108,3 +108,21 @@ def test_predict_tflite_file(tmp_path):
     res = json.loads(p.stdout)
     assert [o["kernel"] for o in res["ops"]] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"]
     assert res["ops"][0]["linked"] == ["relu"] and res["total_ms"] > 0
+
+
+def test_custom_domain_op_is_listed_and_the_rest_predicted(tmp_path, net):
+    from onnx import helper
+
+    n = net()
+    y = n.conv("input", 3, 8)
+    n.nodes.append(helper.make_node("Foo", [y], ["foo_out"], name="foo", domain="com.acme"))
+    m = n.model(n.conv("foo_out", 8, 8))
+    m.opset_import.append(helper.make_opsetid("com.acme", 1))
+    path = tmp_path / "custom.onnx"
+    onnx.save(m, path)
+    p = run("predict", path, "--profile", "pixel4/tflite-gpu", "--json")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert [u["op_type"] for u in res["unsupported"]] == ["Foo"]
+    assert "assumed" in res["unsupported"][0]["reason"]
+    assert [o["kernel"] for o in res["ops"]] == ["CONV_2D", "CONV_2D"]
