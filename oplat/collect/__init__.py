@@ -1,0 +1,1 @@
+"""Data collection: single-kernel models, measurement backends, samplers, the collect loop."""

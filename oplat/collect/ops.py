@@ -1,0 +1,130 @@
+"""Single-kernel models: one op (with its fused activation / residual add) per ONNX file.
+
+A kernel *config* is a plain dict in the dataset's parameter vocabulary:
+``{"kernel": "CONV_2D", "Input_shape": 56, "Input_channel": 64, "Filter": 64,
+"Kernel": 3, "Stride": 1, "Group": 1, "linked": ["relu"]}``. ``config_id`` hashes it,
+``onnx_single_op`` builds the model that runs exactly that kernel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "MAX_POOL_2D",
+           "AVERAGE_POOL_2D", "CONCATENATION", "ADD", "MUL", "RELU", "HARD_SWISH", "SIGMOID")
+
+
+def config_id(cfg: dict[str, Any]) -> str:
+    """Stable short id of a config (what resumable collection keys on)."""
+    blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def _w(rng: np.random.Generator, shape, name: str) -> onnx.TensorProto:
+    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else int(shape[0])
+    return numpy_helper.from_array((rng.standard_normal(shape) / np.sqrt(max(fan_in, 1))).astype(np.float32), name)
+
+
+def _act_nodes(linked: list[str], x: str, residual: str | None) -> tuple[list[onnx.NodeProto], list, str]:
+    nodes, inits = [], []
+    for i, tok in enumerate(linked):
+        y = f"link{i}"
+        if tok == "add":
+            if residual is None:
+                raise ValueError("an 'add' link needs a residual input")
+            nodes.append(helper.make_node("Add", [x, residual], [y]))
+        elif tok == "relu":
+            nodes.append(helper.make_node("Relu", [x], [y]))
+        elif tok == "relu6":
+            inits += [numpy_helper.from_array(np.array(0, np.float32), f"lo{i}"),
+                      numpy_helper.from_array(np.array(6, np.float32), f"hi{i}")]
+            nodes.append(helper.make_node("Clip", [x, f"lo{i}", f"hi{i}"], [y]))
+        elif tok == "hard_swish":
+            nodes.append(helper.make_node("HardSwish", [x], [y]))
+        elif tok == "sigmoid":
+            nodes.append(helper.make_node("Sigmoid", [x], [y]))
+        elif tok == "gelu":
+            nodes.append(helper.make_node("Gelu", [x], [y], domain="com.microsoft"))
+        else:
+            raise ValueError(f"no builder for linked op {tok!r}")
+        x = y
+    return nodes, inits, x
+
+
+def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
+    """The ONNX model running one kernel config (input name ``x``, output ``y``)."""
+    rng = np.random.default_rng(seed)
+    k = cfg["kernel"]
+    h = int(cfg.get("Input_shape", 1))
+    c = int(cfg.get("Input_channel", 1))
+    linked = list(cfg.get("linked", []))
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, h])]
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    residual = None
+    if k in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP"):
+        ks, s = int(cfg.get("Kernel", 1)), int(cfg.get("Stride", 1))
+        if k == "DEPTHWISE_CONV_2D":
+            g, f = c, c * int(cfg.get("Filter", 1) or 1)
+        else:
+            g, f = int(cfg.get("Group", 1) or 1), int(cfg["Filter"])
+        p = ks // 2
+        inits += [_w(rng, (f, c // g, ks, ks), "w"), numpy_helper.from_array(np.zeros(f, np.float32), "b")]
+        nodes.append(helper.make_node("Conv", ["x", "w", "b"], ["conv"], kernel_shape=[ks, ks], strides=[s, s],
+                                      pads=[p] * 4, group=g))
+        out_h = (h + 2 * p - ks) // s + 1
+        if "add" in linked:
+            residual = "r"
+            inputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, f, out_h, out_h]))
+        more, more_inits, y = _act_nodes(linked, "conv", residual)
+    elif k == "FULLY_CONNECTED":
+        rows = int(cfg.get("Rows", 1))
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, c])]
+        f = int(cfg["Filter"])
+        inits += [_w(rng, (f, c), "w"), numpy_helper.from_array(np.zeros(f, np.float32), "b")]
+        nodes.append(helper.make_node("Gemm", ["x", "w", "b"], ["fc"], transB=1))
+        if "add" in linked:
+            residual = "r"
+            inputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [rows, f]))
+        more, more_inits, y = _act_nodes(linked, "fc", residual)
+    elif k == "MEAN":
+        nodes.append(helper.make_node("GlobalAveragePool", ["x"], ["y0"]))
+        more, more_inits, y = [], [], "y0"
+    elif k in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        ks, s = int(cfg.get("Kernel", 3)), int(cfg.get("Stride", 2))
+        p = ks // 2 if s == 1 else 0
+        nodes.append(helper.make_node("MaxPool" if k == "MAX_POOL_2D" else "AveragePool", ["x"], ["y0"],
+                                      kernel_shape=[ks, ks], strides=[s, s], pads=[p] * 4))
+        more, more_inits, y = [], [], "y0"
+    elif k == "CONCATENATION":
+        n = int(cfg.get("Kernel", 2))
+        total = int(cfg.get("Filter", 2 * c))
+        rest = max(1, (total - c) // max(n - 1, 1))
+        inputs += [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [1, rest, h, h]) for i in range(1, n)]
+        nodes.append(helper.make_node("Concat", ["x"] + [f"x{i}" for i in range(1, n)], ["y0"], axis=1))
+        more, more_inits, y = [], [], "y0"
+    elif k in ("ADD", "MUL"):
+        inputs.append(helper.make_tensor_value_info("x1", TensorProto.FLOAT, [1, c, h, h]))
+        nodes.append(helper.make_node(k.capitalize(), ["x", "x1"], ["y0"]))
+        more, more_inits, y = [], [], "y0"
+    elif k in ("RELU", "HARD_SWISH", "SIGMOID"):
+        op = {"RELU": "Relu", "HARD_SWISH": "HardSwish", "SIGMOID": "Sigmoid"}[k]
+        nodes.append(helper.make_node(op, ["x"], ["y0"]))
+        more, more_inits, y = [], [], "y0"
+    else:
+        raise ValueError(f"no single-op builder for kernel {k!r} (known: {', '.join(KERNELS)})")
+    nodes += more
+    inits += more_inits
+    nodes.append(helper.make_node("Identity", [y], ["y"]))
+    rank = 2 if k == "FULLY_CONNECTED" else 4
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
+    graph = helper.make_graph(nodes, f"single_{k.lower()}", inputs, [out], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    return m
