@@ -113,6 +113,9 @@ def _progress():
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import load_graphs, train_profile
 
+    if args.data:
+        return _train_from_collected(args)
+
     rows, e2e, devs, source = _load_training_data(args)
     excl = _csv_list(args.exclude_models)
     graphs = load_graphs(args.graphs)
@@ -127,6 +130,33 @@ def cmd_train(args: argparse.Namespace) -> int:
             folder = prof.save(out / dev / "tflite-gpu")
             prog.advance(task)
             prog.console.print(f"{prof.id}: {prof.meta['training']['rows']} rows -> {folder}")
+    return 0
+
+
+def _train_from_collected(args: argparse.Namespace) -> int:
+    """Profiles from ``oplat collect`` datasets, one per device/framework/processor in them."""
+    from .collect.run import read_collected
+    from .store import DatasetStore
+    from .train import train_profile
+
+    out = Path(args.out)
+    for path in args.data:
+        rows = read_collected(path)
+        if not rows:
+            raise OplatError(f"{path}: no measured rows to train on")
+        meta = DatasetStore(path).meta
+        threads = meta.get("threads", 1)
+        groups: dict[tuple, list] = {}
+        for r in rows:
+            groups.setdefault((r.device, r.framework, r.processor), []).append(r)
+        for (device, framework, processor), rs in groups.items():
+            name = {"onnxruntime": "ort", "litert": "litert"}.get(framework, framework)
+            pid = f"{device}/{name}-{processor}-{threads}t"
+            prof = train_profile(rs, {}, {}, device, framework, processor, gpu_family="adreno",
+                                 source=f"oplat collect:{Path(path).name}", profile_id=pid)
+            prof.meta["collection"] = {k: meta.get(k) for k in ("backend", "threads", "cores", "machine")}
+            folder = prof.save(out / device / pid.split("/", 1)[1])
+            print(f"{pid}: {len(rs)} rows -> {folder}")
     return 0
 
 
@@ -202,6 +232,29 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .collect.backends import make_backend
+    from .collect.run import collect, open_store, parse_budget
+    from .collect.sampler import sample_configs, zoo_configs
+    from .train import load_graphs
+
+    budget = parse_budget(args.budget) if args.budget else None
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else None
+    backend = make_backend(args.backend, args.threads, cores)
+    store = open_store(args.out, backend, args.device)
+    base = zoo_configs(load_graphs(args.graphs).values())
+    configs = list(sample_configs(base, args.max_configs, seed=args.seed))
+    done = store.done_ids()
+    todo = sum(1 for c in configs if __import__("oplat.collect.ops", fromlist=["config_id"]).config_id(c) not in done)
+    with _progress() as prog:
+        task = prog.add_task(f"collect {args.backend} x{args.threads}", total=todo)
+        counts = collect(backend, configs, store, args.device, budget,
+                         on_row=lambda r: prog.update(task, advance=1))
+    print(f"{args.out}: measured {counts['measured']}, failed {counts['failed']}, "
+          f"already there {counts['skipped']}; {len(store.rows())} rows in the dataset")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="oplat", description="Operator-wise latency prediction for mobile ML models")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -225,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="folder of <model>.onnx graphs")
         p.set_defaults(fn=fn)
         if name == "train":
+            p.add_argument("--data", action="append", help="an 'oplat collect' dataset (repeatable); "
+                                                            "replaces --ops-csv/--e2e-csv")
             p.add_argument("--exclude-models", help="comma-separated models left out of training")
             p.add_argument("--out", required=True, help="output folder (DIR/<device>/tflite-gpu)")
         else:
@@ -235,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profiles", help="list the device profiles with their accuracy")
     p.set_defaults(fn=cmd_profiles)
+
+    p = sub.add_parser("collect", help="measure per-op latency on this machine into a dataset (resumable)")
+    p.add_argument("--backend", required=True, help="ort-cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cores", help="comma-separated CPU ids to pin to")
+    p.add_argument("--budget", help="stop after this long (90s, 10m, 1h)")
+    p.add_argument("--out", required=True, help="dataset file (re-running the same command resumes it)")
+    p.add_argument("--device", default="host", help="device name recorded in the rows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-configs", type=int, default=20000)
+    p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="models whose kernels to cover")
+    p.set_defaults(fn=cmd_collect)
 
     p = sub.add_parser("zoo", help="list or build ONNX models of the zoo")
     zsub = p.add_subparsers(dest="zoo_cmd", required=True)

@@ -105,15 +105,16 @@ def oof_op_sums(rows: Sequence[OpRow], lowered: Mapping[str, LoweredModel], meta
 def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Mapping[str, Graph],
                   device: str, framework: str = "tflite", processor: str = "gpu",
                   gpu_family: str | None = None, exclude_models: Sequence[str] = (),
-                  source: str = "", lowered_cache: dict | None = None) -> Profile:
+                  source: str = "", lowered_cache: dict | None = None, lowering: str = "tflite-gpu",
+                  profile_id: str | None = None) -> Profile:
     """Train a profile for one device from its per-op rows and end-to-end measurements."""
     excl = set(exclude_models)
     rows = [r for r in rows if r.model not in excl and r.device == device]
     family = gpu_family or PHONE_GPU_FAMILY.get(device, "adreno")
     meta: dict[str, Any] = {
-        "id": f"{device}/{framework}-{processor}", "device": device, "framework": framework,
-        "processor": processor, "precision": "fp16" if processor == "gpu" else "fp32",
-        "gpu_family": family, "lowering": f"{framework}-{processor}",
+        "id": profile_id or f"{device}/{framework}-{processor}", "device": device, "framework": framework,
+        "processor": processor, "precision": "fp16" if framework == "tflite" and processor == "gpu" else "fp32",
+        "gpu_family": family, "lowering": lowering,
         "framework_version": "TensorFlow Lite 2.10 GPU delegate" if framework == "tflite" else "",
         **{k: v for k, v in PHONE_FACTS.get(device, {}).items()},
     }

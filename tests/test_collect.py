@@ -58,3 +58,85 @@ def test_time_runs_stops_at_the_cap():
     calls = []
     r = time_runs(lambda: calls.append(1), warmup=2, min_runs=10, max_runs=40, max_seconds=10, rel_tol=0.0)
     assert 40 <= r["count"] <= 60 and len(calls) == r["count"] + 2
+
+
+def test_collect_appends_resumes_and_records_failures(tmp_path):
+    from oplat.collect.run import collect, open_store, read_collected
+
+    b = make_backend("ort-cpu", threads=1)
+    cfgs = CONFIGS[:4] + [{"kernel": "FFT", "Input_shape": 8}] + CONFIGS[4:6]
+    store = open_store(tmp_path / "d.csv", b, "host")
+    counts = collect(b, cfgs[:3], store, batch=2)
+    assert counts == {"measured": 3, "failed": 0, "skipped": 0}
+    store = open_store(tmp_path / "d.csv", b, "host")  # same command again: resumes
+    counts = collect(b, cfgs, store, batch=2)
+    assert counts == {"measured": 3, "failed": 1, "skipped": 3}
+    rows = store.rows()
+    assert len(rows) == 7 and len({r["config_id"] for r in rows}) == 7
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and "no single-op builder" in failed[0]["error"]
+    train_rows = read_collected(tmp_path / "d.csv")
+    assert len(train_rows) == 6 and all(r.latency_ms > 0 for r in train_rows)
+    assert {r.kernel for r in train_rows} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN"}
+
+
+def test_collect_refuses_a_dataset_of_other_settings(tmp_path):
+    from oplat.collect.run import open_store
+    from oplat.errors import DatasetError
+
+    open_store(tmp_path / "d.csv", make_backend("ort-cpu", threads=1), "host")
+    with pytest.raises(DatasetError, match="threads"):
+        open_store(tmp_path / "d.csv", make_backend("ort-cpu", threads=2), "host")
+
+
+def test_budget_parsing():
+    from oplat.collect.run import parse_budget
+    from oplat.errors import DatasetError
+
+    assert parse_budget("90s") == 90 and parse_budget("10m") == 600 and parse_budget("2") == 2
+    with pytest.raises(DatasetError):
+        parse_budget("soon")
+
+
+def test_sampler_is_deterministic_and_near_the_zoo(zoo):
+    from oplat.collect.sampler import sample_configs, zoo_configs
+    from oplat.onnx_loader import load_onnx
+
+    base = zoo_configs([load_onnx(zoo / "mobilenetv2_w1.onnx"), load_onnx(zoo / "resnet18.onnx")])
+    assert {c["kernel"] for c in base} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    a = list(sample_configs(base, 200, seed=3))
+    assert a == list(sample_configs(base, 200, seed=3)) and len(a) == 200
+    assert len({config_id(c) for c in a}) == 200
+    for c in a:
+        if "Input_shape" in c and c["kernel"] != "FULLY_CONNECTED":
+            assert 7 <= c["Input_shape"] <= 224
+
+
+def test_collect_then_train_cli(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "oplat.cli", *map(str, a)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+
+    data = tmp_path / "host.csv"
+    p = run("collect", "--backend", "ort-cpu", "--threads", "1", "--budget", "8s", "--out", data)
+    assert p.returncode == 0, p.stderr
+    n1 = len(DatasetStore(data).rows())
+    assert n1 >= 20
+    p = run("collect", "--backend", "ort-cpu", "--threads", "1", "--budget", "3s", "--out", data)
+    assert p.returncode == 0 and len(DatasetStore(data).rows()) > n1
+    p = run("train", "--data", data, "--out", tmp_path / "prof")
+    assert p.returncode == 0, p.stderr
+    q = run("predict", ROOT / "models" / "samples" / "mobilenetv2_w1.onnx", "--profile",
+            tmp_path / "prof" / "host" / "ort-cpu-1t", "--json")
+    assert q.returncode == 0 and json.loads(q.stdout)["total_ms"] > 0
+    bad = run("collect", "--backend", "tpu", "--out", tmp_path / "x.csv")
+    assert bad.returncode == 2 and "unknown backend" in bad.stderr
+
+
+from oplat.store import DatasetStore  # noqa: E402

@@ -49,15 +49,23 @@ def machine_facts() -> dict[str, Any]:
     return facts
 
 
-def time_runs(run: Callable[[], Any], warmup: int = 3, min_runs: int = 10, max_runs: int = 200,
-              max_seconds: float = 0.5, rel_tol: float = 0.02) -> dict[str, float]:
-    """Time ``run`` until its median is stable; returns median/mean/std/min (ms) and count."""
+def time_runs(run: Callable[[], Any], warmup: int = 2, min_runs: int = 10, max_runs: int = 200,
+              max_seconds: float = 0.15, rel_tol: float = 0.02) -> dict[str, float]:
+    """Time ``run`` until its median is stable; returns median/mean/std/min (ms) and count.
+
+    After ``warmup`` runs, rounds of runs continue until the standard error of the
+    median is below ``rel_tol`` of it, or ``max_runs`` / ``max_seconds`` is reached;
+    slow kernels get fewer runs per round (never fewer than 5 in all).
+    """
+    t0 = time.perf_counter()
     for _ in range(warmup):
         run()
+    single = (time.perf_counter() - t0) / max(warmup, 1)
+    per_round = max(5, min(min_runs, int(0.05 / max(single, 1e-6))))
     times: list[float] = []
     start = time.perf_counter()
     while True:
-        for _ in range(min_runs if not times else max(5, len(times) // 2)):
+        for _ in range(per_round if not times else max(per_round, len(times) // 2)):
             t = time.perf_counter()
             run()
             times.append((time.perf_counter() - t) * 1e3)

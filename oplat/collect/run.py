@@ -1,0 +1,102 @@
+"""The collection loop: measure configs, append to a store in batches, resume for free."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..datasets import OpRow
+from ..errors import DatasetError
+from ..lowering import lower
+from ..onnx_loader import load_onnx
+from ..store import DatasetStore
+from .backends import Backend, BackendError, machine_facts
+from .ops import config_id, onnx_single_op
+
+COLUMNS = ["config_id", "model", "device", "framework", "processor", "kernel", "impl", "linked", "params",
+           "config", "latency_ms", "mean_ms", "std_ms", "min_ms", "count", "status", "error"]
+FRAMEWORKS = {"ort-cpu": ("onnxruntime", "cpu"), "litert-cpu": ("litert", "cpu"), "opencl": ("opencl", "gpu")}
+
+
+def parse_budget(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1h`` -> seconds."""
+    t = text.strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
+    try:
+        return float(t[:-1]) * mult if mult else float(t)
+    except ValueError:
+        raise DatasetError(f"bad --budget {text!r}: use e.g. 90s, 10m, 1h") from None
+
+
+def kernel_of(cfg: dict[str, Any]):
+    """The lowered kernel a config runs (its parameters in the dataset vocabulary)."""
+    rows = lower(load_onnx(onnx_single_op(cfg)), "tflite-gpu", "adreno").rows
+    return rows[0] if rows else None
+
+
+def open_store(path: str | Path, backend: Backend, device: str) -> DatasetStore:
+    """Open (or create) a dataset for this backend; refuse one collected with other settings."""
+    meta = {"device": device, **backend.settings, "machine": machine_facts()}
+    store = DatasetStore(path, COLUMNS, meta)
+    for key in ("backend", "threads", "cores", "device"):
+        if store.meta.get(key) != meta.get(key):
+            raise DatasetError(f"{path}: collected with {key}={store.meta.get(key)!r}, "
+                               f"not {meta.get(key)!r}; use another --out")
+    return store
+
+
+def collect(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetStore, device: str = "host",
+            budget_s: float | None = None, batch: int = 25, flush_s: float = 2.0,
+            on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, int]:
+    """Measure every config not yet in ``store``; append rows in batches. Returns counts."""
+    framework, processor = FRAMEWORKS.get(backend.name, (backend.name, "cpu"))
+    done = store.done_ids()
+    pending: list[dict[str, Any]] = []
+    counts = {"measured": 0, "failed": 0, "skipped": 0}
+    start = last_flush = time.monotonic()
+    for cfg in configs:
+        if budget_s is not None and time.monotonic() - start >= budget_s:
+            break
+        cid = config_id(cfg)
+        if cid in done:
+            counts["skipped"] += 1
+            continue
+        row = {"config_id": cid, "model": f"single:{cfg['kernel']}", "device": device, "framework": framework,
+               "processor": processor, "kernel": cfg["kernel"], "impl": "", "linked": "|".join(cfg.get("linked", [])),
+               "params": {}, "config": cfg, "status": "ok"}
+        try:
+            k = kernel_of(cfg)
+            if k is not None:
+                row.update(kernel=k.type, impl=k.impl, linked="|".join(k.linked),
+                           params={a: b for a, b in k.params.items() if not a.startswith("_")})
+            t = backend.measure(cfg)
+            row.update(latency_ms=t["median_ms"], mean_ms=t["mean_ms"], std_ms=t["std_ms"], min_ms=t["min_ms"],
+                       count=t["count"])
+            counts["measured"] += 1
+        except (BackendError, ValueError) as e:  # a config without builder or rejected: recorded, go on
+            row.update(status="failed", error=str(e)[:300])
+            counts["failed"] += 1
+        pending.append(row)
+        done.add(cid)
+        if on_row:
+            on_row(row)
+        if len(pending) >= batch or time.monotonic() - last_flush >= flush_s:
+            store.append(pending)
+            pending, last_flush = [], time.monotonic()
+    store.append(pending)
+    return counts
+
+
+def read_collected(path: str | Path) -> list[OpRow]:
+    """The measured (status ok) rows of a collected dataset, as training rows."""
+    store = DatasetStore(path)
+    out = []
+    for r in store.rows():
+        if r.get("status") != "ok" or not r.get("latency_ms"):
+            continue
+        out.append(OpRow(r["model"], r["device"], r["framework"], r["processor"], r["kernel"], r["impl"],
+                         [t for t in r["linked"].split("|") if t], json.loads(r["params"] or "{}"),
+                         float(r["latency_ms"]), {"config_id": r["config_id"]}))
+    return out

@@ -1,0 +1,128 @@
+"""Kernel-config samplers: the shapes real models use, plus random exploration.
+
+``zoo_configs`` lowers model graphs and keeps their kernels as configs (the
+distribution to cover); ``explore`` perturbs them (channels x0.5-x2 in multiples of 8,
+neighbouring resolutions, other kernel sizes and strides) so the regressors also see
+what the zoo does not hold. ``sample_configs`` interleaves both in a fixed, seeded
+order, so a collection run is a deterministic prefix of one long list: resumable.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Iterable, Iterator
+
+from ..ir import Graph
+from ..lowering import lower
+from .ops import config_id
+
+LINKABLE = {"relu", "hard_swish", "sigmoid", "add"}
+
+
+def kernel_config(k) -> dict[str, Any] | None:
+    """A single-op config from a lowered kernel (None when it has no builder)."""
+    p = k.params
+    if any(t not in LINKABLE for t in k.linked):
+        return None
+    linked = list(k.linked)
+    if k.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP"):
+        if k.impl == "fully_connected":
+            return {"kernel": "FULLY_CONNECTED", "Input_channel": p["Input_channel"], "Filter": p["Filter"],
+                    "linked": linked}
+        h = int(p["Output_shape"]) * int(p.get("Stride", 1))
+        cfg = {"kernel": k.type, "Input_shape": h, "Input_channel": p["Input_channel"], "Kernel": p["Kernel"],
+               "Stride": p.get("Stride", 1), "linked": linked}
+        if k.type != "DEPTHWISE_CONV_2D":
+            cfg["Filter"] = p["Filter"]
+        if k.type == "CONV_2D_GROUP":
+            cfg["Group"] = p["Group"]
+        return cfg
+    if k.type == "FULLY_CONNECTED":
+        return {"kernel": "FULLY_CONNECTED", "Input_channel": p["Input_channel"], "Filter": p["Filter"],
+                "Rows": p.get("Input_shape", 1), "linked": linked}
+    if k.type == "MEAN" or k.impl == "mean":
+        return {"kernel": "MEAN", "Input_shape": p["Input_shape"], "Input_channel": p["Input_channel"]}
+    if k.type in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        return {"kernel": k.type, "Input_shape": int(p["Output_shape"]) * int(p.get("Stride", 1)),
+                "Input_channel": p["Input_channel"], "Kernel": p["Kernel"], "Stride": p.get("Stride", 1)}
+    if k.type == "CONCATENATION" and p.get("Axis", 1) == 1:
+        return {"kernel": "CONCATENATION", "Input_shape": p["Input_shape"], "Input_channel": p["Input_channel"],
+                "Filter": p["Filter"], "Kernel": p["Kernel"]}
+    return None
+
+
+def zoo_configs(graphs: Iterable[Graph]) -> list[dict[str, Any]]:
+    """Distinct kernel configs of the given graphs, in first-seen order."""
+    seen, out = set(), []
+    for g in graphs:
+        for k in lower(g, "tflite-gpu", "adreno").rows:
+            cfg = kernel_config(k)
+            if cfg is None:
+                continue
+            cid = config_id(cfg)
+            if cid not in seen:
+                seen.add(cid)
+                out.append(cfg)
+    return out
+
+
+def _ch(rng: random.Random, c: int) -> int:
+    return max(8, int(c * rng.uniform(0.5, 2.0)) // 8 * 8)
+
+
+def explore(cfg: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """A random neighbour of ``cfg`` (same kernel type, similar size).
+
+    Channels scale by 0.5-2x (multiples of 8), the resolution by 0.5/1/2x, kernel sizes
+    move to a neighbour, links change: near the models' own kernels, where accuracy
+    matters, instead of implausible corners (1,000 channels at 112x112).
+    """
+    c = dict(cfg)
+    if "Input_channel" in c:
+        c["Input_channel"] = _ch(rng, int(c["Input_channel"]))
+    if "Filter" in c and c["kernel"] not in ("CONCATENATION",):
+        c["Filter"] = _ch(rng, int(c["Filter"]))
+    if c["kernel"] == "CONCATENATION":
+        c["Filter"] = c["Input_channel"] + _ch(rng, int(c["Input_channel"])) * (int(c.get("Kernel", 2)) - 1)
+    if c["kernel"] == "CONV_2D_GROUP":
+        g = rng.choice([2, 4, 8, 16])
+        c["Input_channel"] = max(g, c["Input_channel"] // g * g)
+        c["Filter"] = max(g, c["Filter"] // g * g)
+        c["Group"] = g
+    if "Input_shape" in c and c["kernel"] != "FULLY_CONNECTED":
+        h = int(c["Input_shape"] * rng.choice([0.5, 1, 1, 2]))
+        c["Input_shape"] = min(224, max(7, h))
+    if c["kernel"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP"):
+        k = int(c.get("Kernel", 3))
+        c["Kernel"] = rng.choice({1: [1, 1, 3], 3: [1, 3, 3, 5], 5: [3, 5, 5, 7], 7: [5, 7]}.get(k, [k]))
+        if c["kernel"] == "DEPTHWISE_CONV_2D" and c["Kernel"] == 1:
+            c["Kernel"] = 3
+        c["Stride"] = rng.choice([1, 1, 2])
+        c["linked"] = rng.choice([[], ["relu"], ["add"], ["add", "relu"], ["hard_swish"]])
+        if c["Stride"] != 1 and "add" in c["linked"]:
+            c["linked"] = [t for t in c["linked"] if t != "add"]
+    return c
+
+
+def sample_configs(base: list[dict[str, Any]], n: int, seed: int = 0,
+                   explore_share: float = 0.5) -> Iterator[dict[str, Any]]:
+    """``n`` configs: the base set (shuffled) interleaved with explored neighbours."""
+    rng = random.Random(seed)
+    order = list(base)
+    rng.shuffle(order)
+    seen: set[str] = set()
+    i = 0
+    produced = attempts = 0
+    while produced < n and order and attempts < 20 * n + 1000:
+        attempts += 1
+        if rng.random() < explore_share or i >= len(order):
+            cfg = explore(order[rng.randrange(len(order))], rng)
+        else:
+            cfg = order[i]
+            i += 1
+        cid = config_id(cfg)
+        if cid in seen:
+            continue
+        seen.add(cid)
+        produced += 1
+        yield cfg
