@@ -60,3 +60,30 @@ def _tensor_nbytes(t: TensorProto) -> int:
 def is_graph_only(model: onnx.ModelProto) -> bool:
     """True when at least one initializer refers to external data (present or not)."""
     return any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """A runnable copy of a graph-only model: absent initializers get random values.
+
+    Values are small normals (scaled by fan-in) so activations stay finite; timing does
+    not depend on them.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(seed)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for t in out.graph.initializer:
+        if t.data_location != TensorProto.EXTERNAL:
+            continue
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+        shape = tuple(t.dims)
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        if np.issubdtype(dtype, np.floating):
+            arr = (rng.standard_normal(shape) / np.sqrt(max(fan_in, 1))).astype(dtype)
+        else:
+            arr = np.zeros(shape, dtype)
+        new = numpy_helper.from_array(arr, t.name)
+        t.CopyFrom(new)
+    return out

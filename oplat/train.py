@@ -123,7 +123,11 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     lowered = lowered_for(usable, family, cache=lowered_cache)
     coef = None
     if len(lowered) >= 5:
-        sums = oof_op_sums(rows, lowered, meta)
+        if {r.model for r in rows} & set(lowered):
+            sums = oof_op_sums(rows, lowered, meta)
+        else:  # per-op rows from single-kernel models: no model leaks into its own sum
+            full = _profile(meta, fitted)
+            sums = {m: full.predict(lm).key_sums for m, lm in lowered.items()}
         names = sorted(sums)
         feats = [graph_features(lowered[m], sums[m]) for m in names]
         coef = fit_overhead(feats, [e2e_ms[m] for m in names]).tolist()

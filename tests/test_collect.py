@@ -140,3 +140,21 @@ def test_collect_then_train_cli(tmp_path):
 
 
 from oplat.store import DatasetStore  # noqa: E402
+
+
+def test_whole_model_measurement_resumes(tmp_path):
+    from oplat.collect.whole import measure_models
+    from models.zoo import build
+
+    b = make_backend("ort-cpu", threads=1)
+    calls = []
+
+    def make(name):
+        calls.append(name)
+        return build(name, graph_only=True)  # graph-only: random weights are filled in
+
+    models = {n: (lambda n=n: make(n)) for n in ("mobilenet_v1_0.25", "squeezenet1_1")}
+    res = measure_models(b, models, tmp_path / "e2e.csv")
+    assert set(res) == set(models) and all(v > 0 for v in res.values())
+    again = measure_models(b, models, tmp_path / "e2e.csv")
+    assert again == res and len(calls) == 2  # nothing measured twice

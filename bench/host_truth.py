@@ -1,0 +1,98 @@
+"""Host profile and its truth: collect per-op data on this machine, fit, and check on
+whole zoo models measured on the same machine in the same run.
+
+1. per-op collection (resumable) for ``--budget`` into bench/results/host_<backend>_<t>t_ops.csv
+2. whole-model measurements of the pytorchcv exports (models/cnn_zoo): they fit the
+   end-to-end term only
+3. profile trained and saved to device_profiles/host/<backend>-<t>t (with ``--ship``)
+4. whole-model measurements of the generated zoo (CNNs and ViTs, never used in training)
+   compared with predictions: share within ±10% and MAPE, CNNs and ViTs separately.
+
+    python bench/host_truth.py --budget 300 [--threads 1] [--ship]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import onnx  # noqa: E402
+
+from models.zoo import ZOO, build  # noqa: E402
+from oplat.collect.backends import make_backend  # noqa: E402
+from oplat.collect.run import collect, open_store, read_collected  # noqa: E402
+from oplat.collect.sampler import sample_configs, zoo_configs  # noqa: E402
+from oplat.collect.whole import measure_models  # noqa: E402
+from oplat.evaluate import error_metrics  # noqa: E402
+from oplat.onnx_loader import load_onnx  # noqa: E402
+from oplat.train import load_graphs, train_profile  # noqa: E402
+
+VIT_PREFIXES = ("vit", "deit", "swin", "mobilevit", "efficientformer", "levit")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backend", default="ort-cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--budget", type=float, default=300, help="seconds of per-op collection")
+    ap.add_argument("--ship", action="store_true", help="save the profile under device_profiles/host")
+    ap.add_argument("--skip-vits", action="store_true")
+    args = ap.parse_args()
+    tag = f"host_{args.backend}_{args.threads}t"
+    res_dir = ROOT / "bench" / "results"
+    res_dir.mkdir(parents=True, exist_ok=True)
+    backend = make_backend(args.backend, args.threads)
+    graphs = load_graphs(ROOT / "models" / "cnn_zoo")
+
+    t0 = time.time()
+    store = open_store(res_dir / f"{tag}_ops.csv", backend, "host")
+    configs = sample_configs(zoo_configs(graphs.values()), 50000, seed=0)
+    counts = collect(backend, configs, store, "host", args.budget)
+    print("per-op", counts, flush=True)
+
+    def from_file(name: str):
+        return onnx.load(ROOT / "models" / "cnn_zoo" / f"{name}.onnx", load_external_data=False)
+
+    fit_e2e = measure_models(backend, {n: partial(from_file, n) for n in sorted(graphs)},
+                             res_dir / f"{tag}_e2e_fit.csv", on_model=lambda n: None)
+    print("fit models measured:", len(fit_e2e), flush=True)
+
+    rows = read_collected(res_dir / f"{tag}_ops.csv")
+    pid = f"host/{args.backend}-{args.threads}t"
+    prof = train_profile(rows, fit_e2e, graphs, "host", "onnxruntime", "cpu", gpu_family="adreno",
+                         source=f"oplat collect ({args.backend}, {args.threads} thread(s)) on this machine",
+                         profile_id=pid)
+
+    test_names = [n for n in sorted(ZOO) if not (args.skip_vits and n.startswith(VIT_PREFIXES))]
+    test_e2e = measure_models(backend, {n: partial(build, n) for n in test_names}, res_dir / f"{tag}_e2e_test.csv")
+    per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}
+    for n in test_names:
+        if n not in test_e2e:
+            continue
+        r = prof.predict(load_onnx(build(n, graph_only=True)))
+        fam = "vit" if n.startswith(VIT_PREFIXES) else "cnn"
+        groups[fam][0].append(r.total_ms)
+        groups[fam][1].append(test_e2e[n])
+        per_model[n] = {"measured_ms": round(test_e2e[n], 3), "predicted_ms": round(r.total_ms, 3),
+                        "error": round(r.total_ms / test_e2e[n] - 1, 4),
+                        "unsupported": sorted({u["op_type"] for u in r.unsupported})}
+    result = {"profile": pid, "per_op_rows": len(rows), "collect": counts, "fit_models": len(fit_e2e),
+              "held_out": {fam: error_metrics(*groups[fam]) for fam in groups}, "models": per_model,
+              "seconds": round(time.time() - t0, 1), "accuracy_method": "generated zoo models, never trained on"}
+    prof.meta["accuracy"] = {"method": result["accuracy_method"], "end_to_end": result["held_out"]["cnn"],
+                             "end_to_end_vit": result["held_out"]["vit"]}
+    (res_dir / f"{tag}_truth.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["held_out"], indent=1))
+    if args.ship:
+        print("saved", prof.save(ROOT / "device_profiles" / "host" / f"{args.backend}-{args.threads}t"))
+
+
+if __name__ == "__main__":
+    main()

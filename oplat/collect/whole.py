@@ -1,0 +1,52 @@
+"""Whole-model measurements: the end-to-end truth that host profiles are fitted and checked on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import onnx
+
+from ..graph_only import is_graph_only, with_random_weights
+from ..store import DatasetStore
+from .backends import Backend, BackendError, machine_facts, time_runs
+
+E2E_COLUMNS = ["config_id", "model", "device", "latency_ms", "mean_ms", "std_ms", "min_ms", "count", "status", "error"]
+
+
+def measure_model(backend: Backend, model: onnx.ModelProto, max_seconds: float = 1.0) -> dict[str, float]:
+    """Time one whole model on ``backend`` (graph-only models get random weights)."""
+    if not hasattr(backend, "session"):
+        raise BackendError(f"backend {backend.name} cannot run whole models")
+    if is_graph_only(model):
+        model = with_random_weights(model)
+    try:
+        sess = backend.session(model.SerializeToString())
+    except Exception as e:
+        raise BackendError(f"cannot create a session: {str(e).splitlines()[0]}") from None
+    rng = np.random.default_rng(0)
+    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+             for i in sess.get_inputs()}
+    return time_runs(lambda: sess.run(None, feeds), warmup=3, min_runs=10, max_seconds=max_seconds)
+
+
+def measure_models(backend: Backend, models: Mapping[str, Callable[[], onnx.ModelProto]], path: str | Path,
+                   device: str = "host", on_model: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Measure every model not yet in the dataset at ``path``; returns ``{model: median ms}``."""
+    store = DatasetStore(path, E2E_COLUMNS, {"device": device, **backend.settings, "machine": machine_facts()})
+    done = {r["model"]: r for r in store.rows()}
+    for name, make in models.items():
+        if name not in done:
+            row = {"config_id": name, "model": name, "device": device, "status": "ok"}
+            try:
+                t = measure_model(backend, make())
+                row.update(latency_ms=t["median_ms"], mean_ms=t["mean_ms"], std_ms=t["std_ms"], min_ms=t["min_ms"],
+                           count=t["count"])
+            except BackendError as e:
+                row.update(status="failed", error=str(e)[:300])
+            store.append([row])
+            done[name] = {k: str(v) for k, v in row.items()}
+        if on_model:
+            on_model(name)
+    return {m: float(r["latency_ms"]) for m, r in done.items() if r.get("status") == "ok" and r.get("latency_ms")}
