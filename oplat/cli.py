@@ -234,6 +234,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from .collect.backends import make_backend
+    from .collect.ops import config_id
     from .collect.run import collect, open_store, parse_budget
     from .collect.sampler import sample_configs, zoo_configs
     from .train import load_graphs
@@ -245,7 +246,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     base = zoo_configs(load_graphs(args.graphs).values())
     configs = list(sample_configs(base, args.max_configs, seed=args.seed))
     done = store.done_ids()
-    todo = sum(1 for c in configs if __import__("oplat.collect.ops", fromlist=["config_id"]).config_id(c) not in done)
+    todo = sum(1 for c in configs if config_id(c) not in done)
     with _progress() as prog:
         task = prog.add_task(f"collect {args.backend} x{args.threads}", total=todo)
         counts = collect(backend, configs, store, args.device, budget,
