@@ -82,33 +82,39 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
 
 
 def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
-                 ridge: float = 1e-3, factor_ridge: float = 0.1) -> np.ndarray:
-    """Coefficients minimising relative squared error, every one non-negative.
+                 ridge: float = 1e-3, factor_ridge: float = 0.1, signed_counts: bool = False) -> np.ndarray:
+    """Coefficients minimising relative squared error.
 
     Per-kernel-type sum factors are shrunk towards 1 (trust the per-op predictions
     unless the data says otherwise) and can never go negative, so a model with unusual
     kernel proportions cannot get a nonsensical total; the other terms are costs
-    shrunk towards 0. One NNLS problem over column-scaled features.
+    shrunk towards 0 and non-negative, except per-kernel counts with ``signed_counts``
+    (per-op timings of single-kernel models that include a per-kernel cost the whole
+    model does not pay, such as layout reorders around each op). One NNLS problem over
+    column-scaled features.
     """
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
     n_sum = len(SUM_FEATURES)
+    counts = [OVERHEAD_FEATURES.index(c) for c in COUNT_FEATURES] if signed_counts else []
     wts = 1.0 / y
-    a = x * wts[:, None]
+    a = np.hstack([x, -x[:, counts]]) * wts[:, None]
     scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
     a_s = a / scale
     lam = np.full(a.shape[1], np.sqrt(ridge))
     lam[:n_sum] = np.sqrt(factor_ridge)
     prior = np.zeros(a.shape[1])
     prior[:n_sum] = 1.0 * scale[:n_sum]  # factor 1 in scaled units
-    reg = np.diag(lam)
-    coef = nnls(np.vstack([a_s, reg]), np.concatenate([y * wts, lam * prior])) / scale
-    return coef
+    coef = nnls(np.vstack([a_s, np.diag(lam)]), np.concatenate([y * wts, lam * prior])) / scale
+    out = coef[:x.shape[1]].copy()
+    out[counts] -= coef[x.shape[1]:]
+    return out
 
 
 def apply_overhead(coef: Sequence[float], features: Sequence[float]) -> tuple[float, float]:
     """(end-to-end ms, overhead ms = end-to-end minus the plain per-op sum) for one model."""
     f = np.asarray(features, dtype=float)
     c = np.asarray(coef, dtype=float)
-    total = float(f @ c)
-    return total, total - float(f[:len(SUM_FEATURES)].sum())
+    ops = float(f[:len(SUM_FEATURES)].sum())
+    total = max(float(f @ c), 0.25 * ops)  # signed count terms can never erase the kernels' own time
+    return total, total - ops

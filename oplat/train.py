@@ -106,7 +106,8 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
                   device: str, framework: str = "tflite", processor: str = "gpu",
                   gpu_family: str | None = None, exclude_models: Sequence[str] = (),
                   source: str = "", lowered_cache: dict | None = None, lowering: str = "tflite-gpu",
-                  profile_id: str | None = None) -> Profile:
+                  profile_id: str | None = None, factor_ridge: float = 0.1,
+                  signed_counts: bool = False) -> Profile:
     """Train a profile for one device from its per-op rows and end-to-end measurements."""
     excl = set(exclude_models)
     rows = [r for r in rows if r.model not in excl and r.device == device]
@@ -130,8 +131,10 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
             sums = {m: full.predict(lm).key_sums for m, lm in lowered.items()}
         names = sorted(sums)
         feats = [graph_features(lowered[m], sums[m]) for m in names]
-        coef = fit_overhead(feats, [e2e_ms[m] for m in names]).tolist()
-    meta["overhead"] = {"features": list(OVERHEAD_FEATURES), "coef": coef,
+        coef = fit_overhead(feats, [e2e_ms[m] for m in names], factor_ridge=factor_ridge,
+                            signed_counts=signed_counts).tolist()
+    meta["overhead"] = {"features": list(OVERHEAD_FEATURES), "coef": coef, "factor_ridge": factor_ridge,
+                        "signed_counts": signed_counts,
                         "fitted_on_models": len(lowered),
                         "glue_types_seen": glue_types(lowered.values())}
     meta["training"] = {"source": source, "rows": len(rows),

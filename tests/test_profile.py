@@ -151,3 +151,19 @@ def test_vectorised_conv_baseline_equals_the_reference():
     items = [(r.kernel, r.impl, r.params, r.linked) for r in rows]
     ref = np.array([[math.log1p(f), math.log1p(b), 1.0] for f, b in (work_terms("CONV_2D", k, p) for k, _, p, _ in items)])
     assert np.allclose(baseline_matrix("CONV_2D", items), ref, rtol=1e-9)
+
+
+def test_signed_counts_can_subtract_a_per_kernel_cost():
+    from oplat.overhead import OVERHEAD_FEATURES
+
+    rng = np.random.default_rng(4)
+    i_sum, i_const, i_count = 0, OVERHEAD_FEATURES.index("const_ms"), OVERHEAD_FEATURES.index("count:CONV_2D")
+    feats = []
+    for s, n in zip(rng.uniform(5, 50, 60), rng.integers(10, 100, 60)):
+        f = [0.0] * len(OVERHEAD_FEATURES)
+        f[i_sum], f[i_const], f[i_count] = s, 1.0, float(n)
+        feats.append(f)
+    y = [f[i_sum] + 0.5 - 0.02 * f[i_count] for f in feats]  # single-op timings over-count 20 us per kernel
+    c = fit_overhead(feats, y, ridge=1e-8, factor_ridge=1e-8, signed_counts=True)
+    assert abs(c[i_count] + 0.02) < 0.003 and abs(c[i_sum] - 1.0) < 0.02
+    assert (np.delete(np.asarray(c), i_count) >= 0).all()
