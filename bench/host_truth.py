@@ -89,6 +89,7 @@ def main() -> None:
     result = {"profile": pid, "per_op_rows": len(rows), "collect": counts, "fit_models": len(fit_e2e),
               "held_out": {fam: error_metrics(*groups[fam]) for fam in groups}, "models": per_model,
               "seconds": round(time.time() - t0, 1), "accuracy_method": "generated zoo models, never trained on"}
+    prof.meta["collection"] = {k: store.meta.get(k) for k in ("backend", "threads", "cores", "machine")}
     prof.meta["accuracy"] = {"method": result["accuracy_method"], "end_to_end": result["held_out"]["cnn"],
                              "end_to_end_vit": result["held_out"]["vit"]}
     (res_dir / f"{tag}_truth.json").write_text(json.dumps(result, indent=1))

@@ -60,7 +60,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top is None or args.top > 0:
         console.print(table)
     console.print(f"kernels with a regressor: {len(res.ops)}  ops sum: {res.ops_ms:.2f} ms  "
-                  f"overhead (dispatch, unfused element-wise, layout): {res.overhead_ms:.2f} ms")
+                  f"end-to-end term (dispatch, unfused element-wise, layout, calibration): "
+                  f"{res.overhead_ms:+.2f} ms")
     console.print(f"[bold]predicted end-to-end latency: {res.total_ms:.2f} ms[/bold]")
     if res.unsupported:
         names = ", ".join(f"{u['op_type']} ({u['name']})" for u in res.unsupported[:10])
@@ -199,10 +200,15 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
     for pid, folder in list_profiles():
         meta = _json.loads((folder / "profile.json").read_text())
-        acc = meta.get("accuracy", {}).get("end_to_end", {})
-        acc_s = (f"e2e MAPE {acc['mape']:.1%}, within ±10% {acc['within_10']:.0%} (held-out CV)"
+        accuracy = meta.get("accuracy", {})
+        acc = accuracy.get("end_to_end", {})
+        how = "held-out CV" if "CV" in accuracy.get("method", "CV") else "held-out models"
+        acc_s = (f"e2e MAPE {acc['mape']:.1%}, within ±10% {acc['within_10']:.0%} ({how})"
                  if acc.get("mape") is not None else "accuracy not measured")
-        print(f"{pid}\t{meta.get('phone', meta.get('device'))} {meta.get('gpu', '')}\t{acc_s}")
+        machine = meta.get("collection", {}).get("machine", {}) if meta.get("device") == "host" else {}
+        what = (f"{meta.get('phone')} {meta.get('gpu', '')}" if meta.get("phone")
+                else f"{machine.get('cpu', meta.get('device'))} ({meta.get('framework')}, {meta.get('processor')})")
+        print(f"{pid}\t{what.strip()}\t{acc_s}")
     return 0
 
 
@@ -326,6 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("oplat: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
