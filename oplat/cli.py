@@ -242,15 +242,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .collect.backends import make_backend
     from .collect.ops import config_id
     from .collect.run import collect, open_store, parse_budget
-    from .collect.sampler import sample_configs, zoo_configs
+    from .collect.sampler import default_configs
     from .train import load_graphs
 
     budget = parse_budget(args.budget) if args.budget else None
     cores = [int(c) for c in args.cores.split(",")] if args.cores else None
     backend = make_backend(args.backend, args.threads, cores)
     store = open_store(args.out, backend, args.device)
-    base = zoo_configs(load_graphs(args.graphs).values())
-    configs = list(sample_configs(base, args.max_configs, seed=args.seed))
+    configs = default_configs(load_graphs(args.graphs).values(), args.max_configs, seed=args.seed)
     done = store.done_ids()
     todo = sum(1 for c in configs if config_id(c) not in done)
     with _progress() as prog:

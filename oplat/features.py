@@ -20,6 +20,9 @@ BYTES = 2  # fp16 on mobile GPUs
 
 KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "POOL_2D",
         "CONCATENATION")
+# Transformer kernels: predicted per op, added to the end-to-end total outside the
+# end-to-end term (whose feature vector is fixed by KEYS).
+EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM")
 
 ACTS = ("relu", "hard_swish", "sigmoid", "swish", "minimum", "tanh")
 
@@ -32,7 +35,7 @@ def predictor_key(kernel: str, impl: str) -> str | None:
         return "MEAN"
     if kernel in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
         return "POOL_2D"
-    if kernel in KEYS:
+    if kernel in KEYS or kernel in EXTRA_KEYS:
         return kernel
     return None
 
@@ -159,6 +162,19 @@ def concat_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list
             math.log1p(h * w * _slices(c))] + _link_feats(linked)
 
 
+def bmm_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    b, m, k, n = (float(p.get(x, 1)) for x in ("Batch", "M", "K", "N"))
+    flops = 2 * b * m * k * n
+    traffic = (b * m * k + b * k * n + b * m * n) * BYTES
+    return [b, m, k, n, math.log1p(flops), math.log1p(traffic), flops / traffic, _slices(k), _slices(n),
+            k % 4, n % 4]
+
+
+def rows_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    r, c = float(p.get("Rows", 1)), float(p.get("Cols", 1))
+    return [r, c, math.log1p(r * c), _slices(c), c % 4]
+
+
 def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
                    linked: Sequence[str]) -> list[float]:
     """The feature vector of one kernel for the regressor ``key``."""
@@ -174,6 +190,10 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
         return pool_features(params, impl, linked, kernel)
     if key == "CONCATENATION":
         return concat_features(params, impl, linked)
+    if key == "BATCH_MATMUL":
+        return bmm_features(params, impl, linked)
+    if key in ("SOFTMAX", "LAYER_NORM"):
+        return rows_features(params, impl, linked)
     raise KeyError(key)
 
 
@@ -209,6 +229,12 @@ def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, fl
     if key == "CONCATENATION":
         co = float(p.get("Filter", ci))
         return h * w * co, 2 * h * w * co * BYTES
+    if key == "BATCH_MATMUL":
+        b, m, kk, n = (float(p.get(x, 1)) for x in ("Batch", "M", "K", "N"))
+        return 2 * b * m * kk * n, (b * m * kk + b * kk * n + b * m * n) * BYTES
+    if key in ("SOFTMAX", "LAYER_NORM"):
+        e = float(p.get("Rows", 1)) * float(p.get("Cols", 1))
+        return (5 if key == "SOFTMAX" else 8) * e, 2 * e * BYTES
     raise KeyError(key)
 
 

@@ -52,6 +52,10 @@ def _out_elems(k) -> float:
         return float(p.get("Filter", 1))
     if k.type == "MEAN":
         return float(p.get("Input_channel", 1))
+    if k.type == "BATCH_MATMUL":
+        return float(p.get("Batch", 1)) * float(p.get("M", 1)) * float(p.get("N", 1))
+    if k.type in ("SOFTMAX", "LAYER_NORM"):
+        return float(p.get("Rows", 1)) * float(p.get("Cols", 1))
     ho = p.get("Output_shape", 1)
     return float(ho) * float(p.get("Output_w", ho)) * float(p.get("Filter", p.get("Input_channel", 1)))
 

@@ -18,7 +18,7 @@ import numpy as np
 import xgboost as xgb
 
 from .errors import ProfileError
-from .features import FEATURE_SCHEMA_VERSION, features_and_baseline, predictor_key
+from .features import EXTRA_KEYS, FEATURE_SCHEMA_VERSION, features_and_baseline, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
 from .overhead import OVERHEAD_FEATURES, apply_overhead, graph_features
@@ -253,8 +253,10 @@ class Profile:
                     key_sums[key] = key_sums.get(key, 0.0) + v
                 ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources))
             ops_sum = sum(key_sums.values())
+            extra = sum(v for key, v in key_sums.items() if key in EXTRA_KEYS)
             if coef:
                 total, overhead = apply_overhead(coef, graph_features(lm, key_sums))
+                total += extra  # transformer kernels sit outside the end-to-end term
             else:
                 total, overhead = ops_sum, 0.0
             seen = self.meta.get("overhead", {}).get("glue_types_seen")

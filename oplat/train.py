@@ -17,7 +17,7 @@ import numpy as np
 import xgboost as xgb
 
 from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
-from .features import KEYS, baseline_matrix, feature_matrix, predictor_key
+from .features import EXTRA_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
 from .overhead import OVERHEAD_FEATURES, fit_overhead, graph_features
@@ -43,7 +43,7 @@ def fit_regressors(rows: Sequence[OpRow]) -> tuple[dict[str, xgb.Booster], dict[
         if key is not None and r.latency_ms > 0:
             by_key[key].append(r)
     out, base = {}, {}
-    for key in KEYS:
+    for key in KEYS + EXTRA_KEYS:
         rs = by_key.get(key)
         if not rs or len(rs) < 3:
             continue

@@ -158,3 +158,16 @@ def test_whole_model_measurement_resumes(tmp_path):
     assert set(res) == set(models) and all(v > 0 for v in res.values())
     again = measure_models(b, models, tmp_path / "e2e.csv")
     assert again == res and len(calls) == 2  # nothing measured twice
+
+
+def test_transformer_kernels_are_built_measured_and_lowered():
+    from oplat.collect.run import kernel_of
+    from oplat.collect.sampler import kernel_config, transformer_configs
+
+    cfgs = transformer_configs(2, seed=1)
+    assert {c["kernel"] for c in cfgs} == {"LAYER_NORM", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX"}
+    b = make_backend("ort-cpu", threads=1)
+    for c in cfgs[:8]:
+        k = kernel_of(c)
+        assert k is not None and kernel_config(k)["kernel"] == c["kernel"]
+        assert b.measure(c)["median_ms"] > 0

@@ -17,7 +17,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "MAX_POOL_2D",
-           "AVERAGE_POOL_2D", "CONCATENATION", "ADD", "MUL", "RELU", "HARD_SWISH", "SIGMOID")
+           "AVERAGE_POOL_2D", "CONCATENATION", "ADD", "MUL", "RELU", "HARD_SWISH", "SIGMOID", "BATCH_MATMUL",
+           "SOFTMAX", "LAYER_NORM")
 
 
 def config_id(cfg: dict[str, Any]) -> str:
@@ -113,6 +114,22 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
         inputs.append(helper.make_tensor_value_info("x1", TensorProto.FLOAT, [1, c, h, h]))
         nodes.append(helper.make_node(k.capitalize(), ["x", "x1"], ["y0"]))
         more, more_inits, y = [], [], "y0"
+    elif k == "BATCH_MATMUL":
+        b, m, kk, n = (int(cfg[x]) for x in ("Batch", "M", "K", "N"))
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [b, m, kk]),
+                  helper.make_tensor_value_info("x1", TensorProto.FLOAT, [b, kk, n])]
+        nodes.append(helper.make_node("MatMul", ["x", "x1"], ["y0"]))
+        more, more_inits, y = [], [], "y0"
+    elif k in ("SOFTMAX", "LAYER_NORM"):
+        r, cols = int(cfg["Rows"]), int(cfg["Cols"])
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [r, cols])]
+        if k == "SOFTMAX":
+            nodes.append(helper.make_node("Softmax", ["x"], ["y0"], axis=-1))
+        else:
+            inits += [numpy_helper.from_array(np.ones(cols, np.float32), "g"),
+                      numpy_helper.from_array(np.zeros(cols, np.float32), "bb")]
+            nodes.append(helper.make_node("LayerNormalization", ["x", "g", "bb"], ["y0"], axis=-1))
+        more, more_inits, y = [], [], "y0"
     elif k in ("RELU", "HARD_SWISH", "SIGMOID"):
         op = {"RELU": "Relu", "HARD_SWISH": "HardSwish", "SIGMOID": "Sigmoid"}[k]
         nodes.append(helper.make_node(op, ["x"], ["y0"]))
@@ -122,7 +139,7 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
     nodes += more
     inits += more_inits
     nodes.append(helper.make_node("Identity", [y], ["y"]))
-    rank = 2 if k == "FULLY_CONNECTED" else 4
+    rank = {"FULLY_CONNECTED": 2, "SOFTMAX": 2, "LAYER_NORM": 2, "BATCH_MATMUL": 3}.get(k, 4)
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
     graph = helper.make_graph(nodes, f"single_{k.lower()}", inputs, [out], inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])

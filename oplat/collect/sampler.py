@@ -16,7 +16,7 @@ from ..ir import Graph
 from ..lowering import lower
 from .ops import config_id
 
-LINKABLE = {"relu", "hard_swish", "sigmoid", "add"}
+LINKABLE = {"relu", "hard_swish", "sigmoid", "add", "gelu"}
 
 
 def kernel_config(k) -> dict[str, Any] | None:
@@ -45,6 +45,10 @@ def kernel_config(k) -> dict[str, Any] | None:
     if k.type in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
         return {"kernel": k.type, "Input_shape": int(p["Output_shape"]) * int(p.get("Stride", 1)),
                 "Input_channel": p["Input_channel"], "Kernel": p["Kernel"], "Stride": p.get("Stride", 1)}
+    if k.type == "BATCH_MATMUL":
+        return {"kernel": "BATCH_MATMUL", **{x: p[x] for x in ("Batch", "M", "K", "N")}}
+    if k.type in ("SOFTMAX", "LAYER_NORM"):
+        return {"kernel": k.type, "Rows": p["Rows"], "Cols": p["Cols"]}
     if k.type == "CONCATENATION" and p.get("Axis", 1) == 1:
         return {"kernel": "CONCATENATION", "Input_shape": p["Input_shape"], "Input_channel": p["Input_channel"],
                 "Filter": p["Filter"], "Kernel": p["Kernel"]}
@@ -63,6 +67,34 @@ def zoo_configs(graphs: Iterable[Graph]) -> list[dict[str, Any]]:
             if cid not in seen:
                 seen.add(cid)
                 out.append(cfg)
+    return out
+
+
+def transformer_configs(n_blocks: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Kernels of randomly sized attention blocks (global and windowed): tokens,
+    embedding width, heads and MLP ratio drawn from the ranges mobile ViTs use."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for _ in range(n_blocks):
+        d = rng.choice([64, 96, 128, 144, 192, 240, 256, 320, 384, 448, 512, 576, 640, 768])
+        hd = rng.choice([16, 32, 64])
+        heads = max(1, d // hd)
+        if rng.random() < 0.3:  # windowed attention: batch of windows
+            t, batch = rng.choice([16, 49, 64]), rng.choice([1, 4, 16, 64])
+        else:
+            t, batch = rng.choice([16, 49, 50, 64, 65, 196, 197, 256, 257]), 1
+        r = rng.choice([2, 3, 4])
+        rows = t * batch
+        out += [
+            {"kernel": "LAYER_NORM", "Rows": rows, "Cols": d},
+            {"kernel": "FULLY_CONNECTED", "Input_channel": d, "Filter": d, "Rows": rows, "linked": []},
+            {"kernel": "BATCH_MATMUL", "Batch": batch * heads, "M": t, "K": hd, "N": t},
+            {"kernel": "SOFTMAX", "Rows": batch * heads * t, "Cols": t},
+            {"kernel": "BATCH_MATMUL", "Batch": batch * heads, "M": t, "K": t, "N": hd},
+            {"kernel": "FULLY_CONNECTED", "Input_channel": d, "Filter": d, "Rows": rows, "linked": ["add"]},
+            {"kernel": "FULLY_CONNECTED", "Input_channel": d, "Filter": r * d, "Rows": rows, "linked": ["gelu"]},
+            {"kernel": "FULLY_CONNECTED", "Input_channel": r * d, "Filter": d, "Rows": rows, "linked": ["add"]},
+        ]
     return out
 
 
@@ -126,3 +158,10 @@ def sample_configs(base: list[dict[str, Any]], n: int, seed: int = 0,
         seen.add(cid)
         produced += 1
         yield cfg
+
+
+def default_configs(graphs: Iterable[Graph], n: int, seed: int = 0, transformer_blocks: int = 300) -> list[dict[str, Any]]:
+    """What ``oplat collect`` measures: kernels of the given CNN graphs and of random
+    attention blocks, interleaved with explored neighbours, in a seeded order."""
+    base = zoo_configs(graphs) + transformer_configs(transformer_blocks, seed)
+    return list(sample_configs(base, n, seed=seed))

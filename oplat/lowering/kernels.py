@@ -9,7 +9,7 @@ from typing import Any
 # Kernel types that have per-op rows (and regressors); everything else is "glue" that
 # the end-to-end term accounts for (unfused element-wise work, layout ops).
 ROW_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN",
-             "CONCATENATION", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+             "CONCATENATION", "MAX_POOL_2D", "AVERAGE_POOL_2D", "BATCH_MATMUL", "SOFTMAX", "LAYER_NORM")
 ELEMENTWISE = ("ADD", "SUB", "MUL", "DIV", "RELU", "RELU6", "HARD_SWISH", "HARD_SIGMOID",
                "SIGMOID", "SWISH", "TANH", "LEAKY_RELU", "PRELU", "MINIMUM", "MAXIMUM", "ELU",
                "GELU", "ABS", "NEG", "SQRT", "EXP", "LOG", "POW", "ERF", "CLIP")

@@ -518,7 +518,7 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
     elif t == "Gemm" or (t == "MatMul" and w.const(n.inputs[1])):
         k = _fc_kernel(w, n)
     elif t == "MatMul":
-        k = _glue(w, n, "BATCH_MATMUL")
+        k = _bmm_kernel(w, n)
     elif t == "Concat":
         k = _concat_kernel(w, n)
     elif t in RESHAPES:
@@ -534,7 +534,7 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
     elif t == "Split":
         k = _glue(w, n, "SPLIT")
     elif t == "Softmax":
-        k = _glue(w, n, "SOFTMAX")
+        k = _rows_kernel(w, n, "SOFTMAX", "softmax")
     elif t in ("ReduceMean", "ReduceSum", "ReduceMax"):
         k = _glue(w, n, "REDUCE")
     elif t == "GlobalMaxPool":
@@ -542,7 +542,7 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
     elif t == "Gather":
         k = _glue(w, n, "GATHER")
     elif t in ("LayerNormalization",):
-        k = _glue(w, n, "LAYER_NORM")
+        k = _rows_kernel(w, n, "LAYER_NORM", "layer_norm")
     else:
         tok = _elementwise_token(w, n)
         if tok is None:
@@ -564,6 +564,22 @@ def _is_spatial_mean(w: Work, n: Node) -> bool:
         v = w.value(n.inputs[1])
         axes = None if v is None else v.tolist()
     return len(x) == 4 and axes is not None and sorted(a % 4 for a in axes) == [2, 3]
+
+
+def _bmm_kernel(w: Work, n: Node) -> Kernel:
+    """MatMul of two runtime tensors (attention scores and context)."""
+    a, y = w.shape(n.inputs[0]), w.shape(n.outputs[0])
+    batch = math.prod(y[:-2] or (1,))
+    m, k_dim, n_dim = (y[-2] if len(y) > 1 else 1), a[-1], y[-1]
+    params = {"Batch": batch, "M": m, "K": k_dim, "N": n_dim, "FLOPS": 2 * batch * m * k_dim * n_dim}
+    return Kernel(n.name, "BATCH_MATMUL", "batch_matmul", params)
+
+
+def _rows_kernel(w: Work, n: Node, typ: str, impl: str) -> Kernel:
+    """Row-wise kernels over the last axis (softmax, layer norm)."""
+    x = w.shape(n.inputs[0])
+    params = {"Rows": math.prod(x[:-1] or (1,)), "Cols": x[-1] if x else 1}
+    return Kernel(n.name, typ, impl, params)
 
 
 def _glue(w: Work, n: Node, typ: str) -> Kernel:
