@@ -28,7 +28,7 @@ import onnx  # noqa: E402
 from models.zoo import ZOO, build  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402
 from oplat.collect.run import collect, open_store, read_collected  # noqa: E402
-from oplat.collect.sampler import sample_configs, zoo_configs  # noqa: E402
+from oplat.collect.sampler import default_configs  # noqa: E402
 from oplat.collect.whole import measure_models  # noqa: E402
 from oplat.evaluate import error_metrics  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
 
     t0 = time.time()
     store = open_store(res_dir / f"{tag}_ops.csv", backend, "host")
-    configs = sample_configs(zoo_configs(graphs.values()), 50000, seed=0)
+    configs = default_configs(graphs.values(), 50000, seed=0)
     counts = collect(backend, configs, store, "host", args.budget)
     print("per-op", counts, flush=True)
 
