@@ -22,7 +22,7 @@ KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEA
         "CONCATENATION")
 # Transformer kernels: predicted per op, added to the end-to-end total outside the
 # end-to-end term (whose feature vector is fixed by KEYS).
-EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM")
+EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE")
 
 ACTS = ("relu", "hard_swish", "sigmoid", "swish", "minimum", "tanh")
 
@@ -170,6 +170,15 @@ def bmm_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[fl
             k % 4, n % 4]
 
 
+def transpose_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    shape = list(p.get("Input_dims") or p.get("Output_shape") or [1])
+    perm = list(p.get("Perm") or range(len(shape)))
+    e = float(p.get("Output_elements", 1))
+    inner_kept = float(bool(perm) and perm[-1] == len(perm) - 1)
+    run = float(shape[perm[-1]]) if perm and shape else 1.0  # contiguous run read per element written
+    return [e, math.log1p(e), float(len(shape)), inner_kept, math.log1p(run), float(shape[-1]) if shape else 1.0]
+
+
 def rows_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
     r, c = float(p.get("Rows", 1)), float(p.get("Cols", 1))
     return [r, c, math.log1p(r * c), _slices(c), c % 4]
@@ -194,6 +203,8 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
         return bmm_features(params, impl, linked)
     if key in ("SOFTMAX", "LAYER_NORM"):
         return rows_features(params, impl, linked)
+    if key == "TRANSPOSE":
+        return transpose_features(params, impl, linked)
     raise KeyError(key)
 
 
@@ -207,6 +218,9 @@ def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Seq
 def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, float]:
     """(FLOPs, bytes moved) of a kernel: the inputs of the log-linear baseline."""
     p = params
+    if key == "TRANSPOSE":
+        e = float(p.get("Output_elements", 1))
+        return e, 2 * e * BYTES
     h = float(p.get("Input_shape", 1) or 1)
     w = float(p.get("Input_w", h) or 1)
     ci = float(p.get("Input_channel", 1) or 1)

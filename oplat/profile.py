@@ -179,7 +179,8 @@ class Profile:
         sigs: list[Any] = [None] * len(items)
         for i, (k, impl, params, linked) in enumerate(items):
             # key order is part of the signature: a different order can only miss, never collide
-            sig = (k, impl, tuple(params.items()), tuple(linked))
+            sig = (k, impl, tuple((a, tuple(b) if isinstance(b, list) else b) for a, b in params.items()),
+                   tuple(linked))
             hit = cache.get(sig)
             if hit is not None:
                 out[i] = hit
@@ -230,9 +231,15 @@ class Profile:
                     if u["name"] in assumed:
                         u["reason"] = "unknown op; its output shape was assumed equal to its input's"
                 lowered.append(lm)
+        # glue kernels this profile has a regressor for (a CPU profile's TRANSPOSE) count as ops
+        glue_keys = {key for key in self.boosters if key in EXTRA_KEYS and key not in ("BATCH_MATMUL", "SOFTMAX",
+                                                                                         "LAYER_NORM")}
+        predicted: list[list] = []
         items, owner = [], []
         for mi, lm in enumerate(lowered):
-            for k in lm.rows:
+            ks = lm.rows if not glue_keys else [k for k in lm.kernels if k.is_row or k.type in glue_keys]
+            predicted.append(ks)
+            for k in ks:
                 items.append((k.type, k.impl, k.params, k.linked))
                 owner.append(mi)
         preds = (self.predict_kernels(items) if items else np.zeros(0)).tolist()
@@ -242,7 +249,7 @@ class Profile:
         for mi, lm in enumerate(lowered):
             ops, unsupported = [], list(lm.unsupported)
             key_sums: dict[str, float] = {}
-            for k in lm.rows:
+            for k in predicted[mi]:
                 v = preds[pos]
                 pos += 1
                 if v != v:  # NaN: no regressor for this kernel type
@@ -263,7 +270,7 @@ class Profile:
             if seen is not None:
                 seen_set = set(seen)
                 for k in lm.glue:
-                    if k.type not in seen_set:
+                    if k.type not in seen_set and k.type not in glue_keys:
                         unsupported.append({"name": k.name, "op_type": k.type,
                                             "reason": "not in this profile's training models; only counted "
                                                       "as generic glue in the end-to-end term"})

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "MAX_POOL_2D",
            "AVERAGE_POOL_2D", "CONCATENATION", "ADD", "MUL", "RELU", "HARD_SWISH", "SIGMOID", "BATCH_MATMUL",
-           "SOFTMAX", "LAYER_NORM")
+           "SOFTMAX", "LAYER_NORM", "TRANSPOSE")
 
 
 def config_id(cfg: dict[str, Any]) -> str:
@@ -130,6 +130,11 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
                       numpy_helper.from_array(np.zeros(cols, np.float32), "bb")]
             nodes.append(helper.make_node("LayerNormalization", ["x", "g", "bb"], ["y0"], axis=-1))
         more, more_inits, y = [], [], "y0"
+    elif k == "TRANSPOSE":
+        dims = [int(d) for d in cfg["Input_dims"]]
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
+        nodes.append(helper.make_node("Transpose", ["x"], ["y0"], perm=[int(p) for p in cfg["Perm"]]))
+        more, more_inits, y = [], [], "y0"
     elif k in ("RELU", "HARD_SWISH", "SIGMOID"):
         op = {"RELU": "Relu", "HARD_SWISH": "HardSwish", "SIGMOID": "Sigmoid"}[k]
         nodes.append(helper.make_node(op, ["x"], ["y0"]))
@@ -140,6 +145,8 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
     inits += more_inits
     nodes.append(helper.make_node("Identity", [y], ["y"]))
     rank = {"FULLY_CONNECTED": 2, "SOFTMAX": 2, "LAYER_NORM": 2, "BATCH_MATMUL": 3}.get(k, 4)
+    if k == "TRANSPOSE":
+        rank = len(cfg["Input_dims"])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
     graph = helper.make_graph(nodes, f"single_{k.lower()}", inputs, [out], inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])

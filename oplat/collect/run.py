@@ -32,8 +32,10 @@ def parse_budget(text: str) -> float:
 
 def kernel_of(cfg: dict[str, Any]):
     """The lowered kernel a config runs (its parameters in the dataset vocabulary)."""
-    rows = lower(load_onnx(onnx_single_op(cfg)), "tflite-gpu", "adreno").rows
-    return rows[0] if rows else None
+    lm = lower(load_onnx(onnx_single_op(cfg)), "tflite-gpu", "adreno")
+    if lm.rows:
+        return lm.rows[0]
+    return next((k for k in lm.kernels if k.type == "TRANSPOSE"), None)
 
 
 def open_store(path: str | Path, backend: Backend, device: str) -> DatasetStore:

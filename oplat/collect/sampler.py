@@ -49,6 +49,8 @@ def kernel_config(k) -> dict[str, Any] | None:
         return {"kernel": "BATCH_MATMUL", **{x: p[x] for x in ("Batch", "M", "K", "N")}}
     if k.type in ("SOFTMAX", "LAYER_NORM"):
         return {"kernel": k.type, "Rows": p["Rows"], "Cols": p["Cols"]}
+    if k.type == "TRANSPOSE":
+        return {"kernel": "TRANSPOSE", "Input_dims": list(p["Input_dims"]), "Perm": list(p["Perm"])}
     if k.type == "CONCATENATION" and p.get("Axis", 1) == 1:
         return {"kernel": "CONCATENATION", "Input_shape": p["Input_shape"], "Input_channel": p["Input_channel"],
                 "Filter": p["Filter"], "Kernel": p["Kernel"]}
@@ -94,7 +96,15 @@ def transformer_configs(n_blocks: int, seed: int = 0) -> list[dict[str, Any]]:
             {"kernel": "FULLY_CONNECTED", "Input_channel": d, "Filter": d, "Rows": rows, "linked": ["add"]},
             {"kernel": "FULLY_CONNECTED", "Input_channel": d, "Filter": r * d, "Rows": rows, "linked": ["gelu"]},
             {"kernel": "FULLY_CONNECTED", "Input_channel": r * d, "Filter": d, "Rows": rows, "linked": ["add"]},
+            {"kernel": "TRANSPOSE", "Input_dims": [batch, t, heads, hd], "Perm": [0, 2, 1, 3]},
+            {"kernel": "TRANSPOSE", "Input_dims": [batch, t, heads, hd], "Perm": [0, 2, 3, 1]},
         ]
+        if rng.random() < 0.3:  # patch-embedding flatten (C, HW) -> (HW, C) and window shuffles
+            g = rng.choice([7, 8, 14, 16, 28, 56])
+            out.append({"kernel": "TRANSPOSE", "Input_dims": [1, d, g * g], "Perm": [0, 2, 1]})
+            if g % 7 == 0:
+                out.append({"kernel": "TRANSPOSE", "Input_dims": [1, g // 7, 7, g // 7, 7, d],
+                            "Perm": [0, 1, 3, 2, 4, 5]})
     return out
 
 

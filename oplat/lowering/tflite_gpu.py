@@ -525,6 +525,9 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
         k = _glue(w, n, "RESHAPE")
     elif t == "Transpose":
         k = _glue(w, n, "TRANSPOSE")
+        dims = w.shape(n.inputs[0])
+        k.params["Input_dims"] = tuple(dims)
+        k.params["Perm"] = tuple(n.attrs.get("perm") or reversed(range(len(dims))))
     elif t == "Pad":
         k = _glue(w, n, "PAD")
     elif t in ("Resize", "Upsample"):
