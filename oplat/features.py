@@ -22,7 +22,9 @@ KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEA
         "CONCATENATION")
 # Transformer kernels: predicted per op, added to the end-to-end total outside the
 # end-to-end term (whose feature vector is fixed by KEYS).
-EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE")
+EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL")
+# glue kernels (no row of their own in the phone data) that a profile may still predict
+GLUE_KEYS = ("TRANSPOSE", "ADD", "MUL")
 
 ACTS = ("relu", "hard_swish", "sigmoid", "swish", "minimum", "tanh")
 
@@ -179,6 +181,12 @@ def transpose_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> l
     return [e, math.log1p(e), float(len(shape)), inner_kept, math.log1p(run), float(shape[-1]) if shape else 1.0]
 
 
+def binary_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
+    e = float(p.get("Output_elements", 1))
+    i = float(p.get("Input_elements", 2 * e))
+    return [e, math.log1p(e), i / max(e, 1), float(i < 2 * e)]  # < 2x: one operand is broadcast
+
+
 def rows_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[float]:
     r, c = float(p.get("Rows", 1)), float(p.get("Cols", 1))
     return [r, c, math.log1p(r * c), _slices(c), c % 4]
@@ -205,6 +213,8 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
         return rows_features(params, impl, linked)
     if key == "TRANSPOSE":
         return transpose_features(params, impl, linked)
+    if key in ("ADD", "MUL"):
+        return binary_features(params, impl, linked)
     raise KeyError(key)
 
 
@@ -218,9 +228,9 @@ def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Seq
 def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, float]:
     """(FLOPs, bytes moved) of a kernel: the inputs of the log-linear baseline."""
     p = params
-    if key == "TRANSPOSE":
+    if key in ("TRANSPOSE", "ADD", "MUL"):
         e = float(p.get("Output_elements", 1))
-        return e, 2 * e * BYTES
+        return e, (e + float(p.get("Input_elements", e))) * BYTES
     h = float(p.get("Input_shape", 1) or 1)
     w = float(p.get("Input_w", h) or 1)
     ci = float(p.get("Input_channel", 1) or 1)

@@ -18,7 +18,7 @@ import numpy as np
 import xgboost as xgb
 
 from .errors import ProfileError
-from .features import EXTRA_KEYS, FEATURE_SCHEMA_VERSION, features_and_baseline, predictor_key
+from .features import EXTRA_KEYS, FEATURE_SCHEMA_VERSION, GLUE_KEYS, features_and_baseline, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
 from .overhead import OVERHEAD_FEATURES, apply_overhead, graph_features
@@ -232,8 +232,7 @@ class Profile:
                         u["reason"] = "unknown op; its output shape was assumed equal to its input's"
                 lowered.append(lm)
         # glue kernels this profile has a regressor for (a CPU profile's TRANSPOSE) count as ops
-        glue_keys = {key for key in self.boosters if key in EXTRA_KEYS and key not in ("BATCH_MATMUL", "SOFTMAX",
-                                                                                         "LAYER_NORM")}
+        glue_keys = {key for key in self.boosters if key in GLUE_KEYS}
         predicted: list[list] = []
         items, owner = [], []
         for mi, lm in enumerate(lowered):

@@ -165,9 +165,10 @@ def test_transformer_kernels_are_built_measured_and_lowered():
     from oplat.collect.sampler import kernel_config, transformer_configs
 
     cfgs = transformer_configs(2, seed=1)
-    assert {c["kernel"] for c in cfgs} == {"LAYER_NORM", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "TRANSPOSE"}
+    assert {c["kernel"] for c in cfgs} == {"LAYER_NORM", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "TRANSPOSE",
+                                          "ADD", "MUL"}
     b = make_backend("ort-cpu", threads=1)
-    for c in cfgs[:10]:
+    for c in cfgs[:12]:
         k = kernel_of(c)
         assert k is not None and kernel_config(k)["kernel"] == c["kernel"]
         assert b.measure(c)["median_ms"] > 0

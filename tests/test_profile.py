@@ -17,7 +17,10 @@ def test_predictor_keys():
     assert predictor_key("AVERAGE_POOL_2D", "mean") == "MEAN"
     assert predictor_key("MAX_POOL_2D", "pooling_2d") == "POOL_2D"
     assert predictor_key("CONV_2D", "winograd") == "CONV_2D"
-    assert predictor_key("ADD", "add") is None
+    assert predictor_key("RELU", "relu") is None
+    from oplat.features import GLUE_KEYS
+
+    assert predictor_key("ADD", "add") == "ADD" and "ADD" in GLUE_KEYS  # predicted only where measured
 
 
 def test_features_see_winograd_and_links():

@@ -111,7 +111,10 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
         nodes.append(helper.make_node("Concat", ["x"] + [f"x{i}" for i in range(1, n)], ["y0"], axis=1))
         more, more_inits, y = [], [], "y0"
     elif k in ("ADD", "MUL"):
-        inputs.append(helper.make_tensor_value_info("x1", TensorProto.FLOAT, [1, c, h, h]))
+        dims = [int(d) for d in cfg.get("Input_dims", [1, c, h, h])]
+        other = [int(d) for d in cfg.get("Other_dims", dims)]
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims),
+                  helper.make_tensor_value_info("x1", TensorProto.FLOAT, other)]
         nodes.append(helper.make_node(k.capitalize(), ["x", "x1"], ["y0"]))
         more, more_inits, y = [], [], "y0"
     elif k == "BATCH_MATMUL":
@@ -145,7 +148,7 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
     inits += more_inits
     nodes.append(helper.make_node("Identity", [y], ["y"]))
     rank = {"FULLY_CONNECTED": 2, "SOFTMAX": 2, "LAYER_NORM": 2, "BATCH_MATMUL": 3}.get(k, 4)
-    if k == "TRANSPOSE":
+    if k in ("TRANSPOSE", "ADD", "MUL") and "Input_dims" in cfg:
         rank = len(cfg["Input_dims"])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
     graph = helper.make_graph(nodes, f"single_{k.lower()}", inputs, [out], inits)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable
 
 from ..datasets import OpRow
 from ..errors import DatasetError
+from ..features import GLUE_KEYS
 from ..lowering import lower
 from ..onnx_loader import load_onnx
 from ..store import DatasetStore
@@ -35,7 +36,7 @@ def kernel_of(cfg: dict[str, Any]):
     lm = lower(load_onnx(onnx_single_op(cfg)), "tflite-gpu", "adreno")
     if lm.rows:
         return lm.rows[0]
-    return next((k for k in lm.kernels if k.type == "TRANSPOSE"), None)
+    return next((k for k in lm.kernels if k.type in GLUE_KEYS), None)
 
 
 def open_store(path: str | Path, backend: Backend, device: str) -> DatasetStore:

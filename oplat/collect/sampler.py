@@ -51,6 +51,8 @@ def kernel_config(k) -> dict[str, Any] | None:
         return {"kernel": k.type, "Rows": p["Rows"], "Cols": p["Cols"]}
     if k.type == "TRANSPOSE":
         return {"kernel": "TRANSPOSE", "Input_dims": list(p["Input_dims"]), "Perm": list(p["Perm"])}
+    if k.type in ("ADD", "MUL") and "Input_dims" in p:
+        return {"kernel": k.type, "Input_dims": list(p["Input_dims"]), "Other_dims": list(p["Other_dims"])}
     if k.type == "CONCATENATION" and p.get("Axis", 1) == 1:
         return {"kernel": "CONCATENATION", "Input_shape": p["Input_shape"], "Input_channel": p["Input_channel"],
                 "Filter": p["Filter"], "Kernel": p["Kernel"]}
@@ -98,6 +100,8 @@ def transformer_configs(n_blocks: int, seed: int = 0) -> list[dict[str, Any]]:
             {"kernel": "FULLY_CONNECTED", "Input_channel": r * d, "Filter": d, "Rows": rows, "linked": ["add"]},
             {"kernel": "TRANSPOSE", "Input_dims": [batch, t, heads, hd], "Perm": [0, 2, 1, 3]},
             {"kernel": "TRANSPOSE", "Input_dims": [batch, t, heads, hd], "Perm": [0, 2, 3, 1]},
+            {"kernel": "ADD", "Input_dims": [batch, t, d], "Other_dims": [batch, t, d]},
+            {"kernel": "MUL", "Input_dims": [batch * heads, t, t], "Other_dims": [1]},
         ]
         if rng.random() < 0.3:  # patch-embedding flatten (C, HW) -> (HW, C) and window shuffles
             g = rng.choice([7, 8, 14, 16, 28, 56])

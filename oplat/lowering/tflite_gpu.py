@@ -552,6 +552,9 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
             return None
         k = _glue(w, n, tok.upper().replace("+", "_"))
         k.params["token"] = tok
+        if k.type in ("ADD", "MUL") and len(n.inputs) == 2:
+            k.params["Input_dims"] = tuple(w.shape(n.inputs[0]))
+            k.params["Other_dims"] = tuple(w.shape(n.inputs[1]))
     # the working node dies with this lowering, so its lists can be handed over as they are
     k.sources = n.sources
     k.inputs = [t for t in n.inputs if t]
