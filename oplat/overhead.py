@@ -10,7 +10,7 @@ Fitted by non-negative least squares on relative error.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -23,13 +23,17 @@ OVERHEAD_FEATURES = SUM_FEATURES + ("const_ms",) + COUNT_FEATURES + (
     "glue_ops", "glue_mb", "layout_ops", "layout_mb", "rows_small")
 
 
-def graph_features(lm: LoweredModel, key_sums: Mapping[str, float]) -> list[float]:
+def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
+                   predicted_glue: Iterable[str] = ()) -> list[float]:
     """The end-to-end model's inputs for one lowered model (see :data:`OVERHEAD_FEATURES`).
 
-    ``key_sums`` holds the predicted per-op milliseconds summed per predictor key.
+    ``key_sums`` holds the predicted per-op milliseconds summed per predictor key;
+    glue kernel types in ``predicted_glue`` have their own regressor in the profile and
+    are left out of the glue terms (their time is already predicted).
     """
-    glue = [k for k in lm.glue if k.type not in LAYOUT]
-    layout = [k for k in lm.glue if k.type in LAYOUT and k.type != "RESHAPE"]
+    skip = set(predicted_glue)
+    glue = [k for k in lm.glue if k.type not in LAYOUT and k.type not in skip]
+    layout = [k for k in lm.glue if k.type in LAYOUT and k.type != "RESHAPE" and k.type not in skip]
     mb = 2.0 / 1e6  # fp16 bytes in MB
 
     def traffic(ks):

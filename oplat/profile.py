@@ -261,7 +261,7 @@ class Profile:
             ops_sum = sum(key_sums.values())
             extra = sum(v for key, v in key_sums.items() if key in EXTRA_KEYS)
             if coef:
-                total, overhead = apply_overhead(coef, graph_features(lm, key_sums))
+                total, overhead = apply_overhead(coef, graph_features(lm, key_sums, glue_keys))
                 total += extra  # transformer kernels sit outside the end-to-end term
             else:
                 total, overhead = ops_sum, 0.0

@@ -17,7 +17,7 @@ import numpy as np
 import xgboost as xgb
 
 from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
-from .features import EXTRA_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key
+from .features import EXTRA_KEYS, GLUE_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
 from .overhead import OVERHEAD_FEATURES, fit_overhead, graph_features
@@ -130,9 +130,13 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
             full = _profile(meta, fitted)
             sums = {m: full.predict(lm).key_sums for m, lm in lowered.items()}
         names = sorted(sums)
-        feats = [graph_features(lowered[m], sums[m]) for m in names]
-        coef = fit_overhead(feats, [e2e_ms[m] for m in names], factor_ridge=factor_ridge,
-                            signed_counts=signed_counts).tolist()
+        predicted_glue = [k for k in fitted[0] if k in GLUE_KEYS]
+        feats = [graph_features(lowered[m], sums[m], predicted_glue) for m in names]
+        # kernels predicted outside the end-to-end term (transformer kernels, predicted glue)
+        # are subtracted from the targets, as prediction adds them back
+        extra = [sum(v for k, v in sums[m].items() if k in EXTRA_KEYS) for m in names]
+        targets = [max(e2e_ms[m] - x, 0.05 * e2e_ms[m]) for m, x in zip(names, extra)]
+        coef = fit_overhead(feats, targets, factor_ridge=factor_ridge, signed_counts=signed_counts).tolist()
     meta["overhead"] = {"features": list(OVERHEAD_FEATURES), "coef": coef, "factor_ridge": factor_ridge,
                         "signed_counts": signed_counts,
                         "fitted_on_models": len(lowered),
