@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from oplat.datasets import SHARED_DATA, load_phone_e2e, load_phone_gpu_ops  # noqa: E402
+from oplat.datasets import load_phone_e2e, load_phone_gpu_ops  # noqa: E402
 from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
 from oplat.train import load_graphs, train_profile  # noqa: E402
 

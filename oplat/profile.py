@@ -234,13 +234,12 @@ class Profile:
         # glue kernels this profile has a regressor for (a CPU profile's TRANSPOSE) count as ops
         glue_keys = {key for key in self.boosters if key in GLUE_KEYS}
         predicted: list[list] = []
-        items, owner = [], []
+        items = []
         for mi, lm in enumerate(lowered):
             ks = lm.rows if not glue_keys else [k for k in lm.kernels if k.is_row or k.type in glue_keys]
             predicted.append(ks)
             for k in ks:
                 items.append((k.type, k.impl, k.params, k.linked))
-                owner.append(mi)
         preds = (self.predict_kernels(items) if items else np.zeros(0)).tolist()
         results = []
         pos = 0

@@ -168,9 +168,3 @@ def infer_op_shapes(g: Graph, op: Op) -> None:
     for out, shape in zip(op.outputs, results):
         if out and shape is not None and g.tensors[out].shape is None:
             g.tensors[out].shape = tuple(int(d) for d in shape)
-
-
-def infer_missing_shapes(g: Graph) -> None:
-    """Fill in every output shape that ONNX inference left unknown, in topological order."""
-    for op in g.ops():
-        infer_op_shapes(g, op)

@@ -43,16 +43,22 @@ def test_nnls_is_non_negative_and_exact_when_feasible():
     assert (x >= 0).all()
 
 
-def test_overhead_fit_recovers_fixed_and_per_kernel_cost():
+def conv_overhead_features(seed: int, sums: tuple[float, float], counts: tuple[int, int]):
+    """60 feature rows with only the CONV_2D sum, the constant and the CONV_2D count set."""
     from oplat.overhead import OVERHEAD_FEATURES
 
-    rng = np.random.default_rng(1)
-    i_sum, i_const, i_count = 0, OVERHEAD_FEATURES.index("const_ms"), OVERHEAD_FEATURES.index("count:CONV_2D")
+    rng = np.random.default_rng(seed)
+    idx = (0, OVERHEAD_FEATURES.index("const_ms"), OVERHEAD_FEATURES.index("count:CONV_2D"))
     feats = []
-    for s, n in zip(rng.uniform(1, 50, 60), rng.integers(10, 200, 60)):
+    for s, n in zip(rng.uniform(*sums, 60), rng.integers(*counts, 60)):
         f = [0.0] * len(OVERHEAD_FEATURES)
-        f[i_sum], f[i_const], f[i_count] = s, 1.0, float(n)
+        f[idx[0]], f[idx[1]], f[idx[2]] = s, 1.0, float(n)
         feats.append(f)
+    return feats, idx
+
+
+def test_overhead_fit_recovers_fixed_and_per_kernel_cost():
+    feats, (i_sum, i_const, i_count) = conv_overhead_features(1, (1, 50), (10, 200))
     y = [f[i_sum] * 1.1 + 0.8 + 0.01 * f[i_count] for f in feats]
     c = fit_overhead(feats, y, ridge=1e-6, factor_ridge=1e-6)
     assert abs(c[i_sum] - 1.1) < 0.02 and abs(c[i_const] - 0.8) < 0.1 and abs(c[i_count] - 0.01) < 0.002
@@ -157,15 +163,7 @@ def test_vectorised_conv_baseline_equals_the_reference():
 
 
 def test_signed_counts_can_subtract_a_per_kernel_cost():
-    from oplat.overhead import OVERHEAD_FEATURES
-
-    rng = np.random.default_rng(4)
-    i_sum, i_const, i_count = 0, OVERHEAD_FEATURES.index("const_ms"), OVERHEAD_FEATURES.index("count:CONV_2D")
-    feats = []
-    for s, n in zip(rng.uniform(5, 50, 60), rng.integers(10, 100, 60)):
-        f = [0.0] * len(OVERHEAD_FEATURES)
-        f[i_sum], f[i_const], f[i_count] = s, 1.0, float(n)
-        feats.append(f)
+    feats, (i_sum, i_const, i_count) = conv_overhead_features(4, (5, 50), (10, 100))
     y = [f[i_sum] + 0.5 - 0.02 * f[i_count] for f in feats]  # single-op timings over-count 20 us per kernel
     c = fit_overhead(feats, y, ridge=1e-8, factor_ridge=1e-8, signed_counts=True)
     assert abs(c[i_count] + 0.02) < 0.003 and abs(c[i_sum] - 1.0) < 0.02

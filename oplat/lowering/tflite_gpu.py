@@ -20,7 +20,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..shape_rules import spatial_pads
-from .kernels import ELEMENTWISE, LAYOUT, Kernel, LoweredModel
+from .kernels import LAYOUT, Kernel, LoweredModel
 
 GPU_FAMILIES = ("adreno", "mali", "powervr", "apple")
 
@@ -154,13 +154,6 @@ def _clip_bounds(w: Work, n: Node) -> tuple[float | None, float | None]:
 def _all_const_outputs(g: Graph, outputs: list[str]) -> bool:
     outs = [t for t in outputs if t]
     return bool(outs) and all(g.is_const(t) for t in outs)
-
-
-def drop_constant_ops(w: Work) -> None:
-    """Ops computing only constants are folded away by the converter."""
-    dead = [n for n in w.nodes if _all_const_outputs(w.g, n.outputs)]
-    for n in dead:
-        w.delete(n)
 
 
 def bypass_identity(w: Work) -> None:
@@ -390,7 +383,7 @@ def _conv_kernel(w: Work, n: Node, family: str) -> Kernel:
     pads = spatial_pads(n.attrs, (h_in, w_in), (kh, kw), (sh, sw))
     if n.pad:  # an explicit Pad op in front
         pads = [a + b for a, b in zip(pads, n.pad)]
-    pad_kept = _pad_is_kept(w, n, group, c_in, kh, sh, pads, h_in)
+    pad_kept = _pad_is_kept(w, n, group, c_in, pads)
     h_rec = h_in + (pads[0] + pads[2] if pad_kept else 0)
     w_rec = w_in + (pads[1] + pads[3] if pad_kept else 0)
     flops = 2 * h_out * w_out * c_out * (c_in // group) * kh * kw
@@ -410,8 +403,7 @@ def _conv_kernel(w: Work, n: Node, family: str) -> Kernel:
     return Kernel(n.name, "CONV_2D", impl, params)
 
 
-def _pad_is_kept(w: Work, n: Node, group: int, c_in: int, k: int, s: int, pads: list[int],
-                 h_in: int) -> bool:
+def _pad_is_kept(w: Work, n: Node, group: int, c_in: int, pads: list[int]) -> bool:
     """Whether the TFLite model keeps a PAD in front of this conv (recorded input is padded).
 
     Depthwise convs keep an explicit PAD. Other convs take SAME padding when it
@@ -651,8 +643,7 @@ def link_elementwise(kernels: list[Kernel], graph_outputs: list[str]) -> list[Ke
     return [k for i, k in enumerate(kernels) if i not in dead]
 
 
-# (constant ops never enter the working list: lower_tflite_gpu filters them like
-# drop_constant_ops would)
+# (constant-only ops never enter the working list: lower_tflite_gpu filters them)
 PASSES: list[Callable[[Work], None]] = [
     bypass_identity, fuse_hard_swish, fuse_swish, fuse_gelu, fold_batchnorm,
     fold_affine_constants,
