@@ -87,7 +87,9 @@ def test_unknown_ops_are_listed_and_the_rest_predicted(tmp_path, net):
 
 
 def test_train_contract_and_exclusion(tmp_path):
-    ops = ROOT.parent / "shared" / "data" / "mobile-ml-benchmark" / "tflite_cnn_ops_gpu.csv"
+    from oplat.datasets import SHARED_DATA
+
+    ops = SHARED_DATA / "tflite_cnn_ops_gpu.csv"
     e2e = ops.with_name("tflite_cnn_e2e.csv")
     p = run("train", "--ops-csv", ops, "--e2e-csv", e2e, "--devices", "a03s",
             "--exclude-models", "resnet18,mobilenetv2_w1", "--out", tmp_path)
