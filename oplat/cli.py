@@ -46,15 +46,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                       ("shape", "left"), ("ms", "right")):
         table.add_column(col, justify=just)
     for i, o in enumerate(res.ops):
-        p = o.params
-        c_out = p.get("Filter", p.get("Input_channel"))
-        if o.kernel == "DEPTHWISE_CONV_2D":
-            c_out = p.get("Input_channel", 1) * p.get("Filter", 1)
-        if o.kernel == "MEAN":
-            c_out = p.get("Input_channel")
-        out_hw = 1 if o.kernel == "MEAN" else p.get("Output_shape")
-        shape = (f"{p.get('Input_shape')}x{p.get('Input_channel')}->{out_hw}x{c_out}"
-                 + (f" k{p['Kernel']}s{p.get('Stride', 1)}" if p.get("Kernel") and o.kernel != "CONCATENATION" else ""))
+        shape = _kernel_shape(o.kernel, o.params)
         table.add_row(str(i), o.kernel, o.impl, "+".join(o.linked), shape,
                       "-" if o.predicted_ms is None else f"{o.predicted_ms:.3f}")
     if args.top is None or args.top > 0:
@@ -67,6 +59,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         names = ", ".join(f"{u['op_type']} ({u['name']})" for u in res.unsupported[:10])
         console.print(f"[yellow]unsupported ops, not counted: {len(res.unsupported)}: {names}[/yellow]")
     return 0
+
+
+def _kernel_shape(kernel: str, p: dict) -> str:
+    """Short geometry of a kernel for the per-op table (``56x64->56x64 k3s1``)."""
+    if "Output_elements" in p:  # element-wise and layout kernels
+        return "x".join(str(d) for d in p.get("Output_shape") or ()) or str(p["Output_elements"])
+    if kernel == "BATCH_MATMUL":
+        return f"{p.get('Batch')}x[{p.get('M')}x{p.get('K')}]x[{p.get('K')}x{p.get('N')}]"
+    if kernel in ("SOFTMAX", "LAYER_NORM"):
+        return f"{p.get('Rows')}x{p.get('Cols')}"
+    c_out = p.get("Filter", p.get("Input_channel"))
+    if kernel == "DEPTHWISE_CONV_2D":
+        c_out = p.get("Input_channel", 1) * p.get("Filter", 1)
+    if kernel == "MEAN":
+        c_out = p.get("Input_channel")
+    out_hw = 1 if kernel == "MEAN" else p.get("Output_shape")
+    return (f"{p.get('Input_shape')}x{p.get('Input_channel')}->{out_hw}x{c_out}"
+            + (f" k{p['Kernel']}s{p.get('Stride', 1)}" if p.get("Kernel") and kernel != "CONCATENATION" else ""))
 
 
 def _plot_breakdown(res, path: str) -> None:
@@ -206,7 +216,9 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         acc_s = (f"e2e MAPE {acc['mape']:.1%}, within ±10% {acc['within_10']:.0%} ({how})"
                  if acc.get("mape") is not None else "accuracy not measured")
         machine = meta.get("collection", {}).get("machine", {}) if meta.get("device") == "host" else {}
-        what = (f"{meta.get('phone')} {meta.get('gpu', '')}" if meta.get("phone")
+        proc = (meta.get("gpu", "") if meta.get("processor") == "gpu"
+                else f"{meta.get('soc', '')} CPU {meta.get('core_set', '')} {meta.get('precision', '')}")
+        what = (f"{meta.get('phone')} {proc}" if meta.get("phone")
                 else f"{machine.get('cpu', meta.get('device'))} ({meta.get('framework')}, {meta.get('processor')})")
         print(f"{pid}\t{what.strip()}\t{acc_s}")
     return 0

@@ -172,6 +172,30 @@ def load_phone_e2e(path: str | Path | None = None, processor: str = "gpu",
     return out
 
 
+def e2e_configs(path: str | Path | None = None) -> list[tuple[str, str, str]]:
+    """``(device, config, precision)`` of every end-to-end column of an ``*_e2e.csv``.
+
+    ``config`` is a CPU core set (``1large``, ``1large2med``, ...) or ``gpu``;
+    ``precision`` is ``float`` or ``quant``.
+    """
+    path = Path(path) if path else SHARED_DATA / "tflite_cnn_e2e.csv"
+    if not path.is_file():
+        raise DatasetError(f"end-to-end CSV not found: {path}")
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    seen: dict[tuple[str, str, str], None] = {}
+    for c in header:
+        parts = c.split("|")
+        if len(parts) == 4 and parts[3] == "mean":
+            seen[(parts[0], parts[1], parts[2])] = None
+    return list(seen)
+
+
+def coreset_threads(config: str) -> int:
+    """Thread count of a core-set name such as ``1large2med`` (3)."""
+    return sum(int(n) for n in re.findall(r"(\d+)[a-z]+", config)) or 1
+
+
 def write_op_rows(path: str | Path, rows: Iterable[OpRow]) -> None:
     """Write rows in the project's CSV schema (atomically: temp file + rename)."""
     path = Path(path)

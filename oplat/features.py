@@ -22,15 +22,25 @@ KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEA
         "CONCATENATION")
 # Transformer kernels: predicted per op, added to the end-to-end total outside the
 # end-to-end term (whose feature vector is fixed by KEYS).
-EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL")
+# CPU (XNNPACK) kernel families with their own regressor: 1x1 convs run GEMM, the stem
+# conv over 3 channels is its own microkernel, stride-2 depthwise convs another; unfused
+# element-wise and layout kernels are predicted per op on CPU.
+CPU_KEYS = ("CONV_1x1", "CONV_STEM", "DW_S2", "ELTWISE", "LAYOUT")
+EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL") + CPU_KEYS
 # glue kernels (no row of their own in the phone data) that a profile may still predict
-GLUE_KEYS = ("TRANSPOSE", "ADD", "MUL")
+GLUE_KEYS = ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT")
+_IMPL_KEYS = {"gemm_1x1": "CONV_1x1", "conv_stem": "CONV_STEM", "depthwise_s2": "DW_S2",
+              "eltwise": "ELTWISE", "layout": "LAYOUT"}
+_CONV_KEYS = ("CONV_2D", "CONV_2D_GROUP", "CONV_1x1", "CONV_STEM")
 
 ACTS = ("relu", "hard_swish", "sigmoid", "swish", "minimum", "tanh")
 
 
 def predictor_key(kernel: str, impl: str) -> str | None:
     """The regressor that predicts this kernel (None: no per-op regressor for it)."""
+    k = _IMPL_KEYS.get(impl)
+    if k is not None:
+        return k
     if impl == "fully_connected" or kernel == "FULLY_CONNECTED":
         return "FULLY_CONNECTED"
     if impl == "mean" or kernel == "MEAN":
@@ -78,7 +88,7 @@ def _conv_columns(items):
 
 def features_and_baseline(key: str, items) -> tuple[np.ndarray, np.ndarray]:
     """Both regressor inputs at once (convolutions share one pass over the parameters)."""
-    if key in ("CONV_2D", "CONV_2D_GROUP") and items:
+    if key in _CONV_KEYS and items:
         cols = _conv_columns(items)
         return _conv_matrix(items, cols), _conv_baseline(items, cols)
     return feature_matrix(key, items), baseline_matrix(key, items)
@@ -195,9 +205,9 @@ def rows_features(p: dict[str, Any], impl: str, linked: Sequence[str]) -> list[f
 def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
                    linked: Sequence[str]) -> list[float]:
     """The feature vector of one kernel for the regressor ``key``."""
-    if key == "CONV_2D" or key == "CONV_2D_GROUP":
+    if key in _CONV_KEYS:
         return conv_features(params, impl, linked)
-    if key == "DEPTHWISE_CONV_2D":
+    if key in ("DEPTHWISE_CONV_2D", "DW_S2"):
         return dw_features(params, impl, linked)
     if key == "FULLY_CONNECTED":
         return fc_features(params, impl, linked)
@@ -213,14 +223,14 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
         return rows_features(params, impl, linked)
     if key == "TRANSPOSE":
         return transpose_features(params, impl, linked)
-    if key in ("ADD", "MUL"):
+    if key in ("ADD", "MUL", "ELTWISE", "LAYOUT"):
         return binary_features(params, impl, linked)
     raise KeyError(key)
 
 
 def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
     """Stack the feature vectors of ``(kernel, impl, params, linked)`` items."""
-    if key in ("CONV_2D", "CONV_2D_GROUP") and items:
+    if key in _CONV_KEYS and items:
         return _conv_matrix(items)
     return np.array([feature_vector(key, k, i, p, l) for k, i, p, l in items], dtype=np.float32)
 
@@ -228,7 +238,7 @@ def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Seq
 def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, float]:
     """(FLOPs, bytes moved) of a kernel: the inputs of the log-linear baseline."""
     p = params
-    if key in ("TRANSPOSE", "ADD", "MUL"):
+    if key in ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT"):
         e = float(p.get("Output_elements", 1))
         return e, (e + float(p.get("Input_elements", e))) * BYTES
     h = float(p.get("Input_shape", 1) or 1)
@@ -237,10 +247,10 @@ def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, fl
     ho = float(p.get("Output_shape", 1) or 1)
     wo = float(p.get("Output_w", ho) or 1)
     k = float(p.get("Kernel", 1) or 1)
-    if key in ("CONV_2D", "CONV_2D_GROUP"):
+    if key in _CONV_KEYS:
         co, g = float(p.get("Filter", 1)), float(max(p.get("Group", 1), 1))
         return 2 * ho * wo * co * ci / g * k * k, (h * w * ci + ho * wo * co + k * k * ci * co / g) * BYTES
-    if key == "DEPTHWISE_CONV_2D":
+    if key in ("DEPTHWISE_CONV_2D", "DW_S2"):
         m = float(max(p.get("Filter", 1), 1))
         return 2 * ho * wo * ci * m * k * k, (h * w * ci + ho * wo * ci * m + k * k * ci * m) * BYTES
     if key == "FULLY_CONNECTED":
@@ -268,7 +278,7 @@ def baseline_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Se
     Trees cannot extrapolate beyond the largest op they saw; a power law in work and
     traffic can, so the regressors learn the residual over this baseline.
     """
-    if key in ("CONV_2D", "CONV_2D_GROUP") and items:
+    if key in _CONV_KEYS and items:
         return _conv_baseline(items)
     out = np.empty((len(items), 3), dtype=np.float64)
     for i, (k, _, p, _) in enumerate(items):

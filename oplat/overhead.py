@@ -32,8 +32,14 @@ def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
     are left out of the glue terms (their time is already predicted).
     """
     skip = set(predicted_glue)
-    glue = [k for k in lm.glue if k.type not in LAYOUT and k.type not in skip]
-    layout = [k for k in lm.glue if k.type in LAYOUT and k.type != "RESHAPE" and k.type not in skip]
+    glue, layout = [], []
+    for k in lm.glue:
+        if skip and predictor_key(k.type, k.impl) in skip:
+            continue
+        if k.type not in LAYOUT:
+            glue.append(k)
+        elif k.type != "RESHAPE":
+            layout.append(k)
     mb = 2.0 / 1e6  # fp16 bytes in MB
 
     def traffic(ks):

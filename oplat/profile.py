@@ -236,7 +236,8 @@ class Profile:
         predicted: list[list] = []
         items = []
         for mi, lm in enumerate(lowered):
-            ks = lm.rows if not glue_keys else [k for k in lm.kernels if k.is_row or k.type in glue_keys]
+            ks = lm.rows if not glue_keys else [
+                k for k in lm.kernels if k.is_row or predictor_key(k.type, k.impl) in glue_keys]
             predicted.append(ks)
             for k in ks:
                 items.append((k.type, k.impl, k.params, k.linked))
@@ -268,7 +269,7 @@ class Profile:
             if seen is not None:
                 seen_set = set(seen)
                 for k in lm.glue:
-                    if k.type not in seen_set and k.type not in glue_keys:
+                    if k.type not in seen_set and predictor_key(k.type, k.impl) not in glue_keys:
                         unsupported.append({"name": k.name, "op_type": k.type,
                                             "reason": "not in this profile's training models; only counted "
                                                       "as generic glue in the end-to-end term"})

@@ -365,7 +365,7 @@ def winograd_suitable(k: int, s: int, d: int, c_in: int, c_out: int, h_out: int,
     The thresholds reproduce the dataset's kernel column exactly (732 of 732 3x3 stride-1
     convs on Mali, PowerVR and Apple); Adreno never picks it in TFLite 2.10.
     """
-    if family == "adreno" or k != 3 or s != 1 or d != 1:
+    if family in ("adreno", "cpu") or k != 3 or s != 1 or d != 1:
         return False
     tiles = math.ceil(h_out / 4) * math.ceil(w_out / 4)
     return math.ceil(c_in / 4) >= 16 and math.ceil(c_out / 4) >= 16 and tiles >= 32
@@ -601,13 +601,18 @@ LINK_HOSTS = frozenset(("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_
 _LAYOUT = frozenset(LAYOUT)
 
 
-def link_elementwise(kernels: list[Kernel], graph_outputs: list[str]) -> list[Kernel]:
+def link_elementwise(kernels: list[Kernel], graph_outputs: list[str],
+                     hosts: frozenset[str] | None = None,
+                     tokens: frozenset[str] | None = None) -> list[Kernel]:
     """The GPU delegate merges an element-wise op into the kernel producing its input.
 
     Conditions (as in the delegate's MergeNodes): the host's output feeds only that op,
     the op's output has the host's shape, and the op's other inputs were computed
-    before the host ran. Chains merge repeatedly (conv + add + relu).
+    before the host ran. Chains merge repeatedly (conv + add + relu). ``hosts`` and
+    ``tokens`` restrict which kernels absorb and which ops are absorbed (the CPU path
+    only fuses clamping activations, see :func:`lower_tflite_cpu`).
     """
+    hosts = LINK_HOSTS if hosts is None else hosts
     order = {t: i for i, k in enumerate(kernels) for t in k.outputs}
     consumers: dict[str, list[int]] = {}
     for i, k in enumerate(kernels):
@@ -616,7 +621,7 @@ def link_elementwise(kernels: list[Kernel], graph_outputs: list[str]) -> list[Ke
     outputs = set(graph_outputs)
     dead: set[int] = set()
     for i, host in enumerate(kernels):
-        if host.type not in LINK_HOSTS or i in dead or host.impl == "mean":
+        if host.type not in hosts or i in dead or host.impl == "mean":
             continue
         host_shape = host.params.get("_out_shape", ())
         while True:
@@ -631,6 +636,8 @@ def link_elementwise(kernels: list[Kernel], graph_outputs: list[str]) -> list[Ke
             e = kernels[cs[0]]
             tok = e.params.get("token")
             if tok is None or e.type in _LAYOUT or e.params["Output_shape"] != host_shape:
+                break
+            if tokens is not None and tok not in tokens:
                 break
             if any(t != out and order.get(t, -1) > i for t in e.inputs):
                 break
@@ -678,6 +685,49 @@ def lower_tflite_gpu(g: Graph, gpu_family: str = "adreno") -> LoweredModel:
     """Lower an IR graph to the kernels TFLite's GPU delegate runs."""
     if gpu_family not in GPU_FAMILIES:
         raise ValueError(f"unknown GPU family {gpu_family!r} (known: {', '.join(GPU_FAMILIES)})")
+    return _lower(g, gpu_family, "tflite-gpu")
+
+
+# TFLite's converter fuses clamping activations into the op's fused_activation_function
+# (conv, fully connected, add, mul); XNNPACK runs everything else as a node of its own.
+CPU_LINK_HOSTS = frozenset(("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED",
+                            "ADD", "MUL"))
+CPU_LINK_TOKENS = frozenset(("relu",))
+
+
+def lower_tflite_cpu(g: Graph, gpu_family: str = "cpu") -> LoweredModel:
+    """Lower an IR graph to the kernels TFLite's CPU path (XNNPACK delegate) runs.
+
+    Same converter rules as the GPU path (BatchNorm and constants folded, HardSwish
+    recognised, pads absorbed), but convolutions are never Winograd (XNNPACK runs
+    IGEMM/GEMM and dedicated depthwise microkernels) and only ReLU/ReLU6 fuse into their
+    producer: residual adds, HardSwish and sigmoid gates are kernels of their own.
+    """
+    lm = _lower(g, "cpu", "tflite-cpu", CPU_LINK_HOSTS, CPU_LINK_TOKENS)
+    for k in lm.kernels:
+        k.impl = _cpu_impl(k)
+    return lm
+
+
+def _cpu_impl(k: Kernel) -> str:
+    """XNNPACK's microkernel family for one kernel (selects the CPU regressor)."""
+    p = k.params
+    if k.type == "CONV_2D" and k.impl != "fully_connected":
+        if (p.get("Input_channel") or 8) <= 4:
+            return "conv_stem"
+        if p.get("Kernel") == 1 and p.get("Kernel_w", 1) == 1:
+            return "gemm_1x1"
+        return "igemm"
+    if k.type == "DEPTHWISE_CONV_2D" and (p.get("Stride") or 1) > 1:
+        return "depthwise_s2"
+    if k.type == "RESHAPE" or k.is_row or k.type in ("ADD", "MUL", "TRANSPOSE"):
+        return k.impl
+    return "layout" if k.type in LAYOUT else "eltwise"
+
+
+def _lower(g: Graph, family: str, backend: str, hosts: frozenset[str] | None = None,
+           tokens: frozenset[str] | None = None) -> LoweredModel:
+    gpu_family = family
     # attrs are shared with the IR, never mutated in place (passes assign new dicts)
     if g.meta.get("folded_marked"):  # the loader flagged constant-only ops already
         ops = [op for op in g.ops() if not op.folded]
@@ -696,7 +746,7 @@ def lower_tflite_gpu(g: Graph, gpu_family: str = "adreno") -> LoweredModel:
             continue
         k.params["_out_shape"] = tuple(w.shape(n.outputs[0]))
         kernels.append(k)
-    kernels = link_elementwise(kernels, g.outputs)
+    kernels = link_elementwise(kernels, g.outputs, hosts, tokens)
     for k in kernels:
         k.params.pop("_out_shape", None)
-    return LoweredModel(g.name, kernels, w.unsupported, "tflite-gpu")
+    return LoweredModel(g.name, kernels, w.unsupported, backend)
