@@ -1,0 +1,150 @@
+"""``coexec`` command line: plan CPU/GPU co-execution and split models to match."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from oplat.errors import OplatError
+
+from .cost import SYNC_US
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from oplat.onnx_loader import parse_input_shapes
+
+    from .plan import PlanError, default_profiles, make_plan
+
+    if not (args.device or (args.cpu_profile and args.gpu_profile)):
+        raise PlanError("give --device, or both --cpu-profile and --gpu-profile")
+    cpu_id, gpu_id = default_profiles(args.device) if args.device else (None, None)
+    sync_us = args.sync_us if args.sync_us is not None else SYNC_US[args.sync]
+    plan = make_plan(args.model, args.cpu_profile or cpu_id, args.gpu_profile or gpu_id, sync_us=sync_us,
+                     steps=args.steps, dims=args.dims.split(","), allow_mixed=args.allow_mixed,
+                     oracle=args.oracle, input_shapes=parse_input_shapes(args.input_shape))
+    if args.output:
+        Path(args.output).write_text(json.dumps(plan, indent=1))
+    if args.plot:
+        plot_plan(plan, args.plot)
+    if args.json:
+        print(json.dumps(plan))
+        return 0
+    _print_plan(plan, args.top)
+    return 0
+
+
+def _print_plan(plan: dict[str, Any], top: int | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title=f"{plan['model']}: {plan['profiles']['cpu']} + {plan['profiles']['gpu']}, sync {plan['sync_us']:g} us")
+    for col, just in (("#", "right"), ("kernel", "left"), ("placement", "left"), ("dim", "left"),
+                      ("GPU share", "right"), ("GPU ms", "right"), ("CPU ms", "right"), ("idle ms", "right")):
+        t.add_column(col, justify=just)
+    ops = plan["ops"] if top is None else plan["ops"][:top]
+    for i, o in enumerate(ops):
+        t.add_row(str(i), o["kernel"], o["placement"], o["dimension"] or "", f"{o['ratio']:.3f}",
+                  f"{o['predicted_gpu_ms']:.3f}", f"{o['predicted_cpu_ms']:.3f}", f"{o['predicted_sync_ms']:.3f}")
+    if top is None or top > 0:
+        console.print(t)
+    p = plan["predicted_ms"]
+    console.print(f"predicted: CPU only {p['cpu']:.2f} ms, GPU only {p['gpu']:.2f} ms, "
+                  f"co-execution {p['coexec']:.2f} ms")
+    console.print(f"[bold]speedup over the faster processor ({plan['faster_single']}): {plan['speedup']:.3f}x[/bold]"
+                  f"  ops split: {plan['split_share']:.0%}  planned in {plan['planner_seconds'] * 1000:.0f} ms"
+                  + (f"  oracle {plan['oracle_ms']:.2f} ms" if "oracle_ms" in plan else ""))
+    whole = [o for o in plan["ops"] if o.get("note")]
+    if whole:
+        console.print(f"[yellow]{len(whole)} ops run whole (no split rule), e.g. {whole[0]['kernel']}: "
+                      f"{whole[0]['note']}[/yellow]")
+
+
+def plot_plan(plan: dict[str, Any], path: str) -> None:
+    """PNG: GPU share per op (bars) and predicted time saved per op against the faster processor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ops = plan["ops"]
+    x = range(len(ops))
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, len(ops) * 0.08), 5), sharex=True)
+    colors = ["tab:orange" if o["placement"] == "split" else "tab:green" if o["placement"] == "gpu" else "tab:blue"
+              for o in ops]
+    a1.bar(x, [o["ratio"] for o in ops], color=colors, width=0.9)
+    a1.set_ylabel("GPU share")
+    a1.set_title(f"{plan['model']} on {plan['device']}: green GPU, blue CPU, orange split "
+                 f"(speedup {plan['speedup']:.2f}x)", fontsize=9)
+    a2.bar(x, [o.get("saved_ms", 0.0) for o in ops], color=colors, width=0.9)
+    a2.axhline(0, color="k", lw=0.6)
+    a2.set_ylabel(f"ms saved vs {plan['faster_single'].upper()} alone")
+    a2.set_xlabel("op (execution order)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from .plan import PlanError
+    from .split import split_model
+
+    try:
+        plan = json.loads(Path(args.plan).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlanError(f"cannot read plan {args.plan}: {e}") from None
+    m, kept = split_model(args.model, plan, args.output)
+    n_parts = sum(1 for n in m.graph.node if n.name.endswith("/concat"))
+    print(f"{args.model} -> {args.output}: {n_parts} ops split, {len(m.graph.node)} nodes")
+    for k in kept:
+        print(f"kept whole: {k['name']}: {k['reason']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="coexec", description="CPU/GPU co-execution planning")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("plan", help="plan per-op CPU/GPU splits from latency predictions")
+    p.add_argument("model")
+    p.add_argument("--device", help="device of the shipped profiles (pixel4, s10, ...)")
+    p.add_argument("--cpu-profile")
+    p.add_argument("--gpu-profile")
+    p.add_argument("--sync", choices=sorted(SYNC_US), default="svm",
+                   help="synchronisation: svm (polling a flag in shared memory) or event waits")
+    p.add_argument("--sync-us", type=float, help="sync cost per wait in microseconds (overrides --sync)")
+    p.add_argument("--steps", type=int, default=16, help="ratio grid: 1/steps (default 16)")
+    p.add_argument("--dims", default="channel,row", help="split dimensions to consider")
+    p.add_argument("--allow-mixed", action="store_true", help="accept profiles of different devices")
+    p.add_argument("--oracle", action="store_true", help="also run the exhaustive per-op search")
+    p.add_argument("--input-shape", action="append", default=[])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-o", "--output", help="write the plan JSON here")
+    p.add_argument("--plot", help="PNG of per-op ratios")
+    p.add_argument("--top", type=int, help="rows of the table to print")
+    p.set_defaults(fn=cmd_plan)
+    s = sub.add_parser("split", help="rewrite a model into CPU and GPU parts following a plan")
+    s.add_argument("model")
+    s.add_argument("plan")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(fn=cmd_split)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coexec`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except OplatError as e:
+        print(f"coexec: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

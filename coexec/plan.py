@@ -1,0 +1,124 @@
+"""Plans: make one from a model and a device's profiles; the versioned JSON format."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from oplat.errors import OplatError
+from oplat.profile import Profile, load_profile
+
+from .cost import SYNC_US, CostModel, build_units
+from .planner import Decision, oracle_search, plan_dp, simulate
+
+PLAN_FORMAT = 1
+
+
+class PlanError(OplatError):
+    """A plan that does not fit the model or the profiles."""
+
+
+def model_hash(path: str | os.PathLike) -> str:
+    """sha256 of the model file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_profiles(device: str) -> tuple[str, str]:
+    """(CPU, GPU) profile ids used for ``--device``.
+
+    The CPU side is the fp32 core set with the most threads on the big and medium cores
+    (the cores a co-execution runtime pins its CPU worker to), the GPU side the GPU.
+    """
+    import re
+
+    from oplat.profile import list_profiles
+
+    best, best_key = f"{device}/tflite-cpu-1large", (-1, -1)
+    for pid, _ in list_profiles():
+        m = re.fullmatch(rf"{re.escape(device)}/tflite-cpu-((?:\d+(?:large|med))+)", pid)
+        if m:
+            counts = [int(n) for n in re.findall(r"(\d+)(?:large|med)", m.group(1))]
+            key = (sum(counts), int("large" in m.group(1)))
+            if key > best_key:
+                best, best_key = pid, key
+    return best, f"{device}/tflite-gpu"
+
+
+def check_pair(cpu: Profile, gpu: Profile, allow_mixed: bool = False) -> None:
+    """Refuse a CPU and GPU profile of different devices (unless ``allow_mixed``)."""
+    if cpu.meta.get("processor") != "cpu" or gpu.meta.get("processor") != "gpu":
+        raise PlanError(f"--cpu-profile must be a CPU profile and --gpu-profile a GPU profile "
+                        f"(got {cpu.id} [{cpu.meta.get('processor')}], {gpu.id} [{gpu.meta.get('processor')}])")
+    if cpu.meta.get("device") != gpu.meta.get("device") and not allow_mixed:
+        raise PlanError(f"profiles of different devices: {cpu.id} and {gpu.id} (use --allow-mixed to plan anyway)")
+
+
+def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile: str | Profile,
+              sync_us: float = SYNC_US["svm"], steps: int = 16, dims: Sequence[str] = ("channel", "row"),
+              share_ms_per_mb: float = 0.0, allow_mixed: bool = False, oracle: bool = False,
+              input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
+    """Plan co-execution of ``model`` on the device of the two profiles (a JSON-able dict)."""
+    from oplat.model_io import load_model
+
+    cpu = cpu_profile if isinstance(cpu_profile, Profile) else load_profile(cpu_profile)
+    gpu = gpu_profile if isinstance(gpu_profile, Profile) else load_profile(gpu_profile)
+    check_pair(cpu, gpu, allow_mixed)
+    graph = load_model(model, input_shapes)
+    t0 = time.perf_counter()
+    units = build_units(graph, gpu, cpu)
+    cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us, share_ms_per_mb=share_ms_per_mb, dims=dims)
+    decisions = plan_dp(cm)
+    planned, detail = simulate(cm, decisions)
+    seconds = time.perf_counter() - t0
+    cpu_ms, _ = simulate(cm, [Decision("channel", 0)] * len(units))
+    gpu_ms, _ = simulate(cm, [Decision("channel", steps)] * len(units))
+    ops = []
+    fast_is_gpu = gpu_ms <= cpu_ms
+    for u, d, det in zip(units, decisions, detail):
+        place = d.placement(steps)
+        whole_gpu = cm.unit_ms(u.index, steps)[0]
+        whole_cpu = cm.unit_ms(u.index, 0)[1]
+        spent = max(det["gpu_ms"], det["cpu_ms"]) + det["wait_ms"]
+        ops.append({"name": u.name, "kernel": u.gpu.type, "sources": u.sources, "placement": place,
+                    "dimension": d.dim if place == "split" else None,
+                    "ratio": round(d.index / steps, 6), "splittable": u.split_kind is not None,
+                    "note": u.note or (None if u.split_kind else "runs whole: no split rule for this kernel"),
+                    "predicted_gpu_ms": round(det["gpu_ms"], 5), "predicted_cpu_ms": round(det["cpu_ms"], 5),
+                    "predicted_sync_ms": round(det["wait_ms"], 5),
+                    "whole_gpu_ms": round(whole_gpu, 5), "whole_cpu_ms": round(whole_cpu, 5),
+                    "saved_ms": round((whole_gpu if fast_is_gpu else whole_cpu) - spent, 5)})
+    best_single = min(cpu_ms, gpu_ms)
+    plan = {"format": PLAN_FORMAT, "model": Path(model).name, "model_sha256": model_hash(model),
+            "device": gpu.meta.get("device"), "profiles": {"cpu": cpu.id, "gpu": gpu.id},
+            "sync_us": sync_us, "share_ms_per_mb": share_ms_per_mb, "steps": steps, "dims": list(dims),
+            "predicted_ms": {"cpu": round(cpu_ms, 4), "gpu": round(gpu_ms, 4), "coexec": round(planned, 4)},
+            "speedup": round(best_single / planned, 4) if planned > 0 else 1.0,
+            "faster_single": "cpu" if cpu_ms < gpu_ms else "gpu",
+            "split_share": round(sum(o["placement"] == "split" for o in ops) / max(len(ops), 1), 4),
+            "planner_seconds": round(seconds, 4), "ops": ops}
+    if oracle:
+        _, t_or = oracle_search(cm, starts=[decisions])
+        plan["oracle_ms"] = round(t_or, 4)
+    return plan
+
+
+def validate_plan(plan: Mapping[str, Any], model: str | os.PathLike | None = None) -> None:
+    """Check the plan's format, ratios and (given the model file) its model hash."""
+    if plan.get("format") != PLAN_FORMAT:
+        raise PlanError(f"plan format {plan.get('format')!r} is not {PLAN_FORMAT}")
+    for op in plan.get("ops", []):
+        r = op.get("ratio")
+        if not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
+            raise PlanError(f"plan op {op.get('name')!r}: ratio {r!r} outside [0, 1]")
+        if op.get("placement") not in ("cpu", "gpu", "split"):
+            raise PlanError(f"plan op {op.get('name')!r}: placement {op.get('placement')!r} is not cpu, gpu or split")
+    if model is not None and plan.get("model_sha256") != model_hash(model):
+        raise PlanError(f"plan was made for another model (sha256 {str(plan.get('model_sha256'))[:12]}..., "
+                        f"{Path(model).name} is {model_hash(model)[:12]}...)")

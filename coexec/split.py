@@ -1,0 +1,258 @@
+"""Rewrite an ONNX model so every split op becomes its CPU part and GPU part.
+
+- Conv split along output channels: weights and bias sliced, two Convs, Concat on C.
+- Grouped and depthwise Conv along groups: the input's channels sliced per group range.
+- Conv split along output rows: each part reads its rows of the input plus the halo the
+  kernel needs (pads adjusted at the borders), Concat on H.
+- Gemm / MatMul with constant weights along N (output features), Concat on the last axis.
+- Everything else runs whole; element-wise ops follow their producer.
+
+Every node is tagged with its processor: ``doc_string`` ``coexec:cpu|gpu`` and a JSON
+map in the model's ``metadata_props`` (``coexec.placement``). The outputs are the
+original computation regrouped, so they match the original model's to float rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .plan import PlanError, validate_plan
+
+
+def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _set_attrs(node: onnx.NodeProto, **values: Any) -> None:
+    keep = [a for a in node.attribute if a.name not in values]
+    del node.attribute[:]
+    node.attribute.extend(keep)
+    for k, v in values.items():
+        if v is not None:
+            node.attribute.append(helper.make_attribute(k, v))
+
+
+class _Rewriter:
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        g = model.graph
+        self.inits = {t.name: t for t in g.initializer}
+        self.new_inits: list[onnx.TensorProto] = []
+        self.placement: dict[str, str] = {}
+        inferred = onnx.shape_inference.infer_shapes(model)
+        self.shapes: dict[str, list[int]] = {}
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+            self.shapes[vi.name] = dims
+
+    def weight(self, name: str) -> np.ndarray:
+        t = self.inits.get(name)
+        if t is None:
+            raise PlanError(f"weights {name!r} are not constant initializers: cannot split")
+        if t.data_location == onnx.TensorProto.EXTERNAL or (not t.raw_data and not t.float_data and
+                                                             not t.int64_data and not t.double_data
+                                                             and not t.int32_data and any(t.dims)):
+            raise PlanError(f"model has no weight data ({name!r} is graph-only); split needs real weights")
+        return numpy_helper.to_array(t)
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.new_inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def tag(self, node: onnx.NodeProto, proc: str) -> onnx.NodeProto:
+        node.doc_string = f"coexec:{proc}"
+        self.placement[node.name] = proc
+        return node
+
+    # -- rewrite rules -------------------------------------------------------------
+    def split_conv_channels(self, n: onnx.NodeProto, ratio: float) -> list[onnx.NodeProto]:
+        w = self.weight(n.input[1])
+        group = int(_attr(n, "group", 1))
+        c_out = w.shape[0]
+        if group == 1:
+            k = _aligned(ratio * c_out, c_out)
+            if k in (0, c_out):
+                return []
+            parts = []
+            for proc, sl in (("gpu", slice(0, k)), ("cpu", slice(k, c_out))):
+                ins = [n.input[0], self.const(f"{n.name}/{proc}/W", w[sl])]
+                if len(n.input) > 2 and n.input[2]:
+                    ins.append(self.const(f"{n.name}/{proc}/B", self.weight(n.input[2])[sl]))
+                m = helper.make_node("Conv", ins, [f"{n.output[0]}/{proc}"], name=f"{n.name}/{proc}")
+                m.attribute.extend(n.attribute)
+                parts.append(self.tag(m, proc))
+            return parts + [self._concat(n, [p.output[0] for p in parts], 1)]
+        # grouped / depthwise: split along groups, each part reads its input channels
+        g1 = int(round(ratio * group))
+        if g1 in (0, group):
+            return []
+        c_in = self.shapes.get(n.input[0], [0, 0])[1]
+        if c_in <= 0:
+            raise PlanError(f"{n.name}: input channel count unknown")
+        in_per, out_per = c_in // group, c_out // group
+        parts, nodes = [], []
+        for proc, g0, g_end in (("gpu", 0, g1), ("cpu", g1, group)):
+            sl_out = f"{n.name}/{proc}/x"
+            starts = self.const(f"{n.name}/{proc}/starts", np.array([g0 * in_per], np.int64))
+            ends = self.const(f"{n.name}/{proc}/ends", np.array([g_end * in_per], np.int64))
+            axes = self.const(f"{n.name}/{proc}/axes", np.array([1], np.int64))
+            nodes.append(self.tag(helper.make_node("Slice", [n.input[0], starts, ends, axes], [sl_out],
+                                                   name=f"{n.name}/{proc}/slice"), proc))
+            ins = [sl_out, self.const(f"{n.name}/{proc}/W", w[g0 * out_per:g_end * out_per])]
+            if len(n.input) > 2 and n.input[2]:
+                ins.append(self.const(f"{n.name}/{proc}/B", self.weight(n.input[2])[g0 * out_per:g_end * out_per]))
+            m = helper.make_node("Conv", ins, [f"{n.output[0]}/{proc}"], name=f"{n.name}/{proc}")
+            m.attribute.extend(n.attribute)
+            _set_attrs(m, group=g_end - g0)
+            parts.append(self.tag(m, proc))
+        return nodes + parts + [self._concat(n, [p.output[0] for p in parts], 1)]
+
+    def split_conv_rows(self, n: onnx.NodeProto, ratio: float) -> list[onnx.NodeProto]:
+        from oplat.shape_rules import spatial_pads
+
+        x_shape = self.shapes.get(n.input[0])
+        y_shape = self.shapes.get(n.output[0])
+        if not x_shape or not y_shape or min(x_shape[2:] + y_shape[2:]) <= 0:
+            raise PlanError(f"{n.name}: spatial shapes unknown, cannot split rows")
+        w = self.weight(n.input[1])
+        kh, kw = (_attr(n, "kernel_shape") or list(w.shape[2:]))[:2]
+        sh, sw = (_attr(n, "strides") or [1, 1])[:2]
+        dh, dw = (_attr(n, "dilations") or [1, 1])[:2]
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        pads = spatial_pads(attrs, (x_shape[2], x_shape[3]), (kh, kw), (sh, sw))
+        h_in, h_out = x_shape[2], y_shape[2]
+        r1 = int(round(ratio * h_out))
+        if r1 in (0, h_out):
+            return []
+        k_eff = (kh - 1) * dh + 1
+        nodes, parts = [], []
+        for proc, a, b in (("gpu", 0, r1), ("cpu", r1, h_out)):
+            lo = a * sh - pads[0]
+            hi = (b - 1) * sh - pads[0] + k_eff  # exclusive
+            top, bottom = max(0, -lo), max(0, hi - h_in)
+            starts = self.const(f"{n.name}/{proc}/starts", np.array([max(lo, 0)], np.int64))
+            ends = self.const(f"{n.name}/{proc}/ends", np.array([min(hi, h_in)], np.int64))
+            axes = self.const(f"{n.name}/{proc}/axes", np.array([2], np.int64))
+            sl_out = f"{n.name}/{proc}/x"
+            nodes.append(self.tag(helper.make_node("Slice", [n.input[0], starts, ends, axes], [sl_out],
+                                                   name=f"{n.name}/{proc}/slice"), proc))
+            m = helper.make_node("Conv", [sl_out] + list(n.input[1:]), [f"{n.output[0]}/{proc}"],
+                                 name=f"{n.name}/{proc}")
+            m.attribute.extend(n.attribute)
+            _set_attrs(m, auto_pad=None, pads=[top, pads[1], bottom, pads[3]])  # None drops auto_pad
+            parts.append(self.tag(m, proc))
+        return nodes + parts + [self._concat(n, [p.output[0] for p in parts], 2)]
+
+    def split_gemm(self, n: onnx.NodeProto, ratio: float) -> list[onnx.NodeProto]:
+        b = self.weight(n.input[1])
+        trans_b = n.op_type == "Gemm" and int(_attr(n, "transB", 0))
+        n_out = b.shape[0] if trans_b else b.shape[-1]
+        k = _aligned(ratio * n_out, n_out)
+        if k in (0, n_out):
+            return []
+        parts = []
+        for proc, sl in (("gpu", slice(0, k)), ("cpu", slice(k, n_out))):
+            bw = b[sl] if trans_b else b[..., sl]
+            ins = [n.input[0], self.const(f"{n.name}/{proc}/B", bw)]
+            if n.op_type == "Gemm" and len(n.input) > 2 and n.input[2]:
+                c = self.weight(n.input[2])
+                ins.append(self.const(f"{n.name}/{proc}/C", c[..., sl] if c.ndim and c.shape[-1] == n_out else c))
+            m = helper.make_node(n.op_type, ins, [f"{n.output[0]}/{proc}"], name=f"{n.name}/{proc}")
+            m.attribute.extend(n.attribute)
+            parts.append(self.tag(m, proc))
+        return parts + [self._concat(n, [p.output[0] for p in parts], -1)]
+
+    def split_pool_channels(self, n: onnx.NodeProto, ratio: float) -> list[onnx.NodeProto]:
+        c = (self.shapes.get(n.input[0]) or [0, 0])[1]
+        k = int(round(ratio * c))
+        if c <= 0 or k in (0, c):
+            return []
+        nodes, parts = [], []
+        for proc, a, b in (("gpu", 0, k), ("cpu", k, c)):
+            starts = self.const(f"{n.name}/{proc}/starts", np.array([a], np.int64))
+            ends = self.const(f"{n.name}/{proc}/ends", np.array([b], np.int64))
+            axes = self.const(f"{n.name}/{proc}/axes", np.array([1], np.int64))
+            sl_out = f"{n.name}/{proc}/x"
+            nodes.append(self.tag(helper.make_node("Slice", [n.input[0], starts, ends, axes], [sl_out],
+                                                   name=f"{n.name}/{proc}/slice"), proc))
+            m = helper.make_node(n.op_type, [sl_out], [f"{n.output[0]}/{proc}"], name=f"{n.name}/{proc}")
+            m.attribute.extend(n.attribute)
+            parts.append(self.tag(m, proc))
+        return nodes + parts + [self._concat(n, [p.output[0] for p in parts], 1)]
+
+    def _concat(self, n: onnx.NodeProto, ins: list[str], axis: int) -> onnx.NodeProto:
+        return self.tag(helper.make_node("Concat", ins, [n.output[0]], name=f"{n.name}/concat", axis=axis), "gpu")
+
+
+def _aligned(x: float, total: int, align: int = 4) -> int:
+    """GPU channel count: a multiple of 4 (as planned), within [0, total]."""
+    return int(min(max(round(x / align) * align, 0), total))
+
+
+def split_model(model: str | os.PathLike, plan: Mapping[str, Any], out: str | os.PathLike | None = None
+                ) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
+    """Apply ``plan`` to ``model``; returns the new model and the ops kept whole (with why)."""
+    validate_plan(plan, model)
+    m = onnx.load(str(model))
+    rw = _Rewriter(m)
+    by_node: dict[str, tuple[str, dict]] = {}
+    for op in plan["ops"]:
+        for s in op.get("sources") or [op["name"]]:
+            by_node[s] = (op["name"], op)
+    kept: list[dict[str, str]] = []
+    new_nodes: list[onnx.NodeProto] = []
+    for n in m.graph.node:
+        entry = by_node.get(n.name)
+        op = entry[1] if entry else None
+        replaced: list[onnx.NodeProto] = []
+        if op is not None and op["placement"] == "split" and n.name == op["name"]:
+            try:
+                if n.op_type == "Conv" and op.get("dimension") == "row":
+                    replaced = rw.split_conv_rows(n, op["ratio"])
+                elif n.op_type == "Conv":
+                    replaced = rw.split_conv_channels(n, op["ratio"])
+                elif n.op_type in ("Gemm", "MatMul") and n.input[1] in rw.inits:
+                    replaced = rw.split_gemm(n, op["ratio"])
+                elif n.op_type in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
+                    replaced = rw.split_pool_channels(n, op["ratio"])
+                else:
+                    kept.append({"name": n.name, "reason": f"no split rule for {n.op_type}"})
+            except PlanError as e:
+                if "graph-only" in str(e):
+                    raise
+                kept.append({"name": n.name, "reason": str(e)})
+        if replaced:
+            new_nodes.extend(replaced)
+            continue
+        proc = "gpu"
+        if op is not None:
+            proc = "cpu" if op["placement"] == "cpu" or (op["placement"] == "split" and op["ratio"] < 0.5) else "gpu"
+        new_nodes.append(rw.tag(n, proc))
+    del m.graph.node[:]
+    m.graph.node.extend(new_nodes)
+    m.graph.initializer.extend(rw.new_inits)
+    used = {t for node in m.graph.node for t in node.input}
+    keep_inits = [t for t in m.graph.initializer if t.name in used]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep_inits)
+    meta = {p.key: p for p in m.metadata_props}
+    for key, value in (("coexec.placement", json.dumps(rw.placement)),
+                       ("coexec.plan_sha", str(plan.get("model_sha256", ""))),
+                       ("coexec.kept_whole", json.dumps(kept))):
+        if key in meta:
+            meta[key].value = value
+        else:
+            m.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.checker.check_model(m)
+    if out is not None:
+        onnx.save(m, str(out))
+    return m, kept
