@@ -42,14 +42,24 @@ def _can_follow(u: Unit, p: Unit, du: Decision, dp: Decision, steps: int) -> boo
             and (du.dim == "channel" or u.split_kind != "eltwise"))
 
 
-def simulate(cm: CostModel, decisions: Sequence[Decision]) -> tuple[float, list[dict]]:
-    """Predicted latency of a plan on the two-processor timeline, and per-unit timings."""
+def simulate(cm: CostModel, decisions: Sequence[Decision], start: int = 0,
+             prefix: tuple | None = None, snapshots: list | None = None) -> tuple[float, list[dict]]:
+    """Predicted latency of a plan on the two-processor timeline, and per-unit timings.
+
+    ``prefix`` (the ``snapshots`` of an earlier run with the same first ``start``
+    decisions) resumes the timeline at unit ``start``.
+    """
     steps = cm.steps
-    clock = {"gpu": 0.0, "cpu": 0.0}
-    fin: list[dict[str, float]] = []  # per unit: finish time of its part on each processor
-    ready: list[dict[str, float]] = []  # per unit: time its whole output is visible on each processor
+    if prefix is not None and start > 0:
+        clock = dict(prefix[start][0])
+        fin, ready = prefix[start][1][:start], prefix[start][2][:start]
+        fin, ready = list(fin), list(ready)
+    else:
+        start, clock, fin, ready = 0, {"gpu": 0.0, "cpu": 0.0}, [], []
     detail = []
-    for u, d in zip(cm.units, decisions):
+    for u, d in zip(cm.units[start:], decisions[start:]):
+        if snapshots is not None:
+            snapshots.append((dict(clock), fin, ready))
         g_ms, c_ms = cm.unit_ms(u.index, d.index, d.dim)
         parts = {"gpu": g_ms if d.index > 0 else 0.0, "cpu": c_ms if d.index < steps else 0.0}
         on = [p for p in ("gpu", "cpu") if (p == "gpu" and d.index > 0) or (p == "cpu" and d.index < steps)]
@@ -79,6 +89,8 @@ def simulate(cm: CostModel, decisions: Sequence[Decision]) -> tuple[float, list[
         ready.append(r)
         detail.append({"gpu_ms": parts["gpu"], "cpu_ms": parts["cpu"], "wait_ms": waited,
                        "end_ms": max(f.values())})
+    if snapshots is not None:
+        snapshots.append((dict(clock), fin, ready))
     total = max(clock.values())
     return total, detail
 
@@ -90,8 +102,79 @@ def _grid_states(cm: CostModel) -> list[Decision]:
     return out
 
 
-def plan_dp(cm: CostModel) -> list[Decision]:
-    """The planner: DP over units in order with chain transition costs (see module doc)."""
+def plan(cm: CostModel, refinements: int = 3) -> list[Decision]:
+    """The planner: :func:`plan_dp`, re-run with the sync costs of the previous plan's
+    non-adjacent producers (branches, residuals), best of those and the single-processor
+    plans on the timeline simulation."""
+    n = len(cm.units)
+    candidates = [[Decision("channel", cm.steps)] * n, [Decision("channel", 0)] * n]
+    d = plan_dp(cm)
+    candidates.append(d)
+    for _ in range(refinements):
+        d = plan_dp(cm, prior=d)
+        candidates.append(d)
+    best = min(candidates, key=lambda c: simulate(cm, c)[0])
+    return refine(cm, best)
+
+
+def refine(cm: CostModel, decisions: Sequence[Decision], sweeps: int = 2) -> list[Decision]:
+    """Per-unit local search on the timeline over a few candidates: whole on either side,
+    the neighbouring grid points and the unit's own best split of each dimension."""
+    cur = list(decisions)
+    t, _ = simulate(cm, cur)
+    steps = cm.steps
+    local_best = {}
+    for dim in cm.dims:
+        for u in cm.units:
+            g, c = cm.times[dim][u.index]
+            local_best[(dim, u.index)] = int(np.argmin(np.maximum(g, c)))
+    for _ in range(sweeps):
+        improved = False
+        snaps: list = []
+        t, _ = simulate(cm, cur, snapshots=snaps)
+        for i, u in enumerate(cm.units):
+            keep = before = cur[i]
+            cands = {Decision("channel", 0), Decision("channel", steps)}
+            cands |= {Decision(dim, local_best[(dim, u.index)]) for dim in cm.dims}
+            if u.split_kind is not None:
+                cands |= {Decision(keep.dim, j) for j in range(1, steps)}
+            for d in cands:
+                if d == keep or (d.index in (0, steps) and d.dim != "channel"):
+                    continue
+                cur[i] = d
+                t2, _ = simulate(cm, cur, start=i, prefix=snaps)
+                if t2 < t - 1e-9:
+                    t, keep, improved = t2, d, True
+            cur[i] = keep
+            if keep != before:  # later snapshots are stale
+                snaps = []
+                simulate(cm, cur, snapshots=snaps)
+        if not improved:
+            break
+    return cur
+
+
+def _crossing(cm: CostModel, u, prod, prior: Decision, states: list[Decision]) -> np.ndarray:
+    """Sync cost for each state of ``u`` reading ``prod`` placed as ``prior``."""
+    steps = cm.steps
+    out = np.zeros(len(states))
+    p_gpu, p_cpu = prior.index > 0, prior.index < steps
+    share = prior.index / steps
+    for j, s in enumerate(states):
+        if _can_follow(u, prod, s, prior, steps):
+            continue
+        t = 0.0
+        if s.index < steps and p_gpu:  # this unit's CPU side reads the GPU part
+            t = max(t, cm.share_ms(prod.out_bytes * share))
+        if s.index > 0 and p_cpu:
+            t = max(t, cm.share_ms(prod.out_bytes * (1 - share)))
+        out[j] = t
+    return out
+
+
+def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Decision]:
+    """DP over units in order with chain transition costs (see module doc); with
+    ``prior``, edges from non-adjacent producers are costed with their prior placement."""
     states = _grid_states(cm)
     steps = cm.steps
     n_s = len(states)
@@ -109,11 +192,19 @@ def plan_dp(cm: CostModel) -> list[Decision]:
             out[j] = max(g if s.index > 0 else 0.0, c if s.index < steps else 0.0)
         return out
 
+    def fixed_edges(u: Unit) -> np.ndarray:
+        extra = np.zeros(n_s)
+        if prior is not None:
+            for p in u.producers:
+                if p != u.index - 1:
+                    extra = np.maximum(extra, _crossing(cm, u, units[p], prior[p], states))
+        return extra
+
     cost = own_cost(units[0])
     back = []
     for i in range(1, len(units)):
         u, prev = units[i], units[i - 1]
-        own = own_cost(u)
+        own = own_cost(u) + fixed_edges(u)
         trans = np.zeros((n_s, n_s))  # [previous state, this state]
         if prev.index in u.producers:
             b_g = cm.share_ms(prev.out_bytes * 1.0) - cm.sync_ms

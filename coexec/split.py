@@ -201,8 +201,12 @@ def _aligned(x: float, total: int, align: int = 4) -> int:
 def split_model(model: str | os.PathLike, plan: Mapping[str, Any], out: str | os.PathLike | None = None
                 ) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
     """Apply ``plan`` to ``model``; returns the new model and the ops kept whole (with why)."""
+    from oplat.graph_only import is_graph_only
+
     validate_plan(plan, model)
-    m = onnx.load(str(model))
+    m = onnx.load(str(model), load_external_data=False)
+    if is_graph_only(m):
+        raise PlanError(f"{model}: model is graph-only (no weight data); split needs real weights")
     rw = _Rewriter(m)
     by_node: dict[str, tuple[str, dict]] = {}
     for op in plan["ops"]:

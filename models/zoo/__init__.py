@@ -63,6 +63,12 @@ def _register() -> None:
 _register()
 
 
+def is_transformer(name: str) -> bool:
+    """True for the zoo's Vision Transformer families (ViT/DeiT, Swin, MobileViT, ...)."""
+    fn = ZOO.get(name)
+    return getattr(fn, "func", None) is not None and fn.func.__module__ == vit.__name__
+
+
 def list_models() -> list[str]:
     """Every model name the zoo builds (``nb201:<arch>`` is accepted besides these)."""
     return sorted(ZOO)

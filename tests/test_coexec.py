@@ -1,0 +1,141 @@
+"""Co-execution planner, plan format and graph splitter."""
+
+import itertools
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import models.zoo as zoo
+from coexec.cli import main as coexec_main
+from coexec.cost import CostModel, build_units
+from coexec.plan import PlanError, make_plan, validate_plan
+from coexec.planner import Decision, oracle_search, plan_dp, simulate
+from coexec.split import split_model
+from oplat.onnx_loader import load_onnx
+from oplat.profile import load_profile
+
+CPU, GPU = "pixel4/tflite-cpu-3med", "pixel4/tflite-gpu"
+
+
+@pytest.fixture(scope="module")
+def profiles():
+    return load_profile(CPU), load_profile(GPU)
+
+
+def _save(tmp_path, name):
+    p = tmp_path / f"{name}.onnx"
+    onnx.save(zoo.build(name), p)
+    return p
+
+
+def _run(path, x):
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})
+
+
+def _input(path):
+    dims = [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
+    return np.random.default_rng(0).standard_normal(dims).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_0.35", "shufflenet_v2_0.5", "resnext26_32x4d",
+                                  "vit_tiny_patch32_224"])
+def test_forced_split_of_every_splittable_op_is_numerically_identical(tmp_path, name):
+    path = _save(tmp_path, name)
+    plan = make_plan(path, CPU, GPU, sync_us=10)
+    n_split = 0
+    for i, op in enumerate(plan["ops"]):
+        if op["splittable"]:
+            op["placement"], op["ratio"] = "split", 0.5
+            op["dimension"] = "row" if i % 2 and op["kernel"] in ("CONV_2D", "DEPTHWISE_CONV_2D") else "channel"
+            n_split += 1
+    m, kept = split_model(path, plan, tmp_path / "split.onnx")
+    assert not kept
+    concats = [n for n in m.graph.node if n.name.endswith("/concat")]
+    assert len(concats) >= n_split * 0.9
+    assert [i.name for i in m.graph.input] == [i.name for i in onnx.load(str(path)).graph.input]
+    assert [o.name for o in m.graph.output] == [o.name for o in onnx.load(str(path)).graph.output]
+    placement = json.loads(next(p.value for p in m.metadata_props if p.key == "coexec.placement"))
+    assert {"cpu", "gpu"} <= set(placement.values())
+    x = _input(path)
+    a, b = _run(path, x)[0], _run(tmp_path / "split.onnx", x)[0]
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * float(np.abs(a).max()))
+
+
+def test_dp_planner_matches_brute_force_on_a_small_chain(profiles):
+    cpu, gpu = profiles
+    g = load_onnx(zoo.build("resnet10"))
+    units = build_units(g, gpu, cpu)[:5]
+    for i, u in enumerate(units):  # make it a chain of the first five units
+        u.producers = [i - 1] if i else []
+    cm = CostModel(units, gpu, cpu, steps=4, sync_us=50)
+    states = [Decision("channel", 0), Decision("channel", 4)] + [Decision(d, i) for d in cm.dims for i in (1, 2, 3)]
+
+    def chain_cost(plan):
+        # the DP's objective: per-unit max of the two sides plus a sync when data crosses
+        total = 0.0
+        for i, d in enumerate(plan):
+            g_ms, c_ms = cm.unit_ms(units[i].index, d.index, d.dim)
+            total += max(g_ms if d.index > 0 else 0.0, c_ms if d.index < 4 else 0.0)
+            if i:
+                p = plan[i - 1]
+                crosses = (p.index > 0 and d.index < 4) or (p.index < 4 and d.index > 0)
+                if crosses and not (p.index == 4 and d.index == 4) and not (p.index == 0 and d.index == 0):
+                    total += cm.sync_ms
+        return total
+
+    brute = min(chain_cost(list(p)) for p in itertools.product(states, repeat=len(units)))
+    assert chain_cost(plan_dp(cm)) == pytest.approx(brute, rel=1e-9)
+
+
+def test_sync_cost_decides_how_much_is_split(tmp_path):
+    path = _save(tmp_path, "resnet18")
+    cheap = make_plan(path, CPU, GPU, sync_us=10)
+    costly = make_plan(path, CPU, GPU, sync_us=5000)
+    assert cheap["split_share"] > costly["split_share"]
+    assert cheap["predicted_ms"]["coexec"] <= min(cheap["predicted_ms"]["cpu"], cheap["predicted_ms"]["gpu"])
+    assert cheap["speedup"] > 1.05
+    assert costly["speedup"] >= 1.0
+
+
+def test_planner_is_close_to_the_oracle(profiles):
+    cpu, gpu = profiles
+    g = load_onnx(zoo.build("mobilenet_v2_0.5"))
+    cm = CostModel(build_units(g, gpu, cpu), gpu, cpu, steps=8, sync_us=100)
+    planned, _ = simulate(cm, plan_dp(cm))
+    _, best = oracle_search(cm, starts=[plan_dp(cm)], max_sweeps=2)
+    assert best <= planned + 1e-9
+    assert planned <= best * 1.03
+
+
+def test_plan_json_contract_and_bad_plans(tmp_path, capsys):
+    path = _save(tmp_path, "mobilenet_v2_0.35")
+    out = tmp_path / "plan.json"
+    assert coexec_main(["plan", str(path), "--cpu-profile", CPU, "--gpu-profile", GPU, "--sync-us", "10",
+                        "--json", "-o", str(out)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert set(plan["predicted_ms"]) == {"cpu", "gpu", "coexec"}
+    assert all({"name", "placement", "ratio"} <= set(o) for o in plan["ops"])
+    assert json.loads(out.read_text())["model_sha256"] == plan["model_sha256"]
+    validate_plan(plan, path)
+    bad = dict(plan, ops=[dict(plan["ops"][0], ratio=1.5)] + plan["ops"][1:])
+    with pytest.raises(PlanError, match="outside"):
+        validate_plan(bad)
+    other = _save(tmp_path, "mobilenet_v2_0.5")
+    (tmp_path / "p.json").write_text(json.dumps(plan))
+    assert coexec_main(["split", str(other), str(tmp_path / "p.json"), "-o", str(tmp_path / "s.onnx")]) == 2
+    assert "another model" in capsys.readouterr().err
+    assert coexec_main(["plan", str(path), "--cpu-profile", "s10/tflite-cpu-1large", "--gpu-profile", GPU]) == 2
+    assert "different devices" in capsys.readouterr().err
+
+
+def test_graph_only_models_plan_but_do_not_split(tmp_path):
+    path = tmp_path / "g.onnx"
+    onnx.save(zoo.build("mobilenet_v2_0.35", graph_only=True), path)
+    plan = make_plan(path, CPU, GPU, sync_us=10)
+    plan["ops"][0].update(placement="split", ratio=0.5, dimension="channel")
+    with pytest.raises(PlanError, match="graph-only"):
+        split_model(path, plan)
