@@ -203,6 +203,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate_profile, choose_base, read_measurements, write_profile
+    from .model_io import load_model
+    from .profile import load_profile
+
+    rows = read_measurements(args.measurements)
+    out = Path(args.out)
+    if (out / "profile.json").exists() and not args.force:
+        from .calibrate import CalibrationError
+        raise CalibrationError(f"{out} already holds a profile (use --force to overwrite)")
+    graphs = [load_model(r.model) for r in rows]
+    y = [r.latency_ms for r in rows]
+    base_id = args.base
+    if base_id == "auto":
+        base_id, scores = choose_base(graphs, y)
+        print(f"base chosen: {base_id} (calibrated leave-one-out MAPE {scores[base_id]:.1%}; "
+              f"{len(scores)} profiles tried)")
+    prof, rep = calibrate_profile(load_profile(base_id), graphs, y, None if args.method == "auto" else args.method)
+    folder = write_profile(prof, out, force=args.force)
+    loo = rep["loo_mape"].get(rep["method"])
+    print(f"{folder}: {rep['method']} calibration of {rep['base']} from {rep['measurements']} measurements; "
+          f"MAPE on them {rep['base_mape']:.1%} before, leave-one-out {loo:.1%} after")
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     import json as _json
 
@@ -321,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="models whose kernels to cover")
     p.set_defaults(fn=cmd_collect)
 
+    cal = sub.add_parser("calibrate", help="adapt a profile to a new phone from a few end-to-end measurements")
+    cal.add_argument("--base", required=True, help="profile id or folder, or 'auto' to pick the best one")
+    cal.add_argument("--measurements", required=True, help="CSV with columns model,latency_ms")
+    cal.add_argument("--out", required=True, help="folder of the new profile")
+    cal.add_argument("--method", default="auto", choices=["auto", "scale", "scale+fixed", "per-key", "per-key-smooth"])
+    cal.add_argument("--force", action="store_true", help="overwrite an existing profile")
+    cal.set_defaults(fn=cmd_calibrate)
     p = sub.add_parser("zoo", help="list or build ONNX models of the zoo")
     zsub = p.add_subparsers(dest="zoo_cmd", required=True)
     zsub.add_parser("list", help="print one model name per line").set_defaults(fn=cmd_zoo)

@@ -1,0 +1,222 @@
+"""Few-shot calibration of a device profile to a new phone from a few end-to-end measurements.
+
+The base profile's per-op knowledge (which kernels cost what, relative to each other)
+transfers; the new phone differs mostly in speed per kernel family. Candidate
+corrections, chosen per calibration by leave-one-out error on the measurements:
+
+- ``scale``: one factor on every kernel and on the fixed cost;
+- ``scale+fixed``: one factor on the kernels plus a new fixed per-inference cost;
+- ``per-key`` / ``per-key-smooth``: a factor per kernel family, shrunk (weakly /
+  strongly) towards the global factor so ten measurements cannot overfit, plus a fixed
+  cost.
+
+The result is an ordinary profile: factors are written into the regressors' baseline
+intercepts (``log`` factor) and the end-to-end term, so per-op and end-to-end
+predictions stay consistent.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import OplatError
+from .overhead import nnls
+from .profile import Profile, list_profiles, load_profile
+
+METHODS = ("scale", "scale+fixed", "per-key", "per-key-smooth")
+SHRINK = {"per-key": 3e-3, "per-key-smooth": 3e-2}
+
+
+class CalibrationError(OplatError):
+    """Bad measurements or an output folder that would be overwritten."""
+
+
+@dataclass
+class Measurement:
+    """One measured model: its ONNX path and end-to-end milliseconds."""
+
+    model: Path
+    latency_ms: float
+
+
+def read_measurements(path: str | Path) -> list[Measurement]:
+    """Parse a ``model,latency_ms`` CSV; model paths are absolute or relative to the CSV."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise CalibrationError(f"cannot read measurements {path}: {e.strerror}") from None
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or not {"model", "latency_ms"} <= set(reader.fieldnames):
+        raise CalibrationError(f"{path}: needs the columns model,latency_ms (got {reader.fieldnames})")
+    out = []
+    for i, row in enumerate(reader, start=2):  # line 1 is the header
+        name = (row.get("model") or "").strip()
+        raw = (row.get("latency_ms") or "").strip()
+        if not name:
+            raise CalibrationError(f"{path}:{i}: empty model path")
+        try:
+            ms = float(raw)
+        except ValueError:
+            raise CalibrationError(f"{path}:{i}: latency_ms {raw!r} is not a number") from None
+        if not math.isfinite(ms) or ms <= 0:
+            raise CalibrationError(f"{path}:{i}: latency_ms {raw!r} must be a positive number")
+        model = Path(name)
+        if not model.is_absolute():
+            model = path.parent / model
+        if not model.is_file():
+            raise CalibrationError(f"{path}:{i}: model file not found: {model}")
+        out.append(Measurement(model, ms))
+    if len(out) < 3:
+        raise CalibrationError(f"{path}: {len(out)} measurement rows; calibration needs at least 3")
+    return out
+
+
+def _design(prof: Profile, graphs: Sequence[Any]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Per-key predicted sums, the rest of the end-to-end prediction and the totals."""
+    res = prof.predict_many(graphs)
+    keys = sorted({k for r in res for k in r.key_sums})
+    sums = np.array([[r.key_sums.get(k, 0.0) for k in keys] for r in res]).reshape(len(res), len(keys))
+    total = np.array([r.total_ms for r in res])
+    rest = total - sums.sum(axis=1)  # fixed cost, dispatch and glue terms of the end-to-end model
+    return keys, sums, rest, total
+
+
+def _fit(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray, shrink: float | None = None
+         ) -> tuple[np.ndarray, float, float]:
+    """(per-key factors, factor on the rest, new fixed ms) minimising relative error."""
+    ops = sums.sum(axis=1)
+    w = 1.0 / y
+    if method == "scale":
+        s = float(np.sum(w * w * y * (ops + rest)) / max(np.sum((w * (ops + rest)) ** 2), 1e-12))
+        return np.full(sums.shape[1], s), s, 0.0
+    if method == "scale+fixed":
+        a = np.stack([ops + rest, np.ones_like(y)], axis=1) * w[:, None]
+        s, c = nnls(a, np.ones_like(y))
+        return np.full(sums.shape[1], s), s, float(c)
+    # per-key: factors shrunk towards the global scale
+    shrink = SHRINK.get(method, 0.1) if shrink is None else shrink
+    s0, _, _ = _fit("scale", sums, rest, y)
+    s0 = s0[0] if len(s0) else 1.0
+    # penalty in factor units: a family the measurements barely exercise keeps the
+    # global factor instead of soaking up noise
+    a = np.hstack([sums, rest[:, None], np.ones((len(y), 1))]) * w[:, None]
+    k = sums.shape[1]
+    lam = np.full(k + 2, math.sqrt(shrink))
+    lam[-1] = 0.0
+    prior = np.concatenate([np.full(k + 1, s0), [0.0]])
+    coef = nnls(np.vstack([a, np.diag(lam)]), np.concatenate([np.ones_like(y), lam * prior]))
+    return coef[:k], float(coef[k]), float(coef[k + 1])
+
+
+def _apply(sums: np.ndarray, rest: np.ndarray, fit: tuple[np.ndarray, float, float]) -> np.ndarray:
+    f, r, c = fit
+    return sums @ f + r * rest + c
+
+
+def loo_errors(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Leave-one-out relative errors of one method on the measurements."""
+    n = len(y)
+    err = np.empty(n)
+    for i in range(n):
+        keep = np.arange(n) != i
+        fit = _fit(method, sums[keep], rest[keep], y[keep])
+        err[i] = abs(_apply(sums[i:i + 1], rest[i:i + 1], fit)[0] - y[i]) / y[i]
+    return err
+
+
+def calibrate_profile(base: Profile, graphs: Sequence[Any], measured_ms: Sequence[float],
+                      method: str | None = None) -> tuple[Profile, dict[str, Any]]:
+    """A new profile: ``base`` corrected to the measurements; method chosen by LOO when None."""
+    y = np.asarray(measured_ms, dtype=float)
+    keys, sums, rest, total = _design(base, graphs)
+    scores = {}
+    for m in METHODS if method is None else (method,):
+        if m.startswith("per-key") and len(y) < 5:
+            continue
+        scores[m] = float(np.mean(loo_errors(m, sums, rest, y))) if len(y) >= 3 else float("nan")
+    chosen = method or min(scores, key=scores.get)
+    factors, rest_factor, fixed = _fit(chosen, sums, rest, y)
+    meta = copy.deepcopy(base.meta)
+    # kernel families absent from the measured models take the global factor
+    default = rest_factor if chosen.startswith("per-key") else float(factors[0]) if len(factors) else rest_factor
+    per_key = dict(zip(keys, factors))
+    for key in meta.get("baseline", {}):
+        f = per_key.get(key, default)
+        if f > 0:
+            meta["baseline"][key][-1] += math.log(f)
+    ov = meta.get("overhead") or {}
+    coef = ov.get("coef")
+    if coef:
+        feats = ov.get("features", [])
+        ov["coef"] = [c if name.startswith("sum_ms:") else c * rest_factor for name, c in zip(feats, coef)]
+        if "const_ms" in feats:
+            ov["coef"][feats.index("const_ms")] += fixed
+        if "fixed_ms" in ov:
+            ov["fixed_ms"] = ov["fixed_ms"] * rest_factor + fixed
+    report = {"base": base.id, "method": chosen, "loo_mape": scores, "measurements": len(y),
+              "factors": {k: float(f) for k, f in zip(keys, factors)}, "rest_factor": rest_factor,
+              "fixed_ms": fixed,
+              "base_mape": float(np.mean(np.abs(total - y) / y))}
+    meta["calibration"] = report
+    boosters = {k: b for k, b in base.boosters.items()}
+    return Profile(meta, boosters), report
+
+
+def choose_base(graphs: Sequence[Any], measured_ms: Sequence[float],
+                candidates: Sequence[str] | None = None,
+                progress: Callable[[str], None] | None = None) -> tuple[str, dict[str, float]]:
+    """The shipped profile whose calibrated leave-one-out error on the measurements is lowest."""
+    y = np.asarray(measured_ms, dtype=float)
+    ids = list(candidates) if candidates is not None else [pid for pid, _ in list_profiles()]
+    scores = {}
+    for pid in ids:
+        prof = load_profile(pid)
+        _, sums, rest, _ = _design(prof, graphs)
+        scores[pid] = min(float(np.mean(loo_errors(m, sums, rest, y))) for m in ("scale", "scale+fixed"))
+        if progress:
+            progress(pid)
+    return min(scores, key=scores.get), scores
+
+
+def write_profile(prof: Profile, out: str | Path, force: bool = False) -> Path:
+    """Save a calibrated profile; an existing profile is only replaced with ``force``."""
+    out = Path(out)
+    if (out / "profile.json").exists() and not force:
+        raise CalibrationError(f"{out} already holds a profile (use --force to overwrite)")
+    if out.exists() and force:
+        shutil.rmtree(out)
+    name = out.name
+    prof.meta["id"] = f"{out.parent.name}/{name}" if out.parent.name else name
+    return prof.save(out)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    def ranks(x):
+        x = np.asarray(x, dtype=float)
+        order = np.argsort(x, kind="mergesort")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x), dtype=float)
+        for v in np.unique(x):
+            idx = x == v
+            if idx.sum() > 1:
+                r[idx] = r[idx].mean()
+        return r
+    ra, rb = ranks(a), ranks(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    d = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb) / d if d else 0.0
+
+
+__all__ = ["Measurement", "read_measurements", "calibrate_profile", "choose_base", "write_profile",
+           "spearman", "CalibrationError", "METHODS"]

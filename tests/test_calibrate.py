@@ -1,0 +1,104 @@
+"""Few-shot calibration: measurements CSV, methods, CLI contract and bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oplat.calibrate import CalibrationError, calibrate_profile, read_measurements, spearman
+from oplat.cli import main
+from oplat.onnx_loader import load_onnx
+from oplat.profile import load_profile
+
+ZOO = Path(__file__).resolve().parents[1] / "models" / "cnn_zoo"
+MODELS = ["resnet10", "resnet18_wd2", "mobilenet_wd2", "mobilenetv2_wd2", "squeezenet_v1_1", "regnetx002",
+          "mnasnet_b1", "fdmobilenet_wd2", "seresnet10", "mobilenetv3_small_w1", "ghostnet", "preresnet10"]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_profile("pixel4/tflite-cpu-1large")
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    return [load_onnx(ZOO / f"{m}.onnx") for m in MODELS]
+
+
+def _phone(base, graphs):
+    """A synthetic new phone: depthwise convs 2.5x slower, everything else 1.6x, +1 ms."""
+    res = base.predict_many(graphs)
+    out = []
+    for r in res:
+        dw = r.key_sums.get("DEPTHWISE_CONV_2D", 0.0) + r.key_sums.get("DW_S2", 0.0)
+        out.append(2.5 * dw + 1.6 * (r.total_ms - dw) + 1.0)
+    return np.array(out)
+
+
+def test_per_key_calibration_learns_a_phone_with_different_kernel_speeds(base, graphs):
+    y = _phone(base, graphs)
+    prof, rep = calibrate_profile(base, graphs[:8], y[:8])
+    pred = np.array([r.total_ms for r in prof.predict_many(graphs[8:])])
+    err = np.abs(pred - y[8:]) / y[8:]
+    assert rep["method"].startswith("per-key")
+    assert err.max() < 0.05, err
+    assert rep["factors"]["DEPTHWISE_CONV_2D"] > rep["factors"]["CONV_2D"]
+    # per-op predictions move with the total: the calibrated per-op sum is the new total less the fixed cost
+    r = prof.predict(graphs[9])
+    assert r.total_ms == pytest.approx(sum(o.predicted_ms for o in r.ops) + r.overhead_ms, rel=1e-6)
+
+
+def test_scale_calibration_is_exact_for_a_uniformly_slower_phone(base, graphs):
+    y = np.array([2.0 * r.total_ms for r in base.predict_many(graphs)])
+    prof, rep = calibrate_profile(base, graphs[:5], y[:5], method="scale")
+    pred = np.array([r.total_ms for r in prof.predict_many(graphs[5:])])
+    np.testing.assert_allclose(pred, y[5:], rtol=1e-3)
+    assert spearman(pred, y[5:]) == pytest.approx(1.0)
+
+
+def _csv(tmp_path, rows):
+    p = tmp_path / "m.csv"
+    p.write_text("model,latency_ms\n" + "".join(f"{m},{v}\n" for m, v in rows))
+    return p
+
+
+def test_cli_calibrates_then_predicts_and_refuses_to_overwrite(tmp_path, capsys, base, graphs):
+    y = _phone(base, graphs)
+    rows = [(str(ZOO / f"{m}.onnx"), f"{v:.4f}") for m, v in zip(MODELS[:10], y[:10])]
+    csv_path = _csv(tmp_path, rows)
+    out = tmp_path / "myphone" / "tflite-cpu"
+    assert main(["calibrate", "--base", "pixel4/tflite-cpu-1large", "--measurements", str(csv_path),
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(ZOO / "ghostnet.onnx"), "--profile", str(out), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["total_ms"]
+    assert got == pytest.approx(y[MODELS.index("ghostnet")], rel=0.08)
+    assert main(["calibrate", "--base", "pixel4/tflite-cpu-1large", "--measurements", str(csv_path),
+                 "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_relative_model_paths_resolve_against_the_csv_folder(tmp_path):
+    (tmp_path / "m").mkdir()
+    for m in MODELS[:3]:
+        (tmp_path / "m" / f"{m}.onnx").write_bytes((ZOO / f"{m}.onnx").read_bytes())
+    rows = read_measurements(_csv(tmp_path, [(f"m/{m}.onnx", 5.0) for m in MODELS[:3]]))
+    assert [r.model.name for r in rows] == [f"{m}.onnx" for m in MODELS[:3]]
+
+
+@pytest.mark.parametrize("rows, needle", [
+    ([("resnet10", "1"), ("resnet18_wd2", "2")], "at least 3"),
+    ([("resnet10", "1"), ("resnet18_wd2", "-2"), ("regnetx002", "3")], ":3: latency_ms '-2'"),
+    ([("resnet10", "1"), ("resnet18_wd2", "fast"), ("regnetx002", "3")], ":3: latency_ms 'fast' is not a number"),
+    ([("resnet10", "1"), ("nope", "2"), ("regnetx002", "3")], ":3: model file not found"),
+])
+def test_bad_measurements_name_the_row(tmp_path, capsys, rows, needle):
+    rows = [(m if m == "nope" else str(ZOO / f"{m}.onnx"), v) for m, v in rows]
+    p = _csv(tmp_path, rows)
+    with pytest.raises(CalibrationError, match=needle.replace("'", ".")):
+        read_measurements(p)
+    assert main(["calibrate", "--base", "pixel4/tflite-cpu-1large", "--measurements", str(p),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
