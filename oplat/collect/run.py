@@ -31,9 +31,9 @@ def parse_budget(text: str) -> float:
         raise DatasetError(f"bad --budget {text!r}: use e.g. 90s, 10m, 1h") from None
 
 
-def kernel_of(cfg: dict[str, Any]):
+def kernel_of(cfg: dict[str, Any], lowering: tuple[str, str] = ("tflite-gpu", "adreno")):
     """The lowered kernel a config runs (its parameters in the dataset vocabulary)."""
-    lm = lower(load_onnx(onnx_single_op(cfg)), "tflite-gpu", "adreno")
+    lm = lower(load_onnx(onnx_single_op(cfg)), *lowering)
     if lm.rows:
         return lm.rows[0]
     return next((k for k in lm.kernels if k.type in GLUE_KEYS), None)
@@ -52,43 +52,51 @@ def open_store(path: str | Path, backend: Backend, device: str) -> DatasetStore:
 
 def collect(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetStore, device: str = "host",
             budget_s: float | None = None, batch: int = 25, flush_s: float = 2.0,
-            on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, int]:
-    """Measure every config not yet in ``store``; append rows in batches. Returns counts."""
+            on_row: Callable[[dict[str, Any]], None] | None = None,
+            lowering: tuple[str, str] = ("tflite-gpu", "adreno")) -> dict[str, int]:
+    """Measure every config not yet in ``store``; append rows in batches. Returns counts.
+
+    Rows measured before an error that stops the run (a phone unplugged) are appended
+    before the error propagates: a re-run resumes after them.
+    """
     framework, processor = FRAMEWORKS.get(backend.name, (backend.name, "cpu"))
     done = store.done_ids()
     pending: list[dict[str, Any]] = []
     counts = {"measured": 0, "failed": 0, "skipped": 0}
     start = last_flush = time.monotonic()
-    for cfg in configs:
-        if budget_s is not None and time.monotonic() - start >= budget_s:
-            break
-        cid = config_id(cfg)
-        if cid in done:
-            counts["skipped"] += 1
-            continue
-        row = {"config_id": cid, "model": f"single:{cfg['kernel']}", "device": device, "framework": framework,
-               "processor": processor, "kernel": cfg["kernel"], "impl": "", "linked": "|".join(cfg.get("linked", [])),
-               "params": {}, "config": cfg, "status": "ok"}
-        try:
-            k = kernel_of(cfg)
-            if k is not None:
-                row.update(kernel=k.type, impl=k.impl, linked="|".join(k.linked),
-                           params={a: b for a, b in k.params.items() if not a.startswith("_")})
-            t = backend.measure(cfg)
-            row.update(latency_ms=t["median_ms"], mean_ms=t["mean_ms"], std_ms=t["std_ms"], min_ms=t["min_ms"],
-                       count=t["count"])
-            counts["measured"] += 1
-        except (BackendError, ValueError) as e:  # a config without builder or rejected: recorded, go on
-            row.update(status="failed", error=str(e)[:300])
-            counts["failed"] += 1
-        pending.append(row)
-        done.add(cid)
-        if on_row:
-            on_row(row)
-        if len(pending) >= batch or time.monotonic() - last_flush >= flush_s:
-            store.append(pending)
-            pending, last_flush = [], time.monotonic()
-    store.append(pending)
+    try:
+        for cfg in configs:
+            if budget_s is not None and time.monotonic() - start >= budget_s:
+                break
+            cid = config_id(cfg)
+            if cid in done:
+                counts["skipped"] += 1
+                continue
+            row = {"config_id": cid, "model": f"single:{cfg['kernel']}", "device": device, "framework": framework,
+                   "processor": processor, "kernel": cfg["kernel"], "impl": "", "linked": "|".join(cfg.get("linked", [])),
+                   "params": {}, "config": cfg, "status": "ok"}
+            try:
+                k = kernel_of(cfg, lowering)
+                if k is not None:
+                    row.update(kernel=k.type, impl=k.impl, linked="|".join(k.linked),
+                               params={a: b for a, b in k.params.items() if not a.startswith("_")})
+                t = backend.measure(cfg)
+                row.update(latency_ms=t["median_ms"], mean_ms=t["mean_ms"], std_ms=t["std_ms"], min_ms=t["min_ms"],
+                           count=t["count"])
+                counts["measured"] += 1
+            except (BackendError, ValueError) as e:  # a config without builder or rejected: recorded, go on
+                row.update(status="failed", error=str(e)[:300])
+                counts["failed"] += 1
+            pending.append(row)
+            done.add(cid)
+            if on_row:
+                on_row(row)
+            if len(pending) >= batch or time.monotonic() - last_flush >= flush_s:
+                store.append(pending)
+                pending.clear()
+                last_flush = time.monotonic()
+    finally:
+        store.append(pending)
     return counts
 
 

@@ -1,0 +1,170 @@
+"""``android-harness``: devices, info, bench and collect on phones over adb."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from oplat.errors import OplatError
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .adb import list_devices
+
+    devs = list_devices()
+    if args.json:
+        print(json.dumps(devs))
+    else:
+        for d in devs:
+            print(f"{d['serial']}\t{d['state']}\t{d['model']}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .adb import Device
+    from .facts import device_facts
+
+    facts = device_facts(Device(args.serial))
+    if args.json:
+        print(json.dumps(facts))
+        return 0
+    print(f"{facts['manufacturer']} {facts['model']} ({facts['soc']}, SDK {facts['sdk']}, {facts['abi']})")
+    for c in facts["cpu_clusters"]:
+        print(f"  {c['name']:>5}: cpus {c['cpus']} max {c['max_freq_khz']} kHz governor {c['governor']} mask {c['mask']}")
+    g = facts["gpu"]
+    print(f"  gpu: {g.get('model')} ({g.get('family')})")
+    print(f"  thermal: {facts['thermal']}  battery: {facts['battery']}")
+    return 0
+
+
+def _predicted(model: str, facts: dict[str, Any], gpu: bool, cores: str | None, threads: int,
+               profile: str | None) -> tuple[str | None, float | None]:
+    """A profile's prediction for the benchmarked model, when one exists for this phone."""
+    from oplat.profile import list_profiles, load_profile
+
+    if profile is None:
+        name = str(facts.get("model", "")).lower().replace(" ", "")
+        want = "tflite-gpu" if gpu else f"tflite-cpu-{cores or f'{threads}large'}"
+        profile = next((pid for pid, _ in list_profiles() if pid == f"{name}/{want}"), None)
+    if profile is None:
+        return None, None
+    from oplat.model_io import load_model
+
+    return profile, load_profile(profile).predict(load_model(model)).total_ms
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .adb import Device
+    from .bench import ThermalGuard, run_benchmark_model
+    from .facts import device_facts
+
+    dev = Device(args.serial)
+    facts = device_facts(dev)
+    guard = ThermalGuard(dev, max_wait_s=args.thermal_wait) if args.thermal_wait > 0 else None
+    res = run_benchmark_model(dev, args.model, args.benchmark_binary, threads=args.threads, cores=args.cores,
+                              gpu=args.gpu, op_profiling=args.op_profiling, runs=args.runs, warmup=args.warmup,
+                              cooldown_s=args.cooldown, guard=guard, facts=facts)
+    pid, pred = _predicted(args.model, facts, args.gpu, args.cores, args.threads, args.profile)
+    res["predicted_ms"], res["profile"] = pred, pid
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items()}))
+        return 0
+    line = f"{res['model']} on {facts['model']} ({res['serial']}): measured {res['avg_ms']:.3f} ms"
+    if pred is not None:
+        line += f", predicted {pred:.3f} ms by {pid} ({(pred - res['avg_ms']) / res['avg_ms']:+.1%})"
+    print(line)
+    for op in res["ops"][: args.top]:
+        print(f"  {op['type']:<26} {op['avg_ms']:.3f} ms  {op['name']}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from oplat.collect.run import parse_budget
+    from oplat.collect.sampler import default_configs
+    from oplat.collect.tflite_ops import TFLITE_KERNELS
+    from oplat.train import load_graphs
+
+    from .collect import collect_phone
+
+    graphs = load_graphs(Path(__file__).resolve().parents[1] / "models" / "cnn_zoo", names=args.zoo_models or None)
+    configs = [c for c in default_configs(graphs.values(), n=args.configs, seed=args.seed, transformer_blocks=0)
+               if c["kernel"] in TFLITE_KERNELS][: args.configs]
+    budget = parse_budget(args.budget) if args.budget else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task(f"collect {args.serial}", total=len(configs))
+        totals = collect_phone(args.serial, args.benchmark_binary, configs, args.out, processor=args.processor,
+                               threads=args.threads, cores=args.cores, budget_s=budget, runs=args.runs,
+                               thermal=not args.no_thermal, on_row=lambda r: bar.advance(task))
+    print(json.dumps(totals))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="android-harness", description="benchmark and profile phones over adb")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("devices", help="list attached devices")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_devices)
+    p = sub.add_parser("info", help="device facts: identity, CPU clusters, GPU, thermal, battery")
+    p.add_argument("--serial", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_info)
+    p = sub.add_parser("bench", help="run benchmark_model on a .tflite model")
+    p.add_argument("model")
+    p.add_argument("--serial", required=True)
+    p.add_argument("--benchmark-binary", help="benchmark_model for the phone's ABI (pushed once, cached)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cores", help="cluster (large/med/small), core set (1large2med) or hex mask")
+    p.add_argument("--gpu", action="store_true")
+    p.add_argument("--op-profiling", action="store_true")
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--cooldown", type=float, default=0.0, help="seconds to sleep before the run")
+    p.add_argument("--thermal-wait", type=float, default=60.0, help="max seconds to wait for baseline temperature")
+    p.add_argument("--profile", help="profile to compare with (default: one named after the phone, if any)")
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--out", help="also write the result JSON here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("collect", help="measure single-op models on a phone into a dataset (resumable)")
+    p.add_argument("--serial", required=True)
+    p.add_argument("--benchmark-binary", required=True)
+    p.add_argument("--processor", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cores")
+    p.add_argument("--configs", type=int, default=200)
+    p.add_argument("--zoo-models", nargs="*", default=[])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--budget")
+    p.add_argument("--no-thermal", action="store_true")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_collect)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``android-harness`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except OplatError as e:
+        print(f"android-harness: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"android-harness: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
