@@ -11,7 +11,8 @@ Each emulated phone lives in a sandbox folder: absolute device paths (``/data``,
 with ``getprop``, ``taskset`` and ``dumpsys`` from the sandbox's ``bin/``. A pushed
 ``benchmark_model`` (see ``fake_benchmark_model.py``) runs the model for real with LiteRT.
 Faults for tests: ``state`` (``unauthorized``, ``offline``), ``drop_after`` (the transport
-drops after that many more shell commands; the device is gone for ``gone_for`` seconds).
+drops after that many more shell commands) and ``drop_at`` (drops when the command count
+reaches each of these); the device is then gone for ``gone_for`` seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class FakePhone:
     props: dict[str, str]
     state: str = "device"
     drop_after: int | None = None
+    drop_at: list[int] = field(default_factory=list)  # shell-command counts at which the transport drops
     gone_for: float = 0.0
     gone_until: float = 0.0
     commands: list[str] = field(default_factory=list)
@@ -285,6 +287,12 @@ class FakeAdbServer:
     def _local(self, c: socket.socket, p: FakePhone, req: str) -> None:
         if req.startswith("shell"):
             head, _, cmd = req.partition(":")
+            if p.drop_at and len(p.commands) >= p.drop_at[0]:
+                p.drop_at.pop(0)
+                p.gone_until = time.time() + p.gone_for
+                p.commands.append(f"<dropped before: {cmd}>")
+                c.close()
+                return
             if p.drop_after is not None:
                 if p.drop_after <= 0:
                     p.gone_until = time.time() + p.gone_for
