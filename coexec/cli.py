@@ -104,6 +104,28 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .runtime import RuntimeUnavailable, bench_layer, layer_from_onnx
+
+    layer, x_shape = layer_from_onnx(args.model)
+    cores = (lambda s: [int(c) for c in s.split(",")] if s else None)
+    try:
+        res = bench_layer(layer, x_shape, steps=args.steps, sync=args.sync, cpu_cores=cores(args.cpu_cores),
+                          gpu_cores=cores(args.gpu_cores), runs=args.runs, cpu_only=args.cpu_only)
+    except RuntimeUnavailable as e:
+        raise RuntimeUnavailable(f"{e} (use --cpu-only to run on the CPU executor alone)") from None
+    res["model"] = Path(args.model).name
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{res['model']}: CPU {res['cpu_ms']:.3f} ms" + (
+        f", GPU {res['gpu_ms']:.3f} ms, planned {res['planned_ms']:.3f} ms (GPU share {res['planned_ratio']:.3f}), "
+        f"oracle {res['oracle_ms']:.3f} ms ({res['oracle_ratio']:.3f}); speedup {res['speedup_planned']:.2f}x "
+        f"planned, {res['speedup_oracle']:.2f}x oracle; sync per op (us): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in res["sync_us"].items()) if "gpu_ms" in res else " (CPU only)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="coexec", description="CPU/GPU co-execution planning")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -125,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="PNG of per-op ratios")
     p.add_argument("--top", type=int, help="rows of the table to print")
     p.set_defaults(fn=cmd_plan)
+    b = sub.add_parser("bench", help="measure CPU-only, GPU-only, planned and oracle co-execution of a layer")
+    b.add_argument("model", help="single-layer ONNX model (Conv or Gemm/MatMul) with weights")
+    b.add_argument("--sync", choices=["svm", "event", "finish"], default="svm")
+    b.add_argument("--steps", type=int, default=16)
+    b.add_argument("--runs", type=int, default=9)
+    b.add_argument("--cpu-cores", help="cores of the CPU executor, e.g. 0")
+    b.add_argument("--gpu-cores", help="cores the OpenCL device's threads run on (PoCL), e.g. 1")
+    b.add_argument("--cpu-only", action="store_true", help="no OpenCL device: time the CPU executor alone")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(fn=cmd_bench)
     s = sub.add_parser("split", help="rewrite a model into CPU and GPU parts following a plan")
     s.add_argument("model")
     s.add_argument("plan")

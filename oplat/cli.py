@@ -162,9 +162,18 @@ def _train_from_collected(args: argparse.Namespace) -> int:
             groups.setdefault((r.device, r.framework, r.processor), []).append(r)
         for (device, framework, processor), rs in groups.items():
             name = {"onnxruntime": "ort", "litert": "litert"}.get(framework, framework)
-            pid = f"{device}/{name}-{processor}-{threads}t"
-            prof = train_profile(rs, {}, {}, device, framework, processor, gpu_family="adreno",
-                                 source=f"oplat collect:{Path(path).name}", profile_id=pid)
+            lowering, family = "tflite-gpu", "adreno"
+            if framework == "tflite":  # a phone collected with android-harness
+                device = "".join(ch for ch in device.lower() if ch.isalnum()) or "phone"
+                cores = meta.get("cores")
+                pid = f"{device}/tflite-{processor}" + (f"-{cores}" if processor == "cpu" and cores else
+                                                        f"-{threads}t" if processor == "cpu" else "")
+                if processor == "cpu":
+                    lowering, family = "tflite-cpu", "cpu"
+            else:
+                pid = f"{device}/{name}-{processor}-{threads}t"
+            prof = train_profile(rs, {}, {}, device, framework, processor, gpu_family=family,
+                                 source=f"oplat collect:{Path(path).name}", profile_id=pid, lowering=lowering)
             prof.meta["collection"] = {k: meta.get(k) for k in ("backend", "threads", "cores", "machine")}
             folder = prof.save(out / device / pid.split("/", 1)[1])
             print(f"{pid}: {len(rs)} rows -> {folder}")

@@ -18,7 +18,8 @@ from .ops import config_id, onnx_single_op
 
 COLUMNS = ["config_id", "model", "device", "framework", "processor", "kernel", "impl", "linked", "params",
            "config", "latency_ms", "mean_ms", "std_ms", "min_ms", "count", "status", "error"]
-FRAMEWORKS = {"ort-cpu": ("onnxruntime", "cpu"), "litert-cpu": ("litert", "cpu"), "opencl": ("opencl", "gpu")}
+FRAMEWORKS = {"ort-cpu": ("onnxruntime", "cpu"), "litert-cpu": ("litert", "cpu"), "opencl": ("opencl", "gpu"),
+              "android-tflite-cpu": ("tflite", "cpu"), "android-tflite-gpu": ("tflite", "gpu")}
 
 
 def parse_budget(text: str) -> float:

@@ -1,0 +1,515 @@
+"""Co-execution runtime: a CPU executor and an OpenCL executor sharing SVM memory.
+
+Tensors live in fine-grained shared virtual memory (``svm_empty`` with
+``SVM_FINE_GRAIN_BUFFER``): the OpenCL kernel writes its output channels, the CPU
+executor writes the others into the same buffer, and nothing is copied. The OpenCL side
+signals completion by an atomic store of a sequence number into an SVM flag (a tiny
+trailing kernel); the CPU polls that flag (spin with bounded backoff, with a timeout)
+instead of ``clFinish``/``clWaitForEvents``. The event-wait and finish paths stay as
+baselines (``sync="event" | "finish"``).
+
+Executors are bound to their own cores: the OpenCL device's worker threads (PoCL's
+pthread device here; any OpenCL GPU elsewhere) are created while the process is pinned
+to the GPU core set, and the CPU executor pins its thread to the CPU core set.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from oplat.errors import OplatError
+
+
+class RuntimeUnavailable(OplatError):
+    """No OpenCL device, no SVM, or a kernel that does not build."""
+
+
+class SyncTimeout(OplatError):
+    """A polled flag never arrived: the device failed or hung."""
+
+
+KERNELS = r"""
+__kernel void conv2d_nchw(__global const float *x, __global const float *w, __global const float *b,
+                          __global float *y, int C, int H, int W, int K, int HO, int WO,
+                          int k, int s, int p, int co0) {
+    int ow = get_global_id(0), oh = get_global_id(1), oc = get_global_id(2) + co0;
+    if (ow >= WO || oh >= HO) return;
+    float acc = b[oc];
+    for (int c = 0; c < C; ++c) {
+        for (int i = 0; i < k; ++i) {
+            int ih = oh * s - p + i;
+            if (ih < 0 || ih >= H) continue;
+            for (int j = 0; j < k; ++j) {
+                int iw = ow * s - p + j;
+                if (iw < 0 || iw >= W) continue;
+                acc += x[(c * H + ih) * W + iw] * w[((oc * C + c) * k + i) * k + j];
+            }
+        }
+    }
+    y[(oc * HO + oh) * WO + ow] = acc;
+}
+
+__kernel void conv2d_oc8(__global const float *x, __global const float *w, __global const float *b,
+                         __global float *y, int C, int H, int W, int K, int HO, int WO,
+                         int k, int s, int p, int co0) {
+    /* 8 output channels per work-item: each input value loaded once for 8 FMAs */
+    int ow = get_global_id(0), oh = get_global_id(1), oc = co0 + 8 * get_global_id(2);
+    if (ow >= WO || oh >= HO) return;
+    float a0 = b[oc], a1 = b[oc + 1], a2 = b[oc + 2], a3 = b[oc + 3];
+    float a4 = b[oc + 4], a5 = b[oc + 5], a6 = b[oc + 6], a7 = b[oc + 7];
+    int kk = k * k, cs = C * kk;
+    for (int c = 0; c < C; ++c) {
+        for (int i = 0; i < k; ++i) {
+            int ih = oh * s - p + i;
+            if (ih < 0 || ih >= H) continue;
+            for (int j = 0; j < k; ++j) {
+                int iw = ow * s - p + j;
+                float xv = (iw >= 0 && iw < W) ? x[(c * H + ih) * W + iw] : 0.0f;
+                __global const float *wp = w + oc * cs + c * kk + i * k + j;
+                a0 += xv * wp[0]; a1 += xv * wp[cs]; a2 += xv * wp[2 * cs]; a3 += xv * wp[3 * cs];
+                a4 += xv * wp[4 * cs]; a5 += xv * wp[5 * cs]; a6 += xv * wp[6 * cs]; a7 += xv * wp[7 * cs];
+            }
+        }
+    }
+    int o = HO * WO, q = oh * WO + ow;
+    y[oc * o + q] = a0; y[(oc + 1) * o + q] = a1; y[(oc + 2) * o + q] = a2; y[(oc + 3) * o + q] = a3;
+    y[(oc + 4) * o + q] = a4; y[(oc + 5) * o + q] = a5; y[(oc + 6) * o + q] = a6; y[(oc + 7) * o + q] = a7;
+}
+
+__kernel void conv_v8(__global const float *xp, __global const float *w, __global const float *b,
+                      __global float *y, int C, int HP, int WP, int K, int HO, int WO, int k, int co0) {
+    /* stride-1 conv over a zero-padded input: 8 output pixels (a float8 along W) x 4 output
+       channels per work-item; explicit vectors are what PoCL's CPU target vectorises best */
+    int owb = 8 * get_global_id(0), oh = get_global_id(1), oc = co0 + 4 * get_global_id(2);
+    float8 a0 = (float8)(b[oc]), a1 = (float8)(b[oc + 1]), a2 = (float8)(b[oc + 2]), a3 = (float8)(b[oc + 3]);
+    int kk = k * k, cs = C * kk;
+    for (int c = 0; c < C; ++c) {
+        for (int i = 0; i < k; ++i) {
+            __global const float *row = xp + (c * HP + oh + i) * WP + owb;
+            __global const float *wr = w + oc * cs + c * kk + i * k;
+            for (int j = 0; j < k; ++j) {
+                float8 xv = vload8(0, row + j);
+                a0 += xv * wr[j]; a1 += xv * wr[cs + j]; a2 += xv * wr[2 * cs + j]; a3 += xv * wr[3 * cs + j];
+            }
+        }
+    }
+    int o = HO * WO;
+    __global float *y0 = y + oc * o + oh * WO + owb;
+    if (owb + 8 <= WO) {
+        vstore8(a0, 0, y0); vstore8(a1, 0, y0 + o); vstore8(a2, 0, y0 + 2 * o); vstore8(a3, 0, y0 + 3 * o);
+    } else {
+        float t0[8], t1[8], t2[8], t3[8];
+        vstore8(a0, 0, t0); vstore8(a1, 0, t1); vstore8(a2, 0, t2); vstore8(a3, 0, t3);
+        for (int q = 0; owb + q < WO; ++q) {
+            y0[q] = t0[q]; y0[o + q] = t1[q]; y0[2 * o + q] = t2[q]; y0[3 * o + q] = t3[q];
+        }
+    }
+}
+
+__kernel void linear16(__global const float16 *x, __global const float16 *w, __global const float *b,
+                       __global float *y, int IN16, int n0) {
+    /* one output per work-item, weights row-major [OUT, IN], 16-wide dot products */
+    int n = get_global_id(0) + n0;
+    float16 acc = (float16)(0.0f);
+    for (int i = 0; i < IN16; ++i) acc += x[i] * w[n * IN16 + i];
+    float8 e = acc.lo + acc.hi;
+    float4 h = e.lo + e.hi;
+    y[n] = b[n] + h.x + h.y + h.z + h.w;
+}
+
+__kernel void linear(__global const float *x, __global const float *w, __global const float *b,
+                     __global float *y, int IN, int OUT, int n0) {
+    int n = get_global_id(0) + n0;
+    float acc = b[n];
+    for (int i = 0; i < IN; ++i) acc += x[i] * w[i * OUT + n];  /* w is [IN, OUT]: coalesced across n */
+    y[n] = acc;
+}
+
+__kernel void set_flag(__global volatile int *flag, int value) {
+    atomic_xchg(flag, value);
+}
+"""
+
+
+@dataclass
+class LayerSpec:
+    """One conv (NCHW, square kernel) or linear layer with its weights."""
+
+    kind: str  # "conv" | "linear"
+    w: np.ndarray
+    b: np.ndarray
+    stride: int = 1
+    pad: int = 0
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.w.shape[0])
+
+    def out_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
+        if self.kind == "linear":
+            return (self.out_channels,)
+        _, h, w = x_shape[-3:]
+        k = self.w.shape[-1]
+        return (self.out_channels, (h + 2 * self.pad - k) // self.stride + 1,
+                (w + 2 * self.pad - k) // self.stride + 1)
+
+
+class OclExecutor:
+    """OpenCL side: SVM buffers, conv/linear kernels, flag signalling."""
+
+    def __init__(self, cores: Sequence[int] | None = None) -> None:
+        try:
+            import pyopencl as cl
+        except ImportError as e:  # pragma: no cover - dependency declared
+            raise RuntimeUnavailable(f"pyopencl not importable ({e})") from None
+        self.cl = cl
+        prev = os.sched_getaffinity(0)
+        if cores:
+            # PoCL's CPU device: one worker thread per core it may use (read at platform init)
+            os.environ.setdefault("POCL_MAX_PTHREAD_COUNT", str(len(cores)))
+        try:
+            if cores:
+                os.sched_setaffinity(0, set(cores))  # device worker threads inherit this
+            try:
+                platforms = cl.get_platforms()
+            except cl.Error:
+                platforms = []
+            devices = [d for p in platforms for d in p.get_devices()]
+            if not devices:
+                raise RuntimeUnavailable("no OpenCL device (install pocl-opencl-icd, or run with --cpu-only)")
+            dev = devices[0]
+            caps = getattr(dev, "svm_capabilities", 0)
+            if not caps & cl.device_svm_capabilities.FINE_GRAIN_BUFFER:
+                raise RuntimeUnavailable(f"{dev.name}: no fine-grained SVM buffers")
+            self.device = dev
+            self.ctx = cl.Context([dev])
+            self.queue = cl.CommandQueue(self.ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
+            try:
+                self.prog = cl.Program(self.ctx, KERNELS).build()
+            except cl.RuntimeError as e:
+                raise RuntimeUnavailable(f"OpenCL kernel build failed:\n{e}") from None
+            # one kernel object each: retrieving from the program creates a new kernel every time
+            self.k_conv = cl.Kernel(self.prog, "conv2d_nchw")
+            self.k_conv8 = cl.Kernel(self.prog, "conv2d_oc8")
+            self.k_convv = cl.Kernel(self.prog, "conv_v8")
+            self.k_linear16 = cl.Kernel(self.prog, "linear16")
+            self.k_linear = cl.Kernel(self.prog, "linear")
+            self.k_flag = cl.Kernel(self.prog, "set_flag")
+            self._warm()
+        finally:
+            if cores:
+                os.sched_setaffinity(0, prev)
+        self.atomics = bool(caps & cl.device_svm_capabilities.ATOMICS)
+
+    def _warm(self) -> None:
+        f = self.svm((1,), np.int32)
+        self.signal(f, 0)
+        self.queue.finish()
+
+    def svm(self, shape: Sequence[int], dtype=np.float32) -> np.ndarray:
+        """A host-visible numpy array in fine-grained SVM."""
+        flags = self.cl.svm_mem_flags.READ_WRITE | self.cl.svm_mem_flags.SVM_FINE_GRAIN_BUFFER
+        return self.cl.svm_empty(self.ctx, flags, tuple(shape), dtype)
+
+    def pad_input(self, x: np.ndarray, pad: int) -> np.ndarray:
+        """A zero-padded SVM copy of a CHW input (plus slack for 8-wide loads past a row's end)."""
+        c, h, w = x.shape
+        hp, wp = h + 2 * pad, w + 2 * pad + 8
+        buf = self.svm((c * hp * wp + 16,))
+        buf[...] = 0
+        np.asarray(buf)[: c * hp * wp].reshape(c, hp, wp)[:, pad:pad + h, pad:pad + w] = x
+        return buf
+
+    def enqueue(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int], xpad=None):
+        """Compute output channels [c0, c1) of ``layer`` into ``y`` (all SVM arrays)."""
+        cl = self.cl
+        if c1 <= c0:
+            return None
+        if layer.kind == "linear":
+            n = c1 - c0
+            if x_shape[-1] % 16 == 0:
+                self.k_linear16.set_args(cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(x_shape[-1] // 16),
+                                         np.int32(c0))
+                return cl.enqueue_nd_range_kernel(self.queue, self.k_linear16, (n,), None)
+            raise RuntimeUnavailable(f"linear input size {x_shape[-1]} is not a multiple of 16")
+        c, h, wd = x_shape[-3:]
+        _, ho, wo = layer.out_shape(x_shape)
+        k = layer.w.shape[-1]
+        if xpad is not None and layer.stride == 1 and (c1 - c0) % 4 == 0:
+            hp, wp = h + 2 * layer.pad, wd + 2 * layer.pad + 8
+            self.k_convv.set_args(cl.SVM(xpad), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(hp),
+                                  np.int32(wp), np.int32(layer.out_channels), np.int32(ho), np.int32(wo),
+                                  np.int32(k), np.int32(c0))
+            return cl.enqueue_nd_range_kernel(self.queue, self.k_convv, ((wo + 7) // 8, ho, (c1 - c0) // 4), None)
+        blocked = (c1 - c0) % 8 == 0
+        kern = self.k_conv8 if blocked else self.k_conv
+        kern.set_args(cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(h), np.int32(wd),
+                      np.int32(layer.out_channels), np.int32(ho), np.int32(wo), np.int32(k),
+                      np.int32(layer.stride), np.int32(layer.pad), np.int32(c0))
+        return cl.enqueue_nd_range_kernel(self.queue, kern, (wo, ho, (c1 - c0) // 8 if blocked else c1 - c0), None)
+
+    def signal(self, flag: np.ndarray, value: int):
+        """Enqueue the trailing kernel that stores ``value`` into ``flag`` when work before it is done."""
+        self.k_flag.set_args(self.cl.SVM(flag), np.int32(value))
+        return self.cl.enqueue_nd_range_kernel(self.queue, self.k_flag, (1,), None)
+
+    def flush(self) -> None:
+        self.queue.flush()
+
+
+def poll(flag: np.ndarray, value: int, timeout_s: float = 10.0) -> float:
+    """Spin until ``flag[0] == value`` (bounded backoff); seconds spent. Raises on timeout."""
+    t0 = time.perf_counter()
+    spins = 0
+    while flag[0] != value:
+        spins += 1
+        if spins > 2000:
+            time.sleep(0 if spins < 20000 else 50e-6)
+            if time.perf_counter() - t0 > timeout_s:
+                raise SyncTimeout(f"OpenCL completion flag not set after {timeout_s:g} s (device error or hang)")
+    return time.perf_counter() - t0
+
+
+class CpuExecutor:
+    """CPU side: onnxruntime single-layer sessions (1 thread, pinned), writing into SVM."""
+
+    def __init__(self, cores: Sequence[int] | None = None, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.ort = ort
+        self.cores = list(cores) if cores else None
+        self.threads = threads
+        self._sessions: dict[Any, Any] = {}
+
+    def pin(self) -> None:
+        if self.cores:
+            os.sched_setaffinity(0, set(self.cores))
+
+    def _session(self, layer: LayerSpec, c0: int, c1: int, x_shape: Sequence[int]):
+        key = (id(layer), c0, c1, tuple(x_shape))
+        s = self._sessions.get(key)
+        if s is None:
+            from onnx import TensorProto, helper, numpy_helper
+
+            w, b = layer.w[c0:c1], layer.b[c0:c1]
+            if layer.kind == "linear":
+                node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)
+                xs, ys = [1, x_shape[-1]], [1, c1 - c0]
+            else:
+                k = layer.w.shape[-1]
+                node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k, k],
+                                        strides=[layer.stride] * 2, pads=[layer.pad] * 4)
+                _, ho, wo = layer.out_shape(x_shape)
+                xs, ys = [1, *x_shape[-3:]], [1, c1 - c0, ho, wo]
+            g = helper.make_graph([node], "part", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ys)],
+                                  [numpy_helper.from_array(np.ascontiguousarray(w), "w"),
+                                   numpy_helper.from_array(np.ascontiguousarray(b), "b")])
+            m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+            m.ir_version = 8
+            so = self.ort.SessionOptions()
+            so.intra_op_num_threads = self.threads
+            so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            s = (self.ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]), xs, ys)
+            self._sessions[key] = s
+        return s
+
+    def run(self, layer: LayerSpec, x: np.ndarray, y: np.ndarray, c0: int, c1: int, x_shape: Sequence[int]) -> None:
+        """Compute output channels [c0, c1) into ``y`` (a view of the shared buffer, no copy)."""
+        if c1 <= c0:
+            return
+        sess, xs, ys = self._session(layer, c0, c1, x_shape)
+        io = sess.io_binding()
+        io.bind_cpu_input("x", x.reshape(xs))
+        out = y.reshape(-1)[c0 * int(np.prod(ys[2:] or [1])): c1 * int(np.prod(ys[2:] or [1]))]
+        io.bind_output("y", "cpu", 0, np.float32, ys, out.ctypes.data)
+        sess.run_with_iobinding(io)
+
+
+class CoRunner:
+    """Run one layer split at a GPU share on both executors at once; time it."""
+
+    def __init__(self, layer: LayerSpec, x: np.ndarray, ocl: OclExecutor | None, cpu: CpuExecutor,
+                 sync: str = "svm") -> None:
+        if sync not in ("svm", "event", "finish"):
+            raise ValueError(f"sync must be svm, event or finish (got {sync!r})")
+        self.layer, self.ocl, self.cpu, self.sync = layer, ocl, cpu, sync
+        self.x_shape = x.shape
+        if ocl is not None:
+            self.x = ocl.svm(x.shape)
+            self.x[...] = x
+            self.w = ocl.svm(layer.w.shape)
+            self.w[...] = layer.w
+            self.b = ocl.svm(layer.b.shape)
+            self.b[...] = layer.b
+            self.y = ocl.svm(layer.out_shape(x.shape))
+            self.flag = ocl.svm((1,), np.int32)
+            self.flag[0] = 0
+            self.xpad = ocl.pad_input(x, layer.pad) if layer.kind == "conv" and layer.stride == 1 else None
+        else:
+            self.x, self.w, self.b = x, layer.w, layer.b
+            self.y = np.empty(layer.out_shape(x.shape), np.float32)
+        self.seq = 0
+
+    def split_channels(self, ratio: float, align: int = 8) -> int:
+        c = self.layer.out_channels
+        k = int(round(ratio * c / align) * align)
+        return min(max(k, 0), c)
+
+    def run(self, ratio: float) -> float:
+        """One co-executed run at GPU share ``ratio``; wall seconds."""
+        k = self.split_channels(ratio) if self.ocl is not None else 0
+        c = self.layer.out_channels
+        t0 = time.perf_counter()
+        ev = None
+        if k > 0:
+            ev = self.ocl.enqueue(self.layer, self.x, self.w, self.b, self.y, 0, k, self.x_shape, self.xpad)
+            if self.sync == "svm":
+                self.seq += 1
+                self.ocl.signal(self.flag, self.seq)
+            self.ocl.flush()
+        self.cpu.run(self.layer, self.x, self.y, k, c, self.x_shape)
+        if k > 0:
+            if self.sync == "svm":
+                poll(self.flag, self.seq)
+            elif self.sync == "event":
+                ev.wait()
+            else:
+                self.ocl.queue.finish()
+        return time.perf_counter() - t0
+
+
+def reference(layer: LayerSpec, x: np.ndarray) -> np.ndarray:
+    """onnxruntime's output of the whole layer (the correctness check)."""
+    cpu = CpuExecutor()
+    y = np.empty(layer.out_shape(x.shape), np.float32)
+    cpu.run(layer, x, y, 0, layer.out_channels, x.shape)
+    return y
+
+
+def sync_costs(ocl: OclExecutor, n: int = 200, reps: int = 15) -> dict[str, float]:
+    """Median per-op synchronisation cost (us) of svm polling, event wait and clFinish.
+
+    ``n`` trivial kernels are enqueued with a host wait after each (per method) and
+    without any wait (one finish at the end); the per-op difference to the no-wait
+    pipeline is the cost of synchronising on every op. Methods alternate within each
+    repetition so that they see the same machine state.
+    """
+    flag = ocl.svm((1,), np.int32)
+    flag[0] = 0
+    seq = 0
+    per_op: dict[str, list[float]] = {m: [] for m in ("none", "svm", "event", "finish")}
+    for _ in range(reps):
+        for method in per_op:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                seq += 1
+                ev = ocl.signal(flag, seq)
+                if method == "none":
+                    continue
+                ocl.flush()
+                if method == "svm":
+                    poll(flag, seq)
+                elif method == "event":
+                    ev.wait()
+                else:
+                    ocl.queue.finish()
+            if method == "none":
+                ocl.queue.finish()
+            per_op[method].append((time.perf_counter() - t0) / n * 1e6)
+    base = float(np.median(per_op["none"]))
+    return {m: max(float(np.median(v)) - base, 0.0) for m, v in per_op.items() if m != "none"} | {
+        "pipelined_op_us": base}
+
+
+def measure(fn: Callable[[], float], warmup: int = 2, runs: int = 9) -> float:
+    """Median seconds of ``fn`` after warm-up."""
+    for _ in range(warmup):
+        fn()
+    return float(np.median([fn() for _ in range(runs)]))
+
+
+def layer_from_onnx(path: str | os.PathLike) -> tuple[LayerSpec, tuple[int, ...]]:
+    """The single Conv or Gemm/MatMul layer of a model file, and its input shape (no batch)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from oplat.graph_only import is_graph_only
+
+    m = onnx.load(str(path), load_external_data=False)
+    if is_graph_only(m):
+        raise OplatError(f"{path}: graph-only model (no weights); coexec bench runs real weights")
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    compute = [n for n in m.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    if len(compute) != 1:
+        raise OplatError(f"{path}: {len(compute)} conv/linear layers; the runtime executes single-layer models "
+                         "(whole-model co-execution is not implemented yet)")
+    n = compute[0]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+    dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
+    if n.input[1] not in inits:
+        raise OplatError(f"{path}: {n.op_type} weights are not constant")
+    w = inits[n.input[1]].astype(np.float32)
+    if n.op_type == "Conv":
+        if int(attrs.get("group", 1)) != 1 or len(set(w.shape[2:])) != 1:
+            raise OplatError(f"{path}: only dense square convolutions run on the runtime's OpenCL kernels")
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        if len(set(pads)) != 1 or len(set(attrs.get("strides", [1, 1]))) != 1:
+            raise OplatError(f"{path}: asymmetric pads/strides are not supported by the runtime kernels")
+        b = inits[n.input[2]] if len(n.input) > 2 and n.input[2] else np.zeros(w.shape[0], np.float32)
+        return LayerSpec("conv", w, b.astype(np.float32), int(attrs.get("strides", [1])[0]), int(pads[0])), tuple(dims[1:])
+    if n.op_type == "MatMul" or not attrs.get("transB", 0):
+        w = w.T
+    b = inits[n.input[2]] if n.op_type == "Gemm" and len(n.input) > 2 else np.zeros(w.shape[0], np.float32)
+    return LayerSpec("linear", np.ascontiguousarray(w), b.astype(np.float32).reshape(-1)), (int(dims[-1]),)
+
+
+def bench_layer(layer: LayerSpec, x_shape: Sequence[int], steps: int = 16, sync: str = "svm",
+                cpu_cores: Sequence[int] | None = None, gpu_cores: Sequence[int] | None = None,
+                runs: int = 9, cpu_only: bool = False, sync_reps: int = 15) -> dict[str, Any]:
+    """CPU-only, GPU-only, planned and grid-searched (oracle) co-execution, measured in one run."""
+    ncpu = os.cpu_count() or 1
+    gpu_cores = list(gpu_cores) if gpu_cores else [ncpu - 1]
+    cpu_cores = list(cpu_cores) if cpu_cores else [c for c in range(ncpu) if c not in gpu_cores] or [0]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(tuple(x_shape)).astype(np.float32)
+    ref = reference(layer, x)
+    cpu = CpuExecutor(cpu_cores)
+    ocl = None if cpu_only else OclExecutor(gpu_cores)
+    prev = os.sched_getaffinity(0)
+    cpu.pin()
+    try:
+        r = CoRunner(layer, x, ocl, cpu, sync)
+        out: dict[str, Any] = {"layer": layer.kind, "weights": list(layer.w.shape), "input": list(x_shape),
+                               "cpu_cores": cpu_cores, "gpu_cores": gpu_cores, "sync": sync,
+                               "device": ocl.device.name if ocl else None}
+        cpu_s = measure(lambda: r.run(0.0), runs=runs)
+        out["cpu_ms"] = cpu_s * 1e3
+        if ocl is None:
+            return out
+        ratios = sorted({r.split_channels(q) / layer.out_channels for q in np.linspace(0, 1, steps + 1)})
+        grid = {q: measure(lambda q=q: r.run(q), runs=runs) for q in ratios}
+        cpu_s, gpu_s = grid[0.0], grid[1.0]
+        out["cpu_ms"] = cpu_s * 1e3
+        # planner: the linear partition model on the executors' whole-layer times of this run
+        planned_ratio = r.split_channels(cpu_s / (cpu_s + gpu_s)) / layer.out_channels
+        planned_s = grid.get(planned_ratio) or measure(lambda: r.run(planned_ratio), runs=runs)
+        best = min(grid, key=grid.get)
+        r.run(planned_ratio)
+        err = float(np.abs(np.asarray(r.y) - ref).max() / max(float(np.abs(ref).max()), 1e-12))
+        fast = min(cpu_s, gpu_s)
+        out.update(gpu_ms=gpu_s * 1e3, planned_ms=planned_s * 1e3, oracle_ms=grid[best] * 1e3,
+                   planned_ratio=planned_ratio, oracle_ratio=best, grid_ms={f"{q:.4f}": v * 1e3 for q, v in grid.items()},
+                   speedup_planned=fast / planned_s, speedup_oracle=fast / grid[best],
+                   ceiling=1 + fast / max(cpu_s, gpu_s), planned_share_of_oracle=(fast / planned_s) / (fast / grid[best]),
+                   max_rel_err=err, outputs_match=err <= 1e-5)
+        out["sync_us"] = sync_costs(ocl, reps=sync_reps)
+        return out
+    finally:
+        os.sched_setaffinity(0, prev)
