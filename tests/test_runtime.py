@@ -1,0 +1,124 @@
+"""Co-execution runtime: OpenCL (PoCL) + CPU executors sharing SVM; correctness, sync, faults."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from coexec.cli import main as coexec_main
+from coexec.runtime import (CoRunner, CpuExecutor, LayerSpec, OclExecutor, RuntimeUnavailable, SyncTimeout,
+                            layer_from_onnx, poll, reference, sync_costs)
+
+
+@pytest.fixture(scope="module")
+def ocl():
+    try:
+        return OclExecutor()
+    except RuntimeUnavailable as e:
+        pytest.skip(f"no OpenCL device with fine-grained SVM: {e}")
+
+
+def _conv(c=16, h=20, k=24, ks=3, stride=1, pad=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return (LayerSpec("conv", (rng.standard_normal((k, c, ks, ks)) * 0.1).astype(np.float32),
+                      rng.standard_normal(k).astype(np.float32), stride, pad),
+            rng.standard_normal((c, h, h)).astype(np.float32))
+
+
+@pytest.mark.parametrize("sync", ["svm", "event", "finish"])
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.5, 1.0])
+def test_split_conv_output_matches_onnxruntime(ocl, sync, ratio):
+    layer, x = _conv()
+    r = CoRunner(layer, x, ocl, CpuExecutor(), sync)
+    r.run(ratio)
+    ref = reference(layer, x)
+    np.testing.assert_allclose(np.asarray(r.y), ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+
+
+def test_strided_conv_and_linear_split(ocl):
+    layer, x = _conv(c=8, h=17, k=16, stride=2, pad=1)
+    r = CoRunner(layer, x, ocl, CpuExecutor())
+    r.run(0.5)
+    ref = reference(layer, x)
+    np.testing.assert_allclose(np.asarray(r.y), ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+    rng = np.random.default_rng(1)
+    lin = LayerSpec("linear", rng.standard_normal((96, 64)).astype(np.float32), rng.standard_normal(96).astype(np.float32))
+    xl = rng.standard_normal(64).astype(np.float32)
+    r = CoRunner(lin, xl, ocl, CpuExecutor())
+    for q in (0.25, 0.75):
+        r.run(q)
+        ref = reference(lin, xl)
+        np.testing.assert_allclose(np.asarray(r.y), ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+    assert r.split_channels(0.3) % 8 == 0
+
+
+def test_gpu_writes_are_visible_to_the_cpu_without_copies(ocl):
+    flag = ocl.svm((1,), np.int32)
+    flag[0] = 0
+    ocl.signal(flag, 42)
+    ocl.flush()
+    assert poll(flag, 42, timeout_s=5.0) >= 0.0
+    assert int(flag[0]) == 42
+
+
+def test_poll_times_out_instead_of_hanging(ocl):
+    flag = ocl.svm((1,), np.int32)
+    flag[0] = 0
+    with pytest.raises(SyncTimeout, match="not set"):
+        poll(flag, 7, timeout_s=0.05)
+
+
+def test_sync_cost_measurement_reports_all_three(ocl):
+    res = sync_costs(ocl, n=20, reps=3)
+    assert set(res) == {"svm", "event", "finish", "pipelined_op_us"}
+    assert all(v >= 0 for v in res.values())
+
+
+def _save(tmp_path, nodes, inputs, outputs, inits, name="m.onnx"):
+    g = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    p = tmp_path / name
+    onnx.save(m, p)
+    return p
+
+
+def test_coexec_bench_contract_on_a_single_layer(ocl, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((16, 64)) * 0.1).astype(np.float32), "w")
+    p = _save(tmp_path, [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)],
+              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])], [w])
+    assert coexec_main(["bench", str(p), "--json", "--runs", "3", "--steps", "4"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    for key in ("cpu_ms", "gpu_ms", "planned_ms", "oracle_ms"):
+        assert res[key] > 0
+    assert set(res["sync_us"]) >= {"svm", "event", "finish"}
+    assert res["outputs_match"] is True
+    assert res["oracle_ms"] <= min(res["grid_ms"].values()) + 1e-9
+
+
+def test_bench_refuses_whole_models_and_graph_only(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w")
+    p = _save(tmp_path, [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("MatMul", ["h", "w"], ["y"])],
+              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [w])
+    with pytest.raises(Exception, match="single-layer"):
+        layer_from_onnx(p)
+    assert coexec_main(["bench", str(p)]) == 2
+    assert "single-layer" in capsys.readouterr().err
+
+
+def test_cpu_only_mode(tmp_path, capsys):
+    layer, x = _conv(c=8, h=8, k=8)
+    w = numpy_helper.from_array(layer.w, "w")
+    b = numpy_helper.from_array(layer.b, "b")
+    p = _save(tmp_path, [helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 8])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], [w, b])
+    assert coexec_main(["bench", str(p), "--cpu-only", "--json", "--runs", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["cpu_ms"] > 0 and "gpu_ms" not in res
