@@ -172,6 +172,77 @@ def load_phone_e2e(path: str | Path | None = None, processor: str = "gpu",
     return out
 
 
+TORCH_GPU_FAMILY = {"pixel4": "vulkan", "s10": "vulkan", "onefusion": "vulkan", "iphonexs": "metal"}
+_TORCH_ELTWISE = {"aten::relu": "RELU", "aten::clamp": "CLIP", "aten::sigmoid": "SIGMOID",
+                  "aten::hardswish": "HARD_SWISH", "vulkan_prepack::run_batchnorm_context": "MUL_ADD"}
+
+
+def _torch_row(op: str, f: dict[str, Any], kernel_name: str) -> tuple[str, str, dict[str, Any]] | None:
+    """(kernel type, impl, params) in this project's vocabulary for one torch_cnn_ops_gpu row."""
+    name = kernel_name.split(".", 1)[-1] if kernel_name else ""
+    c, h = _int(f.get("input_channel", 0)), _int(f.get("input_shape", 0))
+    if op == "vulkan_prepack::run_conv2d_context":
+        ks, co = _int(f["kernel_size"]), _int(f["output_channel"])
+        g = _int(f.get("groups", c if "_dw" in name else 1))
+        ho = _int(f["output_shape"])
+        p = {"Input_shape": h + 2 * _int(f.get("padding", 0)), "Input_w": h + 2 * _int(f.get("padding", 0)),
+             "Input_channel": c, "Output_shape": ho, "Output_w": ho, "Kernel": ks, "Kernel_w": ks,
+             "Stride": _int(f["stride"]), "Filter": co, "Group": g, "Dilation": 1, "FLOPS": _int(f.get("flops", 0))}
+        if g > 1 and g == c:
+            p.update(Filter=co // c, Group=1)
+            return "DEPTHWISE_CONV_2D", name or "prepack_conv2d", p
+        return ("CONV_2D_GROUP" if g > 1 else "CONV_2D"), name or "prepack_conv2d", p
+    if op == "vulkan_prepack::run_linear_context":
+        return "FULLY_CONNECTED", name or "linear", {"Input_shape": 1, "Output_shape": 1, "Input_channel": h,
+                                                     "Filter": _int(f["output_shape"]), "FLOPS": _int(f.get("flops", 0))}
+    if op in ("aten::max_pool2d", "aten::avg_pool2d"):
+        ks, st, pad = _int(f.get("kernel_size", 2)), _int(f.get("stride", 2)) or 1, _int(f.get("padding", 0))
+        ho = _int(f["output_shape"]) if "output_shape" in f else (h + 2 * pad - ks) // st + 1
+        return ("MAX_POOL_2D" if "max" in op else "AVERAGE_POOL_2D"), "pooling_2d", {
+            "Input_shape": h, "Input_w": h, "Input_channel": c, "Output_shape": ho, "Output_w": ho,
+            "Kernel": ks, "Stride": st}
+    if op == "aten::adaptive_avg_pool2d":
+        return "MEAN", "mean", {"Input_shape": h, "Input_w": h, "Input_channel": c, "Output_shape": c}
+    e = c * h * h
+    if op in ("aten::add", "aten::mul"):
+        t = "ADD" if op == "aten::add" else "MUL"
+        return t, t.lower(), {"Output_elements": e, "Input_elements": 2 * e, "Output_shape": (1, c, h, h), "Inputs": 2}
+    if op in _TORCH_ELTWISE:
+        return _TORCH_ELTWISE[op], "eltwise", {"Output_elements": e, "Input_elements": e,
+                                               "Output_shape": (1, c, h, h), "Inputs": 1}
+    return None
+
+
+def load_torch_gpu_ops(path: str | Path | None = None, devices: Iterable[str] | None = None) -> list[OpRow]:
+    """Rows of ``torch_cnn_ops_gpu.csv`` (PyTorch Mobile Vulkan/Metal), in this project's vocabulary."""
+    path = Path(path) if path else SHARED_DATA / "torch_cnn_ops_gpu.csv"
+    if not path.is_file():
+        raise DatasetError(f"per-op CSV not found: {path}")
+    out: list[OpRow] = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        devs = list(devices) if devices else [c.split("|")[0] for c in cols if c.endswith("|gpu|float")]
+        for lineno, r in enumerate(reader, start=2):
+            try:
+                feat = ast.literal_eval(r["feature"])
+            except (ValueError, SyntaxError):
+                raise DatasetError(f"{path}:{lineno}: malformed feature dict") from None
+            for d in devs:
+                lat = r.get(f"{d}|gpu|float", "")
+                if lat in ("", "nan", None):
+                    continue
+                row = _torch_row(r["operation"], feat, r.get(f"{d}|gpu|kernel", "") or r.get("pixel4|gpu|kernel", ""))
+                if row is None:
+                    continue
+                kernel, impl, params = row
+                if TORCH_GPU_FAMILY.get(d) == "metal" and kernel in ("CONV_2D", "CONV_2D_GROUP", "DEPTHWISE_CONV_2D"):
+                    impl = "prepack_conv2d"
+                out.append(OpRow(r["model"], d, "torch", "gpu", kernel, impl, [], params, float(lat) / 1000.0,
+                                 {"row": lineno}))
+    return out
+
+
 def e2e_configs(path: str | Path | None = None) -> list[tuple[str, str, str]]:
     """``(device, config, precision)`` of every end-to-end column of an ``*_e2e.csv``.
 

@@ -24,7 +24,7 @@ def error_metrics(pred: Sequence[float], true: Sequence[float]) -> dict[str, flo
 def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]],
                    graphs: Mapping[str, Graph], devices: Sequence[str], folds: int = 10,
                    seed: int = 0, progress: Callable[[str], None] | None = None,
-                   source: str = "") -> dict[str, Any]:
+                   source: str = "", **train_kwargs: Any) -> dict[str, Any]:
     """Train on K-1 groups of models, predict the held-out group, for every device.
 
     Per-op predictions use the dataset's rows of held-out models; end-to-end predictions
@@ -39,8 +39,9 @@ def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]]
         models = sorted({r.model for r in drows} | set(e2e.get(dev, {})))
         op_pred, op_true, e_pred, e_true, e_models = [], [], [], [], []
         for k, held in enumerate(group_folds(models, folds, seed)):
+            kw = {k: (v(dev) if callable(v) else v) for k, v in train_kwargs.items()}
             prof = train_profile(drows, e2e.get(dev, {}), graphs, dev, exclude_models=held,
-                                 source=source, lowered_cache=cache)
+                                 source=source, lowered_cache=cache, **kw)
             hs = set(held)
             test = [r for r in drows if r.model in hs]
             if test:

@@ -121,7 +121,7 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     }
     fitted = fit_regressors(rows)
     usable = {m: g for m, g in graphs.items() if m in e2e_ms and m not in excl}
-    lowered = lowered_for(usable, family, cache=lowered_cache)
+    lowered = lowered_for(usable, family, backend=lowering, cache=lowered_cache)
     coef = None
     if len(lowered) >= 5:
         if {r.model for r in rows} & set(lowered):

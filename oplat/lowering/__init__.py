@@ -6,9 +6,9 @@ named pass) whose kernels are predicted one by one and summed.
 """
 
 from .kernels import Kernel, LoweredModel
-from .tflite_gpu import lower_tflite_cpu, lower_tflite_gpu
+from .tflite_gpu import lower_tflite_cpu, lower_tflite_gpu, lower_torch_gpu
 
-BACKENDS = {"tflite-gpu": lower_tflite_gpu, "tflite-cpu": lower_tflite_cpu}
+BACKENDS = {"tflite-gpu": lower_tflite_gpu, "tflite-cpu": lower_tflite_cpu, "torch-gpu": lower_torch_gpu}
 
 
 def lower(graph, backend: str = "tflite-gpu", gpu_family: str = "adreno") -> LoweredModel:
