@@ -25,12 +25,12 @@ KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEA
 # CPU (XNNPACK) kernel families with their own regressor: 1x1 convs run GEMM, the stem
 # conv over 3 channels is its own microkernel, stride-2 depthwise convs another; unfused
 # element-wise and layout kernels are predicted per op on CPU.
-CPU_KEYS = ("CONV_1x1", "CONV_STEM", "DW_S2", "ELTWISE", "LAYOUT")
+CPU_KEYS = ("CONV_1x1", "CONV_STEM", "DW_S2", "ELTWISE", "LAYOUT", "FC_TOKENS")
 EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL") + CPU_KEYS
 # glue kernels (no row of their own in the phone data) that a profile may still predict
 GLUE_KEYS = ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT")
 _IMPL_KEYS = {"gemm_1x1": "CONV_1x1", "conv_stem": "CONV_STEM", "depthwise_s2": "DW_S2",
-              "eltwise": "ELTWISE", "layout": "LAYOUT"}
+              "eltwise": "ELTWISE", "layout": "LAYOUT", "fc_tokens": "FC_TOKENS"}
 _CONV_KEYS = ("CONV_2D", "CONV_2D_GROUP", "CONV_1x1", "CONV_STEM")
 
 ACTS = ("relu", "hard_swish", "sigmoid", "swish", "minimum", "tanh")
@@ -209,7 +209,7 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
         return conv_features(params, impl, linked)
     if key in ("DEPTHWISE_CONV_2D", "DW_S2"):
         return dw_features(params, impl, linked)
-    if key == "FULLY_CONNECTED":
+    if key in ("FULLY_CONNECTED", "FC_TOKENS"):
         return fc_features(params, impl, linked)
     if key == "MEAN":
         return mean_features(params, impl, linked)
@@ -256,6 +256,9 @@ def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, fl
     if key == "FULLY_CONNECTED":
         co = float(p.get("Filter", 1))
         return 2 * ci * co, (ci + co + ci * co) * BYTES
+    if key == "FC_TOKENS":  # a transformer's token-wise linear layer: rows x weights
+        co, rows = float(p.get("Filter", 1)), float(p.get("Input_shape", 1) or 1)
+        return 2 * rows * ci * co, (rows * ci + rows * co + ci * co) * BYTES
     if key == "MEAN":
         return h * w * ci, (h * w * ci + ci) * BYTES
     if key == "POOL_2D":

@@ -720,6 +720,8 @@ def _cpu_impl(k: Kernel) -> str:
         return "igemm"
     if k.type == "DEPTHWISE_CONV_2D" and (p.get("Stride") or 1) > 1:
         return "depthwise_s2"
+    if k.type == "FULLY_CONNECTED" and p.get("Kernel") is None and (p.get("Input_shape") or 1) > 1:
+        return "fc_tokens"
     if k.type == "RESHAPE" or k.is_row or k.type in ("ADD", "MUL", "TRANSPOSE"):
         return k.impl
     return "layout" if k.type in LAYOUT else "eltwise"

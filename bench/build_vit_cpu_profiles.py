@@ -1,0 +1,87 @@
+"""Build CPU profiles for Vision Transformers from ``tflite_transformer_e2e.csv``.
+
+The 16 benchmark ViTs this project can build (``models/export_vit_hf.py`` ->
+``models/vit_zoo``) are decomposed per core set like the CNN CPU profiles
+(:mod:`oplat.decompose`; TFLite 2.15 XNNPACK kernels: token-wise fully connected,
+batched matmul, softmax, layer norm, GELU, transposes). Held-out accuracy is
+leave-one-model-out; fitting CNNs and ViTs together was less accurate held out (the two
+sets were measured with different TFLite versions), so ViTs get profiles of their own:
+``<device>/tflite-cpu-<coreset>-vit``.
+
+    python bench/build_vit_cpu_profiles.py [--devices pixel4,s10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.progress import Progress  # noqa: E402
+
+from oplat.datasets import ATTRIBUTION, PHONE_FACTS, SHARED_DATA, coreset_threads, e2e_configs, load_phone_e2e  # noqa: E402
+from oplat.decompose import E2EDecomposer, kernel_tables  # noqa: E402
+from oplat.evaluate import error_metrics  # noqa: E402
+from oplat.train import load_graphs  # noqa: E402
+
+CSV = SHARED_DATA / "tflite_transformer_e2e.csv"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", default="")
+    ap.add_argument("--out", type=Path, default=ROOT / "device_profiles")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "vit_cpu_profiles_cv.json")
+    args = ap.parse_args()
+    devices = set(args.devices.split(",")) if args.devices else None
+    graphs = load_graphs(ROOT / "models" / "vit_zoo")
+    tables = kernel_tables(graphs)
+    configs = [(d, c) for d, c, p in e2e_configs(CSV) if p == "float" and c != "gpu" and (devices is None or d in devices)]
+    result: dict = {"method": "leave-one-model-out over the buildable benchmark ViTs", "profiles": {}}
+    with Progress() as bar:
+        task = bar.add_task("ViT CPU profiles", total=len(configs))
+        for dev, cfg in configs:
+            measured = {m: v for m, v in load_phone_e2e(CSV, processor=cfg).get(dev, {}).items() if m in tables}
+            names = sorted(measured)
+            if len(names) < 8:
+                bar.advance(task)
+                continue
+            pid = f"{dev}/tflite-cpu-{cfg}-vit"
+            bar.update(task, description=pid)
+            pred, true, errs = [], [], {}
+            for m in names:
+                rest = [n for n in names if n != m]
+                d = E2EDecomposer().fit([tables[n] for n in rest], [measured[n] for n in rest])
+                p = float(d.predict_totals([tables[m]])[0])
+                pred.append(p)
+                true.append(measured[m])
+                errs[m] = round((p - measured[m]) / measured[m], 4)
+            acc = error_metrics(pred, true)
+            d = E2EDecomposer().fit([tables[n] for n in names], [measured[n] for n in names])
+            meta = {"id": pid, "device": dev, "framework": "tflite", "processor": "cpu", "core_set": cfg,
+                    "threads": coreset_threads(cfg), "precision": "fp32", "gpu_family": "cpu", "lowering": "tflite-cpu",
+                    "framework_version": "TensorFlow Lite 2.15 (XNNPACK)", "model_family": "vision transformers",
+                    **PHONE_FACTS.get(dev, {}),
+                    "accuracy": {"method": result["method"], "end_to_end": acc, "per_model_error": errs},
+                    "training": {"source": "mobile-ml-benchmark:tflite_transformer_e2e.csv", "models": names,
+                                 "attribution": ATTRIBUTION}}
+            d.to_profile(meta).save(args.out / pid)
+            result["profiles"][pid] = {"end_to_end": acc, "per_model_error": errs}
+            bar.advance(task)
+    mapes = [r["end_to_end"]["mape"] for r in result["profiles"].values()]
+    result["summary"] = {"profiles": len(mapes), "median_mape": statistics.median(mapes), "max_mape": max(mapes),
+                         "share_mape_le_10pct": sum(m <= 0.10 for m in mapes) / len(mapes)}
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=1))
+    for pid, r in result["profiles"].items():
+        print(f"{pid:36s} MAPE {100 * r['end_to_end']['mape']:5.1f}%  within10 {100 * r['end_to_end']['within_10']:5.1f}%")
+    print(json.dumps(result["summary"]))
+
+
+if __name__ == "__main__":
+    main()
