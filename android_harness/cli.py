@@ -84,6 +84,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    import threading
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from oplat.collect.run import parse_budget
@@ -94,16 +96,34 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .collect import collect_phone
 
     graphs = load_graphs(Path(__file__).resolve().parents[1] / "models" / "cnn_zoo", names=args.zoo_models or None)
-    configs = [c for c in default_configs(graphs.values(), n=args.configs, seed=args.seed, transformer_blocks=0)
+    configs = [c for c in default_configs(graphs.values(), n=3 * args.configs, seed=args.seed, transformer_blocks=0)
                if c["kernel"] in TFLITE_KERNELS][: args.configs]
     budget = parse_budget(args.budget) if args.budget else None
+    serials = [s for s in args.serial.split(",") if s]
+    out = Path(args.out)
+    # several phones at once: one worker thread per serial, one dataset per phone
+    outs = {s: out if len(serials) == 1 else out.with_name(f"{out.stem}.{s}{out.suffix or '.csv'}") for s in serials}
+    results: dict[str, Any] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
-        task = bar.add_task(f"collect {args.serial}", total=len(configs))
-        totals = collect_phone(args.serial, args.benchmark_binary, configs, args.out, processor=args.processor,
-                               threads=args.threads, cores=args.cores, budget_s=budget, runs=args.runs,
-                               thermal=not args.no_thermal, on_row=lambda r: bar.advance(task))
-    print(json.dumps(totals))
-    return 0
+        tasks = {s: bar.add_task(f"collect {s}", total=len(configs)) for s in serials}
+
+        def work(serial: str) -> None:
+            try:
+                results[serial] = collect_phone(serial, args.benchmark_binary, configs, outs[serial],
+                                                processor=args.processor, threads=args.threads, cores=args.cores,
+                                                budget_s=budget, runs=args.runs, thermal=not args.no_thermal,
+                                                on_row=lambda r: bar.advance(tasks[serial]))
+            except OplatError as e:
+                results[serial] = {"error": str(e)}
+
+        workers = [threading.Thread(target=work, args=(s,)) for s in serials]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    for s in serials:
+        print(f"{s}: {outs[s]}: {json.dumps(results.get(s))}")
+    return 2 if any("error" in (results.get(s) or {}) for s in serials) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("collect", help="measure single-op models on a phone into a dataset (resumable)")
-    p.add_argument("--serial", required=True)
+    p.add_argument("--serial", required=True, help="one serial, or several comma-separated (one worker each)")
     p.add_argument("--benchmark-binary", required=True)
     p.add_argument("--processor", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--threads", type=int, default=1)

@@ -194,3 +194,18 @@ def test_collect_survives_disconnects_without_losing_or_duplicating_rows(phone, 
     rows = read_collected(out)
     assert len(rows) == len(configs) - 1 and all(r.latency_ms > 0 for r in rows)
     assert {r.impl for r in rows} >= {"igemm", "depthwise_s2"}  # CPU lowering's kernel families
+
+
+def test_collect_on_two_phones_at_once(tmp_path, monkeypatch, binary, capsys):
+    phones = [make_phone(tmp_path / f"p{i}", serial=f"FAKE000{i}") for i in (1, 2)]
+    with FakeAdbServer(phones) as srv:
+        monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(srv.port))
+        out = tmp_path / "multi.csv"
+        assert harness_main(["collect", "--serial", "FAKE0001,FAKE0002", "--benchmark-binary", str(binary),
+                             "--configs", "6", "--runs", "3", "--no-thermal", "--zoo-models", "resnet18",
+                             "--out", str(out)]) == 0
+    for s in ("FAKE0001", "FAKE0002"):
+        store = DatasetStore(tmp_path / f"multi.{s}.csv")
+        assert len(store.rows()) == 6
+        assert store.meta["phone"]["serial"] == s
+    assert all(any("benchmark_model" in c for c in p.commands) for p in phones)
