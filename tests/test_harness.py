@@ -209,3 +209,23 @@ def test_collect_on_two_phones_at_once(tmp_path, monkeypatch, binary, capsys):
         assert len(store.rows()) == 6
         assert store.meta["phone"]["serial"] == s
     assert all(any("benchmark_model" in c for c in p.commands) for p in phones)
+
+
+def test_onnxruntime_perf_test_runner(phone, tmp_path):
+    ph, _ = phone
+    from android_harness.bench import run_ort_perf_test
+    from fake_adb import HERE
+
+    tool = tmp_path / "onnxruntime_perf_test"
+    tool.write_text((HERE / "fake_ort_perf_test.py").read_text().replace("#!/usr/bin/env python3",
+                                                                          f"#!{sys.executable}", 1))
+    tool.chmod(0o755)
+    import onnx
+
+    import models.zoo as zoo
+
+    model = tmp_path / "mnv2.onnx"
+    onnx.save(zoo.build("mobilenet_v2_0.35"), model)
+    res = run_ort_perf_test(Device(ph.serial), model, tool, threads=1, cores="large", runs=5)
+    assert res["avg_ms"] > 0 and res["runs"] == 5 and res["mask"] == "80"
+    assert set(res["percentiles_ms"]) >= {"p50", "p90"}
