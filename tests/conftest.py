@@ -13,6 +13,14 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from oplat.datasets import SHARED_DATA  # noqa: E402
+
+# Tests that train on or compare with the shared phone measurements run where the data is
+# (../shared/data/mobile-ml-benchmark or OPLAT_SHARED_DATA) and are skipped, saying why, elsewhere.
+needs_shared = pytest.mark.skipif(not (SHARED_DATA / "tflite_cnn_ops_gpu.csv").is_file(),
+                                  reason=f"shared mobile-ml-benchmark data not found at {SHARED_DATA} "
+                                         "(set OPLAT_SHARED_DATA)")
+
 
 class Net:
     """Append nodes to a graph under construction; weights are random."""

@@ -7,6 +7,7 @@ import onnx
 import pytest
 
 from conftest import ROOT
+from conftest import needs_shared
 
 SAMPLE = ROOT / "models" / "samples" / "mobilenetv2_w1.onnx"
 
@@ -86,6 +87,7 @@ def test_unknown_ops_are_listed_and_the_rest_predicted(tmp_path, net):
     assert len(res["ops"]) == 2 and res["total_ms"] > 0
 
 
+@needs_shared
 def test_train_contract_and_exclusion(tmp_path):
     from oplat.datasets import SHARED_DATA
 

@@ -4,6 +4,7 @@ import pytest
 from oplat.lowering import lower
 from oplat.lowering.tflite_gpu import winograd_suitable
 from oplat.onnx_loader import load_onnx
+from conftest import needs_shared
 
 
 def lowered(model, family="adreno"):
@@ -149,6 +150,7 @@ def test_winograd_thresholds():
     assert not winograd_suitable(3, 2, 1, 64, 64, 56, 56, "mali")   # stride 2
 
 
+@needs_shared
 def test_zoo_lowering_matches_dataset_rows(zoo):
     """mobilenetv3 lowered for Adreno reproduces (kernel family, links, geometry) the dataset's rows of that model."""
     import collections

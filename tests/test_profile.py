@@ -10,6 +10,7 @@ from oplat.features import KEYS, feature_vector, predictor_key
 from oplat.overhead import fit_overhead, nnls
 from oplat.profile import Profile, load_profile
 from oplat.train import group_folds, load_graphs, train_profile
+from conftest import needs_shared
 
 
 def test_predictor_keys():
@@ -87,6 +88,7 @@ def trained(tmp_path_factory, zoo):
     return prof, rows, e2e, graphs, held, tmp_path_factory.mktemp("prof")
 
 
+@needs_shared
 def test_held_out_accuracy_stays_above_a_floor(trained):
     prof, rows, e2e, graphs, held, _ = trained
     test = [r for r in rows if r.model in held]
@@ -98,6 +100,7 @@ def test_held_out_accuracy_stays_above_a_floor(trained):
     assert e2e_m["mape"] < 0.12 and e2e_m["within_10"] >= 0.6, e2e_m
 
 
+@needs_shared
 def test_profile_round_trip(trained, zoo):
     prof, *_, folder = trained
     prof.save(folder / "pixel4" / "tflite-gpu")
@@ -111,6 +114,7 @@ def test_profile_round_trip(trained, zoo):
     assert [o.predicted_ms for o in a.ops] == pytest.approx([o.predicted_ms for o in b.ops], rel=1e-6)
 
 
+@needs_shared
 def test_batch_prediction_equals_single(trained, zoo):
     prof, *_ = trained
     paths = [zoo / "resnet18.onnx", zoo / "mobilenetv2_w1.onnx"]
@@ -123,6 +127,7 @@ def test_unknown_profile_is_a_clear_error():
         Profile.load("nope/tflite-gpu")
 
 
+@needs_shared
 def test_vectorised_conv_features_equal_the_reference():
     from oplat.features import conv_features, feature_matrix
 
@@ -151,6 +156,7 @@ def test_package_level_api(zoo):
     assert ("iphonexs/tflite-gpu", prof.path) in oplat.list_profiles()
 
 
+@needs_shared
 def test_vectorised_conv_baseline_equals_the_reference():
     import math
 
