@@ -172,19 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``android-harness`` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except OplatError as e:
-        print(f"android-harness: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"android-harness: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        sys.stderr.close()
-        return 0
+    from oplat.errors import run_cli
 
+    return run_cli("android-harness", build_parser(), argv, user_errors=(ValueError,))
 
 if __name__ == "__main__":
     sys.exit(main())

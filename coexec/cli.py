@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from oplat.errors import OplatError
 
 from .cost import SYNC_US
 
@@ -167,16 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coexec`` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except OplatError as e:
-        print(f"coexec: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        sys.stderr.close()
-        return 0
+    from oplat.errors import run_cli
 
+    return run_cli("coexec", build_parser(), argv)
 
 if __name__ == "__main__":
     sys.exit(main())

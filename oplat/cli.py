@@ -375,19 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``oplat`` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except OplatError as e:
-        print(f"oplat: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("oplat: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into head & co.
-        sys.stderr.close()
-        return 0
+    from oplat.errors import run_cli
 
+    return run_cli("oplat", build_parser(), argv)
 
 if __name__ == "__main__":
     sys.exit(main())
