@@ -74,7 +74,7 @@ def plot_plan(plan: dict[str, Any], path: str) -> None:
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, len(ops) * 0.08), 5), sharex=True)
     colors = ["tab:orange" if o["placement"] == "split" else "tab:green" if o["placement"] == "gpu" else "tab:blue"
               for o in ops]
-    a1.bar(x, [o["ratio"] for o in ops], color=colors, width=0.9)
+    a1.bar(x, [max(o["ratio"], 0.02) for o in ops], color=colors, width=0.9)  # whole-CPU ops stay visible
     a1.set_ylabel("GPU share")
     a1.set_title(f"{plan['model']} on {plan['device']}: green GPU, blue CPU, orange split "
                  f"(speedup {plan['speedup']:.2f}x)", fontsize=9)

@@ -114,8 +114,10 @@ def test_planner_is_close_to_the_oracle(profiles):
 def test_plan_json_contract_and_bad_plans(tmp_path, capsys):
     path = _save(tmp_path, "mobilenet_v2_0.35")
     out = tmp_path / "plan.json"
+    png = tmp_path / "plan.png"
     assert coexec_main(["plan", str(path), "--cpu-profile", CPU, "--gpu-profile", GPU, "--sync-us", "10",
-                        "--json", "-o", str(out)]) == 0
+                        "--json", "-o", str(out), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plan = json.loads(capsys.readouterr().out)
     assert set(plan["predicted_ms"]) == {"cpu", "gpu", "coexec"}
     assert all({"name", "placement", "ratio"} <= set(o) for o in plan["ops"])
