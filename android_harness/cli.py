@@ -47,7 +47,10 @@ def _predicted(model: str, facts: dict[str, Any], gpu: bool, cores: str | None, 
 
     if profile is None:
         name = str(facts.get("model", "")).lower().replace(" ", "")
-        want = "tflite-gpu" if gpu else f"tflite-cpu-{cores or f'{threads}large'}"
+        cset = cores or "large"
+        if cset in ("large", "med", "small"):  # a whole cluster: the core set of that many threads
+            cset = f"{threads}{cset}"
+        want = "tflite-gpu" if gpu else f"tflite-cpu-{cset}"
         profile = next((pid for pid, _ in list_profiles() if pid == f"{name}/{want}"), None)
     if profile is None:
         return None, None

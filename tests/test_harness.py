@@ -78,6 +78,8 @@ def test_bench_runs_the_model_for_real_with_op_profiling(phone, binary, model, c
     assert res["command"][:2] == ["taskset", "80"]
     assert "--min_secs=0" in res["command"] and "--warmup_min_secs=0" in res["command"]
     assert res["thermal"]["reached_baseline"] is True
+    # the phone is a "Pixel 4": the shipped pixel4/tflite-cpu-1large profile predicts the same model
+    assert res["profile"] == "pixel4/tflite-cpu-1large" and res["predicted_ms"] > 0
     # the binary is pushed once: a second run finds it by checksum
     pushes = sum(1 for r in ph.commands if r.startswith("sha256sum") and "benchmark_model" in r)
     run_benchmark_model(Device(ph.serial), model, binary, runs=5)
