@@ -20,7 +20,6 @@ costed with that profile's end-to-end glue terms (per-op and per-MB coefficients
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -33,7 +32,6 @@ from oplat.profile import Profile
 
 GPU_ALIGN = 4  # GPU kernels work on slices of 4 channels
 SYNC_US = {"svm": 10.0, "event": 1000.0}
-SPLIT_DIMS = ("channel", "row")
 
 
 @dataclass
@@ -221,7 +219,6 @@ class CostModel:
         self.approximated: dict[str, dict[str, int]] = {gpu.id: {}, cpu.id: {}}
         # times[dim][u] = (gpu_ms[r], cpu_ms[r]) over the ratio grid (r = GPU share)
         self.times: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-        self.parts: dict[str, list[np.ndarray]] = {}
         for dim in self.dims:
             self._tabulate(dim)
 
@@ -243,6 +240,9 @@ class CostModel:
         for ui, u in enumerate(self.units):
             parts, total = self._parts(u, dim)
             parts_all.append(parts)
+            # each CPU kernel's split kind and size along ``dim``, once per unit
+            cpu = [(c, _split_kind(c)) for c in u.cpu if c.type != "RESHAPE"]
+            cpu = [(c, kind or "whole", size if dim == "channel" else _out_rows(c)) for c, (kind, size) in cpu]
             for ri, gp in enumerate(parts):
                 if gp < 0:
                     continue
@@ -251,35 +251,29 @@ class CostModel:
                     kind = u.split_kind or "whole"
                     gitems.append(scale_kernel(u.gpu, kind, gp, total, dim, fam) if gp < total else
                                   (u.gpu.type, u.gpu.impl, u.gpu.params, list(u.gpu.linked)))
-                    gidx.append((ui, ri, u.gpu))
+                    gidx.append((ui, ri))
                 if cp > 0:
-                    for c in u.cpu:
-                        if c.type == "RESHAPE":
-                            continue
-                        ckind = _split_kind(c)[0] or "whole"
-                        ctotal = _split_kind(c)[1] if dim == "channel" else _out_rows(c)
+                    for c, ckind, ctotal in cpu:
                         cpart = ctotal if cp == total else max(1, round(ctotal * cp / total))
                         citems.append(scale_kernel(c, ckind, cpart, ctotal, dim) if cp < total else
                                       (c.type, c.impl, c.params, list(c.linked)))
-                        cidx.append((ui, ri, c))
-        gms = self._predict(self.gpu, gitems, [k for _, _, k in gidx])
-        cms = self._predict(self.cpu, citems, [k for _, _, k in cidx])
+                        cidx.append((ui, ri))
+        gms = self._predict(self.gpu, gitems)
+        cms = self._predict(self.cpu, citems)
         n = len(self.units)
         g_t = np.full((n, self.steps + 1), np.inf)
         c_t = np.full((n, self.steps + 1), np.inf)
         for ui, parts in enumerate(parts_all):
-            for ri, gp in enumerate(parts):
-                if gp >= 0:
-                    g_t[ui, ri] = 0.0
-                    c_t[ui, ri] = 0.0
-        for (ui, ri, _), v in zip(gidx, gms):
+            valid = parts >= 0
+            g_t[ui, valid] = 0.0
+            c_t[ui, valid] = 0.0
+        for (ui, ri), v in zip(gidx, gms):
             g_t[ui, ri] += v
-        for (ui, ri, _), v in zip(cidx, cms):
+        for (ui, ri), v in zip(cidx, cms):
             c_t[ui, ri] += v
         self.times[dim] = [(g_t[i], c_t[i]) for i in range(n)]
-        self.parts[dim] = parts_all
 
-    def _predict(self, prof: Profile, items: list, kernels: list[Kernel]) -> np.ndarray:
+    def _predict(self, prof: Profile, items: list) -> np.ndarray:
         """Milliseconds of each item; kernels without a regressor in ``prof`` get a proxy
         (a batched matmul as the fully connected kernel of the same GEMM, softmax and
         layer norm as element-wise work, other glue from the end-to-end glue terms),

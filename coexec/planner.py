@@ -154,24 +154,6 @@ def refine(cm: CostModel, decisions: Sequence[Decision], sweeps: int = 2) -> lis
     return cur
 
 
-def _crossing(cm: CostModel, u, prod, prior: Decision, states: list[Decision]) -> np.ndarray:
-    """Sync cost for each state of ``u`` reading ``prod`` placed as ``prior``."""
-    steps = cm.steps
-    out = np.zeros(len(states))
-    p_gpu, p_cpu = prior.index > 0, prior.index < steps
-    share = prior.index / steps
-    for j, s in enumerate(states):
-        if _can_follow(u, prod, s, prior, steps):
-            continue
-        t = 0.0
-        if s.index < steps and p_gpu:  # this unit's CPU side reads the GPU part
-            t = max(t, cm.share_ms(prod.out_bytes * share))
-        if s.index > 0 and p_cpu:
-            t = max(t, cm.share_ms(prod.out_bytes * (1 - share)))
-        out[j] = t
-    return out
-
-
 def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Decision]:
     """DP over units in order with chain transition costs (see module doc); with
     ``prior``, edges from non-adjacent producers are costed with their prior placement."""
@@ -182,8 +164,8 @@ def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Deci
     if not units:
         return []
     idx = np.array([s.index for s in states])
-    share = idx / steps
     on_gpu, on_cpu = idx > 0, idx < steps
+    pos = {s: j for j, s in enumerate(states)}
 
     def own_cost(u: Unit) -> np.ndarray:
         out = np.empty(n_s)
@@ -192,12 +174,24 @@ def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Deci
             out[j] = max(g if s.index > 0 else 0.0, c if s.index < steps else 0.0)
         return out
 
+    def crossing(u: Unit, prod: Unit, placed: Decision) -> np.ndarray:
+        """Sync/sharing cost, for every state of ``u``, of reading ``prod`` placed as ``placed``."""
+        share = placed.index / steps
+        t = np.zeros(n_s)
+        if placed.index > 0:  # a GPU part exists: states with a CPU side wait for it
+            t = np.where(on_cpu, cm.share_ms(prod.out_bytes * share), 0.0)
+        if placed.index < steps:
+            t = np.maximum(t, np.where(on_gpu, cm.share_ms(prod.out_bytes * (1 - share)), 0.0))
+        if _can_follow(u, prod, placed, placed, steps):  # same split: each side keeps its own channels
+            t[pos[placed]] = 0.0
+        return t
+
     def fixed_edges(u: Unit) -> np.ndarray:
         extra = np.zeros(n_s)
         if prior is not None:
             for p in u.producers:
                 if p != u.index - 1:
-                    extra = np.maximum(extra, _crossing(cm, u, units[p], prior[p], states))
+                    extra = np.maximum(extra, crossing(u, units[p], prior[p]))
         return extra
 
     cost = own_cost(units[0])
@@ -207,16 +201,8 @@ def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Deci
         own = own_cost(u) + fixed_edges(u)
         trans = np.zeros((n_s, n_s))  # [previous state, this state]
         if prev.index in u.producers:
-            b_g = cm.share_ms(prev.out_bytes * 1.0) - cm.sync_ms
             for a in range(n_s):
-                # data of prev written on the GPU (share) / CPU (1-share), needed by this unit's processors
-                need_from_gpu = on_gpu[a] & on_cpu  # this unit runs on the CPU: reads the GPU part
-                need_from_cpu = on_cpu[a] & on_gpu
-                t = np.where(need_from_gpu, cm.sync_ms + b_g * share[a], 0.0)
-                t = np.maximum(t, np.where(need_from_cpu, cm.sync_ms + b_g * (1 - share[a]), 0.0))
-                if 0 < states[a].index < steps and u.split_kind in FOLLOW_KINDS:
-                    t[a] = 0.0 if (states[a].dim == "channel" or u.split_kind != "eltwise") else t[a]
-                trans[a] = t
+                trans[a] = crossing(u, prev, states[a])
         tot = cost[:, None] + trans + own[None, :]
         best = np.argmin(tot, axis=0)
         back.append(best)
