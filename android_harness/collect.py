@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from oplat.collect.backends import Backend, BackendError
-from oplat.collect.run import COLUMNS, collect
+from oplat.collect.run import collect, open_store
 from oplat.collect.tflite_ops import tflite_single_op
-from oplat.errors import DatasetError
-from oplat.store import DatasetStore
 
 from .adb import Device, DeviceError, list_devices
 from .bench import BenchmarkCrash, ThermalGuard, run_benchmark_model
@@ -88,18 +86,15 @@ def collect_phone(serial: str, binary: str | Path, configs: Iterable[dict[str, A
     configs = list(configs)
     dev = Device(serial)
     backend = PhoneBackend(dev, binary, processor, threads, cores, runs, warmup, thermal=thermal)
-    meta = {"device": backend.facts.get("model", serial), **backend.settings, "machine": backend.facts}
-    store = DatasetStore(out, COLUMNS, meta)
-    for key in ("backend", "threads", "cores"):
-        if store.meta.get(key) != meta.get(key):
-            raise DatasetError(f"{out}: collected with {key}={store.meta.get(key)!r}, not {meta.get(key)!r}")
+    device = str(backend.facts.get("model", serial))
+    store = open_store(out, backend, device, machine=backend.facts)
     totals = {"measured": 0, "failed": 0, "skipped": 0, "reconnects": 0}
     lowering = ("tflite-cpu", "cpu") if processor == "cpu" else ("tflite-gpu", "adreno")
     t0 = time.monotonic()
     while True:
         left = None if budget_s is None else max(budget_s - (time.monotonic() - t0), 0.0)
         try:
-            c = collect(backend, configs, store, device=str(meta["device"]), budget_s=left, on_row=on_row,
+            c = collect(backend, configs, store, device=device, budget_s=left, on_row=on_row,
                         lowering=lowering)
             for k in ("measured", "failed"):
                 totals[k] += c[k]

@@ -122,14 +122,6 @@ __kernel void linear16(__global const float16 *x, __global const float16 *w, __g
     y[n] = b[n] + h.x + h.y + h.z + h.w;
 }
 
-__kernel void linear(__global const float *x, __global const float *w, __global const float *b,
-                     __global float *y, int IN, int OUT, int n0) {
-    int n = get_global_id(0) + n0;
-    float acc = b[n];
-    for (int i = 0; i < IN; ++i) acc += x[i] * w[i * OUT + n];  /* w is [IN, OUT]: coalesced across n */
-    y[n] = acc;
-}
-
 __kernel void set_flag(__global volatile int *flag, int value) {
     atomic_xchg(flag, value);
 }
@@ -198,7 +190,6 @@ class OclExecutor:
             self.k_conv8 = cl.Kernel(self.prog, "conv2d_oc8")
             self.k_convv = cl.Kernel(self.prog, "conv_v8")
             self.k_linear16 = cl.Kernel(self.prog, "linear16")
-            self.k_linear = cl.Kernel(self.prog, "linear")
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self._warm()
         finally:

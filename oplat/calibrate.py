@@ -23,7 +23,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -187,11 +187,16 @@ def choose_base(graphs: Sequence[Any], measured_ms: Sequence[float],
     return min(scores, key=scores.get), scores
 
 
+def refuse_overwrite(out: str | Path, force: bool = False) -> None:
+    """Raise unless ``out`` holds no profile yet or ``force`` is given."""
+    if (Path(out) / "profile.json").exists() and not force:
+        raise CalibrationError(f"{out} already holds a profile (use --force to overwrite)")
+
+
 def write_profile(prof: Profile, out: str | Path, force: bool = False) -> Path:
     """Save a calibrated profile; an existing profile is only replaced with ``force``."""
     out = Path(out)
-    if (out / "profile.json").exists() and not force:
-        raise CalibrationError(f"{out} already holds a profile (use --force to overwrite)")
+    refuse_overwrite(out, force)
     if out.exists() and force:
         shutil.rmtree(out)
     name = out.name
@@ -218,5 +223,5 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ra @ rb) / d if d else 0.0
 
 
-__all__ = ["Measurement", "read_measurements", "calibrate_profile", "choose_base", "write_profile",
+__all__ = ["Measurement", "read_measurements", "calibrate_profile", "choose_base", "write_profile", "refuse_overwrite",
            "spearman", "CalibrationError", "METHODS"]

@@ -213,15 +213,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate_profile, choose_base, read_measurements, write_profile
+    from .calibrate import calibrate_profile, choose_base, read_measurements, refuse_overwrite, write_profile
     from .model_io import load_model
     from .profile import load_profile
 
     rows = read_measurements(args.measurements)
     out = Path(args.out)
-    if (out / "profile.json").exists() and not args.force:
-        from .calibrate import CalibrationError
-        raise CalibrationError(f"{out} already holds a profile (use --force to overwrite)")
+    refuse_overwrite(out, args.force)  # before the slow part, not only when writing
     graphs = [load_model(r.model) for r in rows]
     y = [r.latency_ms for r in rows]
     base_id = args.base

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -401,4 +400,4 @@ def install_fake_benchmark(dest: Path) -> Path:
     return dest
 
 
-__all__ = ["FakeAdbServer", "FakePhone", "make_phone", "install_fake_benchmark", "shutil"]
+__all__ = ["FakeAdbServer", "FakePhone", "make_phone", "install_fake_benchmark"]

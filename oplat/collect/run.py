@@ -40,9 +40,15 @@ def kernel_of(cfg: dict[str, Any], lowering: tuple[str, str] = ("tflite-gpu", "a
     return next((k for k in lm.kernels if k.type in GLUE_KEYS), None)
 
 
-def open_store(path: str | Path, backend: Backend, device: str) -> DatasetStore:
-    """Open (or create) a dataset for this backend; refuse one collected with other settings."""
-    meta = {"device": device, **backend.settings, "machine": machine_facts()}
+def open_store(path: str | Path, backend: Backend, device: str,
+               machine: dict[str, Any] | None = None) -> DatasetStore:
+    """Open (or create) a dataset for this backend; refuse one collected with other settings.
+
+    ``machine`` holds the facts of what is measured (this machine's by default; a phone's
+    device facts for the Android harness).
+    """
+    facts = machine if machine is not None else machine_facts()
+    meta = {"device": device, **backend.settings, "machine": facts}
     store = DatasetStore(path, COLUMNS, meta)
     for key in ("backend", "threads", "cores", "device"):
         if store.meta.get(key) != meta.get(key):
