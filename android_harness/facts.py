@@ -17,6 +17,7 @@ UNREADABLE = "unreadable"
 PROPS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "board": "ro.board.platform",
          "soc_model": "ro.soc.model", "hardware": "ro.hardware", "fingerprint": "ro.build.fingerprint",
          "sdk": "ro.build.version.sdk", "abi": "ro.product.cpu.abi"}
+CLUSTER_NAMES = {1: ["cpu"], 2: ["small", "large"], 3: ["small", "med", "large"]}
 GPU_PATHS = {
     "adreno": ("/sys/class/kgsl/kgsl-3d0/gpu_model", "/sys/class/kgsl/kgsl-3d0/gpuclk",
                "/sys/class/kgsl/kgsl-3d0/max_gpuclk"),
@@ -70,8 +71,9 @@ def cpu_clusters(dev: Device) -> list[dict[str, Any]]:
                           "governor": (got[base.format(c, "scaling_governor")] or UNREADABLE).strip(),
                           "mask": format(sum(1 << x for x in cpus), "x")}
     out = sorted(clusters.values(), key=lambda d: (d["max_freq_khz"] if isinstance(d["max_freq_khz"], int) else 0))
-    names_by_rank = ["small", "med", "large"] if len(out) == 3 else ["small", "large"] if len(out) == 2 else ["cpu"] * len(out)
-    for d, name in zip(out, names_by_rank if len(names_by_rank) == len(out) else [f"c{i}" for i in range(len(out))]):
+    # slowest to fastest; more than three clusters get distinct names c0, c1, ...
+    names = CLUSTER_NAMES.get(len(out)) or [f"c{i}" for i in range(len(out))]
+    for d, name in zip(out, names):
         d["name"] = name
     return out
 
