@@ -74,6 +74,8 @@ def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProt
     rng = np.random.default_rng(seed)
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    # BatchNorm variances must stay positive, or the model computes NaN
+    positive = {n.input[4] for n in out.graph.node if n.op_type == "BatchNormalization" and len(n.input) > 4}
     for t in out.graph.initializer:
         if t.data_location != TensorProto.EXTERNAL:
             continue
@@ -82,6 +84,8 @@ def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProt
         fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
         if np.issubdtype(dtype, np.floating):
             arr = (rng.standard_normal(shape) / np.sqrt(max(fan_in, 1))).astype(dtype)
+            if t.name in positive:
+                arr = np.abs(arr) + dtype.type(0.5)
         else:
             arr = np.zeros(shape, dtype)
         new = numpy_helper.from_array(arr, t.name)

@@ -31,7 +31,7 @@ class TFLiteBuilder:
         t.name, t.shape, t.type = name, list(shape), _TYPES[dtype]
         if data is not None:
             b = self.s.BufferT()
-            b.data = np.ascontiguousarray(data, dtype=dtype).tobytes()
+            b.data = np.frombuffer(np.ascontiguousarray(data, dtype=dtype).tobytes(), np.uint8)
             self.model.buffers.append(b)
             t.buffer = len(self.model.buffers) - 1
         else:
