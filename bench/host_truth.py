@@ -54,7 +54,7 @@ def main() -> None:
 
     t0 = time.time()
     store = open_store(res_dir / f"{tag}_ops.csv", backend, "host")
-    configs = default_configs(graphs.values(), 50000, seed=0)
+    configs = default_configs(graphs.values(), 50000, seed=0, lowering=backend.lowering)
     counts = collect(backend, configs, store, "host", args.budget)
     print("per-op", counts, flush=True)
 
@@ -69,7 +69,9 @@ def main() -> None:
     pid = f"host/{args.backend}-{args.threads}t"
     # Summed single-kernel timings already match whole models here (mobilenet_v2 8.11 vs
     # 7.81 ms, resnet18 35.2 vs 34.0), so the end-to-end factors are held close to 1.
-    prof = train_profile(rows, fit_e2e, graphs, "host", "onnxruntime", "cpu", gpu_family="adreno",
+    framework = {"ort-cpu": "onnxruntime", "litert-cpu": "litert", "opencl": "opencl"}[args.backend]
+    prof = train_profile(rows, fit_e2e, graphs, "host", framework, "cpu", gpu_family=backend.lowering[1],
+                         lowering=backend.lowering[0],
                          source=f"oplat collect ({args.backend}, {args.threads} thread(s)) on this machine",
                          profile_id=pid, factor_ridge=args.factor_ridge)
 

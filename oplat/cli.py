@@ -171,6 +171,8 @@ def _train_from_collected(args: argparse.Namespace) -> int:
                 if processor == "cpu":
                     lowering, family = "tflite-cpu", "cpu"
             else:
+                if framework == "litert":
+                    lowering, family = "tflite-cpu", "cpu"
                 pid = f"{device}/{name}-{processor}-{threads}t"
             prof = train_profile(rs, {}, {}, device, framework, processor, gpu_family=family,
                                  source=f"oplat collect:{Path(path).name}", profile_id=pid, lowering=lowering)
@@ -293,9 +295,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     cores = [int(c) for c in args.cores.split(",")] if args.cores else None
     backend = make_backend(args.backend, args.threads, cores)
     store = open_store(args.out, backend, args.device)
-    configs = default_configs(load_graphs(args.graphs).values(), args.max_configs, seed=args.seed)
+    configs = default_configs(load_graphs(args.graphs).values(), args.max_configs, seed=args.seed,
+                              lowering=backend.lowering)
     done = store.done_ids()
-    todo = sum(1 for c in configs if config_id(c) not in done)
+    todo = len({config_id(backend.adapt(c)) for c in configs} - done)
     with _progress() as prog:
         task = prog.add_task(f"collect {args.backend} x{args.threads}", total=todo)
         counts = collect(backend, configs, store, args.device, budget,
@@ -342,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_profiles)
 
     p = sub.add_parser("collect", help="measure per-op latency on this machine into a dataset (resumable)")
-    p.add_argument("--backend", required=True, help="ort-cpu")
+    p.add_argument("--backend", required=True, help="ort-cpu, litert-cpu or opencl")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cores", help="comma-separated CPU ids to pin to")
     p.add_argument("--budget", help="stop after this long (90s, 10m, 1h)")

@@ -40,11 +40,16 @@ class ConvertError(ModelLoadError):
     """The ONNX model holds something the converter cannot express in TFLite."""
 
 
-def onnx_to_tflite(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None) -> bytes:
-    """The .tflite bytes of ``model`` (graph-only models get random weights first)."""
+def onnx_to_tflite(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                   nhwc_inputs: bool = False) -> bytes:
+    """The .tflite bytes of ``model`` (graph-only models get random weights first).
+
+    ``nhwc_inputs``: 4-D inputs are declared NHWC (as deployed TFLite models take
+    images) instead of the ONNX NCHW with a TRANSPOSE behind them.
+    """
     if is_graph_only(model):
         model = with_random_weights(model)
-    return _Converter(model, input_shapes or {}).run()
+    return _Converter(model, input_shapes or {}, nhwc_inputs).run()
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -52,7 +57,9 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 
 class _Converter:
-    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> None:
+    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]],
+                 nhwc_inputs: bool = False) -> None:
+        self.nhwc_inputs = nhwc_inputs
         m = onnx.ModelProto()
         m.CopyFrom(model)
         init_names = {t.name for t in m.graph.initializer}
@@ -92,6 +99,9 @@ class _Converter:
             dims = vi.type.tensor_type.shape.dim
             self.shapes[vi.name] = ([d.dim_value if d.HasField("dim_value") else None for d in dims]
                                     if vi.type.tensor_type.HasField("shape") else None)
+        for n in m.graph.node:  # contrib element-wise ops (com.microsoft Gelu) keep their input's shape
+            if n.op_type in ("Gelu", "FastGelu", "BiasGelu", "QuickGelu") and not self.shapes.get(n.output[0]):
+                self.shapes[n.output[0]] = self.shapes.get(n.input[0])
         return m
 
     def _prefold(self, m: onnx.ModelProto) -> onnx.ModelProto:
@@ -199,8 +209,10 @@ class _Converter:
     def run(self) -> bytes:
         for i in self.inputs:
             shape = self.shape(i.name)
-            idx = self.b.add_input(i.name, shape)
-            self.t[i.name] = {"nchw": idx}
+            if self.nhwc_inputs and len(shape) == 4:
+                self.t[i.name] = {"nhwc": self.b.add_input(i.name, [shape[p] for p in NCHW_TO_NHWC])}
+            else:
+                self.t[i.name] = {"nchw": self.b.add_input(i.name, shape)}
         self._match_gelu()
         for k, node in enumerate(self.graph.node):
             if k in self.skip:
@@ -216,7 +228,8 @@ class _Converter:
             name = self.alias.get(o.name, o.name)
             if name in self.consts:
                 raise ConvertError(f"output {o.name!r} is a constant")
-            self.b.mark_output(self.get(name, "nchw"))
+            keep_nhwc = self.nhwc_inputs and self.has_nhwc(name) and "nchw" not in self.t.get(name, {})
+            self.b.mark_output(self.get(name, "nhwc" if keep_nhwc else "nchw"))
         self.b.sub.name = self.graph.name or "main"
         return self.b.build()
 
@@ -308,6 +321,8 @@ class _Converter:
         layout = "nhwc" if self.has_nhwc(node.input[0]) else "nchw"
         self.b.add_op("GELU", [self.get(node.input[0], layout)], [self.out(node.output[0], layout)],
                       "GeluOptions", approximate=False)
+
+    op_Gelu = op__Gelu  # com.microsoft Gelu
 
     def _fused_act(self, name: str) -> tuple[int, str]:
         """A ReLU / ReLU6 that is the only consumer of ``name``: (TFLite code, output name)."""

@@ -79,9 +79,16 @@ def time_runs(run: Callable[[], Any], warmup: int = 2, min_runs: int = 10, max_r
 
 
 class Backend:
-    """Interface: ``name``, ``settings`` and ``measure(config) -> timing dict``."""
+    """Interface: ``name``, ``settings`` and ``measure(config) -> timing dict``.
+
+    ``lowering`` is how the framework runs a model (which kernels it fuses): it names
+    the rows and selects the configs worth measuring; ``adapt`` drops from a config the
+    links the framework would not fuse (they are kernels of their own there).
+    """
 
     name = "abstract"
+    lowering: tuple[str, str] = ("tflite-gpu", "adreno")
+    fusable_links: frozenset[str] | None = None  # None: every link fuses
 
     def __init__(self, threads: int = 1, cores: Sequence[int] | None = None) -> None:
         self.threads = threads
@@ -95,6 +102,17 @@ class Backend:
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def adapt(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """``cfg`` as this framework would run it as one kernel (unfusable links dropped)."""
+        if self.fusable_links is None or not cfg.get("linked"):
+            return cfg
+        out = []  # TFLite fuses only a leading run of clamps; the rest are kernels of their own
+        for t in cfg["linked"]:
+            if t not in self.fusable_links:
+                break
+            out.append(t)
+        return cfg if out == list(cfg["linked"]) else {**cfg, "linked": out}
 
 
 class OrtCpuBackend(Backend):
@@ -130,7 +148,81 @@ class OrtCpuBackend(Backend):
         return time_runs(lambda: sess.run(None, feeds))
 
 
-BACKENDS = {"ort-cpu": OrtCpuBackend}
+class _LiteRTSession:
+    """onnxruntime-like ``get_inputs()`` / ``run(None, feeds)`` over a LiteRT interpreter."""
+
+    class _Input:
+        def __init__(self, name: str, shape) -> None:
+            self.name, self.shape = name, [int(d) for d in shape]
+
+    def __init__(self, interpreter) -> None:
+        self.it = interpreter
+        self.it.allocate_tensors()
+        self._in = self.it.get_input_details()
+        self._out = self.it.get_output_details()
+
+    def get_inputs(self) -> list:
+        return [self._Input(d["name"], d["shape"]) for d in self._in]
+
+    def run(self, _outputs, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        for d in self._in:
+            self.it.set_tensor(d["index"], feeds[d["name"]].reshape(d["shape"]))
+        self.it.invoke()
+        return [self.it.get_tensor(d["index"]) for d in self._out]
+
+
+def litert_interpreter_class():
+    """LiteRT's ``Interpreter`` (ai-edge-litert; tflite-runtime when only that is installed)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise BackendError("LiteRT is not installed: pip install ai-edge-litert") from None
+    return Interpreter
+
+
+class LiteRTCpuBackend(Backend):
+    """LiteRT interpreter on the CPU with its default XNNPACK delegate, ``threads`` threads.
+
+    Models are ONNX single-op (or whole) models converted to .tflite with NHWC inputs by
+    :mod:`oplat.onnx2tflite`, so LiteRT runs the same kernels a converted model runs.
+    """
+
+    name = "litert-cpu"
+    lowering = ("tflite-cpu", "cpu")
+    fusable_links = frozenset(("relu", "relu6"))
+
+    def __init__(self, threads: int = 1, cores: Sequence[int] | None = None) -> None:
+        super().__init__(threads, cores)
+        self._Interpreter = litert_interpreter_class()
+
+    def tflite_bytes(self, model_bytes: bytes) -> bytes:
+        import onnx
+
+        from ..onnx2tflite import onnx_to_tflite
+
+        return onnx_to_tflite(onnx.load_from_string(model_bytes), nhwc_inputs=True)
+
+    def session(self, model_bytes: bytes) -> _LiteRTSession:
+        """A runnable session of an ONNX model (converted) or of .tflite bytes."""
+        data = model_bytes if model_bytes[4:8] == b"TFL3" else self.tflite_bytes(model_bytes)
+        return _LiteRTSession(self._Interpreter(model_content=data, num_threads=self.threads))
+
+    def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
+        try:
+            sess = self.session(onnx_single_op(cfg).SerializeToString())
+        except ValueError as e:
+            raise BackendError(str(e)) from None
+        except Exception as e:
+            raise BackendError(f"LiteRT rejected the config: {str(e).splitlines()[0]}") from None
+        rng = np.random.default_rng(0)
+        feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
+        return time_runs(lambda: sess.run(None, feeds))
+
+
+BACKENDS = {"ort-cpu": OrtCpuBackend, "litert-cpu": LiteRTCpuBackend}
 
 
 def make_backend(name: str, threads: int = 1, cores: Sequence[int] | None = None) -> Backend:

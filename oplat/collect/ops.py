@@ -18,7 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "MAX_POOL_2D",
            "AVERAGE_POOL_2D", "CONCATENATION", "ADD", "MUL", "RELU", "HARD_SWISH", "SIGMOID", "BATCH_MATMUL",
-           "SOFTMAX", "LAYER_NORM", "TRANSPOSE")
+           "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "GELU", "HARD_SIGMOID")
+UNARY = {"RELU": "Relu", "HARD_SWISH": "HardSwish", "SIGMOID": "Sigmoid", "GELU": "Gelu", "HARD_SIGMOID": "HardSigmoid"}
 
 
 def config_id(cfg: dict[str, Any]) -> str:
@@ -138,9 +139,10 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
         inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
         nodes.append(helper.make_node("Transpose", ["x"], ["y0"], perm=[int(p) for p in cfg["Perm"]]))
         more, more_inits, y = [], [], "y0"
-    elif k in ("RELU", "HARD_SWISH", "SIGMOID"):
-        op = {"RELU": "Relu", "HARD_SWISH": "HardSwish", "SIGMOID": "Sigmoid"}[k]
-        nodes.append(helper.make_node(op, ["x"], ["y0"]))
+    elif k in UNARY:
+        dims = [int(d) for d in cfg.get("Input_dims", [1, c, h, h])]
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
+        nodes.append(helper.make_node(UNARY[k], ["x"], ["y0"], domain="com.microsoft" if k == "GELU" else ""))
         more, more_inits, y = [], [], "y0"
     else:
         raise ValueError(f"no single-op builder for kernel {k!r} (known: {', '.join(KERNELS)})")
@@ -148,7 +150,7 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
     inits += more_inits
     nodes.append(helper.make_node("Identity", [y], ["y"]))
     rank = {"FULLY_CONNECTED": 2, "SOFTMAX": 2, "LAYER_NORM": 2, "BATCH_MATMUL": 3}.get(k, 4)
-    if k in ("TRANSPOSE", "ADD", "MUL") and "Input_dims" in cfg:
+    if (k in ("TRANSPOSE", "ADD", "MUL") or k in UNARY) and "Input_dims" in cfg:
         rank = len(cfg["Input_dims"])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
     graph = helper.make_graph(nodes, f"single_{k.lower()}", inputs, [out], inits)

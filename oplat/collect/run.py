@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable
 
 from ..datasets import OpRow
 from ..errors import DatasetError
-from ..features import GLUE_KEYS
+from ..features import GLUE_KEYS, predictor_key
 from ..lowering import lower
 from ..onnx_loader import load_onnx
 from ..store import DatasetStore
@@ -37,7 +37,7 @@ def kernel_of(cfg: dict[str, Any], lowering: tuple[str, str] = ("tflite-gpu", "a
     lm = lower(load_onnx(onnx_single_op(cfg)), *lowering)
     if lm.rows:
         return lm.rows[0]
-    return next((k for k in lm.kernels if k.type in GLUE_KEYS), None)
+    return next((k for k in lm.kernels if predictor_key(k.type, k.impl) in GLUE_KEYS), None)
 
 
 def open_store(path: str | Path, backend: Backend, device: str,
@@ -60,13 +60,14 @@ def open_store(path: str | Path, backend: Backend, device: str,
 def collect(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetStore, device: str = "host",
             budget_s: float | None = None, batch: int = 25, flush_s: float = 2.0,
             on_row: Callable[[dict[str, Any]], None] | None = None,
-            lowering: tuple[str, str] = ("tflite-gpu", "adreno")) -> dict[str, int]:
+            lowering: tuple[str, str] | None = None) -> dict[str, int]:
     """Measure every config not yet in ``store``; append rows in batches. Returns counts.
 
     Rows measured before an error that stops the run (a phone unplugged) are appended
     before the error propagates: a re-run resumes after them.
     """
     framework, processor = FRAMEWORKS.get(backend.name, (backend.name, "cpu"))
+    lowering = lowering or backend.lowering
     done = store.done_ids()
     pending: list[dict[str, Any]] = []
     counts = {"measured": 0, "failed": 0, "skipped": 0}
@@ -75,6 +76,7 @@ def collect(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetS
         for cfg in configs:
             if budget_s is not None and time.monotonic() - start >= budget_s:
                 break
+            cfg = backend.adapt(cfg)
             cid = config_id(cfg)
             if cid in done:
                 counts["skipped"] += 1

@@ -53,17 +53,21 @@ def kernel_config(k) -> dict[str, Any] | None:
         return {"kernel": "TRANSPOSE", "Input_dims": list(p["Input_dims"]), "Perm": list(p["Perm"])}
     if k.type in ("ADD", "MUL") and "Input_dims" in p:
         return {"kernel": k.type, "Input_dims": list(p["Input_dims"]), "Other_dims": list(p["Other_dims"])}
+    if k.impl == "eltwise" and k.type in ("RELU", "HARD_SWISH", "SIGMOID", "GELU", "HARD_SIGMOID") \
+            and isinstance(p.get("Output_shape"), (tuple, list)):
+        return {"kernel": k.type, "Input_dims": [int(d) for d in p["Output_shape"]]}
     if k.type == "CONCATENATION" and p.get("Axis", 1) == 1:
         return {"kernel": "CONCATENATION", "Input_shape": p["Input_shape"], "Input_channel": p["Input_channel"],
                 "Filter": p["Filter"], "Kernel": p["Kernel"]}
     return None
 
 
-def zoo_configs(graphs: Iterable[Graph]) -> list[dict[str, Any]]:
-    """Distinct kernel configs of the given graphs, in first-seen order."""
+def zoo_configs(graphs: Iterable[Graph], lowering: tuple[str, str] = ("tflite-gpu", "adreno")) -> list[dict[str, Any]]:
+    """Distinct kernel configs of the given graphs lowered for ``lowering``, in first-seen order."""
     seen, out = set(), []
     for g in graphs:
-        for k in lower(g, "tflite-gpu", "adreno").rows:
+        lm = lower(g, *lowering)
+        for k in lm.rows + [k for k in lm.kernels if k.impl == "eltwise"]:
             cfg = kernel_config(k)
             if cfg is None:
                 continue
@@ -138,6 +142,11 @@ def explore(cfg: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     if "Input_shape" in c and c["kernel"] != "FULLY_CONNECTED":
         h = int(c["Input_shape"] * rng.choice([0.5, 1, 1, 2]))
         c["Input_shape"] = min(224, max(7, h))
+    if "Input_dims" in c and "Perm" not in c and c["kernel"] not in ("ADD", "MUL"):
+        dims = list(c["Input_dims"])
+        j = 1 if len(dims) == 4 else len(dims) - 1
+        dims[j] = _ch(rng, int(dims[j]))
+        c["Input_dims"] = dims
     if c["kernel"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP"):
         k = int(c.get("Kernel", 3))
         c["Kernel"] = rng.choice({1: [1, 1, 3], 3: [1, 3, 3, 5], 5: [3, 5, 5, 7], 7: [5, 7]}.get(k, [k]))
@@ -174,8 +183,9 @@ def sample_configs(base: list[dict[str, Any]], n: int, seed: int = 0,
         yield cfg
 
 
-def default_configs(graphs: Iterable[Graph], n: int, seed: int = 0, transformer_blocks: int = 300) -> list[dict[str, Any]]:
+def default_configs(graphs: Iterable[Graph], n: int, seed: int = 0, transformer_blocks: int = 300,
+                    lowering: tuple[str, str] = ("tflite-gpu", "adreno")) -> list[dict[str, Any]]:
     """What ``oplat collect`` measures: kernels of the given CNN graphs and of random
     attention blocks, interleaved with explored neighbours, in a seeded order."""
-    base = zoo_configs(graphs) + transformer_configs(transformer_blocks, seed)
+    base = zoo_configs(graphs, lowering) + transformer_configs(transformer_blocks, seed)
     return list(sample_configs(base, n, seed=seed))
