@@ -172,3 +172,37 @@ def test_transformer_kernels_are_built_measured_and_lowered():
         k = kernel_of(c)
         assert k is not None and kernel_config(k)["kernel"] == c["kernel"]
         assert b.measure(c)["median_ms"] > 0
+
+
+def test_litert_backend_measures_converted_single_ops_and_whole_models():
+    from models.zoo import build
+    from oplat.collect.run import kernel_of
+    from oplat.collect.whole import measure_model
+
+    b = make_backend("litert-cpu", threads=1)
+    cfg = b.adapt({"kernel": "CONV_2D", "Input_shape": 14, "Input_channel": 16, "Filter": 16, "Kernel": 1,
+                   "Stride": 1, "linked": ["add", "relu"]})
+    assert cfg["linked"] == []  # XNNPACK runs the residual add as a kernel of its own
+    assert b.adapt(CONFIGS[0]) is CONFIGS[0]  # a trailing ReLU fuses: kept
+    assert kernel_of(cfg, b.lowering).impl == "gemm_1x1"
+    for c in (cfg, {"kernel": "GELU", "Input_dims": [1, 50, 96]}, {"kernel": "LAYER_NORM", "Rows": 50, "Cols": 96},
+              {"kernel": "BATCH_MATMUL", "Batch": 3, "M": 50, "K": 32, "N": 50}):
+        r = b.measure(c)
+        assert r["median_ms"] > 0 and r["count"] >= 5
+    with pytest.raises(BackendError, match="no single-op builder"):
+        b.measure({"kernel": "FFT"})
+    assert measure_model(b, build("mobilenet_v3_small_0.75", graph_only=True), max_seconds=0.2)["median_ms"] > 0
+
+
+def test_opencl_backend_runs_the_runtime_kernels_and_rejects_the_rest():
+    try:
+        b = make_backend("opencl", threads=1)
+    except BackendError as e:
+        pytest.skip(f"no OpenCL device: {e}")
+    assert b.adapt(CONFIGS[0])["linked"] == []  # the runtime's kernels fuse nothing
+    r = b.measure(b.adapt(CONFIGS[0]))
+    assert r["median_ms"] > 0 and r["count"] >= 5
+    assert b.measure({"kernel": "FULLY_CONNECTED", "Input_channel": 64, "Filter": 16})["median_ms"] > 0
+    with pytest.raises(BackendError, match="no OpenCL kernel .* for MEAN"):
+        b.measure(CONFIGS[5])
+    assert b.settings["opencl_device"]

@@ -222,7 +222,79 @@ class LiteRTCpuBackend(Backend):
         return time_runs(lambda: sess.run(None, feeds))
 
 
-BACKENDS = {"ort-cpu": OrtCpuBackend, "litert-cpu": LiteRTCpuBackend}
+class OpenCLBackend(Backend):
+    """The OpenCL device through pyopencl, running the co-execution runtime's own kernels
+    (:mod:`coexec.runtime`: direct conv, vectorised stride-1 conv, blocked linear) on
+    fine-grained SVM buffers, completion signalled by the SVM flag the runtime polls.
+
+    Kernels the runtime has no OpenCL kernel for are rejected (recorded as failed).
+    ``cores`` pins the device's worker threads (PoCL's CPU device) at creation.
+    """
+
+    name = "opencl"
+    lowering = ("tflite-cpu", "cpu")
+    fusable_links: frozenset[str] = frozenset()
+
+    def __init__(self, threads: int = 1, cores: Sequence[int] | None = None) -> None:
+        self.threads = threads
+        self.cores = list(cores) if cores else None
+        try:
+            from coexec.runtime import OclExecutor, RuntimeUnavailable
+        except ImportError as e:  # pragma: no cover - coexec ships with oplat
+            raise BackendError(f"coexec runtime not importable ({e})") from None
+        if cores is None:
+            os.environ.setdefault("POCL_MAX_PTHREAD_COUNT", str(threads))
+        try:
+            self.ocl = OclExecutor(cores)
+        except RuntimeUnavailable as e:
+            raise BackendError(str(e).splitlines()[0]) from None
+        self._seq = 0
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings, "opencl_device": self.ocl.device.name}
+
+    def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
+        from coexec.runtime import LayerSpec, RuntimeUnavailable, poll
+
+        rng = np.random.default_rng(0)
+        k = cfg["kernel"]
+        c, f = int(cfg.get("Input_channel", 1)), int(cfg.get("Filter", 1) or 1)
+        if k == "CONV_2D" and int(cfg.get("Group", 1) or 1) == 1:
+            ks, h = int(cfg.get("Kernel", 1)), int(cfg["Input_shape"])
+            layer = LayerSpec("conv", rng.standard_normal((f, c, ks, ks)).astype(np.float32) / np.sqrt(c * ks * ks),
+                              np.zeros(f, np.float32), int(cfg.get("Stride", 1)), ks // 2)
+            x_shape: tuple[int, ...] = (c, h, h)
+        elif k == "FULLY_CONNECTED" and int(cfg.get("Rows", 1)) == 1:
+            layer = LayerSpec("linear", rng.standard_normal((f, c)).astype(np.float32) / np.sqrt(c),
+                              np.zeros(f, np.float32))
+            x_shape = (c,)
+        else:
+            raise BackendError(f"no OpenCL kernel in the co-execution runtime for {k}"
+                               + (" with several rows" if k == "FULLY_CONNECTED" else ""))
+        o = self.ocl
+        x, w, b = o.svm(x_shape), o.svm(layer.w.shape), o.svm(layer.b.shape)
+        x[...] = rng.standard_normal(x_shape)
+        w[...], b[...] = layer.w, layer.b
+        y = o.svm(layer.out_shape(x_shape))
+        xpad = o.pad_input(np.asarray(x), layer.pad) if layer.kind == "conv" and layer.stride == 1 else None
+        flag = o.svm((1,), np.int32)
+        flag[0] = 0
+
+        def run() -> None:
+            self._seq += 1
+            o.enqueue(layer, x, w, b, y, 0, layer.out_channels, x_shape, xpad)
+            o.signal(flag, self._seq)
+            o.flush()
+            poll(flag, self._seq)
+
+        try:
+            return time_runs(run)
+        except RuntimeUnavailable as e:
+            raise BackendError(str(e).splitlines()[0]) from None
+
+
+BACKENDS = {"ort-cpu": OrtCpuBackend, "litert-cpu": LiteRTCpuBackend, "opencl": OpenCLBackend}
 
 
 def make_backend(name: str, threads: int = 1, cores: Sequence[int] | None = None) -> Backend:
