@@ -287,7 +287,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from .collect.backends import make_backend
     from .collect.ops import config_id
-    from .collect.run import collect, open_store, parse_budget
+    from .collect.run import collect, collect_adaptive, open_store, parse_budget
     from .collect.sampler import default_configs
     from .train import load_graphs
 
@@ -301,8 +301,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
     todo = len({config_id(backend.adapt(c)) for c in configs} - done)
     with _progress() as prog:
         task = prog.add_task(f"collect {args.backend} x{args.threads}", total=todo)
-        counts = collect(backend, configs, store, args.device, budget,
-                         on_row=lambda r: prog.update(task, advance=1))
+        if args.adaptive:
+            counts = collect_adaptive(backend, configs, store, args.device, budget, batch=args.batch,
+                                      seed=args.seed, on_row=lambda r: prog.update(task, advance=1))
+        else:
+            counts = collect(backend, configs, store, args.device, budget,
+                             on_row=lambda r: prog.update(task, advance=1))
     print(f"{args.out}: measured {counts['measured']}, failed {counts['failed']}, "
           f"already there {counts['skipped']}; {len(store.rows())} rows in the dataset")
     return 0
@@ -354,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-configs", type=int, default=20000)
     p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="models whose kernels to cover")
+    p.add_argument("--adaptive", action="store_true",
+                   help="measure next, batch by batch, the configs a committee of profiles disagrees on most")
+    p.add_argument("--batch", type=int, default=100, help="configs per adaptive batch")
     p.set_defaults(fn=cmd_collect)
 
     cal = sub.add_parser("calibrate", help="adapt a profile to a new phone from a few end-to-end measurements")

@@ -206,3 +206,29 @@ def test_opencl_backend_runs_the_runtime_kernels_and_rejects_the_rest():
     with pytest.raises(BackendError, match="no OpenCL kernel .* for MEAN"):
         b.measure(CONFIGS[5])
     assert b.settings["opencl_device"]
+
+
+def test_adaptive_collection_prefers_unknown_kernels_and_resumes(tmp_path):
+    from oplat.collect.adaptive import committee_disagreement
+    from oplat.collect.run import collect, collect_adaptive, kernel_of, open_store, read_collected
+
+    b = make_backend("ort-cpu", threads=1)
+    store = open_store(tmp_path / "a.csv", b, "host")
+    convs = [{"kernel": "CONV_2D", "Input_shape": h, "Input_channel": c, "Filter": c, "Kernel": 1, "Stride": 1,
+              "linked": []} for h in (7, 14) for c in (8, 16, 24, 32, 40, 48, 56, 64, 72, 80)]
+    collect(b, convs, store, "host")
+    rows = read_collected(tmp_path / "a.csv")
+    assert len(rows) == 20
+    cands = [dict(convs[0], Input_channel=96, Filter=96), {"kernel": "MEAN", "Input_shape": 7, "Input_channel": 64}]
+    items = []
+    for c in cands:
+        k = kernel_of(c, b.lowering)
+        items.append((k.type, k.impl, k.params, k.linked))
+    sd = committee_disagreement(rows, items, members=3)
+    assert np.isfinite(sd[0]) and sd[1] == np.inf  # no MEAN row measured yet: measured first
+    more = [{"kernel": "MEAN", "Input_shape": h, "Input_channel": c} for h in (7, 14) for c in (16, 32, 64)]
+    counts = collect_adaptive(b, convs + more, store, "host", batch=4)
+    assert counts["measured"] == 6 and counts["skipped"] == 20
+    ids = [r["config_id"] for r in store.rows()]
+    assert len(ids) == len(set(ids)) == 26
+    assert collect_adaptive(b, convs + more, store, "host", batch=4)["measured"] == 0

@@ -120,3 +120,54 @@ def read_collected(path: str | Path) -> list[OpRow]:
                          [t for t in r["linked"].split("|") if t], json.loads(r["params"] or "{}"),
                          float(r["latency_ms"]), {"config_id": r["config_id"]}))
     return out
+
+
+def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetStore, device: str = "host",
+                     budget_s: float | None = None, batch: int = 100, pool: int = 3000, seed: int = 0,
+                     on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, int]:
+    """Like :func:`collect`, but each batch is chosen by :func:`oplat.collect.adaptive.next_batch`
+    among (up to ``pool``) unmeasured candidates, from a committee trained on the rows so far.
+
+    Resumable like :func:`collect`: what is in the store is never measured again.
+    """
+    import random
+
+    from .adaptive import next_batch
+
+    cands = [backend.adapt(c) for c in configs]
+    done = store.done_ids()
+    seen: set[str] = set()
+    todo = []
+    for c in cands:
+        cid = config_id(c)
+        if cid not in done and cid not in seen:
+            seen.add(cid)
+            todo.append(c)
+    random.Random(seed).shuffle(todo)
+    todo = todo[:pool]
+    items, keep = [], []
+    for c in todo:
+        try:
+            k = kernel_of(c, backend.lowering)
+        except ValueError:
+            k = None
+        if k is not None:
+            items.append((k.type, k.impl, {a: b for a, b in k.params.items() if not a.startswith("_")}, k.linked))
+            keep.append(c)
+    counts = {"measured": 0, "failed": 0, "skipped": len(done)}
+    start = time.monotonic()
+    rnd = 0
+    while keep:
+        left = None if budget_s is None else budget_s - (time.monotonic() - start)
+        if left is not None and left <= 0:
+            break
+        measured = read_collected(store.path) if store.path.exists() and store.path.stat().st_size else []
+        pick = next_batch(measured, items, min(batch, len(keep)), seed=seed + rnd)
+        rnd += 1
+        chosen = set(pick)
+        c = collect(backend, [keep[i] for i in pick], store, device, left, on_row=on_row)
+        for key in ("measured", "failed"):
+            counts[key] += c[key]
+        keep = [x for i, x in enumerate(keep) if i not in chosen]
+        items = [x for i, x in enumerate(items) if i not in chosen]
+    return counts

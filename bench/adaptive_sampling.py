@@ -1,0 +1,118 @@
+"""Adaptive vs uniform sampling on a really measured pool.
+
+The pool is a dataset collected for real with ``oplat collect`` (default: this
+machine's onnxruntime CPU rows, bench/results/host_ort-cpu_1t_ops.csv). A quarter is
+held out as the test set; from the rest, *uniform* takes random subsets of growing
+size, *adaptive* starts from the same random 250 and adds batches chosen by committee
+disagreement (:mod:`oplat.collect.adaptive`), never looking at the latencies of what it
+has not "measured" yet. Both are scored by per-op MAPE on the test set.
+
+    python bench/adaptive_sampling.py [--pool DATASET] [--max 4000]
+
+Writes bench/results/adaptive_sampling.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from oplat.collect.adaptive import next_batch  # noqa: E402
+from oplat.collect.run import read_collected  # noqa: E402
+from oplat.train import _profile, fit_regressors  # noqa: E402
+
+
+def score(train, test) -> dict[str, float]:
+    prof = _profile({}, fit_regressors(train))
+    pred = prof.predict_kernels([(r.kernel, r.impl, r.params, r.linked) for r in test])
+    true = np.array([r.latency_ms for r in test])
+    ok = np.isfinite(pred)
+    ape = np.abs(pred[ok] / true[ok] - 1)
+    return {"mape": float(ape.mean()), "median_ape": float(np.median(ape)), "within_10": float((ape <= 0.1).mean()),
+            "covered": float(ok.mean())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pool", default=str(ROOT / "bench" / "results" / "host_ort-cpu_1t_ops.csv"))
+    ap.add_argument("--start", type=int, default=250)
+    ap.add_argument("--batch", type=int, default=250)
+    ap.add_argument("--max", type=int, default=4000)
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    t0 = time.time()
+    rows = read_collected(args.pool)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(rows))
+    n_test = len(rows) // 4
+    test = [rows[i] for i in perm[:n_test]]
+    pool = [rows[i] for i in perm[n_test:]]
+    budgets = [b for b in (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000) if b <= min(2 * args.max, len(pool))]
+    uniform: dict[int, list[dict]] = {b: [] for b in budgets}
+    adaptive: dict[int, list[dict]] = {}
+    for seed in range(args.seeds):
+        order = np.random.default_rng(100 + seed).permutation(len(pool))
+        for b in budgets:
+            uniform[b].append(score([pool[i] for i in order[:b]], test))
+        chosen = list(order[: args.start])
+        remaining = [int(i) for i in order[args.start:]]
+        items = [(r.kernel, r.impl, r.params, r.linked) for r in pool]
+        while True:
+            n = len(chosen)
+            if n in budgets:
+                adaptive.setdefault(n, []).append(score([pool[i] for i in chosen], test))
+                print(f"seed {seed} n={n} adaptive {adaptive[n][-1]['mape']:.3f} uniform {uniform[n][-1]['mape']:.3f}",
+                      flush=True)
+            if n >= args.max:
+                break
+            pick = next_batch([pool[i] for i in chosen], [items[i] for i in remaining], args.batch, seed=seed + n)
+            picked = [remaining[j] for j in pick]
+            chosen += picked
+            gone = set(picked)
+            remaining = [i for i in remaining if i not in gone]
+
+    def agg(d):
+        return {str(b): {k: float(np.median([s[k] for s in v])) for k in v[0]} for b, v in sorted(d.items())}
+
+    u, a = agg(uniform), agg(adaptive)
+    # smallest adaptive budget that matches uniform's accuracy at budget b
+    match = {}
+    for b in budgets:
+        target = u[str(b)]["mape"]
+        hit = [int(n) for n in a if a[n]["mape"] <= target]
+        match[str(b)] = {"uniform_mape": target, "adaptive_configs_needed": min(hit) if hit else None,
+                         "ratio": (min(hit) / b) if hit else None}
+    result = {"pool": Path(args.pool).name, "pool_rows": len(pool), "test_rows": len(test), "seeds": args.seeds,
+              "batch": args.batch, "uniform": u, "adaptive": a, "match": match, "seconds": round(time.time() - t0, 1),
+              "method": "committee of 4 bootstrap profiles; batches drawn with probability ~ std of log-latency, 20% uniform"}
+    out = ROOT / "bench" / "results" / "adaptive_sampling.json"
+    out.write_text(json.dumps(result, indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([int(b) for b in u], [v["mape"] * 100 for v in u.values()], "o-", label="uniform")
+    ax.plot([int(b) for b in a], [v["mape"] * 100 for v in a.values()], "s-", label="adaptive (committee)")
+    ax.set_xscale("log")
+    ax.set_xlabel("measured configurations")
+    ax.set_ylabel("held-out per-op MAPE (%)")
+    ax.set_title(f"{Path(args.pool).stem}: {len(test)} test ops, median of {args.seeds} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+    print(json.dumps(match, indent=1))
+
+
+if __name__ == "__main__":
+    main()
