@@ -67,7 +67,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     dev = Device(args.serial)
     facts = device_facts(dev)
     guard = ThermalGuard(dev, max_wait_s=args.thermal_wait) if args.thermal_wait > 0 else None
-    res = run_benchmark_model(dev, args.model, args.benchmark_binary, threads=args.threads, cores=args.cores,
+    model = args.model
+    if str(model).endswith(".onnx"):  # benchmark_model runs .tflite: convert as the TFLite converter would
+        import tempfile
+
+        import onnx
+
+        from oplat.onnx2tflite import onnx_to_tflite
+
+        tmp = Path(tempfile.mkdtemp(prefix="oplat-")) / (Path(model).stem + ".tflite")
+        tmp.write_bytes(onnx_to_tflite(onnx.load(model, load_external_data=False), nhwc_inputs=True))
+        model = str(tmp)
+    res = run_benchmark_model(dev, model, args.benchmark_binary, threads=args.threads, cores=args.cores,
                               gpu=args.gpu, op_profiling=args.op_profiling, runs=args.runs, warmup=args.warmup,
                               cooldown_s=args.cooldown, guard=guard, facts=facts)
     pid, pred = _predicted(args.model, facts, args.gpu, args.cores, args.threads, args.profile)
@@ -139,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serial", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_info)
-    p = sub.add_parser("bench", help="run benchmark_model on a .tflite model")
+    p = sub.add_parser("bench", help="run benchmark_model on a .tflite model (an .onnx model is converted first)")
     p.add_argument("model")
     p.add_argument("--serial", required=True)
     p.add_argument("--benchmark-binary", help="benchmark_model for the phone's ABI (pushed once, cached)")

@@ -284,6 +284,29 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    import onnx
+
+    from .errors import ModelLoadError
+    from .onnx2tflite import onnx_to_tflite
+    from .onnx_loader import parse_input_shapes
+
+    shapes = parse_input_shapes(args.input_shape)
+    if not Path(args.model).is_file():
+        raise ModelLoadError(f"{args.model}: no such model file")
+    try:
+        model = onnx.load(args.model, load_external_data=False)
+    except Exception as e:
+        raise ModelLoadError(f"{args.model}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
+    data = onnx_to_tflite(model, shapes, nhwc_inputs=not args.nchw_inputs)
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    print(f"{args.model} -> {out} ({len(data) // 1024} KB)")
+    return 0
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from .collect.backends import make_backend
     from .collect.ops import config_id
@@ -362,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure next, batch by batch, the configs a committee of profiles disagrees on most")
     p.add_argument("--batch", type=int, default=100, help="configs per adaptive batch")
     p.set_defaults(fn=cmd_collect)
+
+    p = sub.add_parser("convert", help="convert an ONNX model to .tflite (NHWC, fused as the TFLite converter does)")
+    p.add_argument("model")
+    p.add_argument("-o", "--out", required=True, help="output .tflite file")
+    p.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224", help="shape of a dynamic input")
+    p.add_argument("--nchw-inputs", action="store_true", help="keep 4-D inputs NCHW (a TRANSPOSE follows them)")
+    p.set_defaults(fn=cmd_convert)
 
     cal = sub.add_parser("calibrate", help="adapt a profile to a new phone from a few end-to-end measurements")
     cal.add_argument("--base", required=True, help="profile id or folder, or 'auto' to pick the best one")

@@ -85,3 +85,25 @@ def test_dynamic_input_needs_a_size() -> None:
     with pytest.raises(ConvertError, match="input 'x' has a dynamic shape"):
         onnx_to_tflite(m)
     assert len(onnx_to_tflite(m, {"x": [1, 3, 8, 8]})) > 0
+
+
+def test_convert_cli_and_prediction_agree_across_formats(tmp_path: Path) -> None:
+    """The converted .tflite lowers to the same GPU kernels as the ONNX it came from."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "mv2.tflite"
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "oplat.cli", *map(str, a)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+
+    src = ROOT / "models" / "samples" / "mobilenetv2_w1.onnx"
+    p = run("convert", src, "-o", out)
+    assert p.returncode == 0, p.stderr
+    a = json.loads(run("predict", src, "--profile", "pixel4/tflite-gpu", "--json").stdout)["total_ms"]
+    b = json.loads(run("predict", out, "--profile", "pixel4/tflite-gpu", "--json").stdout)["total_ms"]
+    assert abs(a / b - 1) < 0.02
+    bad = run("convert", ROOT / "README.md", "-o", tmp_path / "x.tflite")
+    assert bad.returncode == 2 and "not a readable ONNX model" in bad.stderr and not (tmp_path / "x.tflite").exists()

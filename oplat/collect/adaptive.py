@@ -41,7 +41,10 @@ def committee_disagreement(measured: Sequence[OpRow], items: Sequence[tuple[str,
         prof = _profile({}, fit_regressors([measured[i] for i in idx]))
         preds.append(np.log(prof.predict_kernels(items)))
     p = np.vstack(preds)
-    with np.errstate(invalid="ignore"):
+    import warnings
+
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no regressor for that key yet
         sd = np.nanstd(p, axis=0)
     keys = [predictor_key(k, i) for k, i, _, _ in items]
     few = np.array([counts.get(k, 0) < MIN_ROWS for k in keys])
