@@ -125,6 +125,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .graph_runtime import run_plan
+    from .plan import PlanError
+
+    try:
+        plan = json.loads(Path(args.plan).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlanError(f"{args.plan}: not a readable plan ({e})") from None
+    cores = (lambda s: [int(c) for c in s.split(",")] if s else None)
+    res = run_plan(args.model, plan, runs=args.runs, sync=args.sync, cpu_cores=cores(args.cpu_cores),
+                   gpu_cores=cores(args.gpu_cores), cpu_only=args.cpu_only)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    line = f"{res['model']}: CPU only {res['cpu_ms']:.3f} ms"
+    if res["gpu_ms"] is not None:
+        line += (f", GPU only {res['gpu_ms']:.3f} ms, planned co-execution {res['planned_ms']:.3f} ms "
+                 f"({res['speedup']:.2f}x the faster; waits {res['planned_sync_ms']:.3f} ms)")
+    print(line + f"; outputs match onnxruntime: {res['outputs_match']}")
+    if res["gpu_fallback"]:
+        print(f"  {len(res['gpu_fallback'])} GPU-placed ops without an OpenCL kernel ran on the CPU: "
+              + ", ".join(res["gpu_fallback"][:8]) + (" ..." if len(res["gpu_fallback"]) > 8 else ""))
+    for o in sorted(res["ops"], key=lambda o: -o["ms"])[: args.top]:
+        pred = f"  (plan {o['predicted_ms']:.3f})" if o.get("predicted_ms") is not None else ""
+        print(f"  {o['on']:<3} {o['op']:<18} {o['ms']:8.3f} ms{pred}  {o['name']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="coexec", description="CPU/GPU co-execution planning")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -156,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cpu-only", action="store_true", help="no OpenCL device: time the CPU executor alone")
     b.add_argument("--json", action="store_true")
     b.set_defaults(fn=cmd_bench)
+    r = sub.add_parser("run", help="execute a plan on the CPU executor and the OpenCL device at once")
+    r.add_argument("model", help="the ONNX model the plan was made for (with weights)")
+    r.add_argument("--plan", required=True)
+    r.add_argument("--runs", type=int, default=10)
+    r.add_argument("--sync", choices=["svm", "event", "finish"], default="svm")
+    r.add_argument("--cpu-cores", help="cores of the CPU executor, e.g. 0")
+    r.add_argument("--gpu-cores", help="cores the OpenCL device's threads run on (PoCL), e.g. 1")
+    r.add_argument("--cpu-only", action="store_true", help="no OpenCL device: run the CPU executor alone")
+    r.add_argument("--top", type=int, default=15)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(fn=cmd_run)
     s = sub.add_parser("split", help="rewrite a model into CPU and GPU parts following a plan")
     s.add_argument("model")
     s.add_argument("plan")

@@ -282,6 +282,11 @@ class CostModel:
             return np.zeros(0)
         ms = prof.predict_kernels(items)
         missing = np.flatnonzero(np.isnan(ms))
+        if len(missing) and prof.meta.get("runs_only_predicted_kernels"):
+            # an executor with kernels for only some ops (the host OpenCL runtime): the
+            # others cannot run there at all
+            ms[missing] = np.inf
+            return ms
         if len(missing):
             proxies = [_proxy(items[i]) for i in missing]
             ms[missing] = prof.predict_kernels(proxies)

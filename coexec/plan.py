@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from oplat.errors import OplatError
 from oplat.profile import Profile, load_profile
 
@@ -92,13 +94,15 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
                     "note": u.note or (None if u.split_kind else "runs whole: no split rule for this kernel"),
                     "predicted_gpu_ms": round(det["gpu_ms"], 5), "predicted_cpu_ms": round(det["cpu_ms"], 5),
                     "predicted_sync_ms": round(det["wait_ms"], 5),
-                    "whole_gpu_ms": round(whole_gpu, 5), "whole_cpu_ms": round(whole_cpu, 5),
-                    "saved_ms": round((whole_gpu if fast_is_gpu else whole_cpu) - spent, 5)})
+                    "whole_gpu_ms": _num(whole_gpu), "whole_cpu_ms": _num(whole_cpu),
+                    "saved_ms": _num((whole_gpu if fast_is_gpu else whole_cpu) - spent)})
     best_single = min(cpu_ms, gpu_ms)
     out = {"format": PLAN_FORMAT, "model": Path(model).name, "model_sha256": model_hash(model),
             "device": gpu.meta.get("device"), "profiles": {"cpu": cpu.id, "gpu": gpu.id},
             "sync_us": sync_us, "share_ms_per_mb": share_ms_per_mb, "steps": steps, "dims": list(dims),
-            "predicted_ms": {"cpu": round(cpu_ms, 4), "gpu": round(gpu_ms, 4), "coexec": round(planned, 4)},
+            # None: some op has no kernel on that processor (it cannot run the model alone)
+            "predicted_ms": {k: round(v, 4) if np.isfinite(v) else None
+                             for k, v in (("cpu", cpu_ms), ("gpu", gpu_ms), ("coexec", planned))},
             "speedup": round(best_single / planned, 4) if planned > 0 else 1.0,
             "faster_single": "cpu" if cpu_ms < gpu_ms else "gpu",
             "split_share": round(sum(o["placement"] == "split" for o in ops) / max(len(ops), 1), 4),
@@ -109,6 +113,11 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
         _, t_or = oracle_search(cm, starts=[decisions])
         out["oracle_ms"] = round(t_or, 4)
     return out
+
+
+def _num(x: float, nd: int = 5) -> float | None:
+    """JSON-safe rounding: None where an op cannot run on that processor (infinite cost)."""
+    return round(float(x), nd) if np.isfinite(x) else None
 
 
 def validate_plan(plan: Mapping[str, Any], model: str | os.PathLike | None = None) -> None:

@@ -177,6 +177,8 @@ def _train_from_collected(args: argparse.Namespace) -> int:
             prof = train_profile(rs, {}, {}, device, framework, processor, gpu_family=family,
                                  source=f"oplat collect:{Path(path).name}", profile_id=pid, lowering=lowering)
             prof.meta["collection"] = {k: meta.get(k) for k in ("backend", "threads", "cores", "machine")}
+            if meta.get("backend") == "opencl":  # the runtime has OpenCL kernels for these ops only
+                prof.meta["runs_only_predicted_kernels"] = True
             folder = prof.save(out / device / pid.split("/", 1)[1])
             print(f"{pid}: {len(rs)} rows -> {folder}")
     return 0

@@ -122,3 +122,63 @@ def test_cpu_only_mode(tmp_path, capsys):
     assert coexec_main(["bench", str(p), "--cpu-only", "--json", "--runs", "2"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["cpu_ms"] > 0 and "gpu_ms" not in res
+
+
+def _tiny_cnn(path, seed=0):
+    """conv3x3 -> relu -> conv1x1 (+residual) -> global pool -> flatten -> gemm, with weights."""
+    rng = np.random.default_rng(seed)
+    w = lambda *s: numpy_helper.from_array((rng.standard_normal(s) * 0.2).astype(np.float32))  # noqa: E731
+
+    def init(name, *s):
+        t = w(*s)
+        t.name = name
+        return t
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", kernel_shape=[1, 1]),
+             helper.make_node("Add", ["c2", "r1"], ["a2"], name="add2"),
+             helper.make_node("GlobalAveragePool", ["a2"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+                          [init("w1", 32, 8, 3, 3), init("b1", 32), init("w2", 32, 32, 1, 1), init("b2", 32),
+                           init("w3", 16, 32), init("b3", 16)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+def _plan_for(model, placement):
+    from coexec.plan import model_hash
+
+    ops = [{"name": n, "sources": [n], "placement": p, "ratio": r, "dimension": "channel",
+            "predicted_gpu_ms": 0.1, "predicted_cpu_ms": 0.2} for n, (p, r) in placement.items()]
+    return {"format": 1, "model": model.name, "model_sha256": model_hash(model), "steps": 16, "ops": ops,
+            "profiles": {"cpu": "test", "gpu": "test"}}
+
+
+@pytest.mark.parametrize("sync", ["svm", "event", "finish"])
+def test_whole_model_plan_runs_on_both_sides_and_matches(ocl, tmp_path, sync):
+    from coexec.graph_runtime import run_plan
+
+    model = _tiny_cnn(tmp_path / "tiny.onnx")
+    plan = _plan_for(model, {"conv1": ("split", 0.5), "relu1": ("cpu", 0.0), "conv2": ("gpu", 1.0),
+                             "add2": ("gpu", 1.0), "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("split", 0.5)})
+    res = run_plan(str(model), plan, runs=2, sync=sync)
+    assert res["outputs_match"], res["max_rel_err"]
+    on = {o["name"]: o["on"] for o in res["ops"]}
+    assert on["conv1/gpu"] == "gpu" and on["conv1/cpu"] == "cpu" and on["conv2"] == "gpu" and on["fc/gpu"] == "gpu"
+    assert on["conv1/concat"] == "join"  # the halves wrote into one shared buffer: no copy
+    assert res["gpu_fallback"] == ["add2"]  # placed on the GPU, no OpenCL kernel: ran on the CPU, reported
+    assert res["cpu_ms"] > 0 and res["gpu_ms"] > 0 and res["planned_ms"] > 0 and res["speedup"] > 0
+
+
+def test_run_refuses_a_plan_of_another_model(tmp_path, capsys):
+    a = _tiny_cnn(tmp_path / "a.onnx", seed=0)
+    b = _tiny_cnn(tmp_path / "b.onnx", seed=1)
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(_plan_for(a, {"conv1": ("gpu", 1.0)})))
+    assert coexec_main(["run", str(b), "--plan", str(plan), "--cpu-only"]) == 2
+    assert "plan" in capsys.readouterr().err.lower()
