@@ -76,6 +76,11 @@ def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProt
     out.CopyFrom(model)
     # BatchNorm variances must stay positive, or the model computes NaN
     positive = {n.input[4] for n in out.graph.node if n.op_type == "BatchNormalization" and len(n.input) > 4}
+    alias = {n.output[0]: n.input[0] for n in out.graph.node if n.op_type == "Identity"}
+    for name in list(positive):  # exporters dedupe equal initializers through Identity nodes
+        while name in alias:
+            name = alias[name]
+            positive.add(name)
     for t in out.graph.initializer:
         if t.data_location != TensorProto.EXTERNAL:
             continue

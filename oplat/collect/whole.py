@@ -28,7 +28,8 @@ def measure_model(backend: Backend, model: onnx.ModelProto, max_seconds: float =
     rng = np.random.default_rng(0)
     feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
              for i in sess.get_inputs()}
-    return time_runs(lambda: sess.run(None, feeds), warmup=3, min_runs=10, max_seconds=max_seconds)
+    run = sess.prepare(feeds) if hasattr(sess, "prepare") else (lambda: sess.run(None, feeds))
+    return time_runs(run, warmup=3, min_runs=10, max_seconds=max_seconds)
 
 
 def measure_models(backend: Backend, models: Mapping[str, Callable[[], onnx.ModelProto]], path: str | Path,

@@ -1,0 +1,75 @@
+"""Whole-model co-execution on this machine's pair: plan from the host profiles, run it.
+
+For each zoo CNN: ``coexec plan`` with the CPU executor's profile (host/ort-cpu-1t) and
+the OpenCL executor's (host/opencl-gpu-1t, collected with ``oplat collect --backend
+opencl``), then ``coexec run`` (CPU only, GPU only, planned; interleaved runs, medians;
+outputs checked against onnxruntime). The question the issue asks: is the planned run
+faster than the faster single executor where the planner predicts a gain, and never
+more than 3% slower anywhere?
+
+    python bench/coexec_whole.py [--models a,b] [--runs 7]
+
+Writes bench/results/coexec_whole.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import onnx  # noqa: E402
+
+from coexec.graph_runtime import run_plan  # noqa: E402
+from coexec.plan import make_plan  # noqa: E402
+from models.zoo import build  # noqa: E402
+
+MODELS = "squeezenet1_1,resnet10,resnet18_w0.5,mobilenet_v1_0.5,regnetx_200mf,mnasnet_0.5"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=MODELS)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--cpu-profile", default="host/ort-cpu-1t")
+    ap.add_argument("--gpu-profile", default="host/opencl-gpu-1t")
+    ap.add_argument("--sync", default="svm")
+    args = ap.parse_args()
+    out = {"cpu_profile": args.cpu_profile, "gpu_profile": args.gpu_profile, "sync": args.sync, "models": {}}
+    tmp = Path(tempfile.mkdtemp())
+    t0 = time.time()
+    for name in args.models.split(","):
+        path = tmp / f"{name}.onnx"
+        onnx.save(build(name), path)
+        plan = make_plan(path, args.cpu_profile, args.gpu_profile, dims=("channel",))
+        res = run_plan(str(path), plan, runs=args.runs, sync=args.sync)
+        fast = min(res["cpu_ms"], res["gpu_ms"])
+        pred = plan["predicted_ms"]
+        row = {"predicted_ms": pred, "predicted_speedup": plan["speedup"], "cpu_ms": res["cpu_ms"],
+               "gpu_ms": res["gpu_ms"], "planned_ms": res["planned_ms"], "speedup": fast / res["planned_ms"],
+               "planned_sync_ms": res["planned_sync_ms"], "outputs_match": res["outputs_match"],
+               "gpu_fallback": len(res["gpu_fallback"]), "gpu_only_cpu_ops": res["gpu_only_cpu_ops"],
+               "ops_on_gpu": sum(o["on"] == "gpu" for o in res["ops"]), "ops": len(res["ops"])}
+        out["models"][name] = row
+        print(f"{name:18s} CPU {res['cpu_ms']:8.2f}  GPU {res['gpu_ms']:8.2f}  planned {res['planned_ms']:8.2f} ms  "
+              f"speedup {row['speedup']:.3f} (predicted {plan['speedup']:.3f})  GPU ops {row['ops_on_gpu']}  "
+              f"ok={res['outputs_match']}", flush=True)
+    rows = list(out["models"].values())
+    gain = [r for r in rows if r["predicted_speedup"] > 1.0]
+    out["summary"] = {"models": len(rows), "predicted_gain": len(gain),
+                      "faster_where_gain_predicted": sum(r["speedup"] > 1.0 for r in gain),
+                      "worst_speedup": min(r["speedup"] for r in rows),
+                      "never_3pct_slower": all(r["speedup"] >= 0.97 for r in rows),
+                      "all_outputs_match": all(r["outputs_match"] for r in rows), "seconds": round(time.time() - t0, 1)}
+    (ROOT / "bench" / "results" / "coexec_whole.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
