@@ -51,8 +51,8 @@ def _print_plan(plan: dict[str, Any], top: int | None) -> None:
     if top is None or top > 0:
         console.print(t)
     p = plan["predicted_ms"]
-    console.print(f"predicted: CPU only {p['cpu']:.2f} ms, GPU only {p['gpu']:.2f} ms, "
-                  f"co-execution {p['coexec']:.2f} ms")
+    ms = lambda v: f"{v:.2f} ms" if v is not None else "cannot run (ops without a kernel)"  # noqa: E731
+    console.print(f"predicted: CPU only {ms(p['cpu'])}, GPU only {ms(p['gpu'])}, co-execution {ms(p['coexec'])}")
     console.print(f"[bold]speedup over the faster processor ({plan['faster_single']}): {plan['speedup']:.3f}x[/bold]"
                   f"  ops split: {plan['split_share']:.0%}  planned in {plan['planner_seconds'] * 1000:.0f} ms"
                   + (f"  oracle {plan['oracle_ms']:.2f} ms" if "oracle_ms" in plan else ""))
@@ -78,7 +78,7 @@ def plot_plan(plan: dict[str, Any], path: str) -> None:
     a1.set_ylabel("GPU share")
     a1.set_title(f"{plan['model']} on {plan['device']}: green GPU, blue CPU, orange split "
                  f"(speedup {plan['speedup']:.2f}x)", fontsize=9)
-    a2.bar(x, [o.get("saved_ms", 0.0) for o in ops], color=colors, width=0.9)
+    a2.bar(x, [o.get("saved_ms") or 0.0 for o in ops], color=colors, width=0.9)
     a2.axhline(0, color="k", lw=0.6)
     a2.set_ylabel(f"ms saved vs {plan['faster_single'].upper()} alone")
     a2.set_xlabel("op (execution order)")
