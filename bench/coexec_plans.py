@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--devices", default="pixel4,s10")
     ap.add_argument("--models", default="")
     ap.add_argument("--no-oracle", action="store_true")
-    ap.add_argument("--oracle-sweeps", type=int, default=2)
+    ap.add_argument("--oracle-sweeps", type=int, default=10)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "coexec_plans.json")
     args = ap.parse_args()
     names = args.models.split(",") if args.models else zoo.list_models()

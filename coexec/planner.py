@@ -5,9 +5,12 @@
   paying the synchronisation/sharing cost when the other processor wrote it; per-channel
   consumers of a split producer split the same way continue on their own channels
   without a sync, CoDL's chain idea).
-- :func:`plan_dp` is the planner: dynamic programming over the topological order over
-  the full ratio grid of both split dimensions, with the transition costs of the edge
-  from the previous unit; linear in the number of units.
+- :func:`plan` is the planner: :func:`plan_dp`, dynamic programming over the topological
+  order over the full ratio grid of both split dimensions with the transition costs of
+  the edge from the previous unit (linear in the number of units), then
+  :func:`refine`, a local search on the timeline that captures what the DP cannot see
+  (branches running concurrently on the two processors). Models of up to
+  ``SMALL_MODEL_UNITS`` units get the exhaustive per-unit search instead.
 - :func:`oracle_search` is the expensive reference: exhaustive per-unit search over the
   same grid on the timeline simulation itself, repeated until no single unit's change
   helps (started from the planner's plan, all-GPU and all-CPU plans).
@@ -23,6 +26,7 @@ import numpy as np
 from .cost import CostModel, Unit
 
 FOLLOW_KINDS = ("depthwise", "pool")  # per-channel work: can continue on its own channels
+SMALL_MODEL_UNITS = 40  # up to this many units the planner searches exhaustively per unit
 
 
 @dataclass(frozen=True)
@@ -42,56 +46,109 @@ def _can_follow(u: Unit, p: Unit, du: Decision, dp: Decision, steps: int) -> boo
             and (du.dim == "channel" or u.split_kind != "eltwise"))
 
 
-def simulate(cm: CostModel, decisions: Sequence[Decision], start: int = 0,
-             prefix: tuple | None = None, snapshots: list | None = None) -> tuple[float, list[dict]]:
-    """Predicted latency of a plan on the two-processor timeline, and per-unit timings.
+class Timeline:
+    """The two-processor timeline of a cost model, set up for fast repeated scoring.
 
-    ``prefix`` (the ``snapshots`` of an earlier run with the same first ``start``
-    decisions) resumes the timeline at unit ``start``.
+    Decisions are coded as ints (``dim * (steps + 1) + index``); per unit it keeps the
+    producers, whether the unit may continue on its producer's split without a sync, and
+    the GPU/CPU milliseconds of every code. :meth:`run` scores a plan, optionally
+    resuming from a base run that shares the first ``start`` decisions.
     """
-    steps = cm.steps
-    if prefix is not None and start > 0:
-        clock = dict(prefix[start][0])
-        fin, ready = prefix[start][1][:start], prefix[start][2][:start]
-        fin, ready = list(fin), list(ready)
-    else:
-        start, clock, fin, ready = 0, {"gpu": 0.0, "cpu": 0.0}, [], []
-    detail = []
-    for u, d in zip(cm.units[start:], decisions[start:]):
-        if snapshots is not None:
-            snapshots.append((dict(clock), fin, ready))
-        g_ms, c_ms = cm.unit_ms(u.index, d.index, d.dim)
-        parts = {"gpu": g_ms if d.index > 0 else 0.0, "cpu": c_ms if d.index < steps else 0.0}
-        on = [p for p in ("gpu", "cpu") if (p == "gpu" and d.index > 0) or (p == "cpu" and d.index < steps)]
-        f: dict[str, float] = {}
-        waited = 0.0
-        for proc in on:
-            start = clock[proc]
-            for pi in u.producers:
-                if _can_follow(u, cm.units[pi], d, decisions[pi], steps):
-                    t = fin[pi].get(proc, ready[pi][proc])
+
+    def __init__(self, cm: CostModel):
+        self.steps = steps = cm.steps
+        self.dims = tuple(cm.dims)
+        n_codes = len(self.dims) * (steps + 1)
+        self.prods = [tuple(u.producers) for u in cm.units]
+        self.follow = [u.split_kind in FOLLOW_KINDS for u in cm.units]
+        self.sync = cm.sync_ms
+        self.per_byte = cm.share_ms_per_mb / 1e6
+        self.out_bytes = [u.out_bytes for u in cm.units]
+        self.ms: list[list[tuple[float, float]]] = []  # ms[u][code] = (gpu part, cpu part)
+        for u in cm.units:
+            row = [(0.0, 0.0)] * n_codes
+            for di, dim in enumerate(self.dims):
+                g, c = cm.times[dim][u.index]
+                for i in range(steps + 1):
+                    row[di * (steps + 1) + i] = (float(g[i]) if i > 0 else 0.0, float(c[i]) if i < steps else 0.0)
+            self.ms.append(row)
+
+    def code(self, d: Decision) -> int:
+        """The int code of a decision."""
+        return self.dims.index(d.dim) * (self.steps + 1) + d.index
+
+    def decision(self, code: int) -> Decision:
+        """The decision of an int code."""
+        return Decision(self.dims[code // (self.steps + 1)], code % (self.steps + 1))
+
+    def run(self, codes: Sequence[int], start: int = 0, base: tuple | None = None,
+            detail: list | None = None, bound: float = float("inf")) -> tuple[float, tuple | None]:
+        """(latency, state) of the plan ``codes``; ``base`` (the state of an earlier run
+        whose first ``start`` codes are the same) resumes the timeline at unit ``start``.
+        With ``detail``, per-unit timings are appended to it. A run whose clock reaches
+        ``bound`` stops there and returns (inf, None): clocks only move forward."""
+        steps, s1 = self.steps, self.steps + 1
+        n = len(codes)
+        if base is None or start == 0:
+            start = 0
+            clk_g = [0.0] * (n + 1)
+            clk_c = [0.0] * (n + 1)
+            fin_g, fin_c, rdy_g, rdy_c = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+        else:
+            clk_g, clk_c, fin_g, fin_c, rdy_g, rdy_c = (list(a) for a in base)
+        cg, cc = clk_g[start], clk_c[start]
+        prods, follow, ms, outb = self.prods, self.follow, self.ms, self.out_bytes
+        sync, per_byte = self.sync, self.per_byte
+        for i in range(start, n):
+            clk_g[i], clk_c[i] = cg, cc
+            code = codes[i]
+            idx = code % s1
+            on_g, on_c = idx > 0, idx < steps
+            g_ms, c_ms = ms[i][code]
+            fol = follow[i] and on_g and on_c
+            sg, sc = cg, cc
+            for p in prods[i]:
+                if fol and codes[p] == code:
+                    tg, tc = fin_g[p], fin_c[p]
                 else:
-                    t = ready[pi][proc]
-                if t > start:
-                    waited = max(waited, t - start)
-                    start = t
-            f[proc] = start + parts[proc]
-            clock[proc] = f[proc]
-        share = d.index / steps
-        r: dict[str, float] = {}
-        for proc in ("gpu", "cpu"):
-            t = 0.0
-            for q, tq in f.items():
-                frac = share if q == "gpu" else 1.0 - share
-                t = max(t, tq if q == proc else tq + cm.share_ms(u.out_bytes * frac))
-            r[proc] = t
-        fin.append(f)
-        ready.append(r)
-        detail.append({"gpu_ms": parts["gpu"], "cpu_ms": parts["cpu"], "wait_ms": waited,
-                       "end_ms": max(f.values())})
-    if snapshots is not None:
-        snapshots.append((dict(clock), fin, ready))
-    total = max(clock.values())
+                    tg, tc = rdy_g[p], rdy_c[p]
+                if tg > sg:
+                    sg = tg
+                if tc > sc:
+                    sc = tc
+            share = idx / steps
+            if on_g:
+                fg = sg + g_ms
+                cg = fg
+            if on_c:
+                fc = sc + c_ms
+                cc = fc
+            if on_g and on_c:
+                rg = max(fg, fc + sync + per_byte * outb[i] * (1.0 - share))
+                rc = max(fc, fg + sync + per_byte * outb[i] * share)
+                fin_g[i], fin_c[i] = fg, fc
+            elif on_g:
+                rg, rc = fg, fg + sync + per_byte * outb[i]
+                fin_g[i], fin_c[i] = fg, rc
+            else:
+                rg, rc = fc + sync + per_byte * outb[i], fc
+                fin_g[i], fin_c[i] = rg, fc
+            rdy_g[i], rdy_c[i] = rg, rc
+            if cg >= bound or cc >= bound:
+                return float("inf"), None
+            if detail is not None:
+                waited = max((sg - clk_g[i]) if on_g else 0.0, (sc - clk_c[i]) if on_c else 0.0)
+                detail.append({"gpu_ms": g_ms, "cpu_ms": c_ms, "wait_ms": waited,
+                               "end_ms": max(fg if on_g else 0.0, fc if on_c else 0.0)})
+        clk_g[n], clk_c[n] = cg, cc
+        return max(cg, cc), (clk_g, clk_c, fin_g, fin_c, rdy_g, rdy_c)
+
+
+def simulate(cm: CostModel, decisions: Sequence[Decision]) -> tuple[float, list[dict]]:
+    """Predicted latency of a plan on the two-processor timeline, and per-unit timings."""
+    tl = Timeline(cm)
+    detail: list[dict] = []
+    total, _ = tl.run([tl.code(d) for d in decisions], detail=detail)
     return total, detail
 
 
@@ -102,56 +159,86 @@ def _grid_states(cm: CostModel) -> list[Decision]:
     return out
 
 
-def plan(cm: CostModel, refinements: int = 3) -> list[Decision]:
+def plan(cm: CostModel, refinements: int = 3, max_sweeps: int = 10) -> list[Decision]:
     """The planner: :func:`plan_dp`, re-run with the sync costs of the previous plan's
-    non-adjacent producers (branches, residuals), best of those and the single-processor
-    plans on the timeline simulation."""
+    non-adjacent producers (branches, residuals); the best of those and the
+    single-processor plans on the timeline simulation is refined by :func:`refine`, and
+    so is the all-GPU plan (a start from which branches move to the CPU one at a time)."""
     n = len(cm.units)
-    candidates = [[Decision("channel", cm.steps)] * n, [Decision("channel", 0)] * n]
+    tl = Timeline(cm)
+    all_gpu, all_cpu = [Decision("channel", cm.steps)] * n, [Decision("channel", 0)] * n
+    candidates = [all_gpu, all_cpu]
     d = plan_dp(cm)
     candidates.append(d)
     for _ in range(refinements):
         d = plan_dp(cm, prior=d)
         candidates.append(d)
-    best = min(candidates, key=lambda c: simulate(cm, c)[0])
-    return refine(cm, best)
+    score = lambda c: tl.run([tl.code(x) for x in c])[0]  # noqa: E731
+    best = min(candidates, key=score)
+    if n <= SMALL_MODEL_UNITS:  # small enough for the exhaustive per-unit search
+        return oracle_search(cm, starts=[best], max_sweeps=max_sweeps)[0]
+    outs = [refine(cm, best, max_sweeps, tl)]
+    if best != all_gpu:
+        outs.append(refine(cm, all_gpu, max_sweeps, tl))
+    return min(outs, key=score)
 
 
-def refine(cm: CostModel, decisions: Sequence[Decision], sweeps: int = 2) -> list[Decision]:
-    """Per-unit local search on the timeline over a few candidates: whole on either side,
-    the neighbouring grid points and the unit's own best split of each dimension."""
-    cur = list(decisions)
-    t, _ = simulate(cm, cur)
-    steps = cm.steps
-    local_best = {}
-    for dim in cm.dims:
-        for u in cm.units:
-            g, c = cm.times[dim][u.index]
-            local_best[(dim, u.index)] = int(np.argmin(np.maximum(g, c)))
-    for _ in range(sweeps):
+def _local_search(tl: Timeline, codes: list[int], cands_of, max_sweeps: int) -> tuple[list[int], float]:
+    """Coordinate descent on the timeline: per unit in order, the best of its candidate
+    codes with the others fixed, until a sweep changes nothing (or ``max_sweeps``)."""
+    cur = list(codes)
+    t, base = tl.run(cur)
+    for _ in range(max_sweeps):
         improved = False
-        snaps: list = []
-        t, _ = simulate(cm, cur, snapshots=snaps)
-        for i, u in enumerate(cm.units):
+        for i in range(len(cur)):
             keep = before = cur[i]
-            cands = {Decision("channel", 0), Decision("channel", steps)}
-            cands |= {Decision(dim, local_best[(dim, u.index)]) for dim in cm.dims}
-            if u.split_kind is not None:
-                cands |= {Decision(keep.dim, j) for j in range(1, steps)}
-            for d in cands:
-                if d == keep or (d.index in (0, steps) and d.dim != "channel"):
+            for c in cands_of(i, keep):
+                if c == keep:
                     continue
-                cur[i] = d
-                t2, _ = simulate(cm, cur, start=i, prefix=snaps)
+                cur[i] = c
+                t2, _ = tl.run(cur, start=i, base=base, bound=t - 1e-9)
                 if t2 < t - 1e-9:
-                    t, keep, improved = t2, d, True
+                    t, keep, improved = t2, c, True
             cur[i] = keep
-            if keep != before:  # later snapshots are stale
-                snaps = []
-                simulate(cm, cur, snapshots=snaps)
+            if keep != before:  # the base timeline from here on is stale
+                t, base = tl.run(cur)
         if not improved:
             break
-    return cur
+    return cur, t
+
+
+def refine(cm: CostModel, decisions: Sequence[Decision], max_sweeps: int = 10,
+           tl: Timeline | None = None) -> list[Decision]:
+    """Per-unit local search on the timeline over a few candidates: whole on either side,
+    the unit's own best split of each dimension, and grid points of its current
+    dimension (the neighbours of its current split, or a coarse grid when it runs
+    whole). The oracle tries every grid point of every dimension."""
+    tl = tl or Timeline(cm)
+    steps, s1 = cm.steps, cm.steps + 1
+    whole = (tl.code(Decision("channel", 0)), tl.code(Decision("channel", steps)))
+    own_best = []
+    for u in cm.units:
+        best = set(whole)
+        if u.split_kind is not None:
+            for di, dim in enumerate(tl.dims):
+                g, c = cm.times[dim][u.index]
+                j = int(np.argmin(np.maximum(g, c)))
+                if 0 < j < steps:
+                    best.add(di * s1 + j)
+        own_best.append(tuple(best))
+
+    def cands_of(i: int, keep: int) -> list[int]:
+        if cm.units[i].split_kind is None:
+            return list(whole)
+        dim0, j0 = (keep // s1) * s1, keep % s1
+        if 0 < j0 < steps:  # around the current split
+            near = {j0 + k for k in (-4, -2, -1, 1, 2, 4)}
+        else:  # a coarse grid; the neighbours follow in later sweeps once it splits
+            near = {steps // 8, steps // 4, steps // 2, steps - steps // 4, steps - steps // 8}
+        return list(own_best[i]) + [dim0 + j for j in near if 0 < j < steps]
+
+    cur, _ = _local_search(tl, [tl.code(d) for d in decisions], cands_of, max_sweeps)
+    return [tl.decision(c) for c in cur]
 
 
 def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Decision]:
@@ -216,30 +303,17 @@ def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Deci
     return [states[j] for j in path]
 
 
-def oracle_search(cm: CostModel, starts: Sequence[Sequence[Decision]] = (), max_sweeps: int = 6
+def oracle_search(cm: CostModel, starts: Sequence[Sequence[Decision]] = (), max_sweeps: int = 10
                   ) -> tuple[list[Decision], float]:
     """Exhaustive per-unit grid search on the timeline simulation (see module doc)."""
-    states = _grid_states(cm)
+    tl = Timeline(cm)
+    codes = [tl.code(s) for s in _grid_states(cm)]
     n = len(cm.units)
     candidates = [list(s) for s in starts] + [[Decision("channel", cm.steps)] * n,
                                               [Decision("channel", 0)] * n]
     best_plan, best_t = None, float("inf")
-    for plan in candidates:
-        t, _ = simulate(cm, plan)
-        for _ in range(max_sweeps):
-            improved = False
-            for i in range(n):
-                keep = plan[i]
-                for s in states:
-                    if s == keep:
-                        continue
-                    plan[i] = s
-                    t2, _ = simulate(cm, plan)
-                    if t2 < t - 1e-9:
-                        t, keep, improved = t2, s, True
-                plan[i] = keep
-            if not improved:
-                break
+    for start in candidates:
+        cur, t = _local_search(tl, [tl.code(d) for d in start], lambda i, keep: codes, max_sweeps)
         if t < best_t:
-            best_plan, best_t = list(plan), t
+            best_plan, best_t = [tl.decision(c) for c in cur], t
     return best_plan, best_t
