@@ -28,7 +28,7 @@ import onnx  # noqa: E402
 from models.zoo import ZOO, build  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402
 from oplat.collect.run import collect, open_store, read_collected  # noqa: E402
-from oplat.collect.sampler import default_configs  # noqa: E402
+from oplat.collect.sampler import default_configs, select_kernels  # noqa: E402
 from oplat.collect.whole import measure_models  # noqa: E402
 from oplat.evaluate import error_metrics  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--ship", action="store_true", help="save the profile under device_profiles/host")
     ap.add_argument("--skip-vits", action="store_true")
     ap.add_argument("--factor-ridge", type=float, default=100.0)
+    ap.add_argument("--kernels", help="collect only these kernel types this run (e.g. SPLIT,SLICE,GATHER,RESIZE)")
     args = ap.parse_args()
     tag = f"host_{args.backend}_{args.threads}t"
     res_dir = ROOT / "bench" / "results"
@@ -55,6 +56,8 @@ def main() -> None:
     t0 = time.time()
     store = open_store(res_dir / f"{tag}_ops.csv", backend, "host")
     configs = default_configs(graphs.values(), 50000, seed=0, lowering=backend.lowering)
+    if args.kernels:
+        configs = select_kernels(configs, args.kernels)
     counts = collect(backend, configs, store, "host", args.budget)
     print("per-op", counts, flush=True)
 

@@ -313,7 +313,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .collect.backends import make_backend
     from .collect.ops import config_id
     from .collect.run import collect, collect_adaptive, open_store, parse_budget
-    from .collect.sampler import default_configs
+    from .collect.sampler import default_configs, select_kernels
     from .train import load_graphs
 
     budget = parse_budget(args.budget) if args.budget else None
@@ -322,6 +322,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     store = open_store(args.out, backend, args.device)
     configs = default_configs(load_graphs(args.graphs).values(), args.max_configs, seed=args.seed,
                               lowering=backend.lowering)
+    if args.kernels:
+        configs = select_kernels(configs, args.kernels)
     done = store.done_ids()
     todo = len({config_id(backend.adapt(c)) for c in configs} - done)
     with _progress() as prog:
@@ -382,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="host", help="device name recorded in the rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-configs", type=int, default=20000)
+    p.add_argument("--kernels", help="measure only these kernel types (comma-separated, e.g. SPLIT,SLICE)")
     p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="models whose kernels to cover")
     p.add_argument("--adaptive", action="store_true",
                    help="measure next, batch by batch, the configs a committee of profiles disagrees on most")

@@ -232,3 +232,53 @@ def test_adaptive_collection_prefers_unknown_kernels_and_resumes(tmp_path):
     ids = [r["config_id"] for r in store.rows()]
     assert len(ids) == len(set(ids)) == 26
     assert collect_adaptive(b, convs + more, store, "host", batch=4)["measured"] == 0
+
+
+LAYOUT_CONFIGS = [
+    {"kernel": "SPLIT", "Input_dims": [1, 48, 14, 14], "Axis": 1, "Parts": 3},
+    {"kernel": "SLICE", "Input_dims": [1, 197, 64], "Output_dims": [1, 1, 64]},
+    {"kernel": "GATHER", "Input_dims": [1, 50, 32], "Axis": 1, "Indices": 0},
+    {"kernel": "RESIZE", "Input_dims": [1, 8, 7, 7], "Output_dims": [1, 8, 14, 14], "Mode": "linear"},
+]
+
+
+@pytest.mark.parametrize("cfg", LAYOUT_CONFIGS, ids=[c["kernel"] for c in LAYOUT_CONFIGS])
+def test_data_movement_configs_compute_what_they_say_and_lower_back_to_themselves(cfg):
+    from oplat.collect.sampler import kernel_config
+    from oplat.lowering import lower
+    from oplat.onnx_loader import load_onnx
+
+    m = onnx_single_op(cfg)
+    onnx.checker.check_model(m)
+    sess = ort.InferenceSession(m.SerializeToString())
+    x = np.random.default_rng(0).standard_normal(cfg["Input_dims"]).astype(np.float32)
+    outs = sess.run(None, {"x": x})
+    if cfg["kernel"] == "SPLIT":
+        np.testing.assert_array_equal(np.concatenate(outs, axis=1), x)  # every part is an output
+    elif cfg["kernel"] == "SLICE":
+        np.testing.assert_array_equal(outs[0], x[:, :1])
+    elif cfg["kernel"] == "GATHER":
+        np.testing.assert_array_equal(outs[0], x[:, 0])
+    else:
+        assert outs[0].shape == tuple(cfg["Output_dims"])
+    ks = [k for k in lower(load_onnx(m), "tflite-cpu", "cpu").kernels if k.type == cfg["kernel"]]
+    assert len(ks) == 1 and ks[0].impl == "layout"
+    assert kernel_config(ks[0]) == cfg
+
+
+def test_litert_runs_data_movement_kernels_and_bad_sizes_are_rejected():
+    b = make_backend("litert-cpu", threads=1)
+    for cfg in LAYOUT_CONFIGS:
+        assert b.measure(cfg)["median_ms"] > 0
+    with pytest.raises(BackendError, match="does not fit"):
+        b.measure({"kernel": "SLICE", "Input_dims": [1, 4, 8], "Output_dims": [1, 9, 8]})
+
+
+def test_collect_kernel_filter_names_unknown_types():
+    from oplat.collect.sampler import layout_configs, select_kernels
+    from oplat.errors import OplatError
+
+    cfgs = layout_configs(50, seed=3)
+    assert {c["kernel"] for c in select_kernels(cfgs, "split, gather")} == {"SPLIT", "GATHER"}
+    with pytest.raises(OplatError, match="unknown kernel type.*FOO"):
+        select_kernels(cfgs, "SPLIT,FOO")

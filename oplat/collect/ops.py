@@ -18,7 +18,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "MAX_POOL_2D",
            "AVERAGE_POOL_2D", "CONCATENATION", "ADD", "MUL", "RELU", "HARD_SWISH", "SIGMOID", "BATCH_MATMUL",
-           "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "GELU", "HARD_SIGMOID")
+           "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "GELU", "HARD_SIGMOID", "SPLIT", "SLICE", "GATHER", "RESIZE")
+# data-movement kernels (XNNPACK/TFLite run them as kernels of their own); configs give
+# ``Input_dims`` and: SPLIT ``Axis``/``Parts``; SLICE ``Output_dims`` (sliced from 0);
+# GATHER ``Axis``/``Indices`` (0: one scalar index, the axis drops); RESIZE ``Output_dims``/``Mode``
+LAYOUT_KERNELS = ("SPLIT", "SLICE", "GATHER", "RESIZE")
 UNARY = {"RELU": "Relu", "HARD_SWISH": "HardSwish", "SIGMOID": "Sigmoid", "GELU": "Gelu", "HARD_SIGMOID": "HardSigmoid"}
 
 
@@ -139,6 +143,10 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
         inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
         nodes.append(helper.make_node("Transpose", ["x"], ["y0"], perm=[int(p) for p in cfg["Perm"]]))
         more, more_inits, y = [], [], "y0"
+    elif k in LAYOUT_KERNELS:
+        dims = [int(d) for d in cfg["Input_dims"]]
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
+        more, more_inits, y, extra_outputs = [], [], "y0", _layout_nodes(cfg, dims, nodes, inits)
     elif k in UNARY:
         dims = [int(d) for d in cfg.get("Input_dims", [1, c, h, h])]
         inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
@@ -150,10 +158,49 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
     inits += more_inits
     nodes.append(helper.make_node("Identity", [y], ["y"]))
     rank = {"FULLY_CONNECTED": 2, "SOFTMAX": 2, "LAYER_NORM": 2, "BATCH_MATMUL": 3}.get(k, 4)
-    if (k in ("TRANSPOSE", "ADD", "MUL") or k in UNARY) and "Input_dims" in cfg:
-        rank = len(cfg["Input_dims"])
-    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
-    graph = helper.make_graph(nodes, f"single_{k.lower()}", inputs, [out], inits)
+    if (k in ("TRANSPOSE", "ADD", "MUL") or k in UNARY or k in LAYOUT_KERNELS) and "Input_dims" in cfg:
+        rank = len(cfg["Input_dims"]) - (k == "GATHER" and not int(cfg.get("Indices", 0)))
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
+            for o in ["y"] + (extra_outputs if k in LAYOUT_KERNELS else [])]
+    graph = helper.make_graph(nodes, f"single_{k.lower()}", inputs, outs, inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     m.ir_version = 8
     return m
+
+
+def _layout_nodes(cfg: dict[str, Any], dims: list[int], nodes: list, inits: list) -> list[str]:
+    """Append the node of a data-movement config reading ``x`` and writing ``y0`` (and,
+    for a split, more parts: returned as extra graph outputs so none is dead code)."""
+    k = cfg["kernel"]
+    rank = len(dims)
+    if k == "SPLIT":
+        axis, parts = int(cfg.get("Axis", 1)) % rank, int(cfg.get("Parts", 2))
+        size = [dims[axis] // parts] * parts
+        size[-1] += dims[axis] - sum(size)
+        if min(size) < 1:
+            raise ValueError(f"cannot split {dims[axis]} into {parts} parts")
+        inits.append(numpy_helper.from_array(np.array(size, np.int64), "split"))
+        names = ["y0"] + [f"part{i}" for i in range(1, parts)]
+        nodes.append(helper.make_node("Split", ["x", "split"], names, axis=axis))
+        return names[1:]
+    if k == "SLICE":
+        out = [int(d) for d in cfg["Output_dims"]]
+        if len(out) != rank or any(not 0 < o <= d for o, d in zip(out, dims)):
+            raise ValueError(f"slice {out} does not fit in {dims}")
+        inits += [numpy_helper.from_array(np.zeros(rank, np.int64), "starts"),
+                  numpy_helper.from_array(np.array(out, np.int64), "ends")]
+        nodes.append(helper.make_node("Slice", ["x", "starts", "ends"], ["y0"]))
+    elif k == "GATHER":
+        axis, n = int(cfg.get("Axis", 1)) % rank, int(cfg.get("Indices", 0))
+        if n > dims[axis]:
+            raise ValueError(f"{n} indices along an axis of {dims[axis]}")
+        idx = np.array(0, np.int64) if n == 0 else np.arange(n, dtype=np.int64)
+        inits.append(numpy_helper.from_array(idx, "idx"))
+        nodes.append(helper.make_node("Gather", ["x", "idx"], ["y0"], axis=axis))
+    elif k == "RESIZE":
+        out = [int(d) for d in cfg["Output_dims"]]
+        if rank != 4 or out[:2] != dims[:2]:
+            raise ValueError(f"resize {dims} -> {out}: only the two spatial dims of a 4-D tensor change")
+        inits.append(numpy_helper.from_array(np.array(out, np.int64), "sizes"))
+        nodes.append(helper.make_node("Resize", ["x", "", "", "sizes"], ["y0"], mode=cfg.get("Mode", "nearest")))
+    return []

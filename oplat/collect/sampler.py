@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 
 from ..ir import Graph
 from ..lowering import lower
-from .ops import config_id
+from .ops import LAYOUT_KERNELS, config_id
 
 LINKABLE = {"relu", "hard_swish", "sigmoid", "add", "gelu"}
 
@@ -56,6 +56,17 @@ def kernel_config(k) -> dict[str, Any] | None:
     if k.impl == "eltwise" and k.type in ("RELU", "HARD_SWISH", "SIGMOID", "GELU", "HARD_SIGMOID") \
             and isinstance(p.get("Output_shape"), (tuple, list)):
         return {"kernel": k.type, "Input_dims": [int(d) for d in p["Output_shape"]]}
+    if k.type in LAYOUT_KERNELS and p.get("Input_dims"):
+        cfg = {"kernel": k.type, "Input_dims": [int(d) for d in p["Input_dims"]]}
+        if k.type == "SPLIT":
+            cfg.update(Axis=int(p.get("Axis", 1)), Parts=int(p.get("Parts", 2)))
+        elif k.type in ("SLICE", "RESIZE"):
+            cfg["Output_dims"] = [int(d) for d in p["Output_shape"]]
+            if k.type == "RESIZE":
+                cfg["Mode"] = p.get("Mode", "nearest")
+        else:
+            cfg.update(Axis=int(p.get("Axis", 1)), Indices=int(p.get("Indices", 0)))
+        return cfg
     if k.type == "CONCATENATION" and p.get("Axis", 1) == 1:
         return {"kernel": "CONCATENATION", "Input_shape": p["Input_shape"], "Input_channel": p["Input_channel"],
                 "Filter": p["Filter"], "Kernel": p["Kernel"]}
@@ -67,7 +78,7 @@ def zoo_configs(graphs: Iterable[Graph], lowering: tuple[str, str] = ("tflite-gp
     seen, out = set(), []
     for g in graphs:
         lm = lower(g, *lowering)
-        for k in lm.rows + [k for k in lm.kernels if k.impl == "eltwise"]:
+        for k in lm.rows + [k for k in lm.kernels if k.impl == "eltwise" or k.type in LAYOUT_KERNELS]:
             cfg = kernel_config(k)
             if cfg is None:
                 continue
@@ -116,6 +127,36 @@ def transformer_configs(n_blocks: int, seed: int = 0) -> list[dict[str, Any]]:
     return out
 
 
+def layout_configs(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Data-movement kernels of the sizes CNNs and ViTs use: channel splits (ShuffleNet),
+    channel and token slices (Swin, LeViT), token gathers (a ViT's class token) and 2x
+    resizes, over feature maps of 7-112 pixels and 16-1024 channels."""
+    rng = random.Random(seed)
+    return [layout_config(rng.choice(["SPLIT", "SPLIT", "SLICE", "SLICE", "GATHER", "RESIZE"]), rng)
+            for _ in range(n)]
+
+
+def layout_config(kind: str, rng: random.Random) -> dict[str, Any]:
+    """One random data-movement config of type ``kind`` (see :func:`layout_configs`)."""
+    c = rng.choice([16, 24, 32, 48, 64, 96, 116, 128, 176, 192, 232, 256, 352, 384, 464, 512, 768, 1024])
+    h = rng.choice([7, 14, 28, 56, 112])
+    if kind == "SPLIT":
+        return {"kernel": "SPLIT", "Input_dims": [1, c, h, h], "Axis": 1, "Parts": rng.choice([2, 2, 3, 4])}
+    if kind == "SLICE":
+        if rng.random() < 0.5:
+            dims, odims = [1, c, h, h], [1, max(8, c // rng.choice([2, 4])), h, h]
+        else:  # tokens x channels (a window or a class-token slice)
+            t = rng.choice([49, 50, 196, 197, 3136])
+            dims, odims = [1, t, c], [1, rng.choice([1, t // 2, t - 1]), c]
+        return {"kernel": "SLICE", "Input_dims": dims, "Output_dims": odims}
+    if kind == "GATHER":
+        t = rng.choice([50, 65, 197, 257])
+        return {"kernel": "GATHER", "Input_dims": [1, t, c], "Axis": 1, "Indices": rng.choice([0, 0, 1, 2])}
+    h = min(h, 56)
+    return {"kernel": "RESIZE", "Input_dims": [1, c, h, h], "Output_dims": [1, c, 2 * h, 2 * h],
+            "Mode": rng.choice(["nearest", "linear"])}
+
+
 def _ch(rng: random.Random, c: int) -> int:
     return max(8, int(c * rng.uniform(0.5, 2.0)) // 8 * 8)
 
@@ -127,6 +168,8 @@ def explore(cfg: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     move to a neighbour, links change: near the models' own kernels, where accuracy
     matters, instead of implausible corners (1,000 channels at 112x112).
     """
+    if cfg["kernel"] in LAYOUT_KERNELS:  # fresh sizes of the same kind
+        return layout_config(cfg["kernel"], rng)
     c = dict(cfg)
     if "Input_channel" in c:
         c["Input_channel"] = _ch(rng, int(c["Input_channel"]))
@@ -185,7 +228,21 @@ def sample_configs(base: list[dict[str, Any]], n: int, seed: int = 0,
 
 def default_configs(graphs: Iterable[Graph], n: int, seed: int = 0, transformer_blocks: int = 300,
                     lowering: tuple[str, str] = ("tflite-gpu", "adreno")) -> list[dict[str, Any]]:
-    """What ``oplat collect`` measures: kernels of the given CNN graphs and of random
-    attention blocks, interleaved with explored neighbours, in a seeded order."""
-    base = zoo_configs(graphs, lowering) + transformer_configs(transformer_blocks, seed)
+    """What ``oplat collect`` measures: kernels of the given CNN graphs, of random
+    attention blocks and random data-movement kernels, interleaved with explored
+    neighbours, in a seeded order."""
+    base = zoo_configs(graphs, lowering) + transformer_configs(transformer_blocks, seed) + layout_configs(200, seed)
     return list(sample_configs(base, n, seed=seed))
+
+
+def select_kernels(configs: Iterable[dict[str, Any]], kernels: str | Iterable[str]) -> list[dict[str, Any]]:
+    """The configs of the named kernel types (``"SPLIT,SLICE"`` or a list), in order;
+    an unknown name is an error naming the known ones."""
+    from ..errors import OplatError
+    from .ops import KERNELS
+
+    want = {k.strip().upper() for k in (kernels.split(",") if isinstance(kernels, str) else kernels) if k.strip()}
+    unknown = sorted(want - set(KERNELS))
+    if unknown:
+        raise OplatError(f"unknown kernel type(s) {', '.join(unknown)} (known: {', '.join(KERNELS)})")
+    return [c for c in configs if c["kernel"] in want]

@@ -524,10 +524,16 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
         k = _glue(w, n, "PAD")
     elif t in ("Resize", "Upsample"):
         k = _glue(w, n, "RESIZE")
+        k.params["Input_dims"] = tuple(w.shape(n.inputs[0]))
+        mode = n.attrs.get("mode", "nearest")
+        k.params["Mode"] = mode.decode() if isinstance(mode, bytes) else mode
     elif t == "Slice":
         k = _glue(w, n, "SLICE")
+        k.params["Input_dims"] = tuple(w.shape(n.inputs[0]))
     elif t == "Split":
         k = _glue(w, n, "SPLIT")
+        k.params.update(Input_dims=tuple(w.shape(n.inputs[0])), Axis=int(n.attrs.get("axis", 0)),
+                        Parts=len(n.outputs))
     elif t == "Softmax":
         k = _rows_kernel(w, n, "SOFTMAX", "softmax")
     elif t in ("ReduceMean", "ReduceSum", "ReduceMax"):
@@ -536,6 +542,10 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
         k = _glue(w, n, "REDUCE_MAX")
     elif t == "Gather":
         k = _glue(w, n, "GATHER")
+        dims, out = tuple(w.shape(n.inputs[0])), k.params["Output_shape"]
+        axis = int(n.attrs.get("axis", 0)) % max(len(dims), 1)
+        k.params.update(Input_dims=dims, Axis=axis,
+                        Indices=0 if len(out) < len(dims) else int(out[axis]) if axis < len(out) else 1)
     elif t in ("LayerNormalization",):
         k = _rows_kernel(w, n, "LAYER_NORM", "layer_norm")
     else:
