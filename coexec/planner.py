@@ -26,7 +26,7 @@ import numpy as np
 from .cost import CostModel, Unit
 
 FOLLOW_KINDS = ("depthwise", "pool")  # per-channel work: can continue on its own channels
-SMALL_MODEL_UNITS = 40  # up to this many units the planner searches exhaustively per unit
+SMALL_MODEL_UNITS = 64  # up to this many units the planner searches exhaustively per unit
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,8 @@ def plan(cm: CostModel, refinements: int = 3, max_sweeps: int = 10) -> list[Deci
     """The planner: :func:`plan_dp`, re-run with the sync costs of the previous plan's
     non-adjacent producers (branches, residuals); the best of those and the
     single-processor plans on the timeline simulation is refined by :func:`refine`, and
-    so is the all-GPU plan (a start from which branches move to the CPU one at a time)."""
+    so is the all-GPU plan (a start from which branches move to the CPU one at a time);
+    a last sweep tries every grid point of every unit once."""
     n = len(cm.units)
     tl = Timeline(cm)
     all_gpu, all_cpu = [Decision("channel", cm.steps)] * n, [Decision("channel", 0)] * n
@@ -180,7 +181,11 @@ def plan(cm: CostModel, refinements: int = 3, max_sweeps: int = 10) -> list[Deci
     outs = [refine(cm, best, max_sweeps, tl)]
     if best != all_gpu:
         outs.append(refine(cm, all_gpu, max_sweeps, tl))
-    return min(outs, key=score)
+    # one sweep over the whole grid from the better result (cheap: most candidates are
+    # cut short by the bound), reaching what the coarse candidates skipped
+    codes = [tl.code(s) for s in _grid_states(cm)]
+    cur, _ = _local_search(tl, [tl.code(d) for d in min(outs, key=score)], lambda i, keep: codes, 1)
+    return [tl.decision(c) for c in cur]
 
 
 def _local_search(tl: Timeline, codes: list[int], cands_of, max_sweeps: int) -> tuple[list[int], float]:
