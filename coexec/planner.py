@@ -85,19 +85,28 @@ class Timeline:
             detail: list | None = None, bound: float = float("inf")) -> tuple[float, tuple | None]:
         """(latency, state) of the plan ``codes``; ``base`` (the state of an earlier run
         whose first ``start`` codes are the same) resumes the timeline at unit ``start``.
-        With ``detail``, per-unit timings are appended to it. A run whose clock reaches
-        ``bound`` stops there and returns (inf, None): clocks only move forward."""
+        With ``detail``, per-unit timings are appended to it. A run that cannot end
+        before ``bound`` (a processor's clock plus the work still queued for it reaches
+        it) stops there and returns (inf, None)."""
         steps, s1 = self.steps, self.steps + 1
         n = len(codes)
+        ms = self.ms
         if base is None or start == 0:
             start = 0
             clk_g = [0.0] * (n + 1)
             clk_c = [0.0] * (n + 1)
             fin_g, fin_c, rdy_g, rdy_c = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+            # work each processor still has after unit i: with the codes after ``start``
+            # unchanged, clock + that is a lower bound of the end (see ``bound``)
+            gsuf, csuf = [0.0] * (n + 1), [0.0] * (n + 1)
+            for i in range(n - 1, -1, -1):
+                g_ms, c_ms = ms[i][codes[i]]
+                gsuf[i], csuf[i] = gsuf[i + 1] + g_ms, csuf[i + 1] + c_ms
         else:
-            clk_g, clk_c, fin_g, fin_c, rdy_g, rdy_c = (list(a) for a in base)
+            clk_g, clk_c, fin_g, fin_c, rdy_g, rdy_c = (list(a) for a in base[:6])
+            gsuf, csuf = base[6], base[7]
         cg, cc = clk_g[start], clk_c[start]
-        prods, follow, ms, outb = self.prods, self.follow, self.ms, self.out_bytes
+        prods, follow, outb = self.prods, self.follow, self.out_bytes
         sync, per_byte = self.sync, self.per_byte
         for i in range(start, n):
             clk_g[i], clk_c[i] = cg, cc
@@ -134,14 +143,14 @@ class Timeline:
                 rg, rc = fc + sync + per_byte * outb[i], fc
                 fin_g[i], fin_c[i] = rg, fc
             rdy_g[i], rdy_c[i] = rg, rc
-            if cg >= bound or cc >= bound:
+            if cg + gsuf[i + 1] >= bound or cc + csuf[i + 1] >= bound:
                 return float("inf"), None
             if detail is not None:
                 waited = max((sg - clk_g[i]) if on_g else 0.0, (sc - clk_c[i]) if on_c else 0.0)
                 detail.append({"gpu_ms": g_ms, "cpu_ms": c_ms, "wait_ms": waited,
                                "end_ms": max(fg if on_g else 0.0, fc if on_c else 0.0)})
         clk_g[n], clk_c[n] = cg, cc
-        return max(cg, cc), (clk_g, clk_c, fin_g, fin_c, rdy_g, rdy_c)
+        return max(cg, cc), (clk_g, clk_c, fin_g, fin_c, rdy_g, rdy_c, gsuf, csuf)
 
 
 def simulate(cm: CostModel, decisions: Sequence[Decision]) -> tuple[float, list[dict]]:
@@ -164,7 +173,7 @@ def plan(cm: CostModel, refinements: int = 3, max_sweeps: int = 10) -> list[Deci
     non-adjacent producers (branches, residuals); the best of those and the
     single-processor plans on the timeline simulation is refined by :func:`refine`, and
     so is the all-GPU plan (a start from which branches move to the CPU one at a time);
-    a last sweep tries every grid point of every unit once."""
+    a last local search tries every grid point of every unit."""
     n = len(cm.units)
     tl = Timeline(cm)
     all_gpu, all_cpu = [Decision("channel", cm.steps)] * n, [Decision("channel", 0)] * n
@@ -177,14 +186,14 @@ def plan(cm: CostModel, refinements: int = 3, max_sweeps: int = 10) -> list[Deci
     score = lambda c: tl.run([tl.code(x) for x in c])[0]  # noqa: E731
     best = min(candidates, key=score)
     if n <= SMALL_MODEL_UNITS:  # small enough for the exhaustive per-unit search
-        return oracle_search(cm, starts=[best], max_sweeps=max_sweeps)[0]
+        return oracle_search(cm, starts=[best, all_gpu], max_sweeps=max_sweeps, singles=False)[0]
     outs = [refine(cm, best, max_sweeps, tl)]
     if best != all_gpu:
         outs.append(refine(cm, all_gpu, max_sweeps, tl))
-    # one sweep over the whole grid from the better result (cheap: most candidates are
-    # cut short by the bound), reaching what the coarse candidates skipped
+    # then the whole grid from the better result (cheap: most candidates are cut short
+    # by the bound), reaching what the coarse candidates skipped
     codes = [tl.code(s) for s in _grid_states(cm)]
-    cur, _ = _local_search(tl, [tl.code(d) for d in min(outs, key=score)], lambda i, keep: codes, 1)
+    cur, _ = _local_search(tl, [tl.code(d) for d in min(outs, key=score)], lambda i, keep: codes, max_sweeps)
     return [tl.decision(c) for c in cur]
 
 
@@ -308,14 +317,16 @@ def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Deci
     return [states[j] for j in path]
 
 
-def oracle_search(cm: CostModel, starts: Sequence[Sequence[Decision]] = (), max_sweeps: int = 10
-                  ) -> tuple[list[Decision], float]:
-    """Exhaustive per-unit grid search on the timeline simulation (see module doc)."""
+def oracle_search(cm: CostModel, starts: Sequence[Sequence[Decision]] = (), max_sweeps: int = 10,
+                  singles: bool = True) -> tuple[list[Decision], float]:
+    """Exhaustive per-unit grid search on the timeline simulation (see module doc), from
+    ``starts`` and (with ``singles``) the all-GPU and all-CPU plans."""
     tl = Timeline(cm)
     codes = [tl.code(s) for s in _grid_states(cm)]
     n = len(cm.units)
-    candidates = [list(s) for s in starts] + [[Decision("channel", cm.steps)] * n,
-                                              [Decision("channel", 0)] * n]
+    candidates = [list(s) for s in starts]
+    if singles:
+        candidates += [[Decision("channel", cm.steps)] * n, [Decision("channel", 0)] * n]
     best_plan, best_t = None, float("inf")
     for start in candidates:
         cur, t = _local_search(tl, [tl.code(d) for d in start], lambda i, keep: codes, max_sweeps)
