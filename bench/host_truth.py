@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--ship", action="store_true", help="save the profile under device_profiles/host")
     ap.add_argument("--skip-vits", action="store_true")
     ap.add_argument("--factor-ridge", type=float, default=100.0)
+    ap.add_argument("--signed-counts", action="store_true",
+                    help="let per-kernel counts in the end-to-end term go negative (per-call costs of single-op timing)")
     ap.add_argument("--kernels", help="collect only these kernel types this run (e.g. SPLIT,SLICE,GATHER,RESIZE)")
     args = ap.parse_args()
     tag = f"host_{args.backend}_{args.threads}t"
@@ -76,7 +78,8 @@ def main() -> None:
     prof = train_profile(rows, fit_e2e, graphs, "host", framework, "cpu", gpu_family=backend.lowering[1],
                          lowering=backend.lowering[0],
                          source=f"oplat collect ({args.backend}, {args.threads} thread(s)) on this machine",
-                         profile_id=pid, factor_ridge=args.factor_ridge)
+                         profile_id=pid, factor_ridge=args.factor_ridge,
+                         signed_counts=args.signed_counts)
 
     test_names = [n for n in sorted(ZOO) if not (args.skip_vits and n.startswith(VIT_PREFIXES))]
     test_e2e = measure_models(backend, {n: partial(build, n) for n in test_names}, res_dir / f"{tag}_e2e_test.csv")
