@@ -186,7 +186,7 @@ def plan(cm: CostModel, refinements: int = 3, max_sweeps: int = 10) -> list[Deci
     score = lambda c: tl.run([tl.code(x) for x in c])[0]  # noqa: E731
     best = min(candidates, key=score)
     if n <= SMALL_MODEL_UNITS:  # small enough for the exhaustive per-unit search
-        return oracle_search(cm, starts=[best, all_gpu], max_sweeps=max_sweeps, singles=False)[0]
+        return oracle_search(cm, starts=[best], max_sweeps=max_sweeps)[0]
     outs = [refine(cm, best, max_sweeps, tl)]
     if best != all_gpu:
         outs.append(refine(cm, all_gpu, max_sweeps, tl))
