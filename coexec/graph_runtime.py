@@ -29,20 +29,7 @@ from onnx import helper, numpy_helper
 
 from oplat.errors import OplatError
 
-from .runtime import LayerSpec, OclExecutor, SyncTimeout
-
-
-def poll_at_least(flag: np.ndarray, value: int, timeout_s: float = 10.0) -> float:
-    """Spin until ``flag[0] >= value`` (bounded backoff); seconds spent. Raises on timeout."""
-    t0 = time.perf_counter()
-    spins = 0
-    while flag[0] < value:
-        spins += 1
-        if spins > 2000:
-            time.sleep(0 if spins < 20000 else 50e-6)
-            if time.perf_counter() - t0 > timeout_s:
-                raise SyncTimeout(f"OpenCL completion flag below {value} after {timeout_s:g} s (device error or hang)")
-    return time.perf_counter() - t0
+from .runtime import LayerSpec, OclExecutor, poll
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -181,7 +168,7 @@ class GraphRunner:
         seq, ev = made
         t0 = time.perf_counter()
         if self.sync == "svm":
-            poll_at_least(self.flag, seq)
+            poll(self.flag, seq, at_least=True)
         elif self.sync == "event":
             ev.wait()
         else:

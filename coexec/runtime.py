@@ -253,16 +253,19 @@ class OclExecutor:
         self.queue.flush()
 
 
-def poll(flag: np.ndarray, value: int, timeout_s: float = 10.0) -> float:
-    """Spin until ``flag[0] == value`` (bounded backoff); seconds spent. Raises on timeout."""
+def poll(flag: np.ndarray, value: int, timeout_s: float = 10.0, at_least: bool = False) -> float:
+    """Spin until ``flag[0] == value`` (``>= value`` with ``at_least``: a sequence
+    counter that later work may have moved on) with bounded backoff; seconds spent.
+    Raises :class:`SyncTimeout` on timeout."""
     t0 = time.perf_counter()
     spins = 0
-    while flag[0] != value:
+    while (flag[0] < value) if at_least else (flag[0] != value):
         spins += 1
         if spins > 2000:
             time.sleep(0 if spins < 20000 else 50e-6)
             if time.perf_counter() - t0 > timeout_s:
-                raise SyncTimeout(f"OpenCL completion flag not set after {timeout_s:g} s (device error or hang)")
+                raise SyncTimeout(f"OpenCL completion flag not at {value} after {timeout_s:g} s "
+                                  "(device error or hang)")
     return time.perf_counter() - t0
 
 

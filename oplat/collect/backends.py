@@ -115,6 +115,21 @@ class Backend:
         return cfg if out == list(cfg["linked"]) else {**cfg, "linked": out}
 
 
+def _time_single_op(backend: Backend, cfg: dict[str, Any], framework: str) -> dict[str, float]:
+    """Time the single-op model of ``cfg`` in a session of ``backend`` (random inputs;
+    a session that can set its inputs once times the run alone)."""
+    try:
+        sess = backend.session(onnx_single_op(cfg).SerializeToString())
+    except ValueError as e:
+        raise BackendError(str(e)) from None
+    except Exception as e:
+        raise BackendError(f"{framework} rejected the config: {str(e).splitlines()[0]}") from None
+    rng = np.random.default_rng(0)
+    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+             for i in sess.get_inputs()}
+    return time_runs(sess.prepare(feeds) if hasattr(sess, "prepare") else (lambda: sess.run(None, feeds)))
+
+
 class OrtCpuBackend(Backend):
     """onnxruntime CPU execution provider, full graph optimisation (ORT fuses as it would)."""
 
@@ -136,16 +151,7 @@ class OrtCpuBackend(Backend):
         return self._ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
-        try:
-            sess = self.session(onnx_single_op(cfg).SerializeToString())
-        except ValueError as e:
-            raise BackendError(str(e)) from None
-        except Exception as e:
-            raise BackendError(f"onnxruntime rejected the config: {str(e).splitlines()[0]}") from None
-        rng = np.random.default_rng(0)
-        feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-                 for i in sess.get_inputs()}
-        return time_runs(lambda: sess.run(None, feeds))
+        return _time_single_op(self, cfg, "onnxruntime")
 
 
 class _LiteRTSession:
@@ -218,15 +224,7 @@ class LiteRTCpuBackend(Backend):
         return _LiteRTSession(self._Interpreter(model_content=data, num_threads=self.threads))
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
-        try:
-            sess = self.session(onnx_single_op(cfg).SerializeToString())
-        except ValueError as e:
-            raise BackendError(str(e)) from None
-        except Exception as e:
-            raise BackendError(f"LiteRT rejected the config: {str(e).splitlines()[0]}") from None
-        rng = np.random.default_rng(0)
-        feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
-        return time_runs(sess.prepare(feeds))
+        return _time_single_op(self, cfg, "LiteRT")
 
 
 class OpenCLBackend(Backend):
