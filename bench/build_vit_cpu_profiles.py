@@ -8,7 +8,13 @@ leave-one-model-out; fitting CNNs and ViTs together was less accurate held out (
 sets were measured with different TFLite versions), so ViTs get profiles of their own:
 ``<device>/tflite-cpu-<coreset>-vit``.
 
-    python bench/build_vit_cpu_profiles.py [--devices pixel4,s10]
+The same for PyTorch Mobile (``--framework torch``: ``torch_transformer_e2e.csv``, the
+same 16 buildable models, profiles ``<device>/torch-cpu-<coreset>-vit``; PyTorch
+Mobile's CPU path runs linear layers and convs through XNNPACK as TFLite does and
+softmax, layer norm, GELU and batched matmul as kernels of their own, so the same
+kernel families are the basis of the decomposition).
+
+    python bench/build_vit_cpu_profiles.py [--devices pixel4,s10] [--framework tflite|torch]
 """
 
 from __future__ import annotations
@@ -29,29 +35,38 @@ from oplat.decompose import E2EDecomposer, kernel_tables  # noqa: E402
 from oplat.evaluate import error_metrics  # noqa: E402
 from oplat.train import load_graphs  # noqa: E402
 
-CSV = SHARED_DATA / "tflite_transformer_e2e.csv"
+FRAMEWORKS = {
+    "tflite": {"csv": "tflite_transformer_e2e.csv", "version": "TensorFlow Lite 2.15 (XNNPACK)",
+               "results": "vit_cpu_profiles_cv.json"},
+    "torch": {"csv": "torch_transformer_e2e.csv", "version": "PyTorch Mobile (XNNPACK linear/conv, ATen others)",
+              "results": "torch_vit_cpu_profiles_cv.json"},
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", default="")
     ap.add_argument("--out", type=Path, default=ROOT / "device_profiles")
-    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "vit_cpu_profiles_cv.json")
+    ap.add_argument("--framework", choices=sorted(FRAMEWORKS), default="tflite")
+    ap.add_argument("--results", type=Path, help="JSON with the held-out accuracy (default per framework)")
     args = ap.parse_args()
+    fw = FRAMEWORKS[args.framework]
+    csv_path = SHARED_DATA / fw["csv"]
+    args.results = args.results or ROOT / "bench" / "results" / fw["results"]
     devices = set(args.devices.split(",")) if args.devices else None
     graphs = load_graphs(ROOT / "models" / "vit_zoo")
     tables = kernel_tables(graphs)
-    configs = [(d, c) for d, c, p in e2e_configs(CSV) if p == "float" and c != "gpu" and (devices is None or d in devices)]
+    configs = [(d, c) for d, c, p in e2e_configs(csv_path) if p == "float" and c != "gpu" and (devices is None or d in devices)]
     result: dict = {"method": "leave-one-model-out over the buildable benchmark ViTs", "profiles": {}}
     with Progress() as bar:
         task = bar.add_task("ViT CPU profiles", total=len(configs))
         for dev, cfg in configs:
-            measured = {m: v for m, v in load_phone_e2e(CSV, processor=cfg).get(dev, {}).items() if m in tables}
+            measured = {m: v for m, v in load_phone_e2e(csv_path, processor=cfg).get(dev, {}).items() if m in tables}
             names = sorted(measured)
             if len(names) < 8:
                 bar.advance(task)
                 continue
-            pid = f"{dev}/tflite-cpu-{cfg}-vit"
+            pid = f"{dev}/{args.framework}-cpu-{cfg}-vit"
             bar.update(task, description=pid)
             pred, true, errs = [], [], {}
             for m in names:
@@ -63,12 +78,12 @@ def main() -> None:
                 errs[m] = round((p - measured[m]) / measured[m], 4)
             acc = error_metrics(pred, true)
             d = E2EDecomposer().fit([tables[n] for n in names], [measured[n] for n in names])
-            meta = {"id": pid, "device": dev, "framework": "tflite", "processor": "cpu", "core_set": cfg,
+            meta = {"id": pid, "device": dev, "framework": args.framework, "processor": "cpu", "core_set": cfg,
                     "threads": coreset_threads(cfg), "precision": "fp32", "gpu_family": "cpu", "lowering": "tflite-cpu",
-                    "framework_version": "TensorFlow Lite 2.15 (XNNPACK)", "model_family": "vision transformers",
+                    "framework_version": fw["version"], "model_family": "vision transformers",
                     **PHONE_FACTS.get(dev, {}),
                     "accuracy": {"method": result["method"], "end_to_end": acc, "per_model_error": errs},
-                    "training": {"source": "mobile-ml-benchmark:tflite_transformer_e2e.csv", "models": names,
+                    "training": {"source": f"mobile-ml-benchmark:{fw['csv']}", "models": names,
                                  "attribution": ATTRIBUTION}}
             d.to_profile(meta).save(args.out / pid)
             result["profiles"][pid] = {"end_to_end": acc, "per_model_error": errs}

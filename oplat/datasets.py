@@ -165,10 +165,12 @@ def load_phone_e2e(path: str | Path | None = None, processor: str = "gpu",
         cols = [c for c in reader.fieldnames or [] if c.endswith(suffix)]
         for r in reader:
             for c in cols:
-                v = r.get(c, "")
-                if v in ("", "nan"):
+                try:
+                    ms = float(r.get(c) or "nan") / 1000.0
+                except ValueError:  # "N/A": the model did not run in that configuration
                     continue
-                out.setdefault(c.split("|")[0], {})[r["model"]] = float(v) / 1000.0
+                if ms == ms:
+                    out.setdefault(c.split("|")[0], {})[r["model"]] = ms
     return out
 
 
