@@ -4,7 +4,9 @@ OpenCL device on the other, sharing fine-grained SVM.
 For each layer: CPU-only, GPU-only, planned (the linear partition model on this run's
 whole-layer times) and oracle (grid search over GPU shares on measured times), all
 medians measured in one run, plus the per-op synchronisation cost of SVM polling,
-event waits and clFinish.
+event waits and clFinish in a pipeline (``sync_us``) and the time from a running
+kernel's release to the host knowing it finished (``notify_us``, launch latency
+excluded).
 
     python bench/coexec_runtime.py [--runs 9]
 """
@@ -51,7 +53,10 @@ def main() -> None:
               f"speedup {res['speedup_planned']:.2f}x / {res['speedup_oracle']:.2f}x  ceiling {res['ceiling']:.2f}x  "
               f"ok={res['outputs_match']}", flush=True)
     sync = {m: statistics.median(r["sync_us"][m] for r in rows.values()) for m in ("svm", "event", "finish")}
+    notify = {m: statistics.median(r["notify_us"][m] for r in rows.values()) for m in ("svm", "event", "finish")}
     summary = {"sync_us_median": sync, "svm_vs_event": sync["event"] / max(sync["svm"], 1e-9),
+               "notify_us_median": notify, "notify_event_over_svm": notify["event"] / max(notify["svm"], 1e-9),
+               "notify_finish_over_svm": notify["finish"] / max(notify["svm"], 1e-9),
                "planned_share_of_oracle": {k: r["planned_share_of_oracle"] for k, r in rows.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "layers": rows}, indent=1))

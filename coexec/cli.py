@@ -121,7 +121,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f", GPU {res['gpu_ms']:.3f} ms, planned {res['planned_ms']:.3f} ms (GPU share {res['planned_ratio']:.3f}), "
         f"oracle {res['oracle_ms']:.3f} ms ({res['oracle_ratio']:.3f}); speedup {res['speedup_planned']:.2f}x "
         f"planned, {res['speedup_oracle']:.2f}x oracle; sync per op (us): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in res["sync_us"].items()) if "gpu_ms" in res else " (CPU only)"))
+        + ", ".join(f"{k} {v:.1f}" for k, v in res["sync_us"].items())
+        + "; completion noticed after (us): " + ", ".join(f"{k} {v:.1f}" for k, v in res["notify_us"].items())
+        if "gpu_ms" in res else " (CPU only)"))
     return 0
 
 

@@ -125,6 +125,15 @@ __kernel void linear16(__global const float16 *x, __global const float16 *w, __g
 __kernel void set_flag(__global volatile int *flag, int value) {
     atomic_xchg(flag, value);
 }
+
+/* Notification-latency probe: announce the start, spin (bounded) until the host
+   stores ``value`` into ``go``, then finish by setting ``done``. */
+__kernel void wait_go(__global volatile int *go, __global volatile int *started,
+                      __global volatile int *done, int value, int max_spins) {
+    atomic_xchg(started, value);
+    for (int i = 0; i < max_spins && atomic_add(go, 0) != value; i++) { }
+    atomic_xchg(done, value);
+}
 """
 
 
@@ -191,6 +200,7 @@ class OclExecutor:
             self.k_convv = cl.Kernel(self.prog, "conv_v8")
             self.k_linear16 = cl.Kernel(self.prog, "linear16")
             self.k_flag = cl.Kernel(self.prog, "set_flag")
+            self.k_wait_go = cl.Kernel(self.prog, "wait_go")
             self._warm()
         finally:
             if cores:
@@ -422,6 +432,40 @@ def sync_costs(ocl: OclExecutor, n: int = 200, reps: int = 15) -> dict[str, floa
         "pipelined_op_us": base}
 
 
+def notify_latency(ocl: OclExecutor, n: int = 200, max_spins: int = 200_000_000) -> dict[str, float]:
+    """Median microseconds from the moment a running device kernel is released to the
+    moment the host knows it has finished, per method (svm flag polling, event wait,
+    clFinish): the part of a synchronisation that pipelining cannot hide.
+
+    Each probe kernel (``wait_go``) announces its start in SVM and spins until the host
+    stores the go value; the clock starts at that store, so kernel launch latency is
+    excluded for every method alike. Methods alternate probe by probe.
+    """
+    go, started, done = (ocl.svm((1,), np.int32) for _ in range(3))
+    go[0] = started[0] = done[0] = 0
+    cl = ocl.cl
+    seq = 0
+    out: dict[str, list[float]] = {"svm": [], "event": [], "finish": []}
+    for _ in range(n):
+        for method in out:
+            seq += 1
+            ocl.k_wait_go.set_args(cl.SVM(go), cl.SVM(started), cl.SVM(done), np.int32(seq), np.int32(max_spins))
+            ev = cl.enqueue_nd_range_kernel(ocl.queue, ocl.k_wait_go, (1,), None)
+            ocl.flush()
+            poll(started, seq)
+            t0 = time.perf_counter()
+            go[0] = seq
+            if method == "svm":
+                poll(done, seq)
+            elif method == "event":
+                ev.wait()
+            else:
+                ocl.queue.finish()
+            out[method].append((time.perf_counter() - t0) * 1e6)
+            ocl.queue.finish()  # the queue is empty before the next probe
+    return {m: float(np.median(v)) for m, v in out.items()}
+
+
 def measure(fn: Callable[[], float], warmup: int = 2, runs: int = 9) -> float:
     """Median seconds of ``fn`` after warm-up."""
     for _ in range(warmup):
@@ -504,6 +548,7 @@ def bench_layer(layer: LayerSpec, x_shape: Sequence[int], steps: int = 16, sync:
                    ceiling=1 + fast / max(cpu_s, gpu_s), planned_share_of_oracle=(fast / planned_s) / (fast / grid[best]),
                    max_rel_err=err, outputs_match=err <= 1e-5)
         out["sync_us"] = sync_costs(ocl, reps=sync_reps)
+        out["notify_us"] = notify_latency(ocl)
         return out
     finally:
         os.sched_setaffinity(0, prev)

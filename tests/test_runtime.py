@@ -96,6 +96,7 @@ def test_coexec_bench_contract_on_a_single_layer(ocl, tmp_path, capsys):
     for key in ("cpu_ms", "gpu_ms", "planned_ms", "oracle_ms"):
         assert res[key] > 0
     assert set(res["sync_us"]) >= {"svm", "event", "finish"}
+    assert set(res["notify_us"]) == {"svm", "event", "finish"} and min(res["notify_us"].values()) > 0
     assert res["outputs_match"] is True
     assert res["oracle_ms"] <= min(res["grid_ms"].values()) + 1e-9
 
