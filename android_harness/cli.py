@@ -110,8 +110,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .collect import collect_phone
 
     graphs = load_graphs(Path(__file__).resolve().parents[1] / "models" / "cnn_zoo", names=args.zoo_models or None)
-    configs = [c for c in default_configs(graphs.values(), n=3 * args.configs, seed=args.seed, transformer_blocks=0)
-               if c["kernel"] in TFLITE_KERNELS][: args.configs]
+    sampled = default_configs(graphs.values(), n=3 * args.configs, seed=args.seed, transformer_blocks=0,
+                              layout_kernels=0)
+    configs = [c for c in sampled if c["kernel"] in TFLITE_KERNELS][: args.configs]
     budget = parse_budget(args.budget) if args.budget else None
     serials = [s for s in args.serial.split(",") if s]
     out = Path(args.out)

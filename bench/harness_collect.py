@@ -47,8 +47,8 @@ def main() -> None:
 
     graphs = load_graphs(ROOT / "models" / "cnn_zoo", ["mobilenetv2_w1", "resnet18", "mobilenetv3_large_w1",
                                                        "squeezenet_v1_1", "regnetx004", "mnasnet_b1"])
-    configs = [c for c in default_configs(graphs.values(), n=3 * args.configs, seed=0, transformer_blocks=0)
-               if c["kernel"] in TFLITE_KERNELS][: args.configs]
+    sampled = default_configs(graphs.values(), n=3 * args.configs, seed=0, transformer_blocks=0, layout_kernels=0)
+    configs = [c for c in sampled if c["kernel"] in TFLITE_KERNELS][: args.configs]
     dataset = tmp / "phone.csv"
     with FakeAdbServer([phone]) as srv:
         os.environ["ANDROID_ADB_SERVER_PORT"] = str(srv.port)

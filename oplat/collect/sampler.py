@@ -227,11 +227,12 @@ def sample_configs(base: list[dict[str, Any]], n: int, seed: int = 0,
 
 
 def default_configs(graphs: Iterable[Graph], n: int, seed: int = 0, transformer_blocks: int = 300,
-                    lowering: tuple[str, str] = ("tflite-gpu", "adreno")) -> list[dict[str, Any]]:
+                    lowering: tuple[str, str] = ("tflite-gpu", "adreno"), layout_kernels: int = 200
+                    ) -> list[dict[str, Any]]:
     """What ``oplat collect`` measures: kernels of the given CNN graphs, of random
     attention blocks and random data-movement kernels, interleaved with explored
     neighbours, in a seeded order."""
-    base = zoo_configs(graphs, lowering) + transformer_configs(transformer_blocks, seed) + layout_configs(200, seed)
+    base = zoo_configs(graphs, lowering) + transformer_configs(transformer_blocks, seed) + layout_configs(layout_kernels, seed)
     return list(sample_configs(base, n, seed=seed))
 
 
