@@ -260,7 +260,7 @@ class OpenCLBackend(Backend):
         return {**super().settings, "opencl_device": self.ocl.device.name}
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
-        from coexec.runtime import LayerSpec, RuntimeUnavailable, poll
+        from coexec.runtime import LayerSpec, RuntimeUnavailable, SyncTimeout, poll
 
         rng = np.random.default_rng(0)
         k = cfg["kernel"]
@@ -295,7 +295,7 @@ class OpenCLBackend(Backend):
 
         try:
             return time_runs(run)
-        except RuntimeUnavailable as e:
+        except (RuntimeUnavailable, SyncTimeout) as e:  # recorded as a failed config; collection goes on
             raise BackendError(str(e).splitlines()[0]) from None
 
 
