@@ -1,7 +1,7 @@
 """Whole-model co-execution on this machine's pair: plan from the host profiles, run it.
 
-For each zoo CNN: ``coexec plan`` with the CPU executor's profile (host/ort-cpu-1t) and
-the OpenCL executor's (host/opencl-gpu-1t, collected with ``oplat collect --backend
+For each zoo CNN: ``coexec plan`` with the CPU executor's profile (host/coexec-cpu) and
+the OpenCL executor's (host/coexec-ocl, collected with ``oplat collect --backend
 opencl``), then ``coexec run`` (CPU only, GPU only, planned; interleaved runs, medians;
 outputs checked against onnxruntime). The question the issue asks: is the planned run
 faster than the faster single executor where the planner predicts a gain, and never
@@ -37,8 +37,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=MODELS)
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--cpu-profile", default="host/ort-cpu-1t")
-    ap.add_argument("--gpu-profile", default="host/opencl-gpu-1t")
+    ap.add_argument("--cpu-profile", default="host/coexec-cpu")
+    ap.add_argument("--gpu-profile", default="host/coexec-ocl")
     ap.add_argument("--sync", default="svm")
     args = ap.parse_args()
     out = {"cpu_profile": args.cpu_profile, "gpu_profile": args.gpu_profile, "sync": args.sync, "models": {}}
