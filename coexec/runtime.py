@@ -126,6 +126,13 @@ __kernel void set_flag(__global volatile int *flag, int value) {
     atomic_xchg(flag, value);
 }
 
+/* Zero-padded copy of a CHW input in the layout conv_v8 reads (rows of wp floats). */
+__kernel void pad_chw(__global const float *x, __global float *xp, int h, int w, int pad, int hp, int wp) {
+    int xx = get_global_id(0), yy = get_global_id(1), ci = get_global_id(2);
+    int sy = yy - pad, sx = xx - pad;
+    xp[(ci * hp + yy) * wp + xx] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? x[(ci * h + sy) * w + sx] : 0.0f;
+}
+
 /* Notification-latency probe: announce the start, spin (bounded) until the host
    stores ``value`` into ``go``, then finish by setting ``done``. */
 __kernel void wait_go(__global volatile int *go, __global volatile int *started,
@@ -201,6 +208,7 @@ class OclExecutor:
             self.k_linear16 = cl.Kernel(self.prog, "linear16")
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
+            self.k_pad = cl.Kernel(self.prog, "pad_chw")
             self._warm()
         finally:
             if cores:
@@ -225,6 +233,23 @@ class OclExecutor:
         buf[...] = 0
         np.asarray(buf)[: c * hp * wp].reshape(c, hp, wp)[:, pad:pad + h, pad:pad + w] = x
         return buf
+
+    def padded_buffer(self, x_shape: Sequence[int], pad: int) -> np.ndarray:
+        """A zeroed SVM buffer for :meth:`enqueue_pad` (the layout :meth:`pad_input` writes)."""
+        c, h, w = x_shape[-3:]
+        buf = self.svm((c * (h + 2 * pad) * (w + 2 * pad + 8) + 16,))
+        buf[...] = 0
+        return buf
+
+    def enqueue_pad(self, x, xpad, x_shape: Sequence[int], pad: int):
+        """Enqueue the device-side copy of CHW ``x`` into ``xpad`` (no host sync: the
+        in-order queue runs it after ``x``'s producer and before the conv reading it)."""
+        cl = self.cl
+        c, h, w = x_shape[-3:]
+        hp, wp = h + 2 * pad, w + 2 * pad + 8
+        self.k_pad.set_args(cl.SVM(x), cl.SVM(xpad), np.int32(h), np.int32(w), np.int32(pad), np.int32(hp),
+                            np.int32(wp))
+        return cl.enqueue_nd_range_kernel(self.queue, self.k_pad, (wp, hp, c), None)
 
     def enqueue(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int], xpad=None):
         """Compute output channels [c0, c1) of ``layer`` into ``y`` (all SVM arrays)."""
