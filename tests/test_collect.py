@@ -282,3 +282,22 @@ def test_collect_kernel_filter_names_unknown_types():
     assert {c["kernel"] for c in select_kernels(cfgs, "split, gather")} == {"SPLIT", "GATHER"}
     with pytest.raises(OplatError, match="unknown kernel type.*FOO"):
         select_kernels(cfgs, "SPLIT,FOO")
+
+
+def test_resuming_on_another_machine_warns_but_keeps_the_rows(tmp_path, capsys):
+    from oplat.collect.backends import machine_facts, machine_mismatch
+    from oplat.collect.run import open_store
+
+    facts = machine_facts()
+    assert facts["probe_ms"] > 0 and "cpu_id" in facts
+    assert machine_mismatch(facts, dict(facts)) is None
+    assert "speed probe" in machine_mismatch(facts, dict(facts, probe_ms=facts["probe_ms"] * 2))
+    assert "CPU" in machine_mismatch(facts, dict(facts, cpu_id="25/1/1" if facts["cpu_id"] != "25/1/1" else "23/49/0"))
+    b = make_backend("ort-cpu", threads=1)
+    path = tmp_path / "d.csv"
+    store = open_store(path, b, "host", machine=dict(facts, probe_ms=facts["probe_ms"] * 3))
+    store.append([{"config_id": "a", "model": "single:MEAN", "status": "ok", "latency_ms": 1.0}])
+    capsys.readouterr()
+    again = open_store(path, b, "host", machine=facts)
+    assert "another or differently loaded machine" in capsys.readouterr().err
+    assert len(again.rows()) == 1

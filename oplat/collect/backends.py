@@ -29,12 +29,21 @@ def machine_facts() -> dict[str, Any]:
     facts: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                              "cores": os.cpu_count()}
     try:
+        info: dict[str, str] = {}
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                facts["cpu"] = line.split(":", 1)[1].strip()
+            if ":" in line:
+                k, v = (s.strip() for s in line.split(":", 1))
+                info.setdefault(k, v)
+            elif info:  # the first processor's block is enough
                 break
+        facts["cpu"] = info.get("model name", "unreadable")
+        # "AMD EPYC" alone does not tell machine generations apart
+        facts["cpu_id"] = "/".join(info.get(k, "?") for k in ("cpu family", "model", "stepping"))
+        if "bogomips" in info:
+            facts["bogomips"] = float(info["bogomips"])
     except OSError:
         facts["cpu"] = "unreadable"
+    facts["probe_ms"] = speed_probe_ms()
     freq = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
     facts["max_freq_khz"] = int(open(freq).read()) if os.path.exists(freq) else "unreadable"
     try:
@@ -47,6 +56,34 @@ def machine_facts() -> dict[str, Any]:
         except Exception:
             facts[mod] = "missing"
     return facts
+
+
+def speed_probe_ms() -> float:
+    """Median milliseconds of a fixed single-threaded numpy workload (element-wise work
+    on 4 MB arrays): recorded with every dataset so that rows measured on a slower or
+    busier machine can be recognised."""
+    a = np.linspace(0.0, 1.0, 1 << 20, dtype=np.float32)
+    b = np.empty_like(a)
+    times = []
+    for _ in range(15):
+        t0 = time.perf_counter()
+        np.multiply(a, 1.0001, out=b)
+        np.add(b, a, out=b)
+        np.sqrt(b, out=b)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(float(np.median(times)), 4)
+
+
+def machine_mismatch(old: dict[str, Any], new: dict[str, Any], tolerance: float = 0.3) -> str | None:
+    """Why two machines' facts disagree (another CPU, or a speed probe more than
+    ``tolerance`` apart), or None when they agree or cannot be compared."""
+    if old.get("cpu_id") and new.get("cpu_id") and old["cpu_id"] != new["cpu_id"]:
+        return f"CPU {old.get('cpu')} {old['cpu_id']} then, {new.get('cpu')} {new['cpu_id']} now"
+    p0, p1 = old.get("probe_ms"), new.get("probe_ms")
+    if isinstance(p0, (int, float)) and isinstance(p1, (int, float)) and p0 > 0:
+        if abs(p1 / p0 - 1.0) > tolerance:
+            return f"speed probe {p0:.3f} ms then, {p1:.3f} ms now (x{p1 / p0:.2f})"
+    return None
 
 
 def time_runs(run: Callable[[], Any], warmup: int = 2, min_runs: int = 10, max_runs: int = 200,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -13,7 +14,7 @@ from ..features import GLUE_KEYS, predictor_key
 from ..lowering import lower
 from ..onnx_loader import load_onnx
 from ..store import DatasetStore
-from .backends import Backend, BackendError, machine_facts
+from .backends import Backend, BackendError, machine_facts, machine_mismatch
 from .ops import config_id, onnx_single_op
 
 COLUMNS = ["config_id", "model", "device", "framework", "processor", "kernel", "impl", "linked", "params",
@@ -54,6 +55,10 @@ def open_store(path: str | Path, backend: Backend, device: str,
         if store.meta.get(key) != meta.get(key):
             raise DatasetError(f"{path}: collected with {key}={store.meta.get(key)!r}, "
                                f"not {meta.get(key)!r}; use another --out")
+    why = machine_mismatch(store.meta.get("machine") or {}, facts)
+    if why:  # resuming is allowed (a CI runner is rarely the same VM twice), but said
+        print(f"warning: {path} was started on another or differently loaded machine ({why}); "
+              "new rows will not be comparable with the old ones", file=sys.stderr)
     return store
 
 
