@@ -167,6 +167,12 @@ class LayerSpec:
                 (w + 2 * self.pad - k) // self.stride + 1)
 
 
+def padded_dims(h: int, w: int, pad: int) -> tuple[int, int]:
+    """(rows, row length) of a padded CHW channel for ``conv_v8``: ``pad`` on every side
+    plus 8 floats of slack for its 8-wide loads past a row's end (the buffer adds 16)."""
+    return h + 2 * pad, w + 2 * pad + 8
+
+
 class OclExecutor:
     """OpenCL side: SVM buffers, conv/linear kernels, flag signalling."""
 
@@ -225,20 +231,20 @@ class OclExecutor:
         flags = self.cl.svm_mem_flags.READ_WRITE | self.cl.svm_mem_flags.SVM_FINE_GRAIN_BUFFER
         return self.cl.svm_empty(self.ctx, flags, tuple(shape), dtype)
 
-    def pad_input(self, x: np.ndarray, pad: int) -> np.ndarray:
-        """A zero-padded SVM copy of a CHW input (plus slack for 8-wide loads past a row's end)."""
-        c, h, w = x.shape
-        hp, wp = h + 2 * pad, w + 2 * pad + 8
+    def padded_buffer(self, x_shape: Sequence[int], pad: int) -> np.ndarray:
+        """A zeroed SVM buffer in the padded layout ``conv_v8`` reads (see :func:`padded_dims`)."""
+        c, h, w = x_shape[-3:]
+        hp, wp = padded_dims(h, w, pad)
         buf = self.svm((c * hp * wp + 16,))
         buf[...] = 0
-        np.asarray(buf)[: c * hp * wp].reshape(c, hp, wp)[:, pad:pad + h, pad:pad + w] = x
         return buf
 
-    def padded_buffer(self, x_shape: Sequence[int], pad: int) -> np.ndarray:
-        """A zeroed SVM buffer for :meth:`enqueue_pad` (the layout :meth:`pad_input` writes)."""
-        c, h, w = x_shape[-3:]
-        buf = self.svm((c * (h + 2 * pad) * (w + 2 * pad + 8) + 16,))
-        buf[...] = 0
+    def pad_input(self, x: np.ndarray, pad: int) -> np.ndarray:
+        """A zero-padded SVM copy of a CHW input, made on the host."""
+        c, h, w = x.shape
+        hp, wp = padded_dims(h, w, pad)
+        buf = self.padded_buffer(x.shape, pad)
+        np.asarray(buf)[: c * hp * wp].reshape(c, hp, wp)[:, pad:pad + h, pad:pad + w] = x
         return buf
 
     def enqueue_pad(self, x, xpad, x_shape: Sequence[int], pad: int):
@@ -246,7 +252,7 @@ class OclExecutor:
         in-order queue runs it after ``x``'s producer and before the conv reading it)."""
         cl = self.cl
         c, h, w = x_shape[-3:]
-        hp, wp = h + 2 * pad, w + 2 * pad + 8
+        hp, wp = padded_dims(h, w, pad)
         self.k_pad.set_args(cl.SVM(x), cl.SVM(xpad), np.int32(h), np.int32(w), np.int32(pad), np.int32(hp),
                             np.int32(wp))
         return cl.enqueue_nd_range_kernel(self.queue, self.k_pad, (wp, hp, c), None)
@@ -267,7 +273,7 @@ class OclExecutor:
         _, ho, wo = layer.out_shape(x_shape)
         k = layer.w.shape[-1]
         if xpad is not None and layer.stride == 1 and (c1 - c0) % 4 == 0:
-            hp, wp = h + 2 * layer.pad, wd + 2 * layer.pad + 8
+            hp, wp = padded_dims(h, wd, layer.pad)
             self.k_convv.set_args(cl.SVM(xpad), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(hp),
                                   np.int32(wp), np.int32(layer.out_channels), np.int32(ho), np.int32(wo),
                                   np.int32(k), np.int32(c0))
