@@ -186,7 +186,7 @@ def plan(cm: CostModel, refinements: int = 3, max_sweeps: int = 10) -> list[Deci
     score = lambda c: tl.run([tl.code(x) for x in c])[0]  # noqa: E731
     best = min(candidates, key=score)
     if n <= SMALL_MODEL_UNITS:  # small enough for the exhaustive per-unit search
-        return oracle_search(cm, starts=[best], max_sweeps=max_sweeps)[0]
+        return oracle_search(cm, starts=[best], max_sweeps=max_sweeps, tl=tl)[0]
     outs = [refine(cm, best, max_sweeps, tl)]
     if best != all_gpu:
         outs.append(refine(cm, all_gpu, max_sweeps, tl))
@@ -318,15 +318,13 @@ def plan_dp(cm: CostModel, prior: Sequence[Decision] | None = None) -> list[Deci
 
 
 def oracle_search(cm: CostModel, starts: Sequence[Sequence[Decision]] = (), max_sweeps: int = 10,
-                  singles: bool = True) -> tuple[list[Decision], float]:
+                  tl: Timeline | None = None) -> tuple[list[Decision], float]:
     """Exhaustive per-unit grid search on the timeline simulation (see module doc), from
-    ``starts`` and (with ``singles``) the all-GPU and all-CPU plans."""
-    tl = Timeline(cm)
+    ``starts``, the all-GPU and the all-CPU plans."""
+    tl = tl or Timeline(cm)
     codes = [tl.code(s) for s in _grid_states(cm)]
     n = len(cm.units)
-    candidates = [list(s) for s in starts]
-    if singles:
-        candidates += [[Decision("channel", cm.steps)] * n, [Decision("channel", 0)] * n]
+    candidates = [list(s) for s in starts] + [[Decision("channel", cm.steps)] * n, [Decision("channel", 0)] * n]
     best_plan, best_t = None, float("inf")
     for start in candidates:
         cur, t = _local_search(tl, [tl.code(d) for d in start], lambda i, keep: codes, max_sweeps)
