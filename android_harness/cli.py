@@ -103,16 +103,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from oplat.collect.run import parse_budget
-    from oplat.collect.sampler import default_configs
-    from oplat.collect.tflite_ops import TFLITE_KERNELS
     from oplat.train import load_graphs
 
-    from .collect import collect_phone
+    from .collect import collect_phone, phone_configs
 
     graphs = load_graphs(Path(__file__).resolve().parents[1] / "models" / "cnn_zoo", names=args.zoo_models or None)
-    sampled = default_configs(graphs.values(), n=3 * args.configs, seed=args.seed, transformer_blocks=0,
-                              layout_kernels=0)
-    configs = [c for c in sampled if c["kernel"] in TFLITE_KERNELS][: args.configs]
+    configs = phone_configs(graphs.values(), args.configs, seed=args.seed)
     budget = parse_budget(args.budget) if args.budget else None
     serials = [s for s in args.serial.split(",") if s]
     out = Path(args.out)

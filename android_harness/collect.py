@@ -65,6 +65,17 @@ class PhoneBackend(Backend):
                 "min_ms": runs.get("min", r["avg_ms"] * 1000) / 1000.0, "count": int(runs.get("count", self.runs))}
 
 
+def phone_configs(graphs: Iterable[Any], n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """The first ``n`` sampled kernel configs the phone's single-op TFLite builders can
+    build (CNN kernels of ``graphs`` and their neighbours; no attention blocks or
+    data-movement kernels, which those builders lack)."""
+    from oplat.collect.sampler import default_configs, select_kernels
+    from oplat.collect.tflite_ops import TFLITE_KERNELS
+
+    sampled = default_configs(graphs, n=3 * n, seed=seed, transformer_blocks=0, layout_kernels=0)
+    return select_kernels(sampled, TFLITE_KERNELS)[:n]
+
+
 def wait_for_device(serial: str, timeout_s: float = 60.0, poll_s: float = 1.0) -> bool:
     """True once ``serial`` is listed as ``device`` again (within ``timeout_s``)."""
     t0 = time.monotonic()

@@ -26,10 +26,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
 
+from android_harness.collect import phone_configs  # noqa: E402
 from fake_adb import FakeAdbServer, install_fake_benchmark, make_phone  # noqa: E402
 from oplat.collect.run import read_collected  # noqa: E402
-from oplat.collect.sampler import default_configs  # noqa: E402
-from oplat.collect.tflite_ops import TFLITE_KERNELS  # noqa: E402
 from oplat.evaluate import error_metrics  # noqa: E402
 from oplat.store import DatasetStore  # noqa: E402
 from oplat.train import group_folds, train_profile  # noqa: E402
@@ -47,8 +46,7 @@ def main() -> None:
 
     graphs = load_graphs(ROOT / "models" / "cnn_zoo", ["mobilenetv2_w1", "resnet18", "mobilenetv3_large_w1",
                                                        "squeezenet_v1_1", "regnetx004", "mnasnet_b1"])
-    sampled = default_configs(graphs.values(), n=3 * args.configs, seed=0, transformer_blocks=0, layout_kernels=0)
-    configs = [c for c in sampled if c["kernel"] in TFLITE_KERNELS][: args.configs]
+    configs = phone_configs(graphs.values(), args.configs, seed=0)
     dataset = tmp / "phone.csv"
     with FakeAdbServer([phone]) as srv:
         os.environ["ANDROID_ADB_SERVER_PORT"] = str(srv.port)
