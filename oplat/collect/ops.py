@@ -74,6 +74,7 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
     residual = None
+    extra_outputs: list[str] = []  # more graph outputs than ``y`` (a split's other parts)
     if k in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP"):
         ks, s = int(cfg.get("Kernel", 1)), int(cfg.get("Stride", 1))
         if k == "DEPTHWISE_CONV_2D":
@@ -161,7 +162,7 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
     if (k in ("TRANSPOSE", "ADD", "MUL") or k in UNARY or k in LAYOUT_KERNELS) and "Input_dims" in cfg:
         rank = len(cfg["Input_dims"]) - (k == "GATHER" and not int(cfg.get("Indices", 0)))
     outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
-            for o in ["y"] + (extra_outputs if k in LAYOUT_KERNELS else [])]
+            for o in ["y"] + extra_outputs]
     graph = helper.make_graph(nodes, f"single_{k.lower()}", inputs, outs, inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     m.ir_version = 8
