@@ -2,23 +2,31 @@
 the OpenCL device at once.
 
 Every tensor lives in fine-grained SVM, so the two sides read each other's outputs
-without copies. One driver thread walks the graph in topological order:
+without copies. The graph is turned once into a schedule of actions that one driver
+thread replays per inference:
 
-- a node placed on the GPU with an OpenCL kernel in the runtime (dense conv with
-  symmetric pads, linear layer over one row) is *enqueued* (non-blocking), followed by
-  the tiny kernel that stores its sequence number into the SVM completion flag;
-- any other node runs on the CPU executor (an onnxruntime single-node session, output
-  bound straight into its SVM buffer), after waiting for its GPU-made inputs: polling
-  the flag (``sync="svm"``), waiting on the kernel's event (``"event"``) or finishing
-  the queue (``"finish"``).
+- ``gpu``: a node placed on the GPU with an OpenCL kernel in the runtime (dense conv with
+  symmetric pads, linear layer over one row; a Relu/Clip right after it fused as an
+  output clamp) is *enqueued* (non-blocking), followed by the tiny kernel that stores its
+  sequence number into the SVM completion flag;
+- ``cpu``: a *segment*, a maximal run of CPU nodes that needs no GPU result it has not
+  already waited for, runs as one onnxruntime session (so onnxruntime fuses and
+  dispatches it like a whole model) with its inputs and outputs bound to the SVM buffers
+  once, at build time;
+- ``wait``: before a segment that reads GPU-made tensors, wait for the newest of them:
+  polling the flag (``sync="svm"``), waiting on the kernel's event (``"event"``) or
+  finishing the queue (``"finish"``).
 
-So the GPU half of a split op runs while the CPU computes the other half; the Concat
-that joins them waits for both. GPU-placed nodes without an OpenCL kernel run on the
-CPU and are reported (``gpu_fallback``), never silently.
+Nodes are ordered so that a GPU node is enqueued as soon as its inputs exist (before the
+CPU work that can run beside it), so the GPU half of a split op runs while the CPU
+computes the other half; the Concat that joins them is free (the halves wrote into its
+slices). GPU-placed nodes without an OpenCL kernel run on the CPU and are reported
+(``gpu_fallback``), never silently.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from typing import Any, Sequence
@@ -30,6 +38,9 @@ from onnx import helper, numpy_helper
 from oplat.errors import OplatError
 
 from .runtime import LayerSpec, OclExecutor, poll
+
+# activations an OpenCL conv/linear kernel applies as an output clamp
+CLAMPS = {"Relu", "Clip"}
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -44,43 +55,49 @@ class GraphRunner:
     """Execute one (split) ONNX model with CPU and OpenCL executors sharing SVM."""
 
     def __init__(self, model: onnx.ModelProto, ocl: OclExecutor | None, cpu_cores: Sequence[int] | None = None,
-                 sync: str = "svm", threads: int = 1, force: str | None = None) -> None:
-        """``force``: ``"cpu"`` or ``"gpu"`` overrides every node's placement (single-executor baselines)."""
+                 sync: str = "svm", threads: int = 1, force: str | None = None, per_node: bool = False) -> None:
+        """``force``: ``"cpu"`` or ``"gpu"`` overrides every node's placement (single-executor
+        baselines); ``per_node``: every CPU node is its own segment (measures what a segment
+        boundary costs)."""
         import onnxruntime as ort
 
         if sync not in ("svm", "event", "finish"):
             raise ValueError(f"sync must be svm, event or finish (got {sync!r})")
         self.ocl, self.sync, self.cpu_cores = ocl, sync, list(cpu_cores) if cpu_cores else None
+        self.per_node = per_node
         m = onnx.shape_inference.infer_shapes(model)
+        self.opsets = list(m.opset_import)
         self.consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
         shapes: dict[str, tuple[int, ...]] = {}
         for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
             dims = vi.type.tensor_type.shape.dim
             if all(d.HasField("dim_value") for d in dims):
                 shapes[vi.name] = tuple(d.dim_value for d in dims)
+        self.shapes = shapes
         self.inputs = [i.name for i in m.graph.input if i.name not in self.consts]
         self.outputs = [o.name for o in m.graph.output]
         self.buf: dict[str, np.ndarray] = {}
         for name, shape in shapes.items():
             if name not in self.consts:
                 self.buf[name] = ocl.svm(shape) if ocl is not None else np.empty(shape, np.float32)
-        # zero-copy joins: a Concat along channels (batch 1) whose inputs feed nothing else
-        # is a set of contiguous slices of its output, so the parts write straight into it
-        consumers: dict[str, int] = {}
+        consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in m.graph.node:
             for x in node.input:
-                consumers[x] = consumers.get(x, 0) + 1
+                consumers.setdefault(x, []).append(node)
+        # zero-copy joins: a Concat along channels (batch 1) whose inputs feed nothing else
+        # is a set of contiguous slices of its output, so the parts write straight into it
         produced = {o for node in m.graph.node for o in node.output}
         self.joins: set[str] = set()
-        for node in m.graph.node:
+        # consumers first: a join that feeds another join is a slice of that one's output
+        for node in reversed(m.graph.node):
             if node.op_type != "Concat" or node.output[0] not in self.buf:
                 continue
             out_shape = shapes[node.output[0]]
             axis = int(_attrs(node).get("axis", 0)) % len(out_shape)
             ins = list(node.input)
             if (axis != 1 or out_shape[0] != 1 or len(set(ins)) != len(ins)
-                    or any(x not in produced or x not in self.buf or consumers.get(x) != 1 or x in self.outputs
-                           for x in ins)):
+                    or any(x not in produced or x not in self.buf or len(consumers.get(x, [])) != 1
+                           or x in self.outputs for x in ins)):
                 continue
             flat = self.buf[node.output[0]].reshape(-1)
             off = 0
@@ -89,27 +106,40 @@ class GraphRunner:
                 self.buf[x] = flat[off:off + n].reshape(shapes[x])
                 off += n
             self.joins.add(node.name or node.output[0])
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        self.steps: list[dict[str, Any]] = []
+        self.so = ort.SessionOptions()
+        self.so.intra_op_num_threads = threads
+        self.so.inter_op_num_threads = 1
+        self.so.log_severity_level = 3
+        # as the CPU profile was measured: onnxruntime's full optimisation (fusions, NCHWc)
+        self.so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        steps: list[dict[str, Any]] = []
         self.gpu_fallback: list[str] = []
+        fused: dict[str, dict[str, Any]] = {}  # activation node name -> the GPU step it went into
         for node in m.graph.node:
+            name = node.name or node.output[0]
             place = force or _placement(node)
             missing = [o for o in node.output if o not in self.buf]
             if missing:
                 raise OplatError(f"shape of {missing[0]!r} (node {node.name}) is not static; give the input a size")
-            step: dict[str, Any] = {"name": node.name or node.output[0], "op": node.op_type, "placed": place,
-                                    "node": node, "inputs": [x for x in node.input if x and x not in self.consts]}
-            if step["name"] in self.joins:
+            step: dict[str, Any] = {"name": name, "op": node.op_type, "placed": place, "node": node,
+                                    "inputs": [x for x in node.input if x and x not in self.consts],
+                                    "outputs": list(node.output)}
+            if name in fused:
+                continue
+            if name in self.joins:
                 step.update(kind="join")
-                self.steps.append(step)
+                steps.append(step)
                 continue
             layer = self._ocl_layer(node, shapes) if place == "gpu" and ocl is not None else None
             if layer is not None:
                 spec, x_shape = layer
+                act = self._clamp_after(node, consumers, force)
+                if act is not None:
+                    act_node, lo, hi = act
+                    spec.lo, spec.hi = lo, hi
+                    step["outputs"] = list(act_node.output)
+                    step["fused"] = act_node.name or act_node.output[0]
+                    fused[step["fused"]] = step
                 w, b = ocl.svm(spec.w.shape), ocl.svm(spec.b.shape)
                 w[...], b[...] = spec.w, spec.b
                 step.update(kind="gpu", layer=spec, x_shape=x_shape, w=w, b=b)
@@ -119,13 +149,120 @@ class GraphRunner:
                     step["xpad"] = ocl.padded_buffer(x_shape, spec.pad)
             else:
                 if place == "gpu":
-                    self.gpu_fallback.append(step["name"])
-                step.update(kind="cpu", sess=self._session(node, shapes, so, ort))
-            self.steps.append(step)
+                    self.gpu_fallback.append(name)
+                step.update(kind="cpu")
+            steps.append(step)
         self.flag = ocl.svm((1,), np.int32) if ocl is not None else np.zeros(1, np.int32)
         self.flag[0] = 0
-        self.seq = 0
-        self.made_by_gpu: dict[str, tuple[int, Any]] = {}
+        self.steps = _gpu_first_order(steps)
+        self.actions = self._schedule(self.steps)
+        for a in self.actions:
+            if a[0] == "gpu":  # every kernel argument set once, here (also the flag value it stores)
+                st = a[1]
+                st["launch"] = ocl.prepare(st["layer"], self.buf[st["inputs"][0]], st["w"], st["b"],
+                                           self.buf[st["outputs"][0]], 0, st["layer"].out_channels, st["x_shape"],
+                                           st.get("xpad"), flag=self.flag if sync == "svm" else None, value=a[2])
+        self.events: dict[int, Any] = {}
+
+    def _clamp_after(self, node: onnx.NodeProto, consumers, force: str | None):
+        """The Relu/Clip that is the sole consumer of ``node``'s output, placed on the GPU too,
+        with its bounds; None when there is none to fuse."""
+        out = node.output[0]
+        users = consumers.get(out, [])
+        if out in self.outputs or len(users) != 1:
+            return None
+        a = users[0]
+        if a.op_type not in CLAMPS or (force or _placement(a)) != "gpu" or a.output[0] not in self.buf:
+            return None
+        if a.op_type == "Relu":
+            return a, 0.0, np.inf
+        at = _attrs(a)
+        lo, hi = at.get("min", -np.inf), at.get("max", np.inf)
+        for i, attr in ((1, "min"), (2, "max")):
+            if len(a.input) > i and a.input[i]:
+                if a.input[i] not in self.consts:
+                    return None
+                v = float(self.consts[a.input[i]])
+                lo, hi = (v, hi) if attr == "min" else (lo, v)
+        return a, float(lo), float(hi)
+
+    def _schedule(self, steps: list[dict[str, Any]]) -> list[tuple]:
+        """Actions (``gpu``, ``cpu`` segment, ``wait``, ``join``) replayed by :meth:`run`."""
+        actions: list[tuple] = []
+        seg: list[dict[str, Any]] = []
+        seg_made: set[str] = set()  # tensors made by the open segment, or joins of them
+        pending: dict[str, int] = {}  # tensor -> GPU sequence number it waits for
+        waited = nseq = 0
+
+        def close() -> None:
+            if seg:
+                actions.append(("cpu", list(seg)))
+                seg.clear()
+                seg_made.clear()
+
+        for st in steps:
+            ins = st["inputs"]
+            if st["kind"] == "gpu":
+                if any(x in seg_made for x in ins):
+                    close()
+                nseq += 1
+                actions.append(("gpu", st, nseq))
+                for o in st["outputs"]:
+                    pending[o] = nseq
+            elif st["kind"] == "join":
+                pending[st["outputs"][0]] = max((pending.get(x, 0) for x in ins), default=0)
+                if any(x in seg_made for x in ins):
+                    seg_made.add(st["outputs"][0])
+                actions.append(("join", st))
+            else:
+                need = max((pending.get(x, 0) for x in ins), default=0)
+                # a join of the open segment's parts is not an input the segment can have
+                if any(x in seg_made and x not in {o for s in seg for o in s["outputs"]} for x in ins):
+                    close()
+                if need > waited:
+                    close()
+                    actions.append(("wait", need))
+                    waited = need
+                seg.append(st)
+                seg_made.update(st["outputs"])
+                if self.per_node:
+                    close()
+        close()
+        if nseq > waited:  # outputs, and GPU work nobody consumed: done before returning
+            actions.append(("wait", nseq))
+        # each segment becomes one session with its bindings
+        return [("cpu", self._segment(a[1])) if a[0] == "cpu" else a for a in actions]
+
+    def _segment(self, seg: list[dict[str, Any]]) -> dict[str, Any]:
+        """One onnxruntime session for a run of CPU nodes, bound to the shared buffers."""
+        import onnxruntime as ort
+
+        made = [o for st in seg for o in st["outputs"]]
+        made_set = set(made)
+        members = {id(st) for st in seg}
+        ins = list(dict.fromkeys(x for st in seg for x in st["inputs"] if x not in made_set))
+        used_outside = {x for st in self.steps if id(st) not in members for x in st["inputs"]}
+        outs = [o for o in made if o in used_outside or o in self.outputs]
+        nodes = [st["node"] for st in seg]
+        inits = [numpy_helper.from_array(self.consts[x], x)
+                 for x in dict.fromkeys(x for n in nodes for x in n.input) if x in self.consts]
+        vi = lambda n: helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(self.shapes[n]))  # noqa: E731
+        g = helper.make_graph(nodes, "segment", [vi(x) for x in ins], [vi(o) for o in outs], inits)
+        m = helper.make_model(g, opset_imports=self.opsets)
+        m.ir_version = 8
+        try:
+            sess = ort.InferenceSession(m.SerializeToString(), self.so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            first = seg[0]["node"]
+            raise OplatError(f"nodes {first.name} .. ({len(seg)} nodes) cannot run on the CPU executor: "
+                             f"{str(e).splitlines()[0]}") from None
+        io = sess.io_binding()
+        for x in ins:
+            io.bind_cpu_input(x, self.buf[x])
+        for o in outs:
+            b = self.buf[o]
+            io.bind_output(o, "cpu", 0, np.float32, list(b.shape), b.ctypes.data)
+        return {"sess": sess, "io": io, "names": [st["name"] for st in seg], "ops": [st["op"] for st in seg]}
 
     def _ocl_layer(self, node: onnx.NodeProto, shapes) -> tuple[LayerSpec, tuple[int, ...]] | None:
         a = _attrs(node)
@@ -152,35 +289,18 @@ class GraphRunner:
             return LayerSpec("linear", np.ascontiguousarray(w), b.astype(np.float32)), (int(xs[1]),)
         return None
 
-    def _session(self, node: onnx.NodeProto, shapes, so, ort):
-        ins = [x for x in node.input if x and x not in self.consts]
-        inits = [numpy_helper.from_array(self.consts[x], x) for x in dict.fromkeys(node.input) if x in self.consts]
-        vi = lambda n: helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(shapes[n]))  # noqa: E731
-        g = helper.make_graph([node], "op", [vi(x) for x in dict.fromkeys(ins)], [vi(o) for o in node.output], inits)
-        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-        m.ir_version = 8
-        try:
-            return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise OplatError(f"node {node.name} ({node.op_type}) cannot run on the CPU executor: "
-                             f"{str(e).splitlines()[0]}") from None
-
-    def _wait(self, name: str) -> float:
-        made = self.made_by_gpu.pop(name, None)
-        if made is None:
-            return 0.0
-        seq, ev = made
+    def _wait(self, seq: int) -> float:
         t0 = time.perf_counter()
         if self.sync == "svm":
             poll(self.flag, seq, at_least=True)
         elif self.sync == "event":
-            ev.wait()
+            self.events[seq].wait()
         else:
             self.ocl.queue.finish()
         return time.perf_counter() - t0
 
     def run(self, x: dict[str, np.ndarray], record: bool = False) -> dict[str, Any]:
-        """One inference; returns wall seconds, outputs and (``record``) per-node times."""
+        """One inference; returns wall seconds, outputs and (``record``) per-action times."""
         prev = os.sched_getaffinity(0)
         if self.cpu_cores:
             os.sched_setaffinity(0, set(self.cpu_cores))
@@ -193,51 +313,38 @@ class GraphRunner:
         for name in self.inputs:
             self.buf[name][...] = feeds[name]
         times: list[dict[str, Any]] = []
-        sync_s = 0.0
+        sync_s = wait = 0.0
+        self.events.clear()
+        # the previous run waited for all its GPU work: the flag counts this run's from 0
+        self.flag[0] = 0
         t_start = time.perf_counter()
-        for st in self.steps:
-            if st["kind"] == "gpu":
-                # CPU-made inputs are complete (this thread made them); GPU-made ones are
-                # ordered by the in-order queue
-                out = st["node"].output[0]
-                x = self.buf[st["inputs"][0]]
-                if "xpad" in st:
-                    self.ocl.enqueue_pad(x, st["xpad"], st["x_shape"], st["layer"].pad)
-                ev = self.ocl.enqueue(st["layer"], x, st["w"], st["b"], self.buf[out], 0,
-                                      st["layer"].out_channels, st["x_shape"], st.get("xpad"))
-                self.seq += 1
-                if self.sync == "svm":
-                    self.ocl.signal(self.flag, self.seq)
+        for a in self.actions:
+            kind = a[0]
+            if kind == "gpu":
+                st = a[1]
+                ev = st["launch"].enqueue()
                 self.ocl.flush()
-                self.made_by_gpu[out] = (self.seq, ev)
+                self.events[a[2]] = ev
                 if record:
-                    times.append({"name": st["name"], "op": st["op"], "on": "gpu", "event": ev})
-                continue
-            w = 0.0
-            for x in st["inputs"]:
-                w += self._wait(x)
-            sync_s += w
-            if st["kind"] == "join":  # the parts wrote into the output's slices: nothing to copy
+                    times.append({"name": st["name"], "op": st["op"], "on": "gpu", "event": ev,
+                                  **({"fused": st["fused"]} if "fused" in st else {})})
+            elif kind == "wait":
+                w = self._wait(a[1])
+                sync_s += w
+                wait += w
+            elif kind == "join":
                 if record:
-                    times.append({"name": st["name"], "op": st["op"], "on": "join", "ms": 0.0, "wait_ms": w * 1e3})
-                continue
-            t0 = time.perf_counter()
-            sess = st["sess"]
-            io = sess.io_binding()
-            for x in dict.fromkeys(st["inputs"]):
-                io.bind_cpu_input(x, self.buf[x])
-            for o in st["node"].output:
-                b = self.buf[o]
-                io.bind_output(o, "cpu", 0, np.float32, list(b.shape), b.ctypes.data)
-            sess.run_with_iobinding(io)
-            if record:
-                times.append({"name": st["name"], "op": st["op"], "on": "cpu", "ms": (time.perf_counter() - t0) * 1e3,
-                              "wait_ms": w * 1e3})
-        for o in self.outputs:
-            sync_s += self._wait(o)
-        if self.made_by_gpu:  # GPU work nobody consumed (dead ends): finish before returning
-            for name in list(self.made_by_gpu):
-                sync_s += self._wait(name)
+                    times.append({"name": a[1]["name"], "op": a[1]["op"], "on": "join", "ms": 0.0, "wait_ms": 0.0})
+            else:
+                seg = a[1]
+                t0 = time.perf_counter()
+                seg["sess"].run_with_iobinding(seg["io"])
+                if record:
+                    times.append({"name": seg["names"][0] if len(seg["names"]) == 1 else
+                                  f"{seg['names'][0]}..{seg['names'][-1]}", "op": "segment", "on": "cpu",
+                                  "nodes": seg["names"], "ms": (time.perf_counter() - t0) * 1e3,
+                                  "wait_ms": wait * 1e3})
+                wait = 0.0
         wall = time.perf_counter() - t_start
         if record:
             for t in times:
@@ -246,6 +353,31 @@ class GraphRunner:
                     t["ms"] = (ev.profile.end - ev.profile.start) * 1e-6
         return {"seconds": wall, "sync_seconds": sync_s, "outputs": {o: np.array(self.buf[o]) for o in self.outputs},
                 "ops": times}
+
+
+def _gpu_first_order(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A topological order of ``steps`` that takes a GPU step as soon as its inputs exist
+    (so it is enqueued before CPU work that can run beside it), else graph order."""
+    producer = {o: i for i, st in enumerate(steps) for o in st["outputs"]}
+    deps = [{producer[x] for x in st["inputs"] if x in producer} for st in steps]
+    users: list[list[int]] = [[] for _ in steps]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    left = [len(d) for d in deps]
+    heap = [(steps[i]["kind"] != "gpu", i) for i in range(len(steps)) if not left[i]]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        _, i = heapq.heappop(heap)
+        order.append(steps[i])
+        for j in users[i]:
+            left[j] -= 1
+            if not left[j]:
+                heapq.heappush(heap, (steps[j]["kind"] != "gpu", j))
+    if len(order) != len(steps):
+        raise OplatError("model graph has a cycle or a node whose input nothing produces")
+    return order
 
 
 def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = "svm",
@@ -294,7 +426,8 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
                 syncs.append(res["sync_seconds"])
     med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
     detail = runners.get("planned", runners["cpu"]).run(feeds, record=True)["ops"]
-    predicted = {o["name"]: o for o in plan.get("ops", [])}
+    # plan op of every node of the split graph (a part "X/gpu" belongs to plan op X)
+    plan_op = {s: o for o in plan.get("ops", []) for s in o.get("sources") or [o["name"]]}
     out = {"model": os.path.basename(model_path), "plan_profiles": plan.get("profiles"), "sync": sync,
            "cpu_cores": cpu_cores, "gpu_cores": gpu_cores, "device": ocl.device.name if ocl else None, "runs": runs,
            "cpu_ms": med["cpu"], "gpu_ms": med.get("gpu"), "planned_ms": med.get("planned"),
@@ -308,8 +441,8 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
         fast = min(med["cpu"], med["gpu"])
         out["speedup"] = fast / med["planned"]
     for o in detail:
-        src = o["name"].split("/")[0]
-        if src in predicted:
-            p = predicted[src]
-            o["predicted_ms"] = p["predicted_gpu_ms"] if o["on"] == "gpu" else p["predicted_cpu_ms"]
+        ops = {id(p): p for n in o.get("nodes", [o["name"]]) if (p := plan_op.get(n.split("/")[0])) is not None}
+        if ops:
+            key = "predicted_gpu_ms" if o["on"] == "gpu" else "predicted_cpu_ms"
+            o["predicted_ms"] = round(sum(p[key] for p in ops.values()), 5)
     return out

@@ -36,7 +36,7 @@ class SyncTimeout(OplatError):
 KERNELS = r"""
 __kernel void conv2d_nchw(__global const float *x, __global const float *w, __global const float *b,
                           __global float *y, int C, int H, int W, int K, int HO, int WO,
-                          int k, int s, int p, int co0) {
+                          int k, int s, int p, int co0, float lo, float hi) {
     int ow = get_global_id(0), oh = get_global_id(1), oc = get_global_id(2) + co0;
     if (ow >= WO || oh >= HO) return;
     float acc = b[oc];
@@ -51,12 +51,12 @@ __kernel void conv2d_nchw(__global const float *x, __global const float *w, __gl
             }
         }
     }
-    y[(oc * HO + oh) * WO + ow] = acc;
+    y[(oc * HO + oh) * WO + ow] = clamp(acc, lo, hi);
 }
 
 __kernel void conv2d_oc8(__global const float *x, __global const float *w, __global const float *b,
                          __global float *y, int C, int H, int W, int K, int HO, int WO,
-                         int k, int s, int p, int co0) {
+                         int k, int s, int p, int co0, float lo, float hi) {
     /* 8 output channels per work-item: each input value loaded once for 8 FMAs */
     int ow = get_global_id(0), oh = get_global_id(1), oc = co0 + 8 * get_global_id(2);
     if (ow >= WO || oh >= HO) return;
@@ -77,12 +77,40 @@ __kernel void conv2d_oc8(__global const float *x, __global const float *w, __glo
         }
     }
     int o = HO * WO, q = oh * WO + ow;
+    a0 = clamp(a0, lo, hi); a1 = clamp(a1, lo, hi); a2 = clamp(a2, lo, hi); a3 = clamp(a3, lo, hi);
+    a4 = clamp(a4, lo, hi); a5 = clamp(a5, lo, hi); a6 = clamp(a6, lo, hi); a7 = clamp(a7, lo, hi);
     y[oc * o + q] = a0; y[(oc + 1) * o + q] = a1; y[(oc + 2) * o + q] = a2; y[(oc + 3) * o + q] = a3;
     y[(oc + 4) * o + q] = a4; y[(oc + 5) * o + q] = a5; y[(oc + 6) * o + q] = a6; y[(oc + 7) * o + q] = a7;
 }
 
+__kernel void conv2d_oc4(__global const float *x, __global const float *w, __global const float *b,
+                         __global float *y, int C, int H, int W, int K, int HO, int WO,
+                         int k, int s, int p, int co0, float lo, float hi) {
+    /* 4 output channels per work-item: for channel counts that are a multiple of 4 only */
+    int ow = get_global_id(0), oh = get_global_id(1), oc = co0 + 4 * get_global_id(2);
+    if (ow >= WO || oh >= HO) return;
+    float a0 = b[oc], a1 = b[oc + 1], a2 = b[oc + 2], a3 = b[oc + 3];
+    int kk = k * k, cs = C * kk;
+    for (int c = 0; c < C; ++c) {
+        for (int i = 0; i < k; ++i) {
+            int ih = oh * s - p + i;
+            if (ih < 0 || ih >= H) continue;
+            for (int j = 0; j < k; ++j) {
+                int iw = ow * s - p + j;
+                float xv = (iw >= 0 && iw < W) ? x[(c * H + ih) * W + iw] : 0.0f;
+                __global const float *wp = w + oc * cs + c * kk + i * k + j;
+                a0 += xv * wp[0]; a1 += xv * wp[cs]; a2 += xv * wp[2 * cs]; a3 += xv * wp[3 * cs];
+            }
+        }
+    }
+    int o = HO * WO, q = oh * WO + ow;
+    y[oc * o + q] = clamp(a0, lo, hi); y[(oc + 1) * o + q] = clamp(a1, lo, hi);
+    y[(oc + 2) * o + q] = clamp(a2, lo, hi); y[(oc + 3) * o + q] = clamp(a3, lo, hi);
+}
+
 __kernel void conv_v8(__global const float *xp, __global const float *w, __global const float *b,
-                      __global float *y, int C, int HP, int WP, int K, int HO, int WO, int k, int co0) {
+                      __global float *y, int C, int HP, int WP, int K, int HO, int WO, int k, int co0,
+                      float lo, float hi) {
     /* stride-1 conv over a zero-padded input: 8 output pixels (a float8 along W) x 4 output
        channels per work-item; explicit vectors are what PoCL's CPU target vectorises best */
     int owb = 8 * get_global_id(0), oh = get_global_id(1), oc = co0 + 4 * get_global_id(2);
@@ -98,6 +126,7 @@ __kernel void conv_v8(__global const float *xp, __global const float *w, __globa
             }
         }
     }
+    a0 = clamp(a0, lo, hi); a1 = clamp(a1, lo, hi); a2 = clamp(a2, lo, hi); a3 = clamp(a3, lo, hi);
     int o = HO * WO;
     __global float *y0 = y + oc * o + oh * WO + owb;
     if (owb + 8 <= WO) {
@@ -112,14 +141,14 @@ __kernel void conv_v8(__global const float *xp, __global const float *w, __globa
 }
 
 __kernel void linear16(__global const float16 *x, __global const float16 *w, __global const float *b,
-                       __global float *y, int IN16, int n0) {
+                       __global float *y, int IN16, int n0, float lo, float hi) {
     /* one output per work-item, weights row-major [OUT, IN], 16-wide dot products */
     int n = get_global_id(0) + n0;
     float16 acc = (float16)(0.0f);
     for (int i = 0; i < IN16; ++i) acc += x[i] * w[n * IN16 + i];
     float8 e = acc.lo + acc.hi;
     float4 h = e.lo + e.hi;
-    y[n] = b[n] + h.x + h.y + h.z + h.w;
+    y[n] = clamp(b[n] + h.x + h.y + h.z + h.w, lo, hi);
 }
 
 __kernel void set_flag(__global volatile int *flag, int value) {
@@ -146,13 +175,16 @@ __kernel void wait_go(__global volatile int *go, __global volatile int *started,
 
 @dataclass
 class LayerSpec:
-    """One conv (NCHW, square kernel) or linear layer with its weights."""
+    """One conv (NCHW, square kernel) or linear layer with its weights; ``lo``/``hi``
+    clamp the output (a fused Relu is ``lo=0``, Relu6 / Clip ``lo=0, hi=6``)."""
 
     kind: str  # "conv" | "linear"
     w: np.ndarray
     b: np.ndarray
     stride: int = 1
     pad: int = 0
+    lo: float = -np.inf
+    hi: float = np.inf
 
     @property
     def out_channels(self) -> int:
@@ -210,11 +242,14 @@ class OclExecutor:
             # one kernel object each: retrieving from the program creates a new kernel every time
             self.k_conv = cl.Kernel(self.prog, "conv2d_nchw")
             self.k_conv8 = cl.Kernel(self.prog, "conv2d_oc8")
+            self.k_conv4 = cl.Kernel(self.prog, "conv2d_oc4")
             self.k_convv = cl.Kernel(self.prog, "conv_v8")
             self.k_linear16 = cl.Kernel(self.prog, "linear16")
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
             self.k_pad = cl.Kernel(self.prog, "pad_chw")
+            self._shared = {"conv2d_nchw": self.k_conv, "conv2d_oc8": self.k_conv8, "conv2d_oc4": self.k_conv4,
+                            "conv_v8": self.k_convv, "linear16": self.k_linear16, "pad_chw": self.k_pad}
             self._warm()
         finally:
             if cores:
@@ -247,51 +282,95 @@ class OclExecutor:
         np.asarray(buf)[: c * hp * wp].reshape(c, hp, wp)[:, pad:pad + h, pad:pad + w] = x
         return buf
 
-    def enqueue_pad(self, x, xpad, x_shape: Sequence[int], pad: int):
-        """Enqueue the device-side copy of CHW ``x`` into ``xpad`` (no host sync: the
-        in-order queue runs it after ``x``'s producer and before the conv reading it)."""
-        cl = self.cl
+    def _pad_call(self, x, xpad, x_shape: Sequence[int], pad: int) -> tuple[str, tuple, tuple[int, ...]]:
         c, h, w = x_shape[-3:]
         hp, wp = padded_dims(h, w, pad)
-        self.k_pad.set_args(cl.SVM(x), cl.SVM(xpad), np.int32(h), np.int32(w), np.int32(pad), np.int32(hp),
-                            np.int32(wp))
-        return cl.enqueue_nd_range_kernel(self.queue, self.k_pad, (wp, hp, c), None)
-
-    def enqueue(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int], xpad=None):
-        """Compute output channels [c0, c1) of ``layer`` into ``y`` (all SVM arrays)."""
         cl = self.cl
-        if c1 <= c0:
-            return None
+        return "pad_chw", (cl.SVM(x), cl.SVM(xpad), np.int32(h), np.int32(w), np.int32(pad), np.int32(hp),
+                           np.int32(wp)), (wp, hp, c)
+
+    def _layer_call(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int],
+                    xpad=None) -> tuple[str, tuple, tuple[int, ...]]:
+        """Kernel name, arguments and global size computing channels [c0, c1) of ``layer``."""
+        cl = self.cl
+        clamp = (np.float32(layer.lo), np.float32(layer.hi))
         if layer.kind == "linear":
-            n = c1 - c0
-            if x_shape[-1] % 16 == 0:
-                self.k_linear16.set_args(cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(x_shape[-1] // 16),
-                                         np.int32(c0))
-                return cl.enqueue_nd_range_kernel(self.queue, self.k_linear16, (n,), None)
-            raise RuntimeUnavailable(f"linear input size {x_shape[-1]} is not a multiple of 16")
+            if x_shape[-1] % 16:
+                raise RuntimeUnavailable(f"linear input size {x_shape[-1]} is not a multiple of 16")
+            return "linear16", (cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(x_shape[-1] // 16),
+                                np.int32(c0), *clamp), (c1 - c0,)
         c, h, wd = x_shape[-3:]
         _, ho, wo = layer.out_shape(x_shape)
         k = layer.w.shape[-1]
         if xpad is not None and layer.stride == 1 and (c1 - c0) % 4 == 0:
             hp, wp = padded_dims(h, wd, layer.pad)
-            self.k_convv.set_args(cl.SVM(xpad), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(hp),
-                                  np.int32(wp), np.int32(layer.out_channels), np.int32(ho), np.int32(wo),
-                                  np.int32(k), np.int32(c0))
-            return cl.enqueue_nd_range_kernel(self.queue, self.k_convv, ((wo + 7) // 8, ho, (c1 - c0) // 4), None)
-        blocked = (c1 - c0) % 8 == 0
-        kern = self.k_conv8 if blocked else self.k_conv
-        kern.set_args(cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(h), np.int32(wd),
-                      np.int32(layer.out_channels), np.int32(ho), np.int32(wo), np.int32(k),
-                      np.int32(layer.stride), np.int32(layer.pad), np.int32(c0))
-        return cl.enqueue_nd_range_kernel(self.queue, kern, (wo, ho, (c1 - c0) // 8 if blocked else c1 - c0), None)
+            return "conv_v8", (cl.SVM(xpad), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(hp),
+                               np.int32(wp), np.int32(layer.out_channels), np.int32(ho), np.int32(wo),
+                               np.int32(k), np.int32(c0), *clamp), ((wo + 7) // 8, ho, (c1 - c0) // 4)
+        block = 8 if (c1 - c0) % 8 == 0 else 4 if (c1 - c0) % 4 == 0 else 1
+        return {8: "conv2d_oc8", 4: "conv2d_oc4", 1: "conv2d_nchw"}[block], (
+            cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(h), np.int32(wd),
+            np.int32(layer.out_channels), np.int32(ho), np.int32(wo), np.int32(k), np.int32(layer.stride),
+            np.int32(layer.pad), np.int32(c0), *clamp), (wo, ho, (c1 - c0) // block)
+
+    def _enqueue_call(self, call: tuple[str, tuple, tuple[int, ...]]):
+        name, args, size = call
+        kern = self._shared[name]
+        kern.set_args(*args)
+        return self.cl.enqueue_nd_range_kernel(self.queue, kern, size, None)
+
+    def enqueue_pad(self, x, xpad, x_shape: Sequence[int], pad: int):
+        """Enqueue the device-side copy of CHW ``x`` into ``xpad`` (no host sync: the
+        in-order queue runs it after ``x``'s producer and before the conv reading it)."""
+        return self._enqueue_call(self._pad_call(x, xpad, x_shape, pad))
+
+    def enqueue(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int], xpad=None):
+        """Compute output channels [c0, c1) of ``layer`` into ``y`` (all SVM arrays)."""
+        if c1 <= c0:
+            return None
+        return self._enqueue_call(self._layer_call(layer, x, w, b, y, c0, c1, x_shape, xpad))
 
     def signal(self, flag: np.ndarray, value: int):
         """Enqueue the trailing kernel that stores ``value`` into ``flag`` when work before it is done."""
         self.k_flag.set_args(self.cl.SVM(flag), np.int32(value))
         return self.cl.enqueue_nd_range_kernel(self.queue, self.k_flag, (1,), None)
 
+    def prepare(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int], xpad=None,
+                flag: np.ndarray | None = None, value: int = 0) -> "Launch":
+        """The launch of channels [c0, c1) of ``layer`` (after the padded copy when ``xpad``
+        is given; followed by storing ``value`` into ``flag`` when given) with every kernel
+        argument set now: replaying it costs one enqueue per kernel and no argument setting
+        (setting arguments through pyopencl costs ~20 us per call, more than the enqueue)."""
+        calls = []
+        if xpad is not None and layer.kind == "conv" and layer.stride == 1:
+            calls.append(self._pad_call(x, xpad, x_shape, layer.pad))
+        if c1 > c0:
+            calls.append(self._layer_call(layer, x, w, b, y, c0, c1, x_shape, xpad))
+        main = len(calls) - 1
+        if flag is not None:
+            calls.append(("set_flag", (self.cl.SVM(flag), np.int32(value)), (1,)))
+        items = []
+        for name, args, size in calls:
+            kern = self.cl.Kernel(self.prog, name)
+            kern.set_args(*args)
+            items.append((kern, size))
+        return Launch(self.cl, self.queue, items, main)
+
     def flush(self) -> None:
         self.queue.flush()
+
+
+class Launch:
+    """Kernels with their arguments already set, enqueued in order by :meth:`enqueue`."""
+
+    def __init__(self, cl, queue, items: list[tuple[Any, tuple[int, ...]]], main: int) -> None:
+        self.cl, self.queue, self.items, self.main = cl, queue, items, main
+
+    def enqueue(self):
+        """Enqueue every kernel (non-blocking); returns the event of the layer's kernel."""
+        enq, q = self.cl.enqueue_nd_range_kernel, self.queue
+        evs = [enq(q, k, size, None) for k, size in self.items]
+        return evs[self.main] if self.main >= 0 else None
 
 
 def poll(flag: np.ndarray, value: int, timeout_s: float = 10.0, at_least: bool = False) -> float:
@@ -341,10 +420,15 @@ class CpuExecutor:
                                         strides=[layer.stride] * 2, pads=[layer.pad] * 4)
                 _, ho, wo = layer.out_shape(x_shape)
                 xs, ys = [1, *x_shape[-3:]], [1, c1 - c0, ho, wo]
-            g = helper.make_graph([node], "part", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ys)],
-                                  [numpy_helper.from_array(np.ascontiguousarray(w), "w"),
-                                   numpy_helper.from_array(np.ascontiguousarray(b), "b")])
+            nodes, inits = [node], [numpy_helper.from_array(np.ascontiguousarray(w), "w"),
+                                    numpy_helper.from_array(np.ascontiguousarray(b), "b")]
+            if np.isfinite(layer.lo) or np.isfinite(layer.hi):  # the fused activation
+                node.output[0] = "acc"
+                nodes.append(helper.make_node("Clip", ["acc", "lo", "hi"], ["y"]))
+                inits += [numpy_helper.from_array(np.array(layer.lo, np.float32), "lo"),
+                          numpy_helper.from_array(np.array(layer.hi, np.float32), "hi")]
+            g = helper.make_graph(nodes, "part", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ys)], inits)
             m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
             m.ir_version = 8
             so = self.ort.SessionOptions()

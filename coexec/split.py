@@ -5,6 +5,8 @@
 - Conv split along output rows: each part reads its rows of the input plus the halo the
   kernel needs (pads adjusted at the borders), Concat on H.
 - Gemm / MatMul with constant weights along N (output features), Concat on the last axis.
+- Unary activations fused into a split op (Relu, Clip, HardSwish, ...) run on each part
+  before the join, so both processors run their part with the activation fused.
 - Everything else runs whole; element-wise ops follow their producer.
 
 Every node is tagged with its processor: ``doc_string`` ``coexec:cpu|gpu`` and a JSON
@@ -193,6 +195,55 @@ class _Rewriter:
         return self.tag(helper.make_node("Concat", ins, [n.output[0]], name=f"{n.name}/concat", axis=axis), "gpu")
 
 
+# element-wise ops of one input (Clip's bounds are constants): applying them to each part
+# before the join equals applying them after it
+UNARY = {"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "Elu"}
+
+
+def _fused_activations(n: onnx.NodeProto, op: Mapping[str, Any], by_node: Mapping[str, tuple[str, dict]],
+                       consumers: Mapping[str, list[onnx.NodeProto]], graph_outputs: set[str]
+                       ) -> list[onnx.NodeProto]:
+    """The chain of unary activations fused into split op ``n`` (same plan op, sole consumers)."""
+    chain: list[onnx.NodeProto] = []
+    cur = n.output[0]
+    while cur not in graph_outputs:
+        users = consumers.get(cur, [])
+        if len(users) != 1:
+            break
+        a = users[0]
+        if a.op_type not in UNARY or a.input[0] != cur or by_node.get(a.name, ("",))[0] != op["name"]:
+            break
+        chain.append(a)
+        cur = a.output[0]
+    return chain
+
+
+def _push_activations(replaced: list[onnx.NodeProto], acts: list[onnx.NodeProto], rw: _Rewriter
+                      ) -> list[onnx.NodeProto]:
+    """Move the activations ``acts`` (applied to the join's output) onto each part, so each
+    processor runs its part with the activation fused and the join comes last."""
+    concat = replaced[-1]
+    nodes = list(replaced[:-1])
+    ins = []
+    for part in concat.input:
+        producer = next(p for p in nodes if part in p.output)
+        proc = producer.doc_string.split(":", 1)[1]
+        x = part
+        for a in acts:
+            c = onnx.NodeProto()
+            c.CopyFrom(a)
+            c.name, c.input[0] = f"{a.name}/{proc}", x
+            del c.output[:]
+            c.output.append(f"{a.output[0]}/{proc}")
+            nodes.append(rw.tag(c, proc))
+            x = c.output[0]
+        ins.append(x)
+    del concat.input[:]
+    concat.input.extend(ins)
+    concat.output[0] = acts[-1].output[0]
+    return nodes + [concat]
+
+
 def _aligned(x: float, total: int, align: int = 4) -> int:
     """GPU channel count: a multiple of 4 (as planned), within [0, total]."""
     return int(min(max(round(x / align) * align, 0), total))
@@ -214,7 +265,15 @@ def split_model(model: str | os.PathLike, plan: Mapping[str, Any], out: str | os
             by_node[s] = (op["name"], op)
     kept: list[dict[str, str]] = []
     new_nodes: list[onnx.NodeProto] = []
+    consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in m.graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    graph_outputs = {o.name for o in m.graph.output}
+    absorbed: set[str] = set()
+    for n in m.graph.node:
+        if n.name in absorbed:
+            continue
         entry = by_node.get(n.name)
         op = entry[1] if entry else None
         replaced: list[onnx.NodeProto] = []
@@ -235,6 +294,10 @@ def split_model(model: str | os.PathLike, plan: Mapping[str, Any], out: str | os
                     raise
                 kept.append({"name": n.name, "reason": str(e)})
         if replaced:
+            acts = _fused_activations(n, op, by_node, consumers, graph_outputs)
+            if acts:
+                replaced = _push_activations(replaced, acts, rw)
+                absorbed.update(a.name for a in acts)
             new_nodes.extend(replaced)
             continue
         proc = "gpu"

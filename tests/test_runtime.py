@@ -54,6 +54,36 @@ def test_strided_conv_and_linear_split(ocl):
     assert r.split_channels(0.3) % 8 == 0
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_clamp_on_both_sides(ocl, stride):
+    import dataclasses
+
+    layer, x = _conv(c=8, h=18, k=16, stride=stride, pad=1, seed=3)
+    plain = reference(layer, x)
+    relu6 = dataclasses.replace(layer, lo=0.0, hi=0.5 * float(plain.max()))
+    for ratio in (0.5, 1.0, 0.0):
+        r = CoRunner(relu6, x, ocl, CpuExecutor())
+        r.run(ratio)
+        np.testing.assert_allclose(np.asarray(r.y), np.clip(plain, relu6.lo, relu6.hi), rtol=1e-5,
+                                   atol=1e-5 * float(np.abs(plain).max()))
+    assert (np.asarray(r.y) == np.float32(relu6.hi)).any() and (np.asarray(r.y) == 0).any()  # both bounds hit
+
+
+@pytest.mark.parametrize("channels", [3, 4, 12, 16])
+def test_gpu_part_kernels_by_channel_count(ocl, channels):
+    """Scalar, 4- and 8-channel blocked kernels (picked by the part's channel count) agree."""
+    layer, x = _conv(c=5, h=15, k=16, stride=2, pad=1, seed=4)
+    ref = reference(layer, x)
+    xs, w, b = ocl.svm(x.shape), ocl.svm(layer.w.shape), ocl.svm(layer.b.shape)
+    xs[...], w[...], b[...] = x, layer.w, layer.b
+    y = ocl.svm(ref.shape)
+    y[...] = 0
+    ocl.prepare(layer, xs, w, b, y, 0, channels, x.shape).enqueue()
+    ocl.queue.finish()
+    np.testing.assert_allclose(np.asarray(y)[:channels], ref[:channels], rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+    assert not np.asarray(y)[channels:].any()  # nothing written past the part
+
+
 def test_gpu_writes_are_visible_to_the_cpu_without_copies(ocl):
     flag = ocl.svm((1,), np.int32)
     flag[0] = 0
@@ -169,11 +199,38 @@ def test_whole_model_plan_runs_on_both_sides_and_matches(ocl, tmp_path, sync):
                              "add2": ("gpu", 1.0), "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("split", 0.5)})
     res = run_plan(str(model), plan, runs=2, sync=sync)
     assert res["outputs_match"], res["max_rel_err"]
-    on = {o["name"]: o["on"] for o in res["ops"]}
+    on = {n: o["on"] for o in res["ops"] for n in o.get("nodes", [o["name"]])}
     assert on["conv1/gpu"] == "gpu" and on["conv1/cpu"] == "cpu" and on["conv2"] == "gpu" and on["fc/gpu"] == "gpu"
     assert on["conv1/concat"] == "join"  # the halves wrote into one shared buffer: no copy
     assert res["gpu_fallback"] == ["add2"]  # placed on the GPU, no OpenCL kernel: ran on the CPU, reported
     assert res["cpu_ms"] > 0 and res["gpu_ms"] > 0 and res["planned_ms"] > 0 and res["speedup"] > 0
+
+
+def test_split_op_keeps_its_activation_fused_on_both_sides(ocl, tmp_path):
+    from coexec.graph_runtime import GraphRunner, run_plan
+    from coexec.split import split_model
+
+    model = _tiny_cnn(tmp_path / "tiny.onnx")
+    plan = _plan_for(model, {"conv1": ("split", 0.5), "conv2": ("cpu", 0.0), "add2": ("cpu", 0.0),
+                             "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("cpu", 0.0)})
+    plan["ops"][0]["sources"] = ["conv1", "relu1"]  # the Relu is fused into the conv's plan op
+    split, _ = split_model(model, plan)
+    by_name = {n.name: n for n in split.graph.node}
+    # each part applies the Relu; the join comes last and makes the Relu's output
+    assert {"relu1/gpu", "relu1/cpu"} <= set(by_name) and "relu1" not in by_name
+    assert by_name["conv1/concat"].input[:] == ["r1/gpu", "r1/cpu"] and by_name["conv1/concat"].output[0] == "r1"
+    runner = GraphRunner(split, ocl, [0])
+    gpu = [a[1] for a in runner.actions if a[0] == "gpu"]
+    assert [st["name"] for st in gpu] == ["conv1/gpu"] and gpu[0]["fused"] == "relu1/gpu"
+    assert gpu[0]["layer"].lo == 0.0
+    # the GPU half is enqueued before the CPU segment that runs the other half, which
+    # runs everything up to the first use of the join as one session
+    kinds = [a[0] for a in runner.actions]
+    assert kinds.index("gpu") < kinds.index("cpu") and kinds.count("wait") == 1
+    first_seg = next(a[1] for a in runner.actions if a[0] == "cpu")
+    assert first_seg["names"] == ["conv1/cpu", "relu1/cpu"]
+    res = run_plan(str(model), plan, runs=1)
+    assert res["outputs_match"], res["max_rel_err"]
 
 
 def test_run_refuses_a_plan_of_another_model(tmp_path, capsys):
