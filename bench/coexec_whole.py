@@ -1,13 +1,14 @@
 """Whole-model co-execution on this machine's pair: plan from the host profiles, run it.
 
-For each zoo CNN: ``coexec plan`` with the CPU executor's profile (host/coexec-cpu) and
-the OpenCL executor's (host/coexec-ocl, collected with ``oplat collect --backend
-opencl``), then ``coexec run`` (CPU only, GPU only, planned; interleaved runs, medians;
+For each zoo CNN: ``coexec plan`` with the CPU executor's profile (host/coexec-cpu, with
+its measured boundary cost from ``coexec boundary``) and the OpenCL executor's
+(host/coexec-ocl, collected with ``oplat collect --backend opencl``), plans predicted to
+gain less than ``--min-gain`` kept on the faster processor, then ``coexec run`` (CPU only, GPU only, planned; interleaved runs, medians;
 outputs checked against onnxruntime). The question the issue asks: is the planned run
 faster than the faster single executor where the planner predicts a gain, and never
 more than 3% slower anywhere?
 
-    python bench/coexec_whole.py [--models a,b] [--runs 7]
+    python bench/coexec_whole.py [--models a,b] [--runs 7] [--min-gain 0.05]
 
 Writes bench/results/coexec_whole.json.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 from coexec.graph_runtime import run_plan  # noqa: E402
@@ -40,22 +42,34 @@ def main() -> None:
     ap.add_argument("--cpu-profile", default="host/coexec-cpu")
     ap.add_argument("--gpu-profile", default="host/coexec-ocl")
     ap.add_argument("--sync", default="svm")
+    ap.add_argument("--min-gain", type=float, default=0.05,
+                    help="plans predicted to gain less than this run on the faster processor alone")
     args = ap.parse_args()
-    out = {"cpu_profile": args.cpu_profile, "gpu_profile": args.gpu_profile, "sync": args.sync, "models": {}}
+    out = {"cpu_profile": args.cpu_profile, "gpu_profile": args.gpu_profile, "sync": args.sync,
+           "min_gain": args.min_gain, "models": {}}
     tmp = Path(tempfile.mkdtemp())
     t0 = time.time()
     for name in args.models.split(","):
         path = tmp / f"{name}.onnx"
         onnx.save(build(name), path)
-        plan = make_plan(path, args.cpu_profile, args.gpu_profile, dims=("channel",))
+        plan = make_plan(path, args.cpu_profile, args.gpu_profile, dims=("channel",), min_gain=args.min_gain)
         res = run_plan(str(path), plan, runs=args.runs, sync=args.sync)
         fast = min(res["cpu_ms"], res["gpu_ms"])
         pred = plan["predicted_ms"]
-        row = {"predicted_ms": pred, "predicted_speedup": plan["speedup"], "cpu_ms": res["cpu_ms"],
+        row = {"predicted_ms": pred, "predicted_speedup": plan["speedup"], "kept_single": plan["kept_single"],
+               "boundary_us": plan["boundary_us"], "boundary_ms_per_mb": plan["boundary_ms_per_mb"],
+               "splits": sum(o["placement"] == "split" for o in plan["ops"]), "cpu_ms": res["cpu_ms"],
                "gpu_ms": res["gpu_ms"], "planned_ms": res["planned_ms"], "speedup": fast / res["planned_ms"],
                "planned_sync_ms": res["planned_sync_ms"], "outputs_match": res["outputs_match"],
                "gpu_fallback": len(res["gpu_fallback"]), "gpu_only_cpu_ops": res["gpu_only_cpu_ops"],
-               "ops_on_gpu": sum(o["on"] == "gpu" for o in res["ops"]), "ops": len(res["ops"])}
+               "ops_on_gpu": sum(o["on"] == "gpu" for o in res["ops"]), "actions": len(res["ops"])}
+        # the OpenCL profile in context: GPU-only run's kernels against their predictions
+        pairs = [(o["predicted_ms"], o["ms"]) for o in res["gpu_kernels"] if o.get("predicted_ms")]
+        err = [abs(p - m) / m for p, m in pairs]
+        row["gpu_kernels"] = {"n": len(pairs), "mape": float(np.mean(err)) if err else None,
+                              "within_10": float(np.mean([e <= 0.1 for e in err])) if err else None,
+                              "sum_predicted_ms": sum(p for p, _ in pairs), "sum_measured_ms": sum(m for _, m in pairs)}
+        row["cpu_predicted_over_measured"] = pred["cpu"] / res["cpu_ms"] if pred.get("cpu") else None
         out["models"][name] = row
         print(f"{name:18s} CPU {res['cpu_ms']:8.2f}  GPU {res['gpu_ms']:8.2f}  planned {res['planned_ms']:8.2f} ms  "
               f"speedup {row['speedup']:.3f} (predicted {plan['speedup']:.3f})  GPU ops {row['ops_on_gpu']}  "
@@ -66,7 +80,11 @@ def main() -> None:
                       "faster_where_gain_predicted": sum(r["speedup"] > 1.0 for r in gain),
                       "worst_speedup": min(r["speedup"] for r in rows),
                       "never_3pct_slower": all(r["speedup"] >= 0.97 for r in rows),
-                      "all_outputs_match": all(r["outputs_match"] for r in rows), "seconds": round(time.time() - t0, 1)}
+                      "all_outputs_match": all(r["outputs_match"] for r in rows),
+                      "gpu_kernel_mape_median": float(np.median([r["gpu_kernels"]["mape"] for r in rows
+                                                                 if r["gpu_kernels"]["mape"] is not None])),
+                      "cpu_predicted_over_measured": [round(r["cpu_predicted_over_measured"], 3) for r in rows],
+                      "seconds": round(time.time() - t0, 1)}
     (ROOT / "bench" / "results" / "coexec_whole.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out["summary"], indent=1))
 

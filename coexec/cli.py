@@ -23,7 +23,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     sync_us = args.sync_us if args.sync_us is not None else SYNC_US[args.sync]
     plan = make_plan(args.model, args.cpu_profile or cpu_id, args.gpu_profile or gpu_id, sync_us=sync_us,
                      steps=args.steps, dims=args.dims.split(","), allow_mixed=args.allow_mixed,
-                     oracle=args.oracle, input_shapes=parse_input_shapes(args.input_shape))
+                     oracle=args.oracle, input_shapes=parse_input_shapes(args.input_shape), min_gain=args.min_gain)
     if args.output:
         Path(args.output).write_text(json.dumps(plan, indent=1))
     if args.plot:
@@ -155,6 +155,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+BOUNDARY_MODELS = "mobilenet_v2_0.35,shufflenet_v2_0.5,regnety_200mf,squeezenet1_0,mobilenet_v1_0.25,efficientnet_lite0"
+
+
+def cmd_boundary(args: argparse.Namespace) -> int:
+    import onnx
+    from rich.progress import Progress
+
+    from oplat.errors import OplatError
+    from oplat.profile import Profile
+
+    from .graph_runtime import boundary_cost, fit_boundary
+    from .runtime import CpuExecutor, channel_block
+
+    prof = Profile.load(args.profile)
+    if prof.meta.get("processor") != "cpu":
+        raise OplatError(f"{prof.id}: not a CPU profile (the boundary cost belongs to the CPU executor)")
+    models = {}
+    for name in args.models.split(","):
+        if name.endswith(".onnx"):
+            models[Path(name).stem] = onnx.load(name)
+        else:
+            from models.zoo import build
+
+            models[name] = build(name)
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else None
+    rows = []
+    with Progress(transient=True) as bar:
+        task = bar.add_task("measuring boundaries", total=len(models))
+        for name, m in models.items():
+            rows.append(boundary_cost({name: m}, cores, args.runs)["models"][0])
+            bar.advance(task)
+    res = fit_boundary(rows) | {"runs": args.runs, "cores": cores}
+    cpu = CpuExecutor(cores)
+    cpu.pin()
+    res["channel_probe"] = channel_block(cpu)
+    if not args.dry_run:
+        meta_path = prof.path / "profile.json"
+        meta = json.loads(meta_path.read_text())
+        meta["boundary"] = res
+        meta["channel_align"] = res["channel_probe"]["block"]
+        tmp = meta_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        tmp.replace(meta_path)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    for r in res["models"]:
+        print(f"  {r['model']:<22} one segment {r['whole_ms']:7.2f} ms, cut at every node {r['cut_ms']:7.2f} ms "
+              f"({r['boundaries']} boundaries, {r['crossing_mb']:.1f} MB crossing)")
+    print(f"{prof.id}: {res['us']:.1f} us per boundary + {res['ms_per_mb']:.4f} ms per MB crossing "
+          f"(fit error {res['fit_mape']:.1%}); its convs work in blocks of {res['channel_probe']['block']} "
+          f"output channels" + ("" if args.dry_run else f"; stored in {meta_path}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="coexec", description="CPU/GPU co-execution planning")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -170,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", default="channel,row", help="split dimensions to consider")
     p.add_argument("--allow-mixed", action="store_true", help="accept profiles of different devices")
     p.add_argument("--oracle", action="store_true", help="also run the exhaustive per-op search")
+    p.add_argument("--min-gain", type=float, default=0.0,
+                   help="keep the faster processor alone unless the plan is predicted this much faster "
+                        "(a fraction, e.g. 0.05)")
     p.add_argument("--input-shape", action="append", default=[])
     p.add_argument("--json", action="store_true")
     p.add_argument("-o", "--output", help="write the plan JSON here")
@@ -197,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--top", type=int, default=15)
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_run)
+    bd = sub.add_parser("boundary", help="measure what a processor boundary costs the CPU executor and "
+                                         "store it in its profile (the planner adds it to every sync)")
+    bd.add_argument("profile", help="CPU profile id or folder to store the measurement in")
+    bd.add_argument("--models", default=BOUNDARY_MODELS, help="zoo models (or ONNX paths) to measure on")
+    bd.add_argument("--cores", help="cores of the CPU executor, e.g. 0")
+    bd.add_argument("--runs", type=int, default=9)
+    bd.add_argument("--dry-run", action="store_true", help="measure and print, store nothing")
+    bd.add_argument("--json", action="store_true")
+    bd.set_defaults(fn=cmd_boundary)
     s = sub.add_parser("split", help="rewrite a model into CPU and GPU parts following a plan")
     s.add_argument("model")
     s.add_argument("plan")

@@ -187,9 +187,23 @@ def build_units(graph: Graph, gpu: Profile, cpu: Profile) -> list[Unit]:
         idx = next((owner[s] for s in k.sources if s in owner), last)
         units[idx].cpu.append(k)
         last = idx
-    producer = {t: u.index for u in units for t in u.outputs}
+    # every tensor a unit's ONNX nodes write; a unit depends on whatever writes the
+    # inputs of any of its nodes (a linked residual Add reads the other branch's output,
+    # which its kernel's own input list does not show)
+    producer: dict[str, int] = {}
     for u in units:
-        u.producers = sorted({producer[t] for t in u.inputs if t in producer and producer[t] != u.index})
+        for t in u.outputs:
+            producer[t] = u.index
+        for s in u.sources:
+            if s in graph.nx:
+                for t in graph.op(s).outputs:
+                    producer.setdefault(t, u.index)
+    for u in units:
+        ins = set(u.inputs)
+        for s in u.sources:
+            if s in graph.nx:
+                ins.update(graph.op(s).inputs)
+        u.producers = sorted({producer[t] for t in ins if t in producer and producer[t] != u.index})
         if u.split_kind not in SPLITTABLE:
             u.note = f"no split rule for {u.gpu.type}" if u.split_kind else ""
             u.split_kind = None
@@ -207,8 +221,16 @@ class CostModel:
 
     def __init__(self, units: Sequence[Unit], gpu: Profile, cpu: Profile, steps: int = 16,
                  sync_us: float = SYNC_US["svm"], share_ms_per_mb: float = 0.0,
-                 dims: Sequence[str] = ("channel",)) -> None:
+                 dims: Sequence[str] = ("channel",), cpu_boundary: tuple[float, float] = (0.0, 0.0),
+                 channel_align: int = GPU_ALIGN) -> None:
+        """``channel_align``: channel splits give the GPU a multiple of this (GPU slices of
+        4; more when the CPU kernels work in wider channel blocks). ``cpu_boundary``: (us, ms per MB of output) that each op's CPU time, measured as
+        a single-op model, carries for being cut out of its graph (session call, layout
+        changes); inside a run of CPU ops it is not paid, so it is taken off each CPU op
+        (never below a fifth of it) and the planner pays it at processor boundaries."""
         self.units = list(units)
+        self.cpu_boundary = cpu_boundary
+        self.channel_align = channel_align
         self.gpu, self.cpu = gpu, cpu
         self.steps = steps
         self.sync_ms = sync_us / 1000.0
@@ -227,7 +249,7 @@ class CostModel:
         if u.split_kind is None or total < 2 or (dim == "row" and u.split_kind not in
                                                   ("conv", "group", "depthwise", "pool")):
             return np.array([0] + [-1] * (self.steps - 1) + [total]), total
-        align = GPU_ALIGN if dim == "channel" and u.split_kind in ("conv", "fc", "depthwise", "bmm") else 1
+        align = self.channel_align if dim == "channel" and u.split_kind in ("conv", "fc", "depthwise", "bmm") else 1
         g = np.round(self.ratios * total / align) * align
         g = np.clip(g, 0, total).astype(int)
         g[0], g[-1] = 0, total
@@ -269,7 +291,10 @@ class CostModel:
             c_t[ui, valid] = 0.0
         for (ui, ri), v in zip(gidx, gms):
             g_t[ui, ri] += v
-        for (ui, ri), v in zip(cidx, cms):
+        b_ms, b_mb = self.cpu_boundary[0] / 1000.0, self.cpu_boundary[1]
+        for (ui, ri), v, item in zip(cidx, cms, citems):
+            if b_ms or b_mb:
+                v = max(v - b_ms - b_mb * _out_mb(item), 0.2 * v)
             c_t[ui, ri] += v
         self.times[dim] = [(g_t[i], c_t[i]) for i in range(n)]
 
@@ -323,6 +348,19 @@ def _proxy(item: tuple) -> tuple:
     if "Output_elements" in p:
         return (typ, "eltwise", p, [])
     return item
+
+
+def _out_mb(item: tuple) -> float:
+    """MB (fp32) of a kernel item's output, from its feature parameters."""
+    p = item[2]
+    if "Output_elements" in p:
+        return 4e-6 * float(p["Output_elements"])
+    h = p.get("Output_shape", p.get("Input_shape", 1))
+    h = int(np.prod(h)) if isinstance(h, (list, tuple)) else int(h or 1)
+    c = int(p.get("Filter") or p.get("Output_channel") or p.get("Input_channel") or 1)
+    if item[0] == "FULLY_CONNECTED" or isinstance(p.get("Output_shape"), (list, tuple)):
+        return 4e-6 * h * c
+    return 4e-6 * h * int(p.get("Output_w", h) or h) * c
 
 
 def _glue_coefs(prof: Profile) -> tuple[float, float]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import os
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -262,7 +262,8 @@ class GraphRunner:
         for o in outs:
             b = self.buf[o]
             io.bind_output(o, "cpu", 0, np.float32, list(b.shape), b.ctypes.data)
-        return {"sess": sess, "io": io, "names": [st["name"] for st in seg], "ops": [st["op"] for st in seg]}
+        return {"sess": sess, "io": io, "names": [st["name"] for st in seg], "ops": [st["op"] for st in seg],
+                "out_bytes": sum(self.buf[o].nbytes for o in outs)}
 
     def _ocl_layer(self, node: onnx.NodeProto, shapes) -> tuple[LayerSpec, tuple[int, ...]] | None:
         a = _attrs(node)
@@ -388,22 +389,23 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
     import onnxruntime as ort
 
     from .runtime import RuntimeUnavailable
-    from .split import split_model
+    from .split import fold_batchnorm, split_model
 
     ncpu = os.cpu_count() or 1
     gpu_cores = list(gpu_cores) if gpu_cores else [ncpu - 1]
     cpu_cores = list(cpu_cores) if cpu_cores else [c for c in range(ncpu) if c not in gpu_cores] or [0]
     split, kept = split_model(model_path, plan)
     original = onnx.load(model_path)
+    folded = fold_batchnorm(original)  # as in the split model (and in every runtime)
     ocl = None
     if not cpu_only:
         try:
             ocl = OclExecutor(gpu_cores)
         except RuntimeUnavailable as e:
             raise RuntimeUnavailable(f"{e} (use --cpu-only to run on the CPU executor alone)") from None
-    runners = {"cpu": GraphRunner(original, ocl, cpu_cores, sync, force="cpu")}
+    runners = {"cpu": GraphRunner(folded, ocl, cpu_cores, sync, force="cpu")}
     if ocl is not None:
-        runners["gpu"] = GraphRunner(original, ocl, cpu_cores, sync, force="gpu")
+        runners["gpu"] = GraphRunner(folded, ocl, cpu_cores, sync, force="gpu")
         runners["planned"] = GraphRunner(split, ocl, cpu_cores, sync)
     rng = np.random.default_rng(seed)
     sess = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -420,12 +422,19 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
     syncs: list[float] = []
     for _ in range(runs):  # interleaved: drift on a shared machine hits all three alike
         for name, r in runners.items():
+            # the run before warms this runner's caches (the other runners' runs evicted
+            # them): each time is that of back-to-back inferences, whatever ran before
+            r.run(feeds)
             res = r.run(feeds)
             times[name].append(res["seconds"])
             if name == "planned":
                 syncs.append(res["sync_seconds"])
     med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
     detail = runners.get("planned", runners["cpu"]).run(feeds, record=True)["ops"]
+    # the OpenCL kernels of the GPU-only run, each whole: their measured time against the
+    # GPU profile's prediction of the whole op (the profile's accuracy in context)
+    gpu_kernels = ([o for o in runners["gpu"].run(feeds, record=True)["ops"] if o["on"] == "gpu"]
+                   if "gpu" in runners else [])
     # plan op of every node of the split graph (a part "X/gpu" belongs to plan op X)
     plan_op = {s: o for o in plan.get("ops", []) for s in o.get("sources") or [o["name"]]}
     out = {"model": os.path.basename(model_path), "plan_profiles": plan.get("profiles"), "sync": sync,
@@ -436,13 +445,71 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
            "gpu_fallback": runners["planned"].gpu_fallback if "planned" in runners else [],
            # "GPU only" runs on the CPU what has no OpenCL kernel (depthwise, pools, ...): so many ops
            "gpu_only_cpu_ops": len(runners["gpu"].gpu_fallback) if "gpu" in runners else None,
-           "kept_whole": kept, "predicted_ms": plan.get("predicted_ms"), "ops": detail}
+           "kept_whole": kept, "predicted_ms": plan.get("predicted_ms"), "ops": detail, "gpu_kernels": gpu_kernels}
     if ocl is not None:
         fast = min(med["cpu"], med["gpu"])
         out["speedup"] = fast / med["planned"]
+    for o in gpu_kernels:
+        p = plan_op.get(o["name"])
+        if p is not None and p.get("whole_gpu_ms") is not None:
+            o["predicted_ms"] = p["whole_gpu_ms"]
     for o in detail:
         ops = {id(p): p for n in o.get("nodes", [o["name"]]) if (p := plan_op.get(n.split("/")[0])) is not None}
         if ops:
             key = "predicted_gpu_ms" if o["on"] == "gpu" else "predicted_cpu_ms"
             o["predicted_ms"] = round(sum(p[key] for p in ops.values()), 5)
     return out
+
+
+def boundary_cost(models: Mapping[str, onnx.ModelProto], cores: Sequence[int] | None = None,
+                  runs: int = 9) -> dict[str, Any]:
+    """What cutting the CPU executor's work at a processor boundary costs, measured.
+
+    Each model runs on the CPU executor as one segment and with every node its own
+    segment (interleaved runs, medians). The extra time is fitted as ``us`` per boundary
+    plus ``ms_per_mb`` per MB of tensors crossing (onnxruntime's layout changes and the
+    session call at every cut; the planner adds both to each synchronisation).
+    """
+    from .split import fold_batchnorm
+
+    rows = []
+    for name, m in models.items():
+        m = fold_batchnorm(m)  # as the runtime runs it
+        whole = GraphRunner(m, None, cores, force="cpu")
+        cut = GraphRunner(m, None, cores, force="cpu", per_node=True)
+        rng = np.random.default_rng(0)
+        feeds = {i: rng.standard_normal(whole.shapes[i]).astype(np.float32) for i in whole.inputs}
+        t: dict[str, list[float]] = {"whole": [], "cut": []}
+        for k in range(runs + 2):
+            for key, r in (("whole", whole), ("cut", cut)):
+                sec = r.run(feeds)["seconds"]
+                if k >= 2:  # two warm-up runs
+                    t[key].append(sec)
+        segs = [a[1] for a in cut.actions if a[0] == "cpu"]
+        n = len(segs) - sum(a[0] == "cpu" for a in whole.actions)
+        mb = sum(sg["out_bytes"] for sg in segs) / 1e6
+        rows.append({"model": name, "whole_ms": float(np.median(t["whole"])) * 1e3,
+                     "cut_ms": float(np.median(t["cut"])) * 1e3, "boundaries": n, "crossing_mb": round(mb, 3)})
+    return fit_boundary(rows) | {"runs": runs, "cores": list(cores) if cores else None}
+
+
+def fit_boundary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Fit per-model extra time (cut - whole, ms) as ``us`` per boundary + ``ms_per_mb``
+    per MB crossing, both non-negative."""
+    rows = list(rows)
+    extra = np.array([r["cut_ms"] - r["whole_ms"] for r in rows])
+    x = np.array([[r["boundaries"], r["crossing_mb"]] for r in rows], float)
+    coef = np.linalg.lstsq(x, extra, rcond=None)[0] if len(rows) >= 2 else np.array([-1.0, -1.0])
+    if coef.min() < 0:  # one term only (non-negative): the better of the two
+        fits = []
+        for j in range(2):
+            c = max(float(x[:, j] @ extra / max(x[:, j] @ x[:, j], 1e-12)), 0.0)
+            fits.append((float(np.sum((extra - c * x[:, j]) ** 2)), j, c))
+        _, j, c = min(fits)
+        coef = np.zeros(2)
+        coef[j] = c
+    fitted = x @ coef
+    return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5),
+            "fit_mape": round(float(np.mean(np.abs(fitted - extra) / np.maximum(np.abs(extra), 1e-9))), 4),
+            "models": rows}
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 from oplat.errors import OplatError
 from oplat.profile import Profile, load_profile
 
-from .cost import SYNC_US, CostModel, build_units
+from .cost import GPU_ALIGN, SYNC_US, CostModel, build_units
 from .planner import Decision, oracle_search, plan, simulate
 
 PLAN_FORMAT = 1
@@ -65,8 +66,15 @@ def check_pair(cpu: Profile, gpu: Profile, allow_mixed: bool = False) -> None:
 def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile: str | Profile,
               sync_us: float = SYNC_US["svm"], steps: int = 16, dims: Sequence[str] = ("channel", "row"),
               share_ms_per_mb: float = 0.0, allow_mixed: bool = False, oracle: bool = False,
-              input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
-    """Plan co-execution of ``model`` on the device of the two profiles (a JSON-able dict)."""
+              input_shapes: Mapping[str, Sequence[int]] | None = None, min_gain: float = 0.0) -> dict[str, Any]:
+    """Plan co-execution of ``model`` on the device of the two profiles (a JSON-able dict).
+
+    A CPU profile that carries a measured ``boundary`` cost (what cutting its executor's
+    work at a processor boundary costs: ``coexec boundary``) adds it to every
+    synchronisation. ``min_gain``: a plan predicted to beat the faster processor alone by
+    less than this fraction is replaced by that processor alone (a gain smaller than the
+    profiles' error is a coin toss).
+    """
     from oplat.model_io import load_model
 
     cpu = cpu_profile if isinstance(cpu_profile, Profile) else load_profile(cpu_profile)
@@ -75,12 +83,22 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     graph = load_model(model, input_shapes)
     t0 = time.perf_counter()
     units = build_units(graph, gpu, cpu)
-    cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us, share_ms_per_mb=share_ms_per_mb, dims=dims)
+    boundary = cpu.meta.get("boundary") or {}
+    b_us, b_mb = float(boundary.get("us", 0.0)), float(boundary.get("ms_per_mb", 0.0))
+    # channel splits in blocks both processors work in (onnxruntime's NCHWc convs take 8
+    # channels at a time on AVX2: 26 output channels cost what 32 do)
+    align = math.lcm(GPU_ALIGN, int(cpu.meta.get("channel_align", 1)), int(gpu.meta.get("channel_align", 1)))
+    cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us + b_us, share_ms_per_mb=share_ms_per_mb + b_mb,
+                   dims=dims, cpu_boundary=(b_us, b_mb), channel_align=align)
     decisions = plan(cm)
     planned, detail = simulate(cm, decisions)
-    seconds = time.perf_counter() - t0
     cpu_ms, _ = simulate(cm, [Decision("channel", 0)] * len(units))
     gpu_ms, _ = simulate(cm, [Decision("channel", steps)] * len(units))
+    kept_single = planned * (1.0 + min_gain) > min(cpu_ms, gpu_ms)
+    if kept_single:
+        decisions = [Decision("channel", steps if gpu_ms <= cpu_ms else 0)] * len(units)
+        planned, detail = simulate(cm, decisions)
+    seconds = time.perf_counter() - t0
     ops = []
     fast_is_gpu = gpu_ms <= cpu_ms
     for u, d, det in zip(units, decisions, detail):
@@ -100,6 +118,8 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     out = {"format": PLAN_FORMAT, "model": Path(model).name, "model_sha256": model_hash(model),
             "device": gpu.meta.get("device"), "profiles": {"cpu": cpu.id, "gpu": gpu.id},
             "sync_us": sync_us, "share_ms_per_mb": share_ms_per_mb, "steps": steps, "dims": list(dims),
+            "boundary_us": b_us, "boundary_ms_per_mb": b_mb, "min_gain": min_gain, "channel_align": align,
+            "kept_single": bool(kept_single and min_gain > 0),
             # None: some op has no kernel on that processor (it cannot run the model alone)
             "predicted_ms": {k: round(v, 4) if np.isfinite(v) else None
                              for k, v in (("cpu", cpu_ms), ("gpu", gpu_ms), ("coexec", planned))},

@@ -274,14 +274,6 @@ class OclExecutor:
         buf[...] = 0
         return buf
 
-    def pad_input(self, x: np.ndarray, pad: int) -> np.ndarray:
-        """A zero-padded SVM copy of a CHW input, made on the host."""
-        c, h, w = x.shape
-        hp, wp = padded_dims(h, w, pad)
-        buf = self.padded_buffer(x.shape, pad)
-        np.asarray(buf)[: c * hp * wp].reshape(c, hp, wp)[:, pad:pad + h, pad:pad + w] = x
-        return buf
-
     def _pad_call(self, x, xpad, x_shape: Sequence[int], pad: int) -> tuple[str, tuple, tuple[int, ...]]:
         c, h, w = x_shape[-3:]
         hp, wp = padded_dims(h, w, pad)
@@ -451,6 +443,33 @@ class CpuExecutor:
         sess.run_with_iobinding(io)
 
 
+def channel_block(cpu: "CpuExecutor", runs: int = 15) -> dict[str, Any]:
+    """The output-channel block the CPU executor's conv works in, measured: a 3x3 conv
+    (64 in, 28x28) timed at 64 - j output channels; the block is the widest b in 16, 8, 4
+    for which 64 - b + 1 channels cost what 64 do and 64 - b clearly less (onnxruntime's
+    NCHWc convs: 8 on AVX2). 1 when time follows the channel count."""
+    rng = np.random.default_rng(0)
+    layer = LayerSpec("conv", rng.standard_normal((64, 64, 3, 3)).astype(np.float32), np.zeros(64, np.float32), 1, 1)
+    x = rng.standard_normal((64, 28, 28)).astype(np.float32)
+    y = np.empty((64, 28, 28), np.float32)
+    ms: dict[int, float] = {}
+    for n in sorted({64, 63, 60, 61, 56, 57, 48, 49}):
+        for _ in range(3):
+            cpu.run(layer, x, y, 64 - n, 64, x.shape)
+        ts = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            cpu.run(layer, x, y, 64 - n, 64, x.shape)
+            ts.append(time.perf_counter() - t0)
+        ms[n] = float(np.median(ts)) * 1e3
+    block = 1
+    for b in (16, 8, 4):
+        if ms[64 - b + 1] >= 0.95 * ms[64] and ms[64 - b] <= 0.95 * ms[64 - b + 1]:
+            block = b
+            break
+    return {"block": block, "ms_by_channels": {str(k): round(v, 4) for k, v in sorted(ms.items())}}
+
+
 class CoRunner:
     """Run one layer split at a GPU share on both executors at once; time it."""
 
@@ -470,11 +489,13 @@ class CoRunner:
             self.y = ocl.svm(layer.out_shape(x.shape))
             self.flag = ocl.svm((1,), np.int32)
             self.flag[0] = 0
-            self.xpad = ocl.pad_input(x, layer.pad) if layer.kind == "conv" and layer.stride == 1 else None
+            # the padded copy is made on the device by each launch (as in the graph runtime)
+            self.xpad = (ocl.padded_buffer(x.shape, layer.pad)
+                         if layer.kind == "conv" and layer.stride == 1 and layer.out_channels % 4 == 0 else None)
+            self._launches: dict[int, Launch] = {}
         else:
             self.x, self.w, self.b = x, layer.w, layer.b
             self.y = np.empty(layer.out_shape(x.shape), np.float32)
-        self.seq = 0
 
     def split_channels(self, ratio: float, align: int = 8) -> int:
         c = self.layer.out_channels
@@ -488,15 +509,19 @@ class CoRunner:
         t0 = time.perf_counter()
         ev = None
         if k > 0:
-            ev = self.ocl.enqueue(self.layer, self.x, self.w, self.b, self.y, 0, k, self.x_shape, self.xpad)
-            if self.sync == "svm":
-                self.seq += 1
-                self.ocl.signal(self.flag, self.seq)
+            launch = self._launches.get(k)
+            if launch is None:  # kernel arguments set once per GPU share, as the graph runtime does
+                launch = self._launches[k] = self.ocl.prepare(
+                    self.layer, self.x, self.w, self.b, self.y, 0, k, self.x_shape, self.xpad,
+                    flag=self.flag if self.sync == "svm" else None, value=1)
+                t0 = time.perf_counter()
+            self.flag[0] = 0  # the previous run was waited for
+            ev = launch.enqueue()
             self.ocl.flush()
         self.cpu.run(self.layer, self.x, self.y, k, c, self.x_shape)
         if k > 0:
             if self.sync == "svm":
-                poll(self.flag, self.seq)
+                poll(self.flag, 1)
             elif self.sync == "event":
                 ev.wait()
             else:

@@ -5,6 +5,7 @@
 - Conv split along output rows: each part reads its rows of the input plus the halo the
   kernel needs (pads adjusted at the borders), Concat on H.
 - Gemm / MatMul with constant weights along N (output features), Concat on the last axis.
+- BatchNormalization after a Conv is folded into it first (as every runtime does).
 - Unary activations fused into a split op (Relu, Clip, HardSwish, ...) run on each part
   before the join, so both processors run their part with the activation fused.
 - Everything else runs whole; element-wise ops follow their producer.
@@ -44,8 +45,9 @@ def _set_attrs(node: onnx.NodeProto, **values: Any) -> None:
 
 
 class _Rewriter:
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, align: int = 4) -> None:
         self.model = model
+        self.align = align  # GPU channel counts are multiples of this (as planned)
         g = model.graph
         self.inits = {t.name: t for t in g.initializer}
         self.new_inits: list[onnx.TensorProto] = []
@@ -81,7 +83,7 @@ class _Rewriter:
         group = int(_attr(n, "group", 1))
         c_out = w.shape[0]
         if group == 1:
-            k = _aligned(ratio * c_out, c_out)
+            k = _aligned(ratio * c_out, c_out, self.align)
             if k in (0, c_out):
                 return []
             parts = []
@@ -158,7 +160,7 @@ class _Rewriter:
         b = self.weight(n.input[1])
         trans_b = n.op_type == "Gemm" and int(_attr(n, "transB", 0))
         n_out = b.shape[0] if trans_b else b.shape[-1]
-        k = _aligned(ratio * n_out, n_out)
+        k = _aligned(ratio * n_out, n_out, self.align)
         if k in (0, n_out):
             return []
         parts = []
@@ -244,8 +246,61 @@ def _push_activations(replaced: list[onnx.NodeProto], acts: list[onnx.NodeProto]
     return nodes + [concat]
 
 
+def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with every BatchNormalization that follows a Conv (its sole
+    consumer, all parameters constant) folded into that Conv's weights and bias, as
+    onnxruntime and the GPU delegates do: the conv's parts then carry it when split, and
+    the OpenCL conv runs it without a kernel of its own. Outputs agree to float rounding."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    outputs = {o.name for o in g.output}
+    dropped: set[int] = set()
+    new_inits: list[onnx.TensorProto] = []
+    for n in g.node:
+        users = consumers.get(n.output[0], []) if n.op_type == "Conv" else []
+        if len(users) != 1 or n.output[0] in outputs or n.input[1] not in inits:
+            continue
+        bn = users[0]
+        if (bn.op_type != "BatchNormalization" or len(bn.output) != 1 or bn.input[0] != n.output[0]
+                or not all(x in inits for x in bn.input[1:5])
+                or (len(n.input) > 2 and n.input[2] and n.input[2] not in inits)):
+            continue
+        scale, beta, mean, var = (numpy_helper.to_array(inits[x]).astype(np.float64) for x in bn.input[1:5])
+        eps = float(_attr(bn, "epsilon", 1e-5))
+        w = numpy_helper.to_array(inits[n.input[1]])
+        b = (numpy_helper.to_array(inits[n.input[2]]).astype(np.float64) if len(n.input) > 2 and n.input[2]
+             else np.zeros(w.shape[0]))
+        k = scale / np.sqrt(var + eps)
+        w2 = (w.astype(np.float64) * k.reshape(-1, *([1] * (w.ndim - 1)))).astype(w.dtype)
+        b2 = ((b - mean) * k + beta).astype(w.dtype)
+        wn, bname = f"{n.name or n.output[0]}/W_bn", f"{n.name or n.output[0]}/B_bn"
+        new_inits += [numpy_helper.from_array(w2, wn), numpy_helper.from_array(b2, bname)]
+        x = n.input[0]
+        del n.input[:]
+        n.input.extend([x, wn, bname])
+        n.output[0] = bn.output[0]
+        dropped.add(id(bn))
+    if not dropped:
+        return m
+    keep = [n for n in g.node if id(n) not in dropped]
+    del g.node[:]
+    g.node.extend(keep)
+    g.initializer.extend(new_inits)
+    used = {x for n in g.node for x in n.input} | {i.name for i in g.input}
+    live = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(live)
+    return m
+
+
 def _aligned(x: float, total: int, align: int = 4) -> int:
-    """GPU channel count: a multiple of 4 (as planned), within [0, total]."""
+    """GPU channel count: a multiple of ``align`` (as planned), within [0, total]."""
     return int(min(max(round(x / align) * align, 0), total))
 
 
@@ -258,7 +313,8 @@ def split_model(model: str | os.PathLike, plan: Mapping[str, Any], out: str | os
     m = onnx.load(str(model), load_external_data=False)
     if is_graph_only(m):
         raise PlanError(f"{model}: model is graph-only (no weight data); split needs real weights")
-    rw = _Rewriter(m)
+    m = fold_batchnorm(m)
+    rw = _Rewriter(m, int(plan.get("channel_align", 4)))
     by_node: dict[str, tuple[str, dict]] = {}
     for op in plan["ops"]:
         for s in op.get("sources") or [op["name"]]:

@@ -169,3 +169,74 @@ def test_graph_only_models_plan_but_do_not_split(tmp_path):
     plan["ops"][0].update(placement="split", ratio=0.5, dimension="channel")
     with pytest.raises(PlanError, match="graph-only"):
         split_model(path, plan)
+
+
+def test_min_gain_keeps_the_faster_processor_alone(tmp_path):
+    path = _save(tmp_path, "mobilenet_v2_0.35")
+    base = make_plan(path, CPU, GPU, sync_us=10, dims=("channel",))
+    gain = base["speedup"] - 1.0
+    assert gain > 0.01
+    same = make_plan(path, CPU, GPU, sync_us=10, dims=("channel",), min_gain=gain * 0.9)
+    assert same["speedup"] == base["speedup"] and not same["kept_single"]
+    kept = make_plan(path, CPU, GPU, sync_us=10, dims=("channel",), min_gain=gain * 1.1)
+    assert kept["kept_single"] and kept["speedup"] == 1.0
+    assert {o["placement"] for o in kept["ops"]} == {base["faster_single"]}
+
+
+def test_a_measured_boundary_cost_in_the_cpu_profile_joins_every_sync(tmp_path):
+    import shutil
+
+    from oplat.profile import resolve_profile
+
+    path = _save(tmp_path, "mobilenet_v2_0.35")
+    folder = tmp_path / "cpu"
+    shutil.copytree(resolve_profile(CPU), folder)
+    meta = json.loads((folder / "profile.json").read_text())
+    base = make_plan(path, str(folder), GPU, sync_us=10, dims=("channel",))
+    meta["boundary"] = {"us": 400.0, "ms_per_mb": 0.5}
+    (folder / "profile.json").write_text(json.dumps(meta))
+    costly = make_plan(path, str(folder), GPU, sync_us=10, dims=("channel",))
+    assert costly["boundary_us"] == 400.0 and costly["boundary_ms_per_mb"] == 0.5
+    n = lambda p: sum(o["placement"] != p["faster_single"] for o in p["ops"])  # noqa: E731
+    assert n(costly) < n(base)  # dearer processor changes: fewer ops leave the faster processor
+    # inside a run of CPU ops the cut-out cost that single-op timings carry is not paid
+    assert costly["predicted_ms"]["cpu"] < base["predicted_ms"]["cpu"]
+
+
+def test_boundary_fit_recovers_known_costs():
+    from coexec.graph_runtime import fit_boundary
+
+    rows = [{"model": str(i), "whole_ms": 5.0, "boundaries": n, "crossing_mb": mb,
+             "cut_ms": 5.0 + n * 0.04 + mb * 0.02} for i, (n, mb) in enumerate([(50, 20), (80, 10), (120, 40), (30, 30)])]
+    fit = fit_boundary(rows)
+    assert fit["us"] == pytest.approx(40.0, rel=1e-6) and fit["ms_per_mb"] == pytest.approx(0.02, rel=1e-6)
+    rows = [dict(r, cut_ms=r["whole_ms"] + r["boundaries"] * 0.05 - r["crossing_mb"] * 0.001) for r in rows]
+    fit = fit_boundary(rows)  # a negative per-MB term is not physical: one term only
+    assert fit["ms_per_mb"] == 0.0 and fit["us"] > 0
+
+
+def test_batchnorm_folds_into_its_conv_only_when_it_is_the_sole_consumer(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from coexec.split import fold_batchnorm
+
+    rng = np.random.default_rng(0)
+    c = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)  # noqa: E731
+    var = numpy_helper.from_array(rng.uniform(0.5, 2.0, 8).astype(np.float32), "v")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "beta", "m", "v"], ["bn"], name="bn", epsilon=1e-3),
+             helper.make_node("Relu", ["bn"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["c2"], name="conv2"),
+             helper.make_node("BatchNormalization", ["c2", "s", "beta", "m", "v"], ["bn2"], name="bn2"),
+             helper.make_node("Add", ["bn2", "c2"], ["y"], name="add")]  # conv2 feeds two nodes: kept
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
+                          [c("w", 8, 4, 3, 3), c("b", 8), c("s", 8), c("beta", 8), c("m", 8), var, c("w2", 8, 8, 1, 1)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    folded = fold_batchnorm(m)
+    assert [n.op_type for n in folded.graph.node] == ["Conv", "Relu", "Conv", "BatchNormalization", "Add"]
+    onnx.checker.check_model(folded)
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    run = lambda mm: ort.InferenceSession(mm.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    np.testing.assert_allclose(run(folded), run(m), rtol=1e-5, atol=1e-5)
+    assert len(m.graph.node) == 6  # the input model is left alone
