@@ -240,3 +240,24 @@ def test_batchnorm_folds_into_its_conv_only_when_it_is_the_sole_consumer(tmp_pat
     run = lambda mm: ort.InferenceSession(mm.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
     np.testing.assert_allclose(run(folded), run(m), rtol=1e-5, atol=1e-5)
     assert len(m.graph.node) == 6  # the input model is left alone
+
+
+def test_a_linked_residual_add_makes_its_other_branch_a_dependency(tmp_path, profiles):
+    cpu, gpu = profiles
+    units = build_units(load_onnx(str(_save(tmp_path, "resnet18_w0.5"))), gpu, cpu)
+    by_out = {t: u.index for u in units for t in u.outputs}
+    checked = 0
+    for u in units:
+        adds = [s for s in u.sources if s.startswith("Add")]
+        if not adds:
+            continue
+        # the unit's Add reads the shortcut (or the other conv branch): whatever unit
+        # wrote that tensor must finish first
+        g = load_onnx(str(tmp_path / "resnet18_w0.5.onnx"))
+        for t in g.op(adds[0]).inputs:
+            w = g.producer(t)
+            owner = next((v.index for v in units if w is not None and w.name in v.sources), None)
+            if owner is not None and owner != u.index:
+                assert owner in u.producers
+                checked += 1
+    assert checked >= 8
