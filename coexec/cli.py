@@ -190,6 +190,10 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     cpu = CpuExecutor(cores)
     cpu.pin()
     res["channel_probe"] = channel_block(cpu)
+    if args.gpu_cores:  # informational: the planner does not scale parts by it (small here)
+        from .runtime import OclExecutor, contention
+
+        res["contention"] = contention(OclExecutor([int(c) for c in args.gpu_cores.split(",")]), cpu)
     if not args.dry_run:
         meta_path = prof.path / "profile.json"
         meta = json.loads(meta_path.read_text())
@@ -207,6 +211,9 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     print(f"{prof.id}: {res['us']:.1f} us per boundary + {res['ms_per_mb']:.4f} ms per MB crossing "
           f"(fit error {res['fit_mape']:.1%}); its convs work in blocks of {res['channel_probe']['block']} "
           f"output channels" + ("" if args.dry_run else f"; stored in {meta_path}"))
+    if "contention" in res:
+        print(f"  running at once: GPU half +{res['contention']['gpu']:.1%}, CPU half +{res['contention']['cpu']:.1%} "
+              "(median over four split conv layers)")
     return 0
 
 
@@ -261,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--models", default=BOUNDARY_MODELS, help="zoo models (or ONNX paths) to measure on")
     bd.add_argument("--cores", help="cores of the CPU executor, e.g. 0")
     bd.add_argument("--runs", type=int, default=9)
+    bd.add_argument("--gpu-cores", help="also measure how much the executors slow each other down when they "
+                                        "run at once (OpenCL device threads on these cores), e.g. 1")
     bd.add_argument("--dry-run", action="store_true", help="measure and print, store nothing")
     bd.add_argument("--json", action="store_true")
     bd.set_defaults(fn=cmd_boundary)

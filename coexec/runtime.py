@@ -470,6 +470,48 @@ def channel_block(cpu: "CpuExecutor", runs: int = 15) -> dict[str, Any]:
     return {"block": block, "ms_by_channels": {str(k): round(v, 4) for k, v in sorted(ms.items())}}
 
 
+def contention(ocl: "OclExecutor", cpu: "CpuExecutor", runs: int = 9) -> dict[str, Any]:
+    """How much each executor slows down while the other runs, measured on conv layers
+    split in half: the GPU half's kernel time (device events) and the CPU half's wall
+    time, each alone and both at once (interleaved, medians). Shared caches and memory
+    bandwidth make concurrent halves slower than the same halves alone; the planner
+    scales the parts of split ops by these factors."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for c, h, f, k in ((64, 56, 64, 3), (128, 28, 128, 3), (256, 14, 256, 1), (96, 28, 192, 1)):
+        layer = LayerSpec("conv", (rng.standard_normal((f, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32),
+                          np.zeros(f, np.float32), 1, k // 2)
+        x = rng.standard_normal((c, h, h)).astype(np.float32)
+        r = CoRunner(layer, x, ocl, cpu)
+        half = r.split_channels(0.5)
+        r.run(0.5)  # builds the launch
+        launch = r._launches[half]
+        xs = np.asarray(r.x)
+        t: dict[str, list[float]] = {"gpu": [], "cpu": [], "gpu_both": [], "cpu_both": []}
+        for _ in range(runs + 1):
+            r.flag[0] = 0
+            ev = launch.enqueue()
+            ocl.flush()
+            poll(r.flag, 1)
+            t["gpu"].append((ev.profile.end - ev.profile.start) * 1e-9)
+            t0 = time.perf_counter()
+            cpu.run(layer, xs, r.y, half, layer.out_channels, x.shape)
+            t["cpu"].append(time.perf_counter() - t0)
+            r.flag[0] = 0
+            ev = launch.enqueue()
+            ocl.flush()
+            t0 = time.perf_counter()
+            cpu.run(layer, xs, r.y, half, layer.out_channels, x.shape)
+            t["cpu_both"].append(time.perf_counter() - t0)
+            poll(r.flag, 1)
+            t["gpu_both"].append((ev.profile.end - ev.profile.start) * 1e-9)
+        med = {key: float(np.median(v[1:])) * 1e3 for key, v in t.items()}
+        rows.append({"layer": f"{c}x{h}x{h}->{f} k{k}", **{f"{key}_ms": round(v, 4) for key, v in med.items()}})
+    g = float(np.median([r["gpu_both_ms"] / r["gpu_ms"] for r in rows])) - 1.0
+    c = float(np.median([r["cpu_both_ms"] / r["cpu_ms"] for r in rows])) - 1.0
+    return {"gpu": round(max(g, 0.0), 4), "cpu": round(max(c, 0.0), 4), "layers": rows}
+
+
 class CoRunner:
     """Run one layer split at a GPU share on both executors at once; time it."""
 
