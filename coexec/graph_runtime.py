@@ -37,7 +37,7 @@ from onnx import helper, numpy_helper
 
 from oplat.errors import OplatError
 
-from .runtime import LayerSpec, OclExecutor, poll
+from .runtime import LayerSpec, OclExecutor, poll, wants_padded_input
 
 # activations an OpenCL conv/linear kernel applies as an output clamp
 CLAMPS = {"Relu", "Clip"}
@@ -143,7 +143,7 @@ class GraphRunner:
                 w, b = ocl.svm(spec.w.shape), ocl.svm(spec.b.shape)
                 w[...], b[...] = spec.w, spec.b
                 step.update(kind="gpu", layer=spec, x_shape=x_shape, w=w, b=b)
-                if spec.kind == "conv" and spec.stride == 1 and spec.out_channels % 4 == 0:
+                if wants_padded_input(spec):
                     # the vectorised stride-1 kernel (what the OpenCL profile measured)
                     # reads a padded copy, made on the device right before it
                     step["xpad"] = ocl.padded_buffer(x_shape, spec.pad)

@@ -140,6 +140,38 @@ __kernel void conv_v8(__global const float *xp, __global const float *w, __globa
     }
 }
 
+__kernel void conv1x1_v8(__global const float *x, __global const float *w, __global const float *b,
+                         __global float *y, int C, int HW, int K, int co0, float lo, float hi) {
+    /* 1x1 stride-1 unpadded conv as a GEMM over flattened pixels: 8 pixels (a float8 of
+       the H*W row, so narrow maps waste nothing) x 4 output channels per work-item */
+    int p = 8 * get_global_id(0), oc = co0 + 4 * get_global_id(2);
+    float8 a0 = (float8)(b[oc]), a1 = (float8)(b[oc + 1]), a2 = (float8)(b[oc + 2]), a3 = (float8)(b[oc + 3]);
+    __global const float *w0 = w + oc * C;
+    int n = min(8, HW - p);
+    for (int c = 0; c < C; ++c) {
+        float8 xv;
+        if (n == 8) {
+            xv = vload8(0, x + c * HW + p);
+        } else {  /* the tail of the map: no load past the buffer's end */
+            float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int q = 0; q < n; ++q) t[q] = x[c * HW + p + q];
+            xv = vload8(0, t);
+        }
+        a0 += xv * w0[c]; a1 += xv * w0[C + c]; a2 += xv * w0[2 * C + c]; a3 += xv * w0[3 * C + c];
+    }
+    a0 = clamp(a0, lo, hi); a1 = clamp(a1, lo, hi); a2 = clamp(a2, lo, hi); a3 = clamp(a3, lo, hi);
+    __global float *y0 = y + oc * HW + p;
+    if (n == 8) {
+        vstore8(a0, 0, y0); vstore8(a1, 0, y0 + HW); vstore8(a2, 0, y0 + 2 * HW); vstore8(a3, 0, y0 + 3 * HW);
+    } else {
+        float t0[8], t1[8], t2[8], t3[8];
+        vstore8(a0, 0, t0); vstore8(a1, 0, t1); vstore8(a2, 0, t2); vstore8(a3, 0, t3);
+        for (int q = 0; q < n; ++q) {
+            y0[q] = t0[q]; y0[HW + q] = t1[q]; y0[2 * HW + q] = t2[q]; y0[3 * HW + q] = t3[q];
+        }
+    }
+}
+
 __kernel void linear16(__global const float16 *x, __global const float16 *w, __global const float *b,
                        __global float *y, int IN16, int n0, float lo, float hi) {
     /* one output per work-item, weights row-major [OUT, IN], 16-wide dot products */
@@ -199,6 +231,17 @@ class LayerSpec:
                 (w + 2 * self.pad - k) // self.stride + 1)
 
 
+def is_pointwise(layer: LayerSpec) -> bool:
+    """A 1x1 stride-1 unpadded conv: runs as a GEMM over flattened pixels (``conv1x1_v8``)."""
+    return layer.kind == "conv" and layer.w.shape[-1] == 1 and layer.stride == 1 and layer.pad == 0
+
+
+def wants_padded_input(layer: LayerSpec) -> bool:
+    """Whether the layer's kernel reads a zero-padded copy of its input (the vectorised
+    stride-1 conv ``conv_v8``; launches make the copy on the device first)."""
+    return layer.kind == "conv" and layer.stride == 1 and layer.out_channels % 4 == 0 and not is_pointwise(layer)
+
+
 def padded_dims(h: int, w: int, pad: int) -> tuple[int, int]:
     """(rows, row length) of a padded CHW channel for ``conv_v8``: ``pad`` on every side
     plus 8 floats of slack for its 8-wide loads past a row's end (the buffer adds 16)."""
@@ -244,12 +287,14 @@ class OclExecutor:
             self.k_conv8 = cl.Kernel(self.prog, "conv2d_oc8")
             self.k_conv4 = cl.Kernel(self.prog, "conv2d_oc4")
             self.k_convv = cl.Kernel(self.prog, "conv_v8")
+            self.k_conv1x1 = cl.Kernel(self.prog, "conv1x1_v8")
             self.k_linear16 = cl.Kernel(self.prog, "linear16")
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
             self.k_pad = cl.Kernel(self.prog, "pad_chw")
             self._shared = {"conv2d_nchw": self.k_conv, "conv2d_oc8": self.k_conv8, "conv2d_oc4": self.k_conv4,
-                            "conv_v8": self.k_convv, "linear16": self.k_linear16, "pad_chw": self.k_pad}
+                            "conv_v8": self.k_convv, "conv1x1_v8": self.k_conv1x1, "linear16": self.k_linear16,
+                            "pad_chw": self.k_pad}
             self._warm()
         finally:
             if cores:
@@ -294,6 +339,10 @@ class OclExecutor:
         c, h, wd = x_shape[-3:]
         _, ho, wo = layer.out_shape(x_shape)
         k = layer.w.shape[-1]
+        if is_pointwise(layer) and (c1 - c0) % 4 == 0:
+            return "conv1x1_v8", (cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(h * wd),
+                                  np.int32(layer.out_channels), np.int32(c0), *clamp), ((h * wd + 7) // 8, 1,
+                                                                                        (c1 - c0) // 4)
         if xpad is not None and layer.stride == 1 and (c1 - c0) % 4 == 0:
             hp, wp = padded_dims(h, wd, layer.pad)
             return "conv_v8", (cl.SVM(xpad), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(hp),
@@ -334,7 +383,7 @@ class OclExecutor:
         argument set now: replaying it costs one enqueue per kernel and no argument setting
         (setting arguments through pyopencl costs ~20 us per call, more than the enqueue)."""
         calls = []
-        if xpad is not None and layer.kind == "conv" and layer.stride == 1:
+        if xpad is not None and wants_padded_input(layer):
             calls.append(self._pad_call(x, xpad, x_shape, layer.pad))
         if c1 > c0:
             calls.append(self._layer_call(layer, x, w, b, y, c0, c1, x_shape, xpad))
@@ -532,8 +581,7 @@ class CoRunner:
             self.flag = ocl.svm((1,), np.int32)
             self.flag[0] = 0
             # the padded copy is made on the device by each launch (as in the graph runtime)
-            self.xpad = (ocl.padded_buffer(x.shape, layer.pad)
-                         if layer.kind == "conv" and layer.stride == 1 and layer.out_channels % 4 == 0 else None)
+            self.xpad = ocl.padded_buffer(x.shape, layer.pad) if wants_padded_input(layer) else None
             self._launches: dict[int, Launch] = {}
         else:
             self.x, self.w, self.b = x, layer.w, layer.b

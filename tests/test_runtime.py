@@ -84,6 +84,31 @@ def test_gpu_part_kernels_by_channel_count(ocl, channels):
     assert not np.asarray(y)[channels:].any()  # nothing written past the part
 
 
+@pytest.mark.parametrize("h", [13, 8])
+def test_pointwise_conv_runs_as_a_gemm_over_flattened_pixels(ocl, h):
+    """1x1 convs take the GEMM kernel (no padded copy); maps whose pixel count is not a
+    multiple of 8 end in a partial block, with nothing read or written past it."""
+    from coexec.runtime import is_pointwise, wants_padded_input
+
+    layer, x = _conv(c=12, h=h, k=16, ks=1, stride=1, pad=0, seed=5)
+    assert is_pointwise(layer) and not wants_padded_input(layer)
+    ref = reference(layer, x)
+    for c1 in (4, 12, 16):
+        xs, w, b = ocl.svm(x.shape), ocl.svm(layer.w.shape), ocl.svm(layer.b.shape)
+        xs[...], w[...], b[...] = x, layer.w, layer.b
+        y = ocl.svm(ref.shape)
+        y[...] = 0
+        launch = ocl.prepare(layer, xs, w, b, y, 0, c1, x.shape)
+        assert launch.items[0][0].function_name == "conv1x1_v8"
+        launch.enqueue()
+        ocl.queue.finish()
+        np.testing.assert_allclose(np.asarray(y)[:c1], ref[:c1], rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+        assert not np.asarray(y)[c1:].any()
+    r = CoRunner(layer, x, ocl, CpuExecutor())
+    r.run(0.5)
+    np.testing.assert_allclose(np.asarray(r.y), ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+
+
 def test_gpu_writes_are_visible_to_the_cpu_without_copies(ocl):
     flag = ocl.svm((1,), np.int32)
     flag[0] = 0

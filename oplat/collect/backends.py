@@ -301,7 +301,7 @@ class OpenCLBackend(Backend):
         return {**super().settings, "opencl_device": self.ocl.device.name}
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
-        from coexec.runtime import LayerSpec, RuntimeUnavailable, SyncTimeout, poll
+        from coexec.runtime import LayerSpec, RuntimeUnavailable, SyncTimeout, poll, wants_padded_input
 
         rng = np.random.default_rng(0)
         k = cfg["kernel"]
@@ -325,8 +325,7 @@ class OpenCLBackend(Backend):
         y = o.svm(layer.out_shape(x_shape))
         # what the graph runtime launches: the device-side padded copy before a stride-1 conv,
         # the layer's kernel, the completion flag; arguments set once
-        xpad = (o.padded_buffer(x_shape, layer.pad)
-                if layer.kind == "conv" and layer.stride == 1 and layer.out_channels % 4 == 0 else None)
+        xpad = o.padded_buffer(x_shape, layer.pad) if wants_padded_input(layer) else None
         flag = o.svm((1,), np.int32)
         flag[0] = 0
         try:
