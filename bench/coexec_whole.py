@@ -8,7 +8,7 @@ outputs checked against onnxruntime). The question the issue asks: is the planne
 faster than the faster single executor where the planner predicts a gain, and never
 more than 3% slower anywhere?
 
-    python bench/coexec_whole.py [--models a,b] [--runs 7] [--min-gain 0.05]
+    python bench/coexec_whole.py [--models a,b] [--runs 7] [--min-gain 0.05] [--out FILE]
 
 Writes bench/results/coexec_whole.json.
 """
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--cpu-profile", default="host/coexec-cpu")
     ap.add_argument("--gpu-profile", default="host/coexec-ocl")
     ap.add_argument("--sync", default="svm")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "coexec_whole.json")
     ap.add_argument("--min-gain", type=float, default=0.05,
                     help="plans predicted to gain less than this run on the faster processor alone")
     args = ap.parse_args()
@@ -85,7 +86,7 @@ def main() -> None:
                                                                  if r["gpu_kernels"]["mape"] is not None])),
                       "cpu_predicted_over_measured": [round(r["cpu_predicted_over_measured"], 3) for r in rows],
                       "seconds": round(time.time() - t0, 1)}
-    (ROOT / "bench" / "results" / "coexec_whole.json").write_text(json.dumps(out, indent=1))
+    args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps(out["summary"], indent=1))
 
 
