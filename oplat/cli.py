@@ -171,8 +171,12 @@ def _train_from_collected(args: argparse.Namespace) -> int:
                 if processor == "cpu":
                     lowering, family = "tflite-cpu", "cpu"
             else:
-                if framework == "litert":
-                    lowering, family = "tflite-cpu", "cpu"
+                # rows were named by the collecting backend's lowering: predict with the same
+                from .collect.backends import BACKENDS
+
+                backend_cls = BACKENDS.get(meta.get("backend", ""))
+                if backend_cls is not None:
+                    lowering, family = backend_cls.lowering
                 pid = f"{device}/{name}-{processor}-{threads}t"
             prof = train_profile(rs, {}, {}, device, framework, processor, gpu_family=family,
                                  source=f"oplat collect:{Path(path).name}", profile_id=pid, lowering=lowering)

@@ -208,6 +208,29 @@ def test_opencl_backend_runs_the_runtime_kernels_and_rejects_the_rest():
     assert b.settings["opencl_device"]
 
 
+def test_a_profile_trained_on_opencl_rows_predicts_with_the_lowering_that_named_them(tmp_path):
+    """Rows are named (kernel, impl, features) by the collecting backend's lowering; the
+    profile must lower models the same way, or its regressors see other features."""
+    from oplat.collect.run import collect, open_store
+    from oplat.profile import load_profile
+
+    try:
+        b = make_backend("opencl", threads=1)
+    except BackendError as e:
+        pytest.skip(f"no OpenCL device: {e}")
+    data = tmp_path / "ocl.csv"
+    store = open_store(data, b, "host")
+    convs = [c for c in CONFIGS if c["kernel"] == "CONV_2D"][:4]
+    cfgs = [dict(c, Filter=f) for c in convs for f in (8, 16, 24, 32, 40, 48)]
+    collect(b, cfgs, store, "host", budget_s=60)
+    from oplat.cli import main as oplat_main
+
+    assert oplat_main(["train", "--data", str(data), "--out", str(tmp_path / "prof")]) == 0
+    prof = load_profile(tmp_path / "prof" / "host" / "opencl-gpu-1t")
+    assert (prof.meta["lowering"], prof.meta["gpu_family"]) == b.lowering
+    assert prof.meta["runs_only_predicted_kernels"]
+
+
 def test_adaptive_collection_prefers_unknown_kernels_and_resumes(tmp_path):
     from oplat.collect.adaptive import committee_disagreement
     from oplat.collect.run import collect, collect_adaptive, kernel_of, open_store, read_collected
