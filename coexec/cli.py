@@ -165,7 +165,7 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     from oplat.errors import OplatError
     from oplat.profile import Profile
 
-    from .graph_runtime import boundary_cost, fit_boundary
+    from .graph_runtime import boundary_cost, fit_boundary, segment_call_us
     from .runtime import CpuExecutor, channel_block
 
     prof = Profile.load(args.profile)
@@ -186,9 +186,9 @@ def cmd_boundary(args: argparse.Namespace) -> int:
         for name, m in models.items():
             rows.append(boundary_cost({name: m}, cores, args.runs)["models"][0])
             bar.advance(task)
-    res = fit_boundary(rows) | {"runs": args.runs, "cores": cores}
     cpu = CpuExecutor(cores)
     cpu.pin()
+    res = fit_boundary(rows, segment_call_us(cores, args.runs)) | {"runs": args.runs, "cores": cores}
     res["channel_probe"] = channel_block(cpu)
     if args.gpu_cores:  # informational: the planner does not scale parts by it (small here)
         from .runtime import OclExecutor, contention

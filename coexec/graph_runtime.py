@@ -490,16 +490,37 @@ def boundary_cost(models: Mapping[str, onnx.ModelProto], cores: Sequence[int] | 
         mb = sum(sg["out_bytes"] for sg in segs) / 1e6
         rows.append({"model": name, "whole_ms": float(np.median(t["whole"])) * 1e3,
                      "cut_ms": float(np.median(t["cut"])) * 1e3, "boundaries": n, "crossing_mb": round(mb, 3)})
-    return fit_boundary(rows) | {"runs": runs, "cores": list(cores) if cores else None}
+    return fit_boundary(rows, segment_call_us(cores, runs)) | {"runs": runs, "cores": list(cores) if cores else None}
 
 
-def fit_boundary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def segment_call_us(cores: Sequence[int] | None = None, runs: int = 9) -> float:
+    """Microseconds one segment costs however little it computes: a one-node segment
+    (a Relu over 64 floats) run through its bound session, median of ``runs`` x 50 calls."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "tiny",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 4, 4])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 4, 4])])
+    r = GraphRunner(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), None, cores, force="cpu")
+    seg = next(a[1] for a in r.actions if a[0] == "cpu")
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        for _ in range(50):
+            seg["sess"].run_with_iobinding(seg["io"])
+        ts.append((time.perf_counter() - t0) / 50)
+    return float(np.median(ts)) * 1e6
+
+
+def fit_boundary(rows: Sequence[Mapping[str, Any]], floor_us: float = 0.0) -> dict[str, Any]:
     """Fit per-model extra time (cut - whole, ms) as ``us`` per boundary + ``ms_per_mb``
-    per MB crossing, both non-negative."""
+    per MB crossing, both non-negative; ``us`` is at least ``floor_us`` (what a segment
+    costs however small: the fit across models of other sizes can put it under that)."""
     rows = list(rows)
     extra = np.array([r["cut_ms"] - r["whole_ms"] for r in rows])
     x = np.array([[r["boundaries"], r["crossing_mb"]] for r in rows], float)
     coef = np.linalg.lstsq(x, extra, rcond=None)[0] if len(rows) >= 2 else np.array([-1.0, -1.0])
+    if coef[0] * 1e3 < floor_us:  # the per-boundary term held at the floor, the rest per MB
+        a = floor_us / 1e3
+        coef = np.array([a, max(float((extra - a * x[:, 0]) @ x[:, 1] / max(x[:, 1] @ x[:, 1], 1e-12)), 0.0)])
     if coef.min() < 0:  # one term only (non-negative): the better of the two
         fits = []
         for j in range(2):
@@ -509,7 +530,7 @@ def fit_boundary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         coef = np.zeros(2)
         coef[j] = c
     fitted = x @ coef
-    return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5),
+    return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "floor_us": round(floor_us, 2),
             "fit_mape": round(float(np.mean(np.abs(fitted - extra) / np.maximum(np.abs(extra), 1e-9))), 4),
             "models": rows}
 

@@ -213,6 +213,8 @@ def test_boundary_fit_recovers_known_costs():
     rows = [dict(r, cut_ms=r["whole_ms"] + r["boundaries"] * 0.05 - r["crossing_mb"] * 0.001) for r in rows]
     fit = fit_boundary(rows)  # a negative per-MB term is not physical: one term only
     assert fit["ms_per_mb"] == 0.0 and fit["us"] > 0
+    fit = fit_boundary(rows, floor_us=80.0)  # a segment costs at least what one call does
+    assert fit["us"] == pytest.approx(80.0) and fit["ms_per_mb"] >= 0.0
 
 
 def test_batchnorm_folds_into_its_conv_only_when_it_is_the_sole_consumer(tmp_path):
