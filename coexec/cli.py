@@ -190,10 +190,14 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     cpu.pin()
     res = fit_boundary(rows, segment_call_us(cores, args.runs)) | {"runs": args.runs, "cores": cores}
     res["channel_probe"] = channel_block(cpu)
-    if args.gpu_cores:  # informational: the planner does not scale parts by it (small here)
+    if args.gpu_cores:
+        from .graph_runtime import crossing_cost
         from .runtime import OclExecutor, contention
 
-        res["contention"] = contention(OclExecutor([int(c) for c in args.gpu_cores.split(",")]), cpu)
+        ocl = OclExecutor([int(c) for c in args.gpu_cores.split(",")])
+        res["crossing"] = crossing_cost(ocl, cores)
+        # informational: the planner does not scale parts by it (small here)
+        res["contention"] = contention(ocl, cpu)
     if not args.dry_run:
         meta_path = prof.path / "profile.json"
         meta = json.loads(meta_path.read_text())
@@ -211,6 +215,9 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     print(f"{prof.id}: {res['us']:.1f} us per boundary + {res['ms_per_mb']:.4f} ms per MB crossing "
           f"(fit error {res['fit_mape']:.1%}); its convs work in blocks of {res['channel_probe']['block']} "
           f"output channels" + ("" if args.dry_run else f"; stored in {meta_path}"))
+    if "crossing" in res:
+        print(f"  reading what the OpenCL device wrote: +{res['crossing']['us']:.1f} us + "
+              f"{res['crossing']['ms_per_mb']:.4f} ms per MB")
     if "contention" in res:
         print(f"  running at once: GPU half +{res['contention']['gpu']:.1%}, CPU half +{res['contention']['cpu']:.1%} "
               "(median over four split conv layers)")

@@ -534,3 +534,53 @@ def fit_boundary(rows: Sequence[Mapping[str, Any]], floor_us: float = 0.0) -> di
             "fit_mape": round(float(np.mean(np.abs(fitted - extra) / np.maximum(np.abs(extra), 1e-9))), 4),
             "models": rows}
 
+
+def crossing_cost(ocl: OclExecutor, cores: Sequence[int] | None = None, runs: int = 40) -> dict[str, Any]:
+    """What the CPU side pays to read a tensor the OpenCL device just wrote, measured.
+
+    A pointwise conv on the device writes a tensor that a depthwise conv segment on the
+    CPU reads; the segment is timed after the device wrote its input and after the host
+    core rewrote the same input (medians), for four tensor sizes. The difference (cache
+    lines moving between the processors' caches) is fitted as ``us`` per crossing plus
+    ``ms_per_mb``; the planner adds both to every synchronisation and shared byte.
+    """
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for c, h in ((256, 7), (128, 14), (128, 28), (64, 56)):
+        w1 = numpy_helper.from_array((rng.standard_normal((c, c, 1, 1)) * 0.1).astype(np.float32), "w1")
+        w2 = numpy_helper.from_array(rng.standard_normal((c, 1, 3, 3)).astype(np.float32), "w2")
+        nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="pw", doc_string="coexec:gpu"),
+                 helper.make_node("Conv", ["a", "w2"], ["y"], name="dw", group=c, pads=[1, 1, 1, 1],
+                                  doc_string="coexec:cpu")]
+        g = helper.make_graph(nodes, "crossing", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, h])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, h, h])], [w1, w2])
+        r = GraphRunner(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), ocl, cores)
+        seg = next(a[1] for a in r.actions if a[0] == "cpu")
+        feeds = {"x": rng.standard_normal((1, c, h, h)).astype(np.float32)}
+        after_gpu, after_cpu = [], []
+        prev = os.sched_getaffinity(0)
+        for k in range(runs + 3):
+            ops = r.run(feeds, record=True)["ops"]
+            if cores:
+                os.sched_setaffinity(0, set(cores))
+            a = r.buf["a"]
+            a[...] = np.array(a)  # the same values, now written by this core
+            t0 = time.perf_counter()
+            seg["sess"].run_with_iobinding(seg["io"])
+            dt = time.perf_counter() - t0
+            os.sched_setaffinity(0, prev)
+            if k >= 3:
+                after_gpu.append(next(o["ms"] for o in ops if o["on"] == "cpu"))
+                after_cpu.append(dt * 1e3)
+        rows.append({"tensor_mb": round(4e-6 * c * h * h, 4), "after_gpu_ms": float(np.median(after_gpu)),
+                     "after_cpu_ms": float(np.median(after_cpu))})
+    extra = np.array([r["after_gpu_ms"] - r["after_cpu_ms"] for r in rows])
+    x = np.array([[1.0, r["tensor_mb"]] for r in rows])
+    coef = np.linalg.lstsq(x, extra, rcond=None)[0]
+    if coef.min() < 0:
+        coef = np.array([max(float(extra.mean()), 0.0), 0.0]) if coef[1] < 0 else np.array(
+            [0.0, max(float(x[:, 1] @ extra / (x[:, 1] @ x[:, 1])), 0.0)])
+    return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "sizes": rows}
+

@@ -85,10 +85,13 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     units = build_units(graph, gpu, cpu)
     boundary = cpu.meta.get("boundary") or {}
     b_us, b_mb = float(boundary.get("us", 0.0)), float(boundary.get("ms_per_mb", 0.0))
+    cross = boundary.get("crossing") or {}  # data moving between the processors' caches
+    x_us, x_mb = float(cross.get("us", 0.0)), float(cross.get("ms_per_mb", 0.0))
     # channel splits in blocks both processors work in (onnxruntime's NCHWc convs take 8
     # channels at a time on AVX2: 26 output channels cost what 32 do)
     align = math.lcm(GPU_ALIGN, int(cpu.meta.get("channel_align", 1)), int(gpu.meta.get("channel_align", 1)))
-    cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us + b_us, share_ms_per_mb=share_ms_per_mb + b_mb,
+    cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us + b_us + x_us,
+                   share_ms_per_mb=share_ms_per_mb + b_mb + x_mb,
                    dims=dims, cpu_boundary=(b_us, b_mb), channel_align=align)
     decisions = plan(cm)
     planned, detail = simulate(cm, decisions)
@@ -118,7 +121,7 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     out = {"format": PLAN_FORMAT, "model": Path(model).name, "model_sha256": model_hash(model),
             "device": gpu.meta.get("device"), "profiles": {"cpu": cpu.id, "gpu": gpu.id},
             "sync_us": sync_us, "share_ms_per_mb": share_ms_per_mb, "steps": steps, "dims": list(dims),
-            "boundary_us": b_us, "boundary_ms_per_mb": b_mb, "min_gain": min_gain, "channel_align": align,
+            "boundary_us": b_us, "boundary_ms_per_mb": b_mb, "crossing_us": x_us, "crossing_ms_per_mb": x_mb, "min_gain": min_gain, "channel_align": align,
             "kept_single": bool(kept_single and min_gain > 0),
             # None: some op has no kernel on that processor (it cannot run the model alone)
             "predicted_ms": {k: round(v, 4) if np.isfinite(v) else None

@@ -193,10 +193,11 @@ def test_a_measured_boundary_cost_in_the_cpu_profile_joins_every_sync(tmp_path):
     shutil.copytree(resolve_profile(CPU), folder)
     meta = json.loads((folder / "profile.json").read_text())
     base = make_plan(path, str(folder), GPU, sync_us=10, dims=("channel",))
-    meta["boundary"] = {"us": 400.0, "ms_per_mb": 0.5}
+    meta["boundary"] = {"us": 400.0, "ms_per_mb": 0.5, "crossing": {"us": 50.0, "ms_per_mb": 0.1}}
     (folder / "profile.json").write_text(json.dumps(meta))
     costly = make_plan(path, str(folder), GPU, sync_us=10, dims=("channel",))
     assert costly["boundary_us"] == 400.0 and costly["boundary_ms_per_mb"] == 0.5
+    assert costly["crossing_us"] == 50.0 and costly["crossing_ms_per_mb"] == 0.1
     n = lambda p: sum(o["placement"] != p["faster_single"] for o in p["ops"])  # noqa: E731
     assert n(costly) < n(base)  # dearer processor changes: fewer ops leave the faster processor
     # inside a run of CPU ops the cut-out cost that single-op timings carry is not paid

@@ -265,3 +265,12 @@ def test_run_refuses_a_plan_of_another_model(tmp_path, capsys):
     plan.write_text(json.dumps(_plan_for(a, {"conv1": ("gpu", 1.0)})))
     assert coexec_main(["run", str(b), "--plan", str(plan), "--cpu-only"]) == 2
     assert "plan" in capsys.readouterr().err.lower()
+
+
+def test_crossing_cost_is_measured_per_size_and_fitted_non_negative(ocl):
+    from coexec.graph_runtime import crossing_cost
+
+    res = crossing_cost(ocl, [0], runs=3)
+    assert [r["tensor_mb"] for r in res["sizes"]] == sorted(r["tensor_mb"] for r in res["sizes"])
+    assert all(r["after_gpu_ms"] > 0 and r["after_cpu_ms"] > 0 for r in res["sizes"])
+    assert res["us"] >= 0 and res["ms_per_mb"] >= 0
