@@ -90,8 +90,8 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     # channel splits in blocks both processors work in (onnxruntime's NCHWc convs take 8
     # channels at a time on AVX2: 26 output channels cost what 32 do)
     align = math.lcm(GPU_ALIGN, int(cpu.meta.get("channel_align", 1)), int(gpu.meta.get("channel_align", 1)))
-    cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us + b_us + x_us,
-                   share_ms_per_mb=share_ms_per_mb + b_mb + x_mb,
+    # the boundary cost is CPU work at every cut (Timeline), the crossing cost latency
+    cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us + x_us, share_ms_per_mb=share_ms_per_mb + x_mb,
                    dims=dims, cpu_boundary=(b_us, b_mb), channel_align=align)
     decisions = plan(cm)
     planned, detail = simulate(cm, decisions)

@@ -63,6 +63,9 @@ class Timeline:
         self.follow = [u.split_kind in FOLLOW_KINDS for u in cm.units]
         self.sync = cm.sync_ms
         self.per_byte = cm.share_ms_per_mb / 1e6
+        # CPU work (not waiting) each time the CPU reads what the GPU wrote: its run of
+        # ops is cut there (a new session call, layouts changed back and forth)
+        self.cut, self.cut_per_byte = cm.cpu_boundary[0] / 1000.0, cm.cpu_boundary[1] / 1e6
         self.out_bytes = [u.out_bytes for u in cm.units]
         self.ms: list[list[tuple[float, float]]] = []  # ms[u][code] = (gpu part, cpu part)
         for u in cm.units:
@@ -108,6 +111,7 @@ class Timeline:
         cg, cc = clk_g[start], clk_c[start]
         prods, follow, outb = self.prods, self.follow, self.out_bytes
         sync, per_byte = self.sync, self.per_byte
+        cut, cut_per_byte = self.cut, self.cut_per_byte
         for i in range(start, n):
             clk_g[i], clk_c[i] = cg, cc
             code = codes[i]
@@ -116,15 +120,19 @@ class Timeline:
             g_ms, c_ms = ms[i][code]
             fol = follow[i] and on_g and on_c
             sg, sc = cg, cc
+            extra_c = 0.0
             for p in prods[i]:
                 if fol and codes[p] == code:
                     tg, tc = fin_g[p], fin_c[p]
                 else:
                     tg, tc = rdy_g[p], rdy_c[p]
+                    if on_c and codes[p] % s1 > 0 and (cut or cut_per_byte):
+                        extra_c += cut + cut_per_byte * outb[p]
                 if tg > sg:
                     sg = tg
                 if tc > sc:
                     sc = tc
+            c_ms += extra_c
             share = idx / steps
             if on_g:
                 fg = sg + g_ms

@@ -264,3 +264,21 @@ def test_a_linked_residual_add_makes_its_other_branch_a_dependency(tmp_path, pro
                 assert owner in u.producers
                 checked += 1
     assert checked >= 8
+
+
+def test_a_cpu_op_reading_gpu_output_pays_the_cut_as_work(tmp_path, profiles):
+    """The boundary cost is CPU work at the cut (not latency a slow GPU can hide)."""
+    cpu, gpu = profiles
+    units = build_units(load_onnx(str(_save(tmp_path, "mobilenet_v2_0.35"))), gpu, cpu)
+    cm = CostModel(units, gpu, cpu, steps=16, sync_us=10, cpu_boundary=(300.0, 0.5))
+    chain = next(u for u in units if u.producers and len(units[u.producers[0]].cpu) and u.index > 3)
+    p = chain.producers[0]
+    decisions = [Decision("channel", 0)] * len(units)
+    decisions[p] = Decision("channel", 16)  # the producer on the GPU, the unit on the CPU
+    _, detail = simulate(cm, decisions)
+    own = cm.unit_ms(chain.index, 0)[1]
+    cut = 0.3 + 0.5 * sum(units[q].out_bytes for q in chain.producers if decisions[q].index > 0) / 1e6
+    assert detail[chain.index]["cpu_ms"] == pytest.approx(own + cut)
+    decisions[p] = Decision("channel", 0)  # all on the CPU: no cut
+    _, detail = simulate(cm, decisions)
+    assert detail[chain.index]["cpu_ms"] == pytest.approx(own)
