@@ -165,7 +165,7 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     from oplat.errors import OplatError
     from oplat.profile import Profile
 
-    from .graph_runtime import boundary_cost, fit_boundary, segment_call_us
+    from .graph_runtime import boundary_cost
     from .runtime import CpuExecutor, channel_block
 
     prof = Profile.load(args.profile)
@@ -180,15 +180,11 @@ def cmd_boundary(args: argparse.Namespace) -> int:
 
             models[name] = build(name)
     cores = [int(c) for c in args.cores.split(",")] if args.cores else None
-    rows = []
     with Progress(transient=True) as bar:
         task = bar.add_task("measuring boundaries", total=len(models))
-        for name, m in models.items():
-            rows.append(boundary_cost({name: m}, cores, args.runs)["models"][0])
-            bar.advance(task)
+        res = boundary_cost(models, cores, args.runs, progress=lambda: bar.advance(task))
     cpu = CpuExecutor(cores)
     cpu.pin()
-    res = fit_boundary(rows, segment_call_us(cores, args.runs)) | {"runs": args.runs, "cores": cores}
     res["channel_probe"] = channel_block(cpu)
     if args.gpu_cores:
         from .graph_runtime import crossing_cost

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -190,7 +190,8 @@ class GraphRunner:
         """Actions (``gpu``, ``cpu`` segment, ``wait``, ``join``) replayed by :meth:`run`."""
         actions: list[tuple] = []
         seg: list[dict[str, Any]] = []
-        seg_made: set[str] = set()  # tensors made by the open segment, or joins of them
+        seg_made: set[str] = set()  # tensors made by the open segment
+        seg_joins: set[str] = set()  # joins of parts the open segment makes
         pending: dict[str, int] = {}  # tensor -> GPU sequence number it waits for
         waited = nseq = 0
 
@@ -199,11 +200,12 @@ class GraphRunner:
                 actions.append(("cpu", list(seg)))
                 seg.clear()
                 seg_made.clear()
+                seg_joins.clear()
 
         for st in steps:
             ins = st["inputs"]
             if st["kind"] == "gpu":
-                if any(x in seg_made for x in ins):
+                if any(x in seg_made or x in seg_joins for x in ins):
                     close()
                 nseq += 1
                 actions.append(("gpu", st, nseq))
@@ -211,13 +213,13 @@ class GraphRunner:
                     pending[o] = nseq
             elif st["kind"] == "join":
                 pending[st["outputs"][0]] = max((pending.get(x, 0) for x in ins), default=0)
-                if any(x in seg_made for x in ins):
-                    seg_made.add(st["outputs"][0])
+                if any(x in seg_made or x in seg_joins for x in ins):
+                    seg_joins.add(st["outputs"][0])
                 actions.append(("join", st))
             else:
                 need = max((pending.get(x, 0) for x in ins), default=0)
                 # a join of the open segment's parts is not an input the segment can have
-                if any(x in seg_made and x not in {o for s in seg for o in s["outputs"]} for x in ins):
+                if any(x in seg_joins for x in ins):
                     close()
                 if need > waited:
                     close()
@@ -462,35 +464,42 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
 
 
 def boundary_cost(models: Mapping[str, onnx.ModelProto], cores: Sequence[int] | None = None,
-                  runs: int = 9) -> dict[str, Any]:
-    """What cutting the CPU executor's work at a processor boundary costs, measured.
-
-    Each model runs on the CPU executor as one segment and with every node its own
-    segment (interleaved runs, medians). The extra time is fitted as ``us`` per boundary
-    plus ``ms_per_mb`` per MB of tensors crossing (onnxruntime's layout changes and the
-    session call at every cut; the planner adds both to each synchronisation).
-    """
-    from .split import fold_batchnorm
-
+                  runs: int = 9, progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """What cutting the CPU executor's work at a processor boundary costs, measured:
+    :func:`boundary_row` per model (``progress`` called after each), fitted by
+    :func:`fit_boundary` with one segment call (:func:`segment_call_us`) as the least a
+    boundary costs."""
     rows = []
     for name, m in models.items():
-        m = fold_batchnorm(m)  # as the runtime runs it
-        whole = GraphRunner(m, None, cores, force="cpu")
-        cut = GraphRunner(m, None, cores, force="cpu", per_node=True)
-        rng = np.random.default_rng(0)
-        feeds = {i: rng.standard_normal(whole.shapes[i]).astype(np.float32) for i in whole.inputs}
-        t: dict[str, list[float]] = {"whole": [], "cut": []}
-        for k in range(runs + 2):
-            for key, r in (("whole", whole), ("cut", cut)):
-                sec = r.run(feeds)["seconds"]
-                if k >= 2:  # two warm-up runs
-                    t[key].append(sec)
-        segs = [a[1] for a in cut.actions if a[0] == "cpu"]
-        n = len(segs) - sum(a[0] == "cpu" for a in whole.actions)
-        mb = sum(sg["out_bytes"] for sg in segs) / 1e6
-        rows.append({"model": name, "whole_ms": float(np.median(t["whole"])) * 1e3,
-                     "cut_ms": float(np.median(t["cut"])) * 1e3, "boundaries": n, "crossing_mb": round(mb, 3)})
+        rows.append(boundary_row(name, m, cores, runs))
+        if progress:
+            progress()
     return fit_boundary(rows, segment_call_us(cores, runs)) | {"runs": runs, "cores": list(cores) if cores else None}
+
+
+def boundary_row(name: str, model: onnx.ModelProto, cores: Sequence[int] | None = None,
+                 runs: int = 9) -> dict[str, Any]:
+    """One model on the CPU executor as one segment and with every node its own segment
+    (interleaved runs, medians), with the boundaries and MB crossing of the cut run: the
+    extra time is onnxruntime's layout changes and the session call at every cut."""
+    from .split import fold_batchnorm
+
+    m = fold_batchnorm(model)  # as the runtime runs it
+    whole = GraphRunner(m, None, cores, force="cpu")
+    cut = GraphRunner(m, None, cores, force="cpu", per_node=True)
+    rng = np.random.default_rng(0)
+    feeds = {i: rng.standard_normal(whole.shapes[i]).astype(np.float32) for i in whole.inputs}
+    t: dict[str, list[float]] = {"whole": [], "cut": []}
+    for k in range(runs + 2):
+        for key, r in (("whole", whole), ("cut", cut)):
+            sec = r.run(feeds)["seconds"]
+            if k >= 2:  # two warm-up runs
+                t[key].append(sec)
+    segs = [a[1] for a in cut.actions if a[0] == "cpu"]
+    n = len(segs) - sum(a[0] == "cpu" for a in whole.actions)
+    mb = sum(sg["out_bytes"] for sg in segs) / 1e6
+    return {"model": name, "whole_ms": float(np.median(t["whole"])) * 1e3,
+            "cut_ms": float(np.median(t["cut"])) * 1e3, "boundaries": n, "crossing_mb": round(mb, 3)}
 
 
 def segment_call_us(cores: Sequence[int] | None = None, runs: int = 9) -> float:
@@ -502,11 +511,17 @@ def segment_call_us(cores: Sequence[int] | None = None, runs: int = 9) -> float:
     r = GraphRunner(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), None, cores, force="cpu")
     seg = next(a[1] for a in r.actions if a[0] == "cpu")
     ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        for _ in range(50):
-            seg["sess"].run_with_iobinding(seg["io"])
-        ts.append((time.perf_counter() - t0) / 50)
+    prev = os.sched_getaffinity(0)
+    if cores:
+        os.sched_setaffinity(0, set(cores))
+    try:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            for _ in range(50):
+                seg["sess"].run_with_iobinding(seg["io"])
+            ts.append((time.perf_counter() - t0) / 50)
+    finally:
+        os.sched_setaffinity(0, prev)
     return float(np.median(ts)) * 1e6
 
 
@@ -521,14 +536,8 @@ def fit_boundary(rows: Sequence[Mapping[str, Any]], floor_us: float = 0.0) -> di
     if coef[0] * 1e3 < floor_us:  # the per-boundary term held at the floor, the rest per MB
         a = floor_us / 1e3
         coef = np.array([a, max(float((extra - a * x[:, 0]) @ x[:, 1] / max(x[:, 1] @ x[:, 1], 1e-12)), 0.0)])
-    if coef.min() < 0:  # one term only (non-negative): the better of the two
-        fits = []
-        for j in range(2):
-            c = max(float(x[:, j] @ extra / max(x[:, j] @ x[:, j], 1e-12)), 0.0)
-            fits.append((float(np.sum((extra - c * x[:, j]) ** 2)), j, c))
-        _, j, c = min(fits)
-        coef = np.zeros(2)
-        coef[j] = c
+    if coef.min() < 0:
+        coef = _one_term_fit(x, extra)
     fitted = x @ coef
     return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "floor_us": round(floor_us, 2),
             "fit_mape": round(float(np.mean(np.abs(fitted - extra) / np.maximum(np.abs(extra), 1e-9))), 4),
@@ -580,7 +589,19 @@ def crossing_cost(ocl: OclExecutor, cores: Sequence[int] | None = None, runs: in
     x = np.array([[1.0, r["tensor_mb"]] for r in rows])
     coef = np.linalg.lstsq(x, extra, rcond=None)[0]
     if coef.min() < 0:
-        coef = np.array([max(float(extra.mean()), 0.0), 0.0]) if coef[1] < 0 else np.array(
-            [0.0, max(float(x[:, 1] @ extra / (x[:, 1] @ x[:, 1])), 0.0)])
+        coef = _one_term_fit(x, extra)
     return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "sizes": rows}
+
+
+def _one_term_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares of ``y`` on the two columns of ``x`` when the joint fit
+    gives a negative coefficient: the better of the two one-column fits (the other 0)."""
+    fits = []
+    for j in range(2):
+        c = max(float(x[:, j] @ y / max(x[:, j] @ x[:, j], 1e-12)), 0.0)
+        fits.append((float(np.sum((y - c * x[:, j]) ** 2)), j, c))
+    _, j, c = min(fits)
+    coef = np.zeros(2)
+    coef[j] = c
+    return coef
 

@@ -283,18 +283,10 @@ class OclExecutor:
             except cl.RuntimeError as e:
                 raise RuntimeUnavailable(f"OpenCL kernel build failed:\n{e}") from None
             # one kernel object each: retrieving from the program creates a new kernel every time
-            self.k_conv = cl.Kernel(self.prog, "conv2d_nchw")
-            self.k_conv8 = cl.Kernel(self.prog, "conv2d_oc8")
-            self.k_conv4 = cl.Kernel(self.prog, "conv2d_oc4")
-            self.k_convv = cl.Kernel(self.prog, "conv_v8")
-            self.k_conv1x1 = cl.Kernel(self.prog, "conv1x1_v8")
-            self.k_linear16 = cl.Kernel(self.prog, "linear16")
+            self._shared = {name: cl.Kernel(self.prog, name) for name in (
+                "conv2d_nchw", "conv2d_oc8", "conv2d_oc4", "conv_v8", "conv1x1_v8", "linear16", "pad_chw")}
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
-            self.k_pad = cl.Kernel(self.prog, "pad_chw")
-            self._shared = {"conv2d_nchw": self.k_conv, "conv2d_oc8": self.k_conv8, "conv2d_oc4": self.k_conv4,
-                            "conv_v8": self.k_convv, "conv1x1_v8": self.k_conv1x1, "linear16": self.k_linear16,
-                            "pad_chw": self.k_pad}
             self._warm()
         finally:
             if cores:
