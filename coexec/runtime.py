@@ -486,37 +486,47 @@ class CpuExecutor:
 
 def channel_block(cpu: "CpuExecutor", runs: int = 15) -> dict[str, Any]:
     """The output-channel block the CPU executor's conv works in, measured: a 3x3 conv
-    (64 in, 28x28) timed at 64 - j output channels; the block is the widest b in 16, 8, 4
-    for which 64 - b + 1 channels cost what 64 do and 64 - b clearly less (onnxruntime's
-    NCHWc convs: 8 on AVX2). 1 when time follows the channel count."""
+    (64 in, 28x28) timed at every output channel count from 48 to 64 (counts interleaved
+    run by run, so drift hits all alike; medians), the block read off by
+    :func:`block_from_times` (onnxruntime's NCHWc convs: 8 on AVX2)."""
     rng = np.random.default_rng(0)
     layer = LayerSpec("conv", rng.standard_normal((64, 64, 3, 3)).astype(np.float32), np.zeros(64, np.float32), 1, 1)
     x = rng.standard_normal((64, 28, 28)).astype(np.float32)
     y = np.empty((64, 28, 28), np.float32)
-    ms: dict[int, float] = {}
-    for n in sorted({64, 63, 60, 61, 56, 57, 48, 49}):
-        for _ in range(3):
-            cpu.run(layer, x, y, 64 - n, 64, x.shape)
-        ts = []
-        for _ in range(runs):
+    counts = range(48, 65)
+    ts: dict[int, list[float]] = {n: [] for n in counts}
+    for k in range(runs + 3):
+        for n in counts:
             t0 = time.perf_counter()
             cpu.run(layer, x, y, 64 - n, 64, x.shape)
-            ts.append(time.perf_counter() - t0)
-        ms[n] = float(np.median(ts)) * 1e3
-    block = 1
-    for b in (16, 8, 4):
-        if ms[64 - b + 1] >= 0.95 * ms[64] and ms[64 - b] <= 0.95 * ms[64 - b + 1]:
-            block = b
-            break
-    return {"block": block, "ms_by_channels": {str(k): round(v, 4) for k, v in sorted(ms.items())}}
+            if k >= 3:  # warm-up rounds
+                ts[n].append(time.perf_counter() - t0)
+    ms = {n: float(np.median(v)) * 1e3 for n, v in ts.items()}
+    return {"block": block_from_times(ms), "ms_by_channels": {str(k): round(v, 4) for k, v in sorted(ms.items())}}
+
+
+def block_from_times(ms: dict[int, float]) -> int:
+    """The channel block b in 1, 4, 8, 16 whose staircase ``a + c * ceil(n / b)`` fits the
+    conv times ``ms[n]`` best (least squares over all counts, so one noisy reading
+    cannot decide it)."""
+    n = np.array(sorted(ms), float)
+    t = np.array([ms[k] for k in sorted(ms)])
+    best = (np.inf, 1)
+    for b in (1, 4, 8, 16):
+        x = np.stack([np.ones_like(n), np.ceil(n / b)], axis=1)
+        coef, *_ = np.linalg.lstsq(x, t, rcond=None)
+        sse = float(np.sum((x @ coef - t) ** 2))
+        if coef[1] > 0 and sse < best[0] * 0.999:
+            best = (sse, b)
+    return best[1]
 
 
 def contention(ocl: "OclExecutor", cpu: "CpuExecutor", runs: int = 9) -> dict[str, Any]:
     """How much each executor slows down while the other runs, measured on conv layers
     split in half: the GPU half's kernel time (device events) and the CPU half's wall
     time, each alone and both at once (interleaved, medians). Shared caches and memory
-    bandwidth make concurrent halves slower than the same halves alone; the planner
-    scales the parts of split ops by these factors."""
+    bandwidth can make concurrent halves slower than the same halves alone (informational:
+    the planner does not use these factors)."""
     rng = np.random.default_rng(0)
     rows = []
     for c, h, f, k in ((64, 56, 64, 3), (128, 28, 128, 3), (256, 14, 256, 1), (96, 28, 192, 1)):

@@ -274,3 +274,24 @@ def test_crossing_cost_is_measured_per_size_and_fitted_non_negative(ocl):
     assert [r["tensor_mb"] for r in res["sizes"]] == sorted(r["tensor_mb"] for r in res["sizes"])
     assert all(r["after_gpu_ms"] > 0 and r["after_cpu_ms"] > 0 for r in res["sizes"])
     assert res["us"] >= 0 and res["ms_per_mb"] >= 0
+
+
+def test_channel_block_is_read_from_the_steps_not_from_one_reading():
+    import math
+
+    from coexec.runtime import block_from_times
+
+    # two probes (channel_block) of onnxruntime's conv on this machine while it was loaded;
+    # the first has a spike at 60 channels that a rule reading single steps would take
+    # for a block boundary
+    spiky = {48: 0.876, 49: 0.94, 50: 0.947, 51: 0.911, 52: 0.909, 53: 0.947, 54: 0.921, 55: 0.913, 56: 0.912,
+             57: 0.998, 58: 0.966, 59: 0.968, 60: 1.092, 61: 1.008, 62: 0.952, 63: 0.946, 64: 0.967}
+    quiet = {48: 0.896, 49: 0.925, 50: 0.928, 51: 0.923, 52: 0.948, 53: 0.944, 54: 0.899, 55: 0.916, 56: 0.908,
+             57: 0.997, 58: 0.97, 59: 0.974, 60: 0.978, 61: 1.012, 62: 0.965, 63: 0.964, 64: 0.972}
+    assert block_from_times(spiky) == 8 and block_from_times(quiet) == 8
+    linear = {n: 0.01 * n for n in range(48, 65)}  # time follows channels
+    assert block_from_times(linear) == 1
+    fours = {n: 0.1 * math.ceil(n / 4) for n in range(48, 65)}
+    assert block_from_times(fours) == 4
+    sixteens = {n: 0.3 + 0.1 * math.ceil(n / 16) for n in range(48, 65)}
+    assert block_from_times(sixteens) == 16
