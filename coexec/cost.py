@@ -294,7 +294,7 @@ class CostModel:
         b_ms, b_mb = self.cpu_boundary[0] / 1000.0, self.cpu_boundary[1]
         for (ui, ri), v, item in zip(cidx, cms, citems):
             if b_ms or b_mb:
-                v = max(v - b_ms - b_mb * _out_mb(item), 0.2 * v)
+                v = max(v - b_ms - b_mb * _out_bytes(Kernel("", item[0], item[1], item[2])) / 1e6, 0.2 * v)
             c_t[ui, ri] += v
         self.times[dim] = [(g_t[i], c_t[i]) for i in range(n)]
 
@@ -348,19 +348,6 @@ def _proxy(item: tuple) -> tuple:
     if "Output_elements" in p:
         return (typ, "eltwise", p, [])
     return item
-
-
-def _out_mb(item: tuple) -> float:
-    """MB (fp32) of a kernel item's output, from its feature parameters."""
-    p = item[2]
-    if "Output_elements" in p:
-        return 4e-6 * float(p["Output_elements"])
-    h = p.get("Output_shape", p.get("Input_shape", 1))
-    h = int(np.prod(h)) if isinstance(h, (list, tuple)) else int(h or 1)
-    c = int(p.get("Filter") or p.get("Output_channel") or p.get("Input_channel") or 1)
-    if item[0] == "FULLY_CONNECTED" or isinstance(p.get("Output_shape"), (list, tuple)):
-        return 4e-6 * h * c
-    return 4e-6 * h * int(p.get("Output_w", h) or h) * c
 
 
 def _glue_coefs(prof: Profile) -> tuple[float, float]:
