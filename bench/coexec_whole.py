@@ -1,10 +1,11 @@
 """Whole-model co-execution on this machine's pair: plan from the host profiles, run it.
 
 For each zoo CNN: ``coexec plan`` with the CPU executor's profile (host/coexec-cpu, with
-its measured boundary cost from ``coexec boundary``) and the OpenCL executor's
+its measured boundary costs from ``coexec boundary``) and the OpenCL executor's
 (host/coexec-ocl, collected with ``oplat collect --backend opencl``), plans predicted to
-gain less than ``--min-gain`` kept on the faster processor, then ``coexec run`` (CPU only, GPU only, planned; interleaved runs, medians;
-outputs checked against onnxruntime). The question the issue asks: is the planned run
+gain less than ``--min-gain`` kept on the faster processor, then ``coexec run`` (CPU
+only, GPU only, planned; interleaved runs, medians; outputs checked against
+onnxruntime). The question the issue asks: is the planned run
 faster than the faster single executor where the planner predicts a gain, and never
 more than 3% slower anywhere?
 

@@ -224,10 +224,12 @@ class CostModel:
                  dims: Sequence[str] = ("channel",), cpu_boundary: tuple[float, float] = (0.0, 0.0),
                  channel_align: int = GPU_ALIGN) -> None:
         """``channel_align``: channel splits give the GPU a multiple of this (GPU slices of
-        4; more when the CPU kernels work in wider channel blocks). ``cpu_boundary``: (us, ms per MB of output) that each op's CPU time, measured as
-        a single-op model, carries for being cut out of its graph (session call, layout
-        changes); inside a run of CPU ops it is not paid, so it is taken off each CPU op
-        (never below a fifth of it) and the planner pays it at processor boundaries."""
+        4; more when the CPU kernels work in wider channel blocks). ``cpu_boundary``: (us,
+        ms per MB of output) that each op's CPU time, measured as a single-op model,
+        carries for being cut out of its graph (session call, layout changes); inside a
+        run of CPU ops it is not paid, so it is taken off each CPU op (never below a fifth
+        of it) and the planner's timeline adds it to the CPU's work wherever it reads
+        what the GPU wrote."""
         self.units = list(units)
         self.cpu_boundary = cpu_boundary
         self.channel_align = channel_align

@@ -283,7 +283,8 @@ class GraphRunner:
             xs = shapes.get(node.input[0])
             if xs is None or len(xs) != 2 or xs[0] != 1 or xs[1] % 16:
                 return None
-            if node.op_type == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
+            if node.op_type == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0
+                                           or a.get("beta", 1.0) != 1.0):
                 return None
             w = self.consts[node.input[1]].astype(np.float32)
             w = w if node.op_type == "Gemm" and a.get("transB", 0) else w.T

@@ -69,9 +69,10 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
               input_shapes: Mapping[str, Sequence[int]] | None = None, min_gain: float = 0.0) -> dict[str, Any]:
     """Plan co-execution of ``model`` on the device of the two profiles (a JSON-able dict).
 
-    A CPU profile that carries a measured ``boundary`` cost (what cutting its executor's
-    work at a processor boundary costs: ``coexec boundary``) adds it to every
-    synchronisation. ``min_gain``: a plan predicted to beat the faster processor alone by
+    A CPU profile that carries measured ``boundary`` costs (``coexec boundary``) adds
+    what cutting its executor's work costs to the CPU's work wherever it reads GPU output,
+    and what reading device-written data costs (``crossing``) to every synchronisation.
+    ``min_gain``: a plan predicted to beat the faster processor alone by
     less than this fraction is replaced by that processor alone (a gain smaller than the
     profiles' error is a coin toss).
     """
@@ -121,7 +122,8 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     out = {"format": PLAN_FORMAT, "model": Path(model).name, "model_sha256": model_hash(model),
             "device": gpu.meta.get("device"), "profiles": {"cpu": cpu.id, "gpu": gpu.id},
             "sync_us": sync_us, "share_ms_per_mb": share_ms_per_mb, "steps": steps, "dims": list(dims),
-            "boundary_us": b_us, "boundary_ms_per_mb": b_mb, "crossing_us": x_us, "crossing_ms_per_mb": x_mb, "min_gain": min_gain, "channel_align": align,
+            "boundary_us": b_us, "boundary_ms_per_mb": b_mb, "crossing_us": x_us, "crossing_ms_per_mb": x_mb,
+            "min_gain": min_gain, "channel_align": align,
             "kept_single": bool(kept_single and min_gain > 0),
             # None: some op has no kernel on that processor (it cannot run the model alone)
             "predicted_ms": {k: round(v, 4) if np.isfinite(v) else None

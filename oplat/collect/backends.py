@@ -92,13 +92,13 @@ def time_runs(run: Callable[[], Any], warmup: int = 2, min_runs: int = 10, max_r
 
     After ``warmup`` runs, rounds of runs continue until the standard error of the
     median is below ``rel_tol`` of it, or ``max_runs`` / ``max_seconds`` is reached;
-    slow kernels get fewer runs per round (never fewer than 5 in all).
+    slow kernels get fewer runs per round (never fewer than 5 in all). ``run`` may return
+    the seconds of the part that counts (a float), when it prepares outside them.
     """
     t0 = time.perf_counter()
     for _ in range(warmup):
         run()
     single = (time.perf_counter() - t0) / max(warmup, 1)
-    # ``run`` may return the seconds of the part that counts (it prepares outside them)
     per_round = max(5, min(min_runs, int(0.05 / max(single, 1e-6))))
     times: list[float] = []
     start = time.perf_counter()
