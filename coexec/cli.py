@@ -156,6 +156,59 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 BOUNDARY_MODELS = "mobilenet_v2_0.35,shufflenet_v2_0.5,regnety_200mf,squeezenet1_0,mobilenet_v1_0.25,efficientnet_lite0"
+# planned runs the context costs are fitted on; none of them is in bench/coexec_whole.py
+CONTEXT_MODELS = "regnety_400mf,resnet50,mobilenet_v2_0.35,densenet169,resnext26_32x4d"
+
+
+def _measure_context(args: argparse.Namespace, prof, res: dict, ocl, cores) -> dict:
+    """Fit the context costs (:func:`coexec.graph_runtime.fit_context`) on planned runs of
+    ``--context-models``, planned with the boundary costs just measured (``res``)."""
+    import tempfile
+
+    import onnx
+    from rich.progress import Progress
+
+    from oplat.profile import load_profile
+
+    from .graph_runtime import context_rows, fit_context, plan_speedup
+    from .plan import make_plan
+
+    prof.meta["boundary"] = dict(res)
+    prof.meta["channel_align"] = res["channel_probe"]["block"]
+    gpu = load_profile(args.gpu_profile or f"{prof.meta.get('device', prof.id.split('/')[0])}/coexec-ocl")
+    rows, paths = [], {}
+    with tempfile.TemporaryDirectory() as tmp, Progress(transient=True) as bar:
+        names = args.context_models.split(",")
+        task = bar.add_task("planned runs", total=len(names))
+        for name in names:
+            if name.endswith(".onnx"):
+                path = name
+            else:
+                from models.zoo import build
+
+                path = str(Path(tmp) / f"{name}.onnx")
+                onnx.save(build(name), path)
+            # every split the planner considers worth anything, gain or not
+            plan = make_plan(path, prof, gpu, dims=("channel",), min_gain=-1.0, use_context=False)
+            rows.append(context_rows(path, plan, ocl, cores))
+            paths[name] = path
+            bar.advance(task)
+        ctx = fit_context(rows) | {"gpu_profile": gpu.id}
+        # how far the planner, with these costs, overestimates what a plan gains: plans
+        # predicted to gain less than that are not worth leaving the faster processor
+        prof.meta["boundary"]["context"] = ctx
+        task = bar.add_task("planned vs single", total=len(paths))
+        check = []
+        for name, path in paths.items():
+            plan = make_plan(path, prof, gpu, dims=("channel",), min_gain=-1.0)
+            if any(o["placement"] != plan["faster_single"] for o in plan["ops"]):
+                got = plan_speedup(path, plan, ocl, cores)
+                check.append({"model": name, "predicted_speedup": plan["speedup"], "measured_speedup": round(got, 4),
+                              "overestimate": round(plan["speedup"] / got, 4)})
+            bar.advance(task)
+    ctx["plan_check"] = check
+    ctx["min_gain"] = round(max([c["overestimate"] - 1.0 for c in check] + [0.0]), 4)
+    return ctx
 
 
 def cmd_boundary(args: argparse.Namespace) -> int:
@@ -194,6 +247,7 @@ def cmd_boundary(args: argparse.Namespace) -> int:
         res["crossing"] = crossing_cost(ocl, cores)
         # informational: the planner does not scale parts by it (small here)
         res["contention"] = contention(ocl, cpu)
+        res["context"] = _measure_context(args, prof, res, ocl, cores)
     if not args.dry_run:
         meta_path = prof.path / "profile.json"
         meta = json.loads(meta_path.read_text())
@@ -214,6 +268,15 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     if "crossing" in res:
         print(f"  reading what the OpenCL device wrote: +{res['crossing']['us']:.1f} us + "
               f"{res['crossing']['ms_per_mb']:.4f} ms per MB")
+    if "context" in res:
+        c = res["context"]
+        print(f"  in planned runs ({len(c['models'])} models, {c['segments']} cut segments, {c['launches']} launches): "
+              f"CPU work next to GPU work x{c['cpu_factor']:.3f} + {c['cpu_us']:.1f} us per cut + "
+              f"{c['cpu_ms_per_mb']:.4f} ms per MB read; GPU kernels x{c['gpu_factor']:.3f}; "
+              f"{c['host_us']:.1f} us of driver time per GPU launch")
+        for k in c["plan_check"]:
+            print(f"    {k['model']:<22} plan predicted x{k['predicted_speedup']:.3f}, measured x{k['measured_speedup']:.3f}")
+        print(f"  plans must be predicted {c['min_gain']:.1%} faster to leave the faster processor (default --min-gain)")
     if "contention" in res:
         print(f"  running at once: GPU half +{res['contention']['gpu']:.1%}, CPU half +{res['contention']['cpu']:.1%} "
               "(median over four split conv layers)")
@@ -235,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", default="channel,row", help="split dimensions to consider")
     p.add_argument("--allow-mixed", action="store_true", help="accept profiles of different devices")
     p.add_argument("--oracle", action="store_true", help="also run the exhaustive per-op search")
-    p.add_argument("--min-gain", type=float, default=0.0,
+    p.add_argument("--min-gain", type=float, default=None,
                    help="keep the faster processor alone unless the plan is predicted this much faster "
-                        "(a fraction, e.g. 0.05)")
+                        "(a fraction, e.g. 0.05; default: the planner's measured overestimate stored by "
+                        "'coexec boundary', else 0)")
     p.add_argument("--input-shape", action="append", default=[])
     p.add_argument("--json", action="store_true")
     p.add_argument("-o", "--output", help="write the plan JSON here")
@@ -273,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--runs", type=int, default=9)
     bd.add_argument("--gpu-cores", help="also measure how much the executors slow each other down when they "
                                         "run at once (OpenCL device threads on these cores), e.g. 1")
+    bd.add_argument("--gpu-profile", help="OpenCL profile the context runs are planned with "
+                                          "(default: DEVICE/coexec-ocl)")
+    bd.add_argument("--context-models", default=CONTEXT_MODELS,
+                    help="zoo models (or ONNX paths) whose planned runs the context costs are fitted on "
+                         "(with --gpu-cores)")
     bd.add_argument("--dry-run", action="store_true", help="measure and print, store nothing")
     bd.add_argument("--json", action="store_true")
     bd.set_defaults(fn=cmd_boundary)

@@ -21,7 +21,7 @@ costed with that profile's end-to-end glue terms (per-op and per-MB coefficients
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from oplat.profile import Profile
 
 GPU_ALIGN = 4  # GPU kernels work on slices of 4 channels
 SYNC_US = {"svm": 10.0, "event": 1000.0}
+# the measured context costs the timeline uses (CostModel's ``context``)
+CONTEXT_KEYS = ("cpu_factor", "cpu_us", "cpu_ms_per_mb", "gpu_factor", "host_us")
 
 
 @dataclass
@@ -222,8 +224,13 @@ class CostModel:
     def __init__(self, units: Sequence[Unit], gpu: Profile, cpu: Profile, steps: int = 16,
                  sync_us: float = SYNC_US["svm"], share_ms_per_mb: float = 0.0,
                  dims: Sequence[str] = ("channel",), cpu_boundary: tuple[float, float] = (0.0, 0.0),
-                 channel_align: int = GPU_ALIGN) -> None:
-        """``channel_align``: channel splits give the GPU a multiple of this (GPU slices of
+                 channel_align: int = GPU_ALIGN, context: Mapping[str, float] | None = None) -> None:
+        """``context``: what planned runs cost on the executors beyond per-op predictions
+        (``coexec boundary`` with ``--gpu-cores``, :func:`coexec.graph_runtime.fit_context`):
+        a factor on CPU work that reads GPU output or is half of a split (``cpu_factor``),
+        CPU work per such cut (``cpu_us``, ``cpu_ms_per_mb`` of what it reads), a factor
+        on GPU kernels (``gpu_factor``) and the driver's time per GPU launch (``host_us``,
+        spent on the CPU executor's core). ``channel_align``: channel splits give the GPU a multiple of this (GPU slices of
         4; more when the CPU kernels work in wider channel blocks). ``cpu_boundary``: (us,
         ms per MB of output) that each op's CPU time, measured as a single-op model,
         carries for being cut out of its graph (session call, layout changes); inside a
@@ -232,6 +239,7 @@ class CostModel:
         what the GPU wrote."""
         self.units = list(units)
         self.cpu_boundary = cpu_boundary
+        self.context = {k: float(v) for k, v in (context or {}).items() if k in CONTEXT_KEYS}
         self.channel_align = channel_align
         self.gpu, self.cpu = gpu, cpu
         self.steps = steps
@@ -291,8 +299,9 @@ class CostModel:
             valid = parts >= 0
             g_t[ui, valid] = 0.0
             c_t[ui, valid] = 0.0
+        gf = self.context.get("gpu_factor", 1.0)
         for (ui, ri), v in zip(gidx, gms):
-            g_t[ui, ri] += v
+            g_t[ui, ri] += v * gf
         b_ms, b_mb = self.cpu_boundary[0] / 1000.0, self.cpu_boundary[1]
         for (ui, ri), v, item in zip(cidx, cms, citems):
             if b_ms or b_mb:

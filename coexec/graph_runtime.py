@@ -156,12 +156,16 @@ class GraphRunner:
         self.flag[0] = 0
         self.steps = _gpu_first_order(steps)
         self.actions = self._schedule(self.steps)
+        # only launches something waits for store their sequence number (one enqueue less
+        # for the others; the queue is in order, so a flag at k means all before k are done)
+        waited = {a[1] for a in self.actions if a[0] == "wait"}
         for a in self.actions:
             if a[0] == "gpu":  # every kernel argument set once, here (also the flag value it stores)
                 st = a[1]
+                flag = self.flag if sync == "svm" and a[2] in waited else None
                 st["launch"] = ocl.prepare(st["layer"], self.buf[st["inputs"][0]], st["w"], st["b"],
                                            self.buf[st["outputs"][0]], 0, st["layer"].out_channels, st["x_shape"],
-                                           st.get("xpad"), flag=self.flag if sync == "svm" else None, value=a[2])
+                                           st.get("xpad"), flag=flag, value=a[2])
         self.events: dict[int, Any] = {}
 
     def _clamp_after(self, node: onnx.NodeProto, consumers, force: str | None):
@@ -317,7 +321,7 @@ class GraphRunner:
         for name in self.inputs:
             self.buf[name][...] = feeds[name]
         times: list[dict[str, Any]] = []
-        sync_s = wait = 0.0
+        sync_s = wait = host = 0.0
         self.events.clear()
         # the previous run waited for all its GPU work: the flag counts this run's from 0
         self.flag[0] = 0
@@ -326,8 +330,10 @@ class GraphRunner:
             kind = a[0]
             if kind == "gpu":
                 st = a[1]
+                t0 = time.perf_counter()
                 ev = st["launch"].enqueue()
                 self.ocl.flush()
+                host += time.perf_counter() - t0
                 self.events[a[2]] = ev
                 if record:
                     times.append({"name": st["name"], "op": st["op"], "on": "gpu", "event": ev,
@@ -355,7 +361,8 @@ class GraphRunner:
                 ev = t.pop("event", None)
                 if ev is not None:
                     t["ms"] = (ev.profile.end - ev.profile.start) * 1e-6
-        return {"seconds": wall, "sync_seconds": sync_s, "outputs": {o: np.array(self.buf[o]) for o in self.outputs},
+        return {"seconds": wall, "sync_seconds": sync_s, "host_seconds": host,
+                "outputs": {o: np.array(self.buf[o]) for o in self.outputs},
                 "ops": times}
 
 
@@ -409,7 +416,12 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
     runners = {"cpu": GraphRunner(folded, ocl, cpu_cores, sync, force="cpu")}
     if ocl is not None:
         runners["gpu"] = GraphRunner(folded, ocl, cpu_cores, sync, force="gpu")
-        runners["planned"] = GraphRunner(split, ocl, cpu_cores, sync)
+        sides = {o.get("placement") for o in plan.get("ops", [])}
+        # a plan that keeps every op on one processor runs as that executor does: the
+        # same runner (a second onnxruntime session of the same graph can differ by
+        # several percent for where its buffers landed, which is not the plan's doing)
+        runners["planned"] = (runners[sides.pop()] if len(sides) == 1 and sides <= {"cpu", "gpu"}
+                              else GraphRunner(split, ocl, cpu_cores, sync))
     rng = np.random.default_rng(seed)
     sess = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
@@ -443,6 +455,7 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
     out = {"model": os.path.basename(model_path), "plan_profiles": plan.get("profiles"), "sync": sync,
            "cpu_cores": cpu_cores, "gpu_cores": gpu_cores, "device": ocl.device.name if ocl else None, "runs": runs,
            "cpu_ms": med["cpu"], "gpu_ms": med.get("gpu"), "planned_ms": med.get("planned"),
+           "runs_ms": {k: [round(t * 1e3, 4) for t in v] for k, v in times.items()},
            "planned_sync_ms": float(np.median(syncs)) * 1e3 if syncs else None,
            "max_rel_err": errs, "outputs_match": all(v <= 1e-4 for v in errs.values()),
            "gpu_fallback": runners["planned"].gpu_fallback if "planned" in runners else [],
@@ -452,6 +465,10 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
     if ocl is not None:
         fast = min(med["cpu"], med["gpu"])
         out["speedup"] = fast / med["planned"]
+        # per round, the faster single executor's time over the planned run's (the three
+        # ran back to back): drift on a shared machine cancels in each ratio
+        f = "cpu" if med["cpu"] <= med["gpu"] else "gpu"
+        out["paired_speedup"] = float(np.median(np.array(times[f]) / np.array(times["planned"])))
     for o in gpu_kernels:
         p = plan_op.get(o["name"])
         if p is not None and p.get("whole_gpu_ms") is not None:
@@ -606,3 +623,127 @@ def _one_term_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     coef[j] = c
     return coef
 
+
+
+def context_rows(model_path: str, plan: Mapping[str, Any], ocl: OclExecutor, cores: Sequence[int] | None = None,
+                 sync: str = "svm", runs: int = 15) -> dict[str, Any]:
+    """One planned run of ``model_path`` measured action by action against its plan.
+
+    Returns the CPU segments (median in-run ms, the plan's CPU ms of the ops they hold,
+    MB they read that the GPU took part in making), the GPU launches (median kernel ms,
+    the plan's GPU ms) and the driver thread's time enqueueing and flushing GPU work
+    (median over plain runs, ms per run). What a plan costs
+    in context beyond its per-op predictions is fitted from these by :func:`fit_context`.
+    """
+    from .split import split_model
+
+    split, _ = split_model(model_path, plan)
+    r = GraphRunner(split, ocl, cores, sync)
+    rng = np.random.default_rng(0)
+    feeds = {i: rng.standard_normal(r.shapes[i]).astype(np.float32) for i in r.inputs}
+    for _ in range(3):
+        r.run(feeds)
+    gpu_made: set[str] = set()
+    for a in r.actions:
+        if a[0] == "gpu":
+            gpu_made.update(a[1]["outputs"])
+        elif a[0] == "join" and any(x in gpu_made for x in a[1]["inputs"]):
+            gpu_made.update(a[1]["outputs"])
+    recs, host = [], []
+    for _ in range(runs):  # recorded and plain runs alternate
+        recs.append([o["ms"] for o in r.run(feeds, record=True)["ops"]])
+        host.append(r.run(feeds)["host_seconds"] * 1e3)
+    med = np.median(np.array(recs), axis=0)
+    plan_op = {s: o for o in plan.get("ops", []) for s in o.get("sources") or [o["name"]]}
+    seen: dict[str, set[int]] = {"cpu": set(), "gpu": set()}  # a plan op counted once per side
+    segs, launches = [], []
+    step_of = {st["name"]: st for st in r.steps}
+    rec_i = 0
+    for a in r.actions:
+        if a[0] not in ("cpu", "gpu", "join"):
+            continue
+        ms = float(med[rec_i])
+        rec_i += 1
+        if a[0] == "join":
+            continue
+        names = a[1]["names"] if a[0] == "cpu" else [a[1]["name"]] + ([a[1]["fused"]] if "fused" in a[1] else [])
+        pred = 0.0
+        for n in names:
+            p = plan_op.get(n.split("/")[0])
+            if p is not None and id(p) not in seen[a[0]]:
+                seen[a[0]].add(id(p))
+                pred += p["predicted_cpu_ms" if a[0] == "cpu" else "predicted_gpu_ms"]
+        if a[0] == "cpu":
+            made = {o for n in names for o in step_of[n]["outputs"]}
+            ins = dict.fromkeys(x for n in names for x in step_of[n]["inputs"] if x in r.buf and x not in made)
+            segs.append({"ms": ms, "predicted_ms": pred, "nodes": len(names),
+                         "gpu_in_mb": sum(r.buf[x].nbytes for x in ins if x in gpu_made) / 1e6})
+        else:
+            launches.append({"ms": ms, "predicted_ms": pred})
+    return {"model": os.path.basename(model_path), "segments": segs, "launches": launches,
+            "host_ms": float(np.median(host)), "gpu_launches": len(launches)}
+
+
+def fit_context(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What planned runs cost beyond their plans' per-op predictions, fitted on
+    :func:`context_rows` of several models (every term non-negative):
+
+    - CPU segments after the first (runs of CPU ops cut where they read GPU output):
+      ``ms = cpu_factor * predicted + cpu_us + cpu_ms_per_mb * MB read that the GPU
+      helped make``, least squares on relative error (cold caches at every cut, the
+      session call, parts slower than whole ops);
+    - GPU launches: ``ms = gpu_factor * predicted`` (relative least squares);
+    - ``host_us``: the driver thread's time per GPU launch (enqueues, flush),
+      time the CPU executor's core spends not computing.
+    """
+    segs = [s for r in rows for s in r["segments"][1:]]
+    coef = np.array([1.0, 0.0, 0.0])
+    if len(segs) >= 3:
+        y = np.array([s["ms"] for s in segs])
+        x = np.array([[s["predicted_ms"], 1.0, s["gpu_in_mb"]] for s in segs])
+        w = 1.0 / np.maximum(y, 0.05)  # relative error; tiny segments do not dominate
+        coef = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)[0]
+        if coef.min() < 0:  # factor 1, the rest per segment only
+            coef = np.array([1.0, max(float(np.median(y - x[:, 0])), 0.0), 0.0])
+    launches = [ln for r in rows for ln in r["launches"] if ln["predicted_ms"] > 0]
+    gpu_factor = 1.0
+    if launches:
+        y = np.array([ln["ms"] for ln in launches])
+        p = np.array([ln["predicted_ms"] for ln in launches])
+        w2 = 1.0 / np.maximum(y, 0.05) ** 2
+        gpu_factor = max(float(np.sum(w2 * p * y) / np.sum(w2 * p * p)), 1.0)
+    n = sum(r["gpu_launches"] for r in rows)
+    host_us = max(sum(r["host_ms"] for r in rows) / n * 1e3, 0.0) if n else 0.0
+    out = {"cpu_factor": round(float(coef[0]), 4), "cpu_us": round(float(coef[1]) * 1e3, 2),
+           "cpu_ms_per_mb": round(float(coef[2]), 5), "gpu_factor": round(gpu_factor, 4), "host_us": round(host_us, 2),
+           "segments": len(segs), "launches": len(launches)}
+    if segs:
+        x = np.array([[s["predicted_ms"], 1.0, s["gpu_in_mb"]] for s in segs])
+        y = np.array([s["ms"] for s in segs])
+        out["cpu_mape_before"] = round(float(np.mean(np.abs(x[:, 0] - y) / y)), 4)
+        out["cpu_mape_after"] = round(float(np.mean(np.abs(x @ coef - y) / y)), 4)
+    out["models"] = [{"model": r["model"], "segments": len(r["segments"]), "gpu_launches": r["gpu_launches"],
+                      "host_ms": round(r["host_ms"], 4)} for r in rows]
+    return out
+
+
+def plan_speedup(model_path: str, plan: Mapping[str, Any], ocl: OclExecutor, cores: Sequence[int] | None = None,
+                 sync: str = "svm", runs: int = 11) -> float:
+    """Measured speedup of ``plan`` over the processor its plan predicts faster alone:
+    the median of per-round ratios, the two run back to back (after a warm run each)."""
+    from .split import fold_batchnorm, split_model
+
+    split, _ = split_model(model_path, plan)
+    side = plan.get("faster_single", "cpu")
+    single = GraphRunner(fold_batchnorm(onnx.load(model_path)), ocl, cores, sync, force=side)
+    planned = GraphRunner(split, ocl, cores, sync)
+    rng = np.random.default_rng(0)
+    feeds = {i: rng.standard_normal(single.shapes[i]).astype(np.float32) for i in single.inputs}
+    ratios = []
+    for _ in range(runs):
+        t = []
+        for r in (single, planned):
+            r.run(feeds)
+            t.append(r.run(feeds)["seconds"])
+        ratios.append(t[0] / t[1])
+    return float(np.median(ratios))

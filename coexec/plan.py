@@ -66,15 +66,19 @@ def check_pair(cpu: Profile, gpu: Profile, allow_mixed: bool = False) -> None:
 def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile: str | Profile,
               sync_us: float = SYNC_US["svm"], steps: int = 16, dims: Sequence[str] = ("channel", "row"),
               share_ms_per_mb: float = 0.0, allow_mixed: bool = False, oracle: bool = False,
-              input_shapes: Mapping[str, Sequence[int]] | None = None, min_gain: float = 0.0) -> dict[str, Any]:
+              input_shapes: Mapping[str, Sequence[int]] | None = None, min_gain: float | None = 0.0,
+              use_context: bool = True) -> dict[str, Any]:
     """Plan co-execution of ``model`` on the device of the two profiles (a JSON-able dict).
 
     A CPU profile that carries measured ``boundary`` costs (``coexec boundary``) adds
     what cutting its executor's work costs to the CPU's work wherever it reads GPU output,
     and what reading device-written data costs (``crossing``) to every synchronisation.
-    ``min_gain``: a plan predicted to beat the faster processor alone by
+    A CPU profile whose boundary costs carry ``context`` (measured planned runs, see
+    :func:`coexec.graph_runtime.fit_context`) adds those too, unless ``use_context`` is
+    false (how they are measured). ``min_gain``: a plan predicted to beat the faster processor alone by
     less than this fraction is replaced by that processor alone (a gain smaller than the
-    profiles' error is a coin toss).
+    profiles' error is a coin toss); None: the overestimate measured with the context
+    costs (``min_gain`` in them), else 0.
     """
     from oplat.model_io import load_model
 
@@ -91,9 +95,12 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     # channel splits in blocks both processors work in (onnxruntime's NCHWc convs take 8
     # channels at a time on AVX2: 26 output channels cost what 32 do)
     align = math.lcm(GPU_ALIGN, int(cpu.meta.get("channel_align", 1)), int(gpu.meta.get("channel_align", 1)))
+    if min_gain is None:
+        min_gain = float(((boundary.get("context") or {}).get("min_gain") or 0.0) if use_context else 0.0)
     # the boundary cost is CPU work at every cut (Timeline), the crossing cost latency
     cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us + x_us, share_ms_per_mb=share_ms_per_mb + x_mb,
-                   dims=dims, cpu_boundary=(b_us, b_mb), channel_align=align)
+                   dims=dims, cpu_boundary=(b_us, b_mb), channel_align=align,
+                   context=(boundary.get("context") or {}) if use_context else {})
     decisions = plan(cm)
     planned, detail = simulate(cm, decisions)
     cpu_ms, _ = simulate(cm, [Decision("channel", 0)] * len(units))
@@ -123,7 +130,7 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
             "device": gpu.meta.get("device"), "profiles": {"cpu": cpu.id, "gpu": gpu.id},
             "sync_us": sync_us, "share_ms_per_mb": share_ms_per_mb, "steps": steps, "dims": list(dims),
             "boundary_us": b_us, "boundary_ms_per_mb": b_mb, "crossing_us": x_us, "crossing_ms_per_mb": x_mb,
-            "min_gain": min_gain, "channel_align": align,
+            "min_gain": min_gain, "channel_align": align, "context": cm.context,
             "kept_single": bool(kept_single and min_gain > 0),
             # None: some op has no kernel on that processor (it cannot run the model alone)
             "predicted_ms": {k: round(v, 4) if np.isfinite(v) else None

@@ -66,6 +66,13 @@ class Timeline:
         # CPU work (not waiting) each time the CPU reads what the GPU wrote: its run of
         # ops is cut there (a new session call, layouts changed back and forth)
         self.cut, self.cut_per_byte = cm.cpu_boundary[0] / 1000.0, cm.cpu_boundary[1] / 1e6
+        # measured in planned runs (CostModel.context): more CPU work per cut, a factor on
+        # CPU work next to GPU work, the driver's time per GPU launch on the CPU's core
+        ctx = cm.context
+        self.cut += ctx.get("cpu_us", 0.0) / 1000.0
+        self.cut_per_byte += ctx.get("cpu_ms_per_mb", 0.0) / 1e6
+        self.cpu_factor = ctx.get("cpu_factor", 1.0)
+        self.host = ctx.get("host_us", 0.0) / 1000.0
         self.out_bytes = [u.out_bytes for u in cm.units]
         self.ms: list[list[tuple[float, float]]] = []  # ms[u][code] = (gpu part, cpu part)
         for u in cm.units:
@@ -112,6 +119,7 @@ class Timeline:
         prods, follow, outb = self.prods, self.follow, self.out_bytes
         sync, per_byte = self.sync, self.per_byte
         cut, cut_per_byte = self.cut, self.cut_per_byte
+        cfac, host = self.cpu_factor, self.host
         for i in range(start, n):
             clk_g[i], clk_c[i] = cg, cc
             code = codes[i]
@@ -132,7 +140,14 @@ class Timeline:
                     sg = tg
                 if tc > sc:
                     sc = tc
-            c_ms += extra_c
+            if on_c and (extra_c or on_g):
+                c_ms = c_ms * cfac + extra_c
+            if on_g and host:
+                # the driver enqueues the GPU part on the CPU executor's core (ahead of
+                # CPU work, in the runtime's GPU-first order: the GPU does not wait for it)
+                cc += host
+                if on_c and cc > sc:
+                    sc = cc
             share = idx / steps
             if on_g:
                 fg = sg + g_ms

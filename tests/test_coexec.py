@@ -282,3 +282,53 @@ def test_a_cpu_op_reading_gpu_output_pays_the_cut_as_work(tmp_path, profiles):
     decisions[p] = Decision("channel", 0)  # all on the CPU: no cut
     _, detail = simulate(cm, decisions)
     assert detail[chain.index]["cpu_ms"] == pytest.approx(own)
+
+
+def test_context_fit_recovers_known_costs():
+    from coexec.graph_runtime import fit_context
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for m in range(3):
+        segs = [{"ms": 0.0, "predicted_ms": 1.0, "nodes": 3, "gpu_in_mb": 0.0}]  # the first: not a cut
+        for _ in range(30):
+            p, mb = float(rng.uniform(0.05, 2.0)), float(rng.uniform(0.0, 1.5))
+            segs.append({"ms": 1.2 * p + 0.06 + 0.1 * mb, "predicted_ms": p, "nodes": 1, "gpu_in_mb": mb})
+        launches = [{"ms": 1.3 * p, "predicted_ms": p} for p in rng.uniform(0.1, 3.0, 10)]
+        rows.append({"model": str(m), "segments": segs, "launches": launches, "host_ms": 0.25, "gpu_launches": 10})
+    fit = fit_context(rows)
+    assert fit["cpu_factor"] == pytest.approx(1.2, rel=1e-3) and fit["cpu_us"] == pytest.approx(60.0, rel=1e-2)
+    assert fit["cpu_ms_per_mb"] == pytest.approx(0.1, rel=1e-2) and fit["gpu_factor"] == pytest.approx(1.3, rel=1e-3)
+    assert fit["host_us"] == pytest.approx(25.0) and fit["segments"] == 90
+    assert fit["cpu_mape_after"] < 1e-6 < fit["cpu_mape_before"]
+    # segments faster than predicted by a constant: no negative per-cut cost
+    for r in rows:
+        for s in r["segments"]:
+            s["ms"] = s["predicted_ms"] - 0.01
+    fit = fit_context(rows)
+    assert fit["cpu_us"] >= 0 and fit["cpu_ms_per_mb"] >= 0 and fit["cpu_factor"] > 0
+
+
+def test_context_costs_make_gpu_work_dearer_on_the_timeline(tmp_path, profiles):
+    cpu, gpu = profiles
+    units = build_units(load_onnx(str(_save(tmp_path, "mobilenet_v2_0.35"))), gpu, cpu)
+    base = CostModel(units, gpu, cpu, steps=16, sync_us=10)
+    ctx = CostModel(units, gpu, cpu, steps=16, sync_us=10,
+                    context={"cpu_factor": 1.5, "cpu_us": 200.0, "cpu_ms_per_mb": 0.0, "gpu_factor": 2.0,
+                             "host_us": 100.0})
+    n = len(units)
+    all_cpu = [Decision("channel", 0)] * n
+    # nothing on the GPU: no launch, no cut, no factor
+    assert simulate(ctx, all_cpu)[0] == pytest.approx(simulate(base, all_cpu)[0])
+    half = [Decision("channel", 8 if u.split_kind == "conv" else 0) for u in units]
+    t_base, d_base = simulate(base, half)
+    t_ctx, d_ctx = simulate(ctx, half)
+    assert t_ctx > t_base
+    i = next(u.index for u in units if u.split_kind == "conv")
+    assert d_ctx[i]["gpu_ms"] == pytest.approx(2.0 * d_base[i]["gpu_ms"])
+    assert d_ctx[i]["cpu_ms"] >= 1.5 * d_base[i]["cpu_ms"] - 1e-9
+    # the planner splits fewer ops when splitting costs more
+    from coexec.planner import plan
+
+    split = lambda ds: sum(0 < d.index < 16 for d in ds)  # noqa: E731
+    assert split(plan(ctx)) <= split(plan(base))

@@ -295,3 +295,27 @@ def test_channel_block_is_read_from_the_steps_not_from_one_reading():
     assert block_from_times(fours) == 4
     sixteens = {n: 0.3 + 0.1 * math.ceil(n / 16) for n in range(48, 65)}
     assert block_from_times(sixteens) == 16
+
+
+def test_only_launches_something_waits_for_store_a_flag(ocl, tmp_path):
+    from coexec.graph_runtime import GraphRunner
+    from coexec.split import split_model
+
+    model = _tiny_cnn(tmp_path / "tiny.onnx")
+    # conv1 and conv2 both on the GPU: conv2 reads conv1's output on the device, so
+    # nothing waits for conv1 itself; the CPU's Add waits for conv2
+    plan = _plan_for(model, {"conv1": ("gpu", 1.0), "relu1": ("gpu", 1.0), "conv2": ("gpu", 1.0),
+                             "add2": ("cpu", 0.0), "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("cpu", 0.0)})
+    split, _ = split_model(model, plan)
+    runner = GraphRunner(split, ocl, [0])
+    gpu = {a[1]["name"]: a for a in runner.actions if a[0] == "gpu"}
+    waited = {a[1] for a in runner.actions if a[0] == "wait"}
+    assert set(gpu) == {"conv1", "conv2"} and waited == {gpu["conv2"][2]}
+    names = lambda a: [k.function_name for k, _ in a[1]["launch"].items]  # noqa: E731
+    assert "set_flag" not in names(gpu["conv1"]) and names(gpu["conv2"])[-1] == "set_flag"
+    import onnxruntime as ort
+
+    x = np.random.default_rng(1).standard_normal((1, 8, 16, 16)).astype(np.float32)
+    res = runner.run({"x": x})
+    ref = ort.InferenceSession(model.read_bytes(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(res["outputs"]["y"].reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
