@@ -611,6 +611,24 @@ def crossing_cost(ocl: OclExecutor, cores: Sequence[int] | None = None, runs: in
     return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "sizes": rows}
 
 
+def nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares of ``y`` on the columns of ``x`` with every coefficient >= 0: the best
+    of the unconstrained fits on each subset of columns (the others 0) that come out
+    non-negative (exact for the few columns used here)."""
+    k = x.shape[1]
+    best, best_err = np.zeros(k), float(y @ y)
+    for mask in range(1, 2 ** k):
+        cols = [j for j in range(k) if mask >> j & 1]
+        c = np.linalg.lstsq(x[:, cols], y, rcond=None)[0]
+        if c.min() < 0:
+            continue
+        err = float(np.sum((y - x[:, cols] @ c) ** 2))
+        if err < best_err:
+            best, best_err = np.zeros(k), err
+            best[cols] = c
+    return best
+
+
 def _one_term_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative least squares of ``y`` on the two columns of ``x`` when the joint fit
     gives a negative coefficient: the better of the two one-column fits (the other 0)."""
@@ -702,9 +720,7 @@ def fit_context(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         y = np.array([s["ms"] for s in segs])
         x = np.array([[s["predicted_ms"], 1.0, s["gpu_in_mb"]] for s in segs])
         w = 1.0 / np.maximum(y, 0.05)  # relative error; tiny segments do not dominate
-        coef = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)[0]
-        if coef.min() < 0:  # factor 1, the rest per segment only
-            coef = np.array([1.0, max(float(np.median(y - x[:, 0])), 0.0), 0.0])
+        coef = nonneg_lstsq(x * w[:, None], y * w)
     launches = [ln for r in rows for ln in r["launches"] if ln["predicted_ms"] > 0]
     gpu_factor = 1.0
     if launches:

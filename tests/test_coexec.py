@@ -307,6 +307,19 @@ def test_context_fit_recovers_known_costs():
             s["ms"] = s["predicted_ms"] - 0.01
     fit = fit_context(rows)
     assert fit["cpu_us"] >= 0 and fit["cpu_ms_per_mb"] >= 0 and fit["cpu_factor"] > 0
+    assert fit["cpu_mape_after"] <= fit["cpu_mape_before"]  # the constrained fit never does worse than none
+
+
+def test_nonneg_lstsq_keeps_the_best_feasible_subset():
+    from coexec.graph_runtime import nonneg_lstsq
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (50, 3))
+    y = x @ np.array([2.0, 0.5, 0.0]) + 0.01 * rng.standard_normal(50)
+    assert nonneg_lstsq(x, y) == pytest.approx([2.0, 0.5, 0.0], abs=0.05)
+    y = x @ np.array([1.0, -3.0, 0.2])  # the unconstrained fit is negative in one term
+    c = nonneg_lstsq(x, y)
+    assert c.min() >= 0 and c[1] == 0.0
 
 
 def test_context_costs_make_gpu_work_dearer_on_the_timeline(tmp_path, profiles):
