@@ -47,7 +47,7 @@ def main() -> None:
         plan = make_plan(path, "host/coexec-cpu", "host/coexec-ocl", dims=("channel",), min_gain=-1.0)
         split, _ = split_model(path, plan)
         r = GraphRunner(split, ocl, [0])
-        feeds = {i: np.random.default_rng(0).standard_normal(r.shapes[i]).astype(np.float32) for i in r.inputs}
+        feeds = r.random_feeds()
         for _ in range(3):
             r.run(feeds)
         segs = [a[1] for a in r.actions if a[0] == "cpu"]

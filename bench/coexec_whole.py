@@ -5,8 +5,8 @@ its measured boundary costs from ``coexec boundary``) and the OpenCL executor's
 (host/coexec-ocl, collected with ``oplat collect --backend opencl``), plans predicted to
 gain less than ``--min-gain`` kept on the faster processor, then ``coexec run`` (CPU
 only, GPU only, planned; interleaved runs, medians, and the median of per-round ratios
-``paired_speedup``; outputs checked against onnxruntime). The question the issue asks: is the planned run
-faster than the faster single executor where the planner predicts a gain, and never
+``paired_speedup``; outputs checked against onnxruntime). The question the issue asks:
+is the planned run faster than the faster single executor where the planner predicts a gain, and never
 more than 3% slower anywhere?
 
     python bench/coexec_whole.py [--models a,b] [--runs 7] [--min-gain F] [--out FILE]
@@ -76,7 +76,8 @@ def main() -> None:
         row["cpu_predicted_over_measured"] = pred["cpu"] / res["cpu_ms"] if pred.get("cpu") else None
         out["models"][name] = row
         print(f"{name:18s} CPU {res['cpu_ms']:8.2f}  GPU {res['gpu_ms']:8.2f}  planned {res['planned_ms']:8.2f} ms  "
-              f"speedup {row['speedup']:.3f} paired {row['paired_speedup']:.3f} (predicted {plan['speedup']:.3f})  GPU ops {row['ops_on_gpu']}  "
+              f"speedup {row['speedup']:.3f} paired {row['paired_speedup']:.3f} (predicted {plan['speedup']:.3f})  "
+              f"GPU ops {row['ops_on_gpu']}  "
               f"ok={res['outputs_match']}", flush=True)
     rows = list(out["models"].values())
     gain = [r for r in rows if r["predicted_speedup"] > 1.0]

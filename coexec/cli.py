@@ -270,13 +270,16 @@ def cmd_boundary(args: argparse.Namespace) -> int:
               f"{res['crossing']['ms_per_mb']:.4f} ms per MB")
     if "context" in res:
         c = res["context"]
-        print(f"  in planned runs ({len(c['models'])} models, {c['segments']} cut segments, {c['launches']} launches): "
-              f"CPU work next to GPU work x{c['cpu_factor']:.3f} + {c['cpu_us']:.1f} us per cut + "
-              f"{c['cpu_ms_per_mb']:.4f} ms per MB read; GPU kernels x{c['gpu_factor']:.3f}; "
+        print(f"  in planned runs ({len(c['models'])} models, {c['segments']} cut segments, "
+              f"{c['launches']} launches): CPU work next to GPU work x{c['cpu_factor']:.3f} + "
+              f"{c['cpu_us']:.1f} us per cut + {c['cpu_ms_per_mb']:.4f} ms per MB read; "
+              f"GPU kernels x{c['gpu_factor']:.3f}; "
               f"{c['host_us']:.1f} us of driver time per GPU launch")
         for k in c["plan_check"]:
-            print(f"    {k['model']:<22} plan predicted x{k['predicted_speedup']:.3f}, measured x{k['measured_speedup']:.3f}")
-        print(f"  plans must be predicted {c['min_gain']:.1%} faster to leave the faster processor (default --min-gain)")
+            print(f"    {k['model']:<22} plan predicted x{k['predicted_speedup']:.3f}, "
+                  f"measured x{k['measured_speedup']:.3f}")
+        print(f"  plans must be predicted {c['min_gain']:.1%} faster to leave the faster processor "
+              "(default --min-gain)")
     if "contention" in res:
         print(f"  running at once: GPU half +{res['contention']['gpu']:.1%}, CPU half +{res['contention']['cpu']:.1%} "
               "(median over four split conv layers)")

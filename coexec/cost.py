@@ -230,8 +230,9 @@ class CostModel:
         a factor on CPU work that reads GPU output or is half of a split (``cpu_factor``),
         CPU work per such cut (``cpu_us``, ``cpu_ms_per_mb`` of what it reads), a factor
         on GPU kernels (``gpu_factor``) and the driver's time per GPU launch (``host_us``,
-        spent on the CPU executor's core). ``channel_align``: channel splits give the GPU a multiple of this (GPU slices of
-        4; more when the CPU kernels work in wider channel blocks). ``cpu_boundary``: (us,
+        spent on the CPU executor's core). ``channel_align``: channel splits give the GPU a
+        multiple of this (GPU slices of 4; more when the CPU kernels work in wider channel
+        blocks). ``cpu_boundary``: (us,
         ms per MB of output) that each op's CPU time, measured as a single-op model,
         carries for being cut out of its graph (session call, layout changes); inside a
         run of CPU ops it is not paid, so it is taken off each CPU op (never below a fifth

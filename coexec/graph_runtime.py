@@ -168,6 +168,11 @@ class GraphRunner:
                                            st.get("xpad"), flag=flag, value=a[2])
         self.events: dict[int, Any] = {}
 
+    def random_feeds(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Standard-normal float32 inputs of the graph's input shapes."""
+        rng = np.random.default_rng(seed)
+        return {i: rng.standard_normal(self.shapes[i]).astype(np.float32) for i in self.inputs}
+
     def _clamp_after(self, node: onnx.NodeProto, consumers, force: str | None):
         """The Relu/Clip that is the sole consumer of ``node``'s output, placed on the GPU too,
         with its bounds; None when there is none to fuse."""
@@ -505,8 +510,7 @@ def boundary_row(name: str, model: onnx.ModelProto, cores: Sequence[int] | None 
     m = fold_batchnorm(model)  # as the runtime runs it
     whole = GraphRunner(m, None, cores, force="cpu")
     cut = GraphRunner(m, None, cores, force="cpu", per_node=True)
-    rng = np.random.default_rng(0)
-    feeds = {i: rng.standard_normal(whole.shapes[i]).astype(np.float32) for i in whole.inputs}
+    feeds = whole.random_feeds()
     t: dict[str, list[float]] = {"whole": [], "cut": []}
     for k in range(runs + 2):
         for key, r in (("whole", whole), ("cut", cut)):
@@ -555,7 +559,7 @@ def fit_boundary(rows: Sequence[Mapping[str, Any]], floor_us: float = 0.0) -> di
         a = floor_us / 1e3
         coef = np.array([a, max(float((extra - a * x[:, 0]) @ x[:, 1] / max(x[:, 1] @ x[:, 1], 1e-12)), 0.0)])
     if coef.min() < 0:
-        coef = _one_term_fit(x, extra)
+        coef = nonneg_lstsq(x, extra)
     fitted = x @ coef
     return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "floor_us": round(floor_us, 2),
             "fit_mape": round(float(np.mean(np.abs(fitted - extra) / np.maximum(np.abs(extra), 1e-9))), 4),
@@ -605,9 +609,7 @@ def crossing_cost(ocl: OclExecutor, cores: Sequence[int] | None = None, runs: in
                      "after_cpu_ms": float(np.median(after_cpu))})
     extra = np.array([r["after_gpu_ms"] - r["after_cpu_ms"] for r in rows])
     x = np.array([[1.0, r["tensor_mb"]] for r in rows])
-    coef = np.linalg.lstsq(x, extra, rcond=None)[0]
-    if coef.min() < 0:
-        coef = _one_term_fit(x, extra)
+    coef = nonneg_lstsq(x, extra)
     return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "sizes": rows}
 
 
@@ -629,20 +631,6 @@ def nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return best
 
 
-def _one_term_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative least squares of ``y`` on the two columns of ``x`` when the joint fit
-    gives a negative coefficient: the better of the two one-column fits (the other 0)."""
-    fits = []
-    for j in range(2):
-        c = max(float(x[:, j] @ y / max(x[:, j] @ x[:, j], 1e-12)), 0.0)
-        fits.append((float(np.sum((y - c * x[:, j]) ** 2)), j, c))
-    _, j, c = min(fits)
-    coef = np.zeros(2)
-    coef[j] = c
-    return coef
-
-
-
 def context_rows(model_path: str, plan: Mapping[str, Any], ocl: OclExecutor, cores: Sequence[int] | None = None,
                  sync: str = "svm", runs: int = 15) -> dict[str, Any]:
     """One planned run of ``model_path`` measured action by action against its plan.
@@ -650,15 +638,14 @@ def context_rows(model_path: str, plan: Mapping[str, Any], ocl: OclExecutor, cor
     Returns the CPU segments (median in-run ms, the plan's CPU ms of the ops they hold,
     MB they read that the GPU took part in making), the GPU launches (median kernel ms,
     the plan's GPU ms) and the driver thread's time enqueueing and flushing GPU work
-    (median over plain runs, ms per run). What a plan costs
-    in context beyond its per-op predictions is fitted from these by :func:`fit_context`.
+    (median over plain runs, ms per run). What a plan costs in context beyond its per-op
+    predictions is fitted from these by :func:`fit_context`.
     """
     from .split import split_model
 
     split, _ = split_model(model_path, plan)
     r = GraphRunner(split, ocl, cores, sync)
-    rng = np.random.default_rng(0)
-    feeds = {i: rng.standard_normal(r.shapes[i]).astype(np.float32) for i in r.inputs}
+    feeds = r.random_feeds()
     for _ in range(3):
         r.run(feeds)
     gpu_made: set[str] = set()
@@ -710,17 +697,17 @@ def fit_context(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
       ``ms = cpu_factor * predicted + cpu_us + cpu_ms_per_mb * MB read that the GPU
       helped make``, least squares on relative error (cold caches at every cut, the
       session call, parts slower than whole ops);
-    - GPU launches: ``ms = gpu_factor * predicted`` (relative least squares);
+    - GPU launches: ``ms = gpu_factor * predicted`` (relative least squares, at least 1);
     - ``host_us``: the driver thread's time per GPU launch (enqueues, flush),
       time the CPU executor's core spends not computing.
     """
     segs = [s for r in rows for s in r["segments"][1:]]
+    seg_y = np.array([s["ms"] for s in segs])
+    seg_x = np.array([[s["predicted_ms"], 1.0, s["gpu_in_mb"]] for s in segs]).reshape(-1, 3)
     coef = np.array([1.0, 0.0, 0.0])
     if len(segs) >= 3:
-        y = np.array([s["ms"] for s in segs])
-        x = np.array([[s["predicted_ms"], 1.0, s["gpu_in_mb"]] for s in segs])
-        w = 1.0 / np.maximum(y, 0.05)  # relative error; tiny segments do not dominate
-        coef = nonneg_lstsq(x * w[:, None], y * w)
+        w = 1.0 / np.maximum(seg_y, 0.05)  # relative error; tiny segments do not dominate
+        coef = nonneg_lstsq(seg_x * w[:, None], seg_y * w)
     launches = [ln for r in rows for ln in r["launches"] if ln["predicted_ms"] > 0]
     gpu_factor = 1.0
     if launches:
@@ -734,10 +721,8 @@ def fit_context(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
            "cpu_ms_per_mb": round(float(coef[2]), 5), "gpu_factor": round(gpu_factor, 4), "host_us": round(host_us, 2),
            "segments": len(segs), "launches": len(launches)}
     if segs:
-        x = np.array([[s["predicted_ms"], 1.0, s["gpu_in_mb"]] for s in segs])
-        y = np.array([s["ms"] for s in segs])
-        out["cpu_mape_before"] = round(float(np.mean(np.abs(x[:, 0] - y) / y)), 4)
-        out["cpu_mape_after"] = round(float(np.mean(np.abs(x @ coef - y) / y)), 4)
+        out["cpu_mape_before"] = round(float(np.mean(np.abs(seg_x[:, 0] - seg_y) / seg_y)), 4)
+        out["cpu_mape_after"] = round(float(np.mean(np.abs(seg_x @ coef - seg_y) / seg_y)), 4)
     out["models"] = [{"model": r["model"], "segments": len(r["segments"]), "gpu_launches": r["gpu_launches"],
                       "host_ms": round(r["host_ms"], 4)} for r in rows]
     return out
@@ -753,8 +738,7 @@ def plan_speedup(model_path: str, plan: Mapping[str, Any], ocl: OclExecutor, cor
     side = plan.get("faster_single", "cpu")
     single = GraphRunner(fold_batchnorm(onnx.load(model_path)), ocl, cores, sync, force=side)
     planned = GraphRunner(split, ocl, cores, sync)
-    rng = np.random.default_rng(0)
-    feeds = {i: rng.standard_normal(single.shapes[i]).astype(np.float32) for i in single.inputs}
+    feeds = single.random_feeds()
     ratios = []
     for _ in range(runs):
         t = []

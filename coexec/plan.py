@@ -75,8 +75,8 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     and what reading device-written data costs (``crossing``) to every synchronisation.
     A CPU profile whose boundary costs carry ``context`` (measured planned runs, see
     :func:`coexec.graph_runtime.fit_context`) adds those too, unless ``use_context`` is
-    false (how they are measured). ``min_gain``: a plan predicted to beat the faster processor alone by
-    less than this fraction is replaced by that processor alone (a gain smaller than the
+    false (how they are measured). ``min_gain``: a plan predicted to beat the faster
+    processor alone by less than this fraction is replaced by that processor alone (a gain smaller than the
     profiles' error is a coin toss); None: the overestimate measured with the context
     costs (``min_gain`` in them), else 0.
     """
@@ -95,12 +95,12 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     # channel splits in blocks both processors work in (onnxruntime's NCHWc convs take 8
     # channels at a time on AVX2: 26 output channels cost what 32 do)
     align = math.lcm(GPU_ALIGN, int(cpu.meta.get("channel_align", 1)), int(gpu.meta.get("channel_align", 1)))
+    context = (boundary.get("context") or {}) if use_context else {}
     if min_gain is None:
-        min_gain = float(((boundary.get("context") or {}).get("min_gain") or 0.0) if use_context else 0.0)
+        min_gain = float(context.get("min_gain") or 0.0)
     # the boundary cost is CPU work at every cut (Timeline), the crossing cost latency
     cm = CostModel(units, gpu, cpu, steps=steps, sync_us=sync_us + x_us, share_ms_per_mb=share_ms_per_mb + x_mb,
-                   dims=dims, cpu_boundary=(b_us, b_mb), channel_align=align,
-                   context=(boundary.get("context") or {}) if use_context else {})
+                   dims=dims, cpu_boundary=(b_us, b_mb), channel_align=align, context=context)
     decisions = plan(cm)
     planned, detail = simulate(cm, decisions)
     cpu_ms, _ = simulate(cm, [Decision("channel", 0)] * len(units))
