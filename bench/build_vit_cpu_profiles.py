@@ -6,7 +6,9 @@ The 16 benchmark ViTs this project can build (``models/export_vit_hf.py`` ->
 batched matmul, softmax, layer norm, GELU, transposes). Held-out accuracy is
 leave-one-model-out; fitting CNNs and ViTs together was less accurate held out (the two
 sets were measured with different TFLite versions), so ViTs get profiles of their own:
-``<device>/tflite-cpu-<coreset>-vit``.
+``<device>/tflite-cpu-<coreset>-vit``. Measurements flagged by
+:func:`oplat.datasets.inconsistent_e2e` are not trained on; ``end_to_end`` scores the
+other models, ``end_to_end_all`` every model.
 
 The same for PyTorch Mobile (``--framework torch``: ``torch_transformer_e2e.csv``, the
 same 16 buildable models, profiles ``<device>/torch-cpu-<coreset>-vit``; PyTorch
@@ -30,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from rich.progress import Progress  # noqa: E402
 
-from oplat.datasets import ATTRIBUTION, PHONE_FACTS, SHARED_DATA, coreset_threads, e2e_configs, load_phone_e2e  # noqa: E402
+from oplat.datasets import (ATTRIBUTION, PHONE_FACTS, SHARED_DATA, coreset_threads, e2e_configs,  # noqa: E402
+                            inconsistent_e2e, load_phone_e2e)
 from oplat.decompose import E2EDecomposer, kernel_tables  # noqa: E402
 from oplat.evaluate import error_metrics  # noqa: E402
 from oplat.train import load_graphs  # noqa: E402
@@ -58,6 +61,7 @@ def main() -> None:
     tables = kernel_tables(graphs)
     configs = [(d, c) for d, c, p in e2e_configs(csv_path) if p == "float" and c != "gpu" and (devices is None or d in devices)]
     result: dict = {"method": "leave-one-model-out over the buildable benchmark ViTs", "profiles": {}}
+    flagged = inconsistent_e2e(csv_path)
     with Progress() as bar:
         task = bar.add_task("ViT CPU profiles", total=len(configs))
         for dev, cfg in configs:
@@ -68,25 +72,31 @@ def main() -> None:
                 continue
             pid = f"{dev}/{args.framework}-cpu-{cfg}-vit"
             bar.update(task, description=pid)
+            bad = flagged.get((dev, cfg, "float"), {})
             pred, true, errs = [], [], {}
             for m in names:
-                rest = [n for n in names if n != m]
+                rest = [n for n in names if n != m and n not in bad]
                 d = E2EDecomposer().fit([tables[n] for n in rest], [measured[n] for n in rest])
                 p = float(d.predict_totals([tables[m]])[0])
-                pred.append(p)
-                true.append(measured[m])
                 errs[m] = round((p - measured[m]) / measured[m], 4)
+                if m not in bad:
+                    pred.append(p)
+                    true.append(measured[m])
             acc = error_metrics(pred, true)
-            d = E2EDecomposer().fit([tables[n] for n in names], [measured[n] for n in names])
+            acc_all = error_metrics([measured[m] * (1 + errs[m]) for m in names], [measured[m] for m in names])
+            good = [n for n in names if n not in bad]
+            d = E2EDecomposer().fit([tables[n] for n in good], [measured[n] for n in good])
             meta = {"id": pid, "device": dev, "framework": args.framework, "processor": "cpu", "core_set": cfg,
                     "threads": coreset_threads(cfg), "precision": "fp32", "gpu_family": "cpu", "lowering": "tflite-cpu",
                     "framework_version": fw["version"], "model_family": "vision transformers",
                     **PHONE_FACTS.get(dev, {}),
-                    "accuracy": {"method": result["method"], "end_to_end": acc, "per_model_error": errs},
-                    "training": {"source": f"mobile-ml-benchmark:{fw['csv']}", "models": names,
-                                 "attribution": ATTRIBUTION}}
+                    "accuracy": {"method": result["method"], "end_to_end": acc, "end_to_end_all": acc_all,
+                                 "per_model_error": errs},
+                    "training": {"source": f"mobile-ml-benchmark:{fw['csv']}", "models": good,
+                                 "left_out_inconsistent": bad, "attribution": ATTRIBUTION}}
             d.to_profile(meta).save(args.out / pid)
-            result["profiles"][pid] = {"end_to_end": acc, "per_model_error": errs}
+            result["profiles"][pid] = {"end_to_end": acc, "end_to_end_all": acc_all, "per_model_error": errs,
+                                       "left_out_inconsistent": bad}
             bar.advance(task)
     mapes = [r["end_to_end"]["mape"] for r in result["profiles"].values()]
     result["summary"] = {"profiles": len(mapes), "median_mape": statistics.median(mapes), "max_mape": max(mapes),

@@ -15,11 +15,15 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
 
 from .errors import DatasetError
 
@@ -171,6 +175,64 @@ def load_phone_e2e(path: str | Path | None = None, processor: str = "gpu",
                     continue
                 if ms == ms:
                     out.setdefault(c.split("|")[0], {})[r["model"]] = ms
+    return out
+
+
+def inconsistent_e2e(path: str | Path | None = None, threshold: float = 0.4, neighbours: int = 5,
+                     min_shared: int = 3) -> dict[tuple[str, str, str], dict[str, float]]:
+    """CPU measurements that disagree with the same model's measurements on the device's other core sets.
+
+    Per device and precision, each measurement (model m, core set c) is estimated from
+    the ``neighbours`` models whose latencies on the other core sets are the most nearly a
+    constant factor of m's (smallest mean absolute deviation of the log ratios from their
+    median, over at
+    least ``min_shared`` core sets), each scaled by that factor: the median of those
+    estimates. A measurement more than ``threshold`` (natural log; 0.4 = 1.5x) off its
+    estimate is flagged. Families that really scale differently (RegNets on little
+    cores) have each other as neighbours and stay unflagged; what is left is runs that
+    went wrong on the phone (s10 1large2med mobilenet_wd2: 82 ms where mobilenetb_wd2,
+    the same network, took 9.9 ms; several flagged runs report a std of 35-75% of their
+    mean). Uses the measured table only, never a predictor.
+    Returns ``{(device, config, precision): {model: log residual}}``.
+    """
+    path = Path(path) if path else SHARED_DATA / "tflite_cnn_e2e.csv"
+    if not path.is_file():
+        raise DatasetError(f"end-to-end CSV not found: {path}")
+    with open(path, newline="") as f:
+        table = list(csv.DictReader(f))
+    groups: dict[tuple[str, str], list[str]] = {}
+    for dev, cfg, prec in e2e_configs(path):
+        if cfg != "gpu":
+            groups.setdefault((dev, prec), []).append(cfg)
+    models = [r["model"] for r in table]
+    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    for (dev, prec), cfgs in groups.items():
+        lat = np.full((len(table), len(cfgs)), np.nan)
+        for i, r in enumerate(table):
+            for j, cfg in enumerate(cfgs):
+                try:
+                    v = float(r.get(f"{dev}|{cfg}|{prec}|mean") or "nan")
+                except ValueError:
+                    continue
+                if v > 0:
+                    lat[i, j] = math.log(v)
+        for j, cfg in enumerate(cfgs):
+            other = np.delete(lat, j, axis=1)
+            diff = other[:, None, :] - other[None, :, :]  # [m, m2, core set]: log ratio
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                offset = np.nanmedian(diff, axis=2)
+                spread = np.nanmean(np.abs(diff - offset[:, :, None]), axis=2)
+            shared = (~np.isnan(diff)).sum(axis=2)
+            for i in np.flatnonzero(~np.isnan(lat[:, j])):
+                ok = (shared[i] >= min_shared) & ~np.isnan(lat[:, j]) & (np.arange(len(table)) != i)
+                cand = np.flatnonzero(ok)
+                if len(cand) < neighbours:
+                    continue
+                near = cand[np.argsort(spread[i, cand], kind="stable")[:neighbours]]
+                resid = float(lat[i, j] - np.median(lat[near, j] + offset[i, near]))
+                if abs(resid) > threshold:
+                    out.setdefault((dev, cfg, prec), {})[models[i]] = round(resid, 3)
     return out
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import xgboost as xgb
@@ -211,15 +211,22 @@ def kernel_tables(graphs: Mapping[str, Graph], backend: str = "tflite-cpu", byte
 
 def cross_validate_e2e(tables: Mapping[str, KernelTable], measured: Mapping[str, float], folds: int = 10,
                        seed: int = 0, iterations: int = 1,
-                       progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Grouped K-fold over models: end-to-end predictions of held-out models."""
+                       progress: Callable[[int], None] | None = None,
+                       unreliable: Iterable[str] = ()) -> dict[str, Any]:
+    """Grouped K-fold over models: end-to-end predictions of held-out models.
+
+    Models in ``unreliable`` (measurements flagged by
+    :func:`oplat.datasets.inconsistent_e2e`) are never trained on and are still
+    predicted: ``end_to_end`` scores the other models, ``end_to_end_all`` every model.
+    """
     from .evaluate import error_metrics
     from .train import group_folds
 
+    bad = set(unreliable)
     models = sorted(m for m in measured if m in tables)
     pred, true, names = [], [], []
     for k, held in enumerate(group_folds(models, folds, seed)):
-        train = [m for m in models if m not in set(held)]
+        train = [m for m in models if m not in set(held) and m not in bad]
         d = E2EDecomposer(iterations).fit([tables[m] for m in train], [measured[m] for m in train])
         pred.extend(d.predict_totals([tables[m] for m in held]).tolist())
         true.extend(measured[m] for m in held)
@@ -227,6 +234,10 @@ def cross_validate_e2e(tables: Mapping[str, KernelTable], measured: Mapping[str,
         if progress:
             progress(k)
     err = np.abs(np.array(pred) - np.array(true)) / np.array(true)
-    worst = [(names[i], round(float(err[i]), 4)) for i in np.argsort(-err)[:5]]
-    return {"end_to_end": error_metrics(pred, true), "worst_end_to_end": worst,
+    keep = [i for i, n in enumerate(names) if n not in bad]
+    worst = [(names[i], round(float(err[i]), 4)) for i in sorted(keep, key=lambda i: -err[i])[:5]]
+    return {"end_to_end": error_metrics([pred[i] for i in keep], [true[i] for i in keep]),
+            "end_to_end_all": error_metrics(pred, true), "worst_end_to_end": worst,
+            "unreliable": {names[i]: round(float(pred[i] / true[i] - 1), 4) for i in range(len(names))
+                           if names[i] in bad},
             "method": f"grouped {folds}-fold CV over models, seed {seed}", "_points": (pred, true, names)}

@@ -87,3 +87,32 @@ def test_decomposer_needs_enough_models(tables):
     names = sorted(tables)[:3]
     with pytest.raises(ValueError, match="at least 5"):
         E2EDecomposer().fit([tables[m] for m in names], [1.0, 2.0, 3.0])
+
+
+def _write_e2e(path, lat):
+    """A ``*_e2e.csv`` of one phone: ``lat[model][config]`` in ms."""
+    cfgs = sorted(next(iter(lat.values())))
+    cols = [f"ph|{c}|float|{s}" for c in cfgs for s in ("mean", "std")]
+    lines = [",".join(["model"] + cols)]
+    for m, row in lat.items():
+        lines.append(",".join([m] + [f"{row[c] * 1000:.1f},{row[c] * 10:.1f}" for c in cfgs]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_inconsistent_e2e_flags_a_run_gone_wrong_but_not_a_family_that_scales_differently(tmp_path):
+    from oplat.datasets import inconsistent_e2e
+
+    rng = np.random.default_rng(0)
+    speed = {"1large": 1.0, "2large": 0.6, "1small": 3.0, "4small": 1.1, "1large2med": 0.8}
+    lat = {}
+    for i in range(30):
+        size = float(np.exp(rng.uniform(0, 4)))
+        # a family whose kernels scale badly on little cores: consistent among its members
+        slow_small = 2.0 if i % 6 == 0 else 1.0
+        lat[f"m{i}"] = {c: size * s * (slow_small if "small" in c else 1.0) * float(np.exp(rng.normal(0, 0.03)))
+                        for c, s in speed.items()}
+    lat["m7"]["1large2med"] *= 8.0  # the s10 mobilenet_wd2 case: one core set 8x off
+    path = tmp_path / "e2e.csv"
+    _write_e2e(path, lat)
+    flagged = inconsistent_e2e(path)
+    assert flagged == {("ph", "1large2med", "float"): {"m7": pytest.approx(np.log(8.0), abs=0.15)}}
