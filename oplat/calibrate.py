@@ -13,26 +13,35 @@ corrections, chosen per calibration by leave-one-out error on the measurements:
 The result is an ordinary profile: factors are written into the regressors' baseline
 intercepts (``log`` factor) and the end-to-end term, so per-op and end-to-end
 predictions stay consistent.
+
+- ``blend``: the new phone as a non-negative weighted sum of the base and the other
+  shipped profiles that lower models the same way (other phones and core sets), plus a
+  fixed cost (:class:`~oplat.profile.BlendProfile`). Ten measurements pin down a few
+  weights far better than ten per-family factors: what one phone's kernels cost
+  relative to each other is mostly a mix of what other phones' cost. Chosen whenever
+  such a library exists (the per-base methods need more measurements to compete).
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import json
 import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import OplatError
 from .overhead import nnls
-from .profile import Profile, list_profiles, load_profile
+from .profile import BlendProfile, Profile, list_profiles, load_profile
 
-METHODS = ("scale", "scale+fixed", "per-key", "per-key-smooth")
+METHODS = ("scale", "scale+fixed", "per-key", "per-key-smooth", "blend")
 SHRINK = {"per-key": 3e-3, "per-key-smooth": 3e-2}
+BLEND_RIDGE = 1e-2
 
 
 class CalibrationError(OplatError):
@@ -133,13 +142,94 @@ def loo_errors(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray) -
     return err
 
 
-def calibrate_profile(base: Profile, graphs: Sequence[Any], measured_ms: Sequence[float],
-                      method: str | None = None) -> tuple[Profile, dict[str, Any]]:
-    """A new profile: ``base`` corrected to the measurements; method chosen by LOO when None."""
+def blend_library(base: Profile, exclude_devices: Sequence[str] = ()) -> list[Profile]:
+    """``base`` and every listed profile that can join it in a blend: same lowering,
+    processor, precision and model family, an end-to-end term that is the kernel sum plus
+    a fixed cost, and a device not in ``exclude_devices``."""
+    def sig(meta: Mapping[str, Any]) -> tuple:
+        return (meta.get("lowering"), meta.get("processor"), meta.get("precision"), meta.get("model_family"),
+                (meta.get("overhead") or {}).get("method"), meta.get("framework"))
+
+    if "blend" in base.meta or sig(base.meta)[4] != "e2e-decomposition":
+        return [base]
+    out, skip = [base], set(exclude_devices)
+    for pid, folder in list_profiles():
+        if pid == base.id or pid.split("/")[0] in skip:
+            continue
+        try:
+            meta = json.loads((folder / "profile.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if "blend" not in meta and sig(meta) == sig(base.meta):
+            out.append(load_profile(folder))
+    return out
+
+
+def _fit_blend(x: np.ndarray, y: np.ndarray, ridge: float = BLEND_RIDGE) -> np.ndarray:
+    """Non-negative member weights and a fixed cost (last) minimising relative error;
+    a small ridge on the column-scaled weights spreads them over similar members."""
+    a = np.hstack([x, np.ones((len(y), 1))]) / y[:, None]
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
+    lam = math.sqrt(ridge) * np.eye(a.shape[1])
+    lam[-1, -1] = 0.0
+    coef = nnls(np.vstack([a / scale, lam]), np.concatenate([np.ones_like(y), np.zeros(a.shape[1])]))
+    return coef / scale
+
+
+def calibrate_blend(library: Sequence[Profile], graphs: Sequence[Any], measured_ms: Sequence[float]
+                    ) -> tuple[BlendProfile, dict[str, Any]]:
+    """A :class:`BlendProfile` of ``library`` (the first is the base) fitted to the measurements."""
+    from .lowering import LoweredModel
+
     y = np.asarray(measured_ms, dtype=float)
+    # members lower models the same way (blend_library): lower once for all of them
+    lowered = [g if isinstance(g, LoweredModel) else library[0].lower(g) for g in graphs]
+    x = np.stack([[r.total_ms for r in p.predict_many(lowered)] for p in library], axis=1)
+    coef = _fit_blend(x, y)
+    loo = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        c = _fit_blend(x[keep], y[keep])
+        loo[i] = abs(x[i] @ c[:-1] + c[-1] - y[i]) / y[i]
+    used = [(p, float(w)) for p, w in zip(library, coef[:-1]) if w > 1e-9]
+    base = library[0]
+    fixed = float(coef[-1]) + sum(w * float((p.meta.get("overhead") or {}).get("fixed_ms", 0.0)) for p, w in used)
+    meta = {k: copy.deepcopy(v) for k, v in base.meta.items()
+            if k not in ("models", "accuracy", "decomposition", "baseline", "training", "blend", "calibration")}
+    ov = copy.deepcopy(base.meta.get("overhead") or {})
+    feats = ov.get("features", [])
+    ov["coef"] = [1.0 if f.startswith("sum_ms:") else fixed if f == "const_ms" else 0.0 for f in feats]
+    ov["fixed_ms"] = fixed
+    meta["overhead"] = ov
+    meta["blend"] = {"const_ms": float(coef[-1])}
+    report = {"base": base.id, "method": "blend", "loo_mape": {"blend": float(loo.mean())}, "measurements": len(y),
+              "members": {p.id: w for p, w in used}, "library": len(library), "fixed_ms": fixed,
+              "base_mape": float(np.mean(np.abs(x[:, 0] - y) / y))}
+    meta["calibration"] = report
+    if not used:  # every weight zero: the fixed cost alone; keep the base so kernels still have regressors
+        used = [(base, 0.0)]
+    return BlendProfile(meta, [p for p, _ in used], [w for _, w in used]), report
+
+
+def calibrate_profile(base: Profile, graphs: Sequence[Any], measured_ms: Sequence[float],
+                      method: str | None = None, library: Sequence[Profile] | None = None
+                      ) -> tuple[Profile, dict[str, Any]]:
+    """A new profile: ``base`` corrected to the measurements.
+
+    ``method`` None: ``blend`` when ``library`` (profiles to blend with the base, see
+    :func:`blend_library`) holds another profile and there are 5 or more measurements,
+    else the per-base method with the lowest leave-one-out error.
+    """
+    if isinstance(base, BlendProfile):
+        raise CalibrationError(f"{base.id} is itself a calibrated blend; calibrate from one of its members "
+                               f"({', '.join(m.id for m in base.members)})")
+    y = np.asarray(measured_ms, dtype=float)
+    others = [p for p in (library or []) if p is not base and p.id != base.id]
+    if method == "blend" or (method is None and others and len(y) >= 5):
+        return calibrate_blend([base] + others, graphs, y)
     keys, sums, rest, total = _design(base, graphs)
     scores = {}
-    for m in METHODS if method is None else (method,):
+    for m in [x for x in METHODS if x != "blend"] if method is None else (method,):
         if m.startswith("per-key") and len(y) < 5:
             continue
         scores[m] = float(np.mean(loo_errors(m, sums, rest, y))) if len(y) >= 3 else float("nan")
@@ -223,5 +313,5 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ra @ rb) / d if d else 0.0
 
 
-__all__ = ["Measurement", "read_measurements", "calibrate_profile", "choose_base", "write_profile", "refuse_overwrite",
+__all__ = ["Measurement", "read_measurements", "calibrate_profile", "calibrate_blend", "blend_library", "choose_base", "write_profile", "refuse_overwrite",
            "spearman", "CalibrationError", "METHODS"]

@@ -221,7 +221,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate_profile, choose_base, read_measurements, refuse_overwrite, write_profile
+    from .calibrate import (blend_library, calibrate_profile, choose_base, read_measurements, refuse_overwrite,
+                            write_profile)
     from .model_io import load_model
     from .profile import load_profile
 
@@ -235,11 +236,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         base_id, scores = choose_base(graphs, y)
         print(f"base chosen: {base_id} (calibrated leave-one-out MAPE {scores[base_id]:.1%}; "
               f"{len(scores)} profiles tried)")
-    prof, rep = calibrate_profile(load_profile(base_id), graphs, y, None if args.method == "auto" else args.method)
+    base = load_profile(base_id)
+    skip = [d for d in (args.exclude_devices or "").split(",") if d]
+    library = blend_library(base, exclude_devices=skip) if args.method in ("auto", "blend") else None
+    prof, rep = calibrate_profile(base, graphs, y, None if args.method == "auto" else args.method, library)
     folder = write_profile(prof, out, force=args.force)
     loo = rep["loo_mape"].get(rep["method"])
     print(f"{folder}: {rep['method']} calibration of {rep['base']} from {rep['measurements']} measurements; "
           f"MAPE on them {rep['base_mape']:.1%} before, leave-one-out {loo:.1%} after")
+    if rep["method"] == "blend":
+        print("blend of " + ", ".join(f"{pid} x{w:.3g}" for pid, w in rep["members"].items())
+              + f"; fixed cost {rep['fixed_ms']:.3g} ms")
     return 0
 
 
@@ -406,7 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--base", required=True, help="profile id or folder, or 'auto' to pick the best one")
     cal.add_argument("--measurements", required=True, help="CSV with columns model,latency_ms")
     cal.add_argument("--out", required=True, help="folder of the new profile")
-    cal.add_argument("--method", default="auto", choices=["auto", "scale", "scale+fixed", "per-key", "per-key-smooth"])
+    cal.add_argument("--method", default="auto", choices=["auto", "scale", "scale+fixed", "per-key", "per-key-smooth", "blend"],
+                     help="auto: blend with the compatible shipped profiles when there are any, else the "
+                          "per-base method with the lowest leave-one-out error")
+    cal.add_argument("--exclude-devices", metavar="A,B", help="devices whose profiles may not join a blend "
+                     "(to check transfer to a phone that has shipped profiles)")
     cal.add_argument("--force", action="store_true", help="overwrite an existing profile")
     cal.set_defaults(fn=cmd_calibrate)
     p = sub.add_parser("zoo", help="list or build ONNX models of the zoo")

@@ -133,16 +133,10 @@ class Profile:
         if meta.get("feature_schema") != FEATURE_SCHEMA_VERSION:
             raise ProfileError(f"{folder}: feature schema {meta.get('feature_schema')} does not match "
                                f"this oplat ({FEATURE_SCHEMA_VERSION}); retrain the profile")
-        boosters = {}
-        for key, fname in meta.get("models", {}).items():
-            b = xgb.Booster()
-            try:
-                b.load_model(str(folder / fname))
-            except (xgb.core.XGBoostError, OSError) as e:
-                raise ProfileError(f"{folder}: cannot load model {fname} ({str(e).splitlines()[0]})") from None
-            b.set_param({"nthread": 1})
-            boosters[key] = b
-        return cls(meta, boosters, folder)
+        if "blend" in meta:
+            members = [Profile(m["meta"], _load_boosters(folder, m["models"]), folder) for m in meta["blend"]["members"]]
+            return BlendProfile(meta, members, [m["weight"] for m in meta["blend"]["members"]], folder)
+        return cls(meta, _load_boosters(folder, meta.get("models", {})), folder)
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the profile (metadata JSON + one UBJ per regressor)."""
@@ -280,6 +274,77 @@ class Profile:
         return results
 
 
+def _load_boosters(folder: Path, files: Mapping[str, str]) -> dict[str, xgb.Booster]:
+    boosters = {}
+    for key, fname in files.items():
+        b = xgb.Booster()
+        try:
+            b.load_model(str(folder / fname))
+        except (xgb.core.XGBoostError, OSError) as e:
+            raise ProfileError(f"{folder}: cannot load model {fname} ({str(e).splitlines()[0]})") from None
+        b.set_param({"nthread": 1})
+        boosters[key] = b
+    return boosters
+
+
+class BlendProfile(Profile):
+    """A weighted sum of member profiles that lower models the same way.
+
+    Each kernel's prediction is the weighted sum of the members' predictions (a member
+    without a regressor for the kernel's family is left out and the others' weights
+    scaled up to the same total); the end-to-end term is ``meta["overhead"]`` as for any
+    profile. Members must be profiles whose end-to-end term is the kernel sum plus a
+    fixed cost (CPU profiles decomposed from end-to-end data): then the blend's total is
+    exactly the weighted sum of the members' totals plus its own fixed cost. Stored in one
+    folder: ``profile.json`` holds every member's metadata, the UBJ files are prefixed
+    per member.
+    """
+
+    def __init__(self, meta: dict[str, Any], members: Sequence[Profile], weights: Sequence[float],
+                 path: Path | None = None) -> None:
+        keys = {k for m in members for k in m.boosters}
+        super().__init__(meta, {k: None for k in keys}, path)  # type: ignore[misc]
+        self.members = list(members)
+        self.weights = [float(w) for w in weights]
+
+    def predict_kernels(self, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+        """Weighted sum of the members' kernel predictions (NaN where no member has a regressor)."""
+        total = np.zeros(len(items))
+        wsum = np.zeros(len(items))
+        for m, w in zip(self.members, self.weights):
+            if w <= 0:
+                continue
+            v = m.predict_kernels(items)
+            ok = ~np.isnan(v)
+            total[ok] += w * v[ok]
+            wsum[ok] += w
+        out = np.full(len(items), np.nan)
+        have = wsum > 0
+        out[have] = total[have] * (sum(w for w in self.weights if w > 0) / wsum[have])
+        return out
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write metadata with every member's and the prefixed member regressors."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        blend = []
+        for i, (m, w) in enumerate(zip(self.members, self.weights)):
+            models = {}
+            for key, b in sorted(m.boosters.items()):
+                fname = f"m{i}-{key}.ubj"
+                b.save_model(str(folder / fname))
+                models[key] = fname
+            mm = {k: v for k, v in m.meta.items() if k not in ("models", "accuracy", "decomposition")}
+            blend.append({"id": m.id, "weight": w, "meta": mm, "models": models})
+        meta = dict(self.meta, models={}, format=PROFILE_FORMAT, feature_schema=FEATURE_SCHEMA_VERSION)
+        meta["blend"] = dict(meta.get("blend", {}), members=blend)
+        tmp = folder / "profile.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        tmp.replace(folder / "profile.json")
+        self.meta, self.path = meta, folder
+        return folder
+
+
 @contextlib.contextmanager
 def _gc_paused():
     """Pause the cyclic garbage collector: lowering creates many short-lived, acyclic
@@ -299,5 +364,5 @@ def load_profile(id_or_path: str | os.PathLike) -> Profile:
     return Profile.load(id_or_path)
 
 
-__all__ = ["Profile", "PredictionResult", "OpPrediction", "load_profile", "list_profiles",
+__all__ = ["Profile", "BlendProfile", "PredictionResult", "OpPrediction", "load_profile", "list_profiles",
            "resolve_profile", "OVERHEAD_FEATURES"]

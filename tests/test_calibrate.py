@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oplat.calibrate import CalibrationError, calibrate_profile, read_measurements, spearman
+from oplat.calibrate import (CalibrationError, blend_library, calibrate_profile, read_measurements,
+                             spearman)
 from oplat.cli import main
 from oplat.onnx_loader import load_onnx
 from oplat.profile import load_profile
@@ -55,6 +56,29 @@ def test_scale_calibration_is_exact_for_a_uniformly_slower_phone(base, graphs):
     pred = np.array([r.total_ms for r in prof.predict_many(graphs[5:])])
     np.testing.assert_allclose(pred, y[5:], rtol=1e-3)
     assert spearman(pred, y[5:]) == pytest.approx(1.0)
+
+
+def test_blend_recovers_a_phone_that_mixes_two_others_and_round_trips(base, graphs, tmp_path):
+    other = load_profile("s10/tflite-cpu-1large")
+    a = np.array([r.total_ms for r in base.predict_many(graphs)])
+    b = np.array([r.total_ms for r in other.predict_many(graphs)])
+    y = 0.7 * a + 0.5 * b + 2.0
+    library = blend_library(base, exclude_devices=["mi8se"])
+    ids = [p.id for p in library]
+    assert ids[0] == base.id and "s10/tflite-cpu-1large" in ids
+    assert not any(i.startswith("mi8se/") or i.endswith("-int8") or i.endswith("-vit") for i in ids)
+    prof, rep = calibrate_profile(base, graphs[:8], y[:8], library=library)
+    assert rep["method"] == "blend"
+    pred = np.array([r.total_ms for r in prof.predict_many(graphs[8:])])
+    np.testing.assert_allclose(pred, y[8:], rtol=0.03)
+    # kernels carry the blend: per-op sum plus the fixed cost is the total
+    r = prof.predict(graphs[9])
+    assert r.total_ms == pytest.approx(sum(o.predicted_ms for o in r.ops) + r.overhead_ms, rel=1e-6)
+    again = load_profile(prof.save(tmp_path / "blend"))
+    np.testing.assert_allclose([x.total_ms for x in again.predict_many(graphs[8:])], pred, rtol=1e-9)
+    assert not list((tmp_path / "blend").glob("*.pkl"))
+    with pytest.raises(CalibrationError, match="itself a calibrated blend"):
+        calibrate_profile(again, graphs[:8], y[:8], method="scale")
 
 
 def _csv(tmp_path, rows):
