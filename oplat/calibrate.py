@@ -142,6 +142,19 @@ def loo_errors(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray) -
     return err
 
 
+def _as_new_phone(meta: dict[str, Any], errors: np.ndarray, base_id: str) -> None:
+    """Metadata of a calibrated profile: not the base's phone any more, and its accuracy
+    is the leave-one-out error on the calibration measurements (not the base's)."""
+    for k in ("phone", "soc", "gpu", "accuracy"):
+        meta.pop(k, None)
+    meta["device"] = "calibrated"
+    meta["phone"] = f"calibrated from {base_id}"
+    meta["accuracy"] = {"method": "leave-one-out over the calibration measurements",
+                        "end_to_end": {"n": int(len(errors)), "mape": float(np.mean(errors)),
+                                       "within_10": float(np.mean(errors <= 0.10)),
+                                       "within_5": float(np.mean(errors <= 0.05))}}
+
+
 def blend_library(base: Profile, exclude_devices: Sequence[str] = ()) -> list[Profile]:
     """``base`` and every listed profile that can join it in a blend: same lowering,
     processor, precision and model family, an end-to-end term that is the kernel sum plus
@@ -206,6 +219,7 @@ def calibrate_blend(library: Sequence[Profile], graphs: Sequence[Any], measured_
               "members": {p.id: w for p, w in used}, "library": len(library), "fixed_ms": fixed,
               "base_mape": float(np.mean(np.abs(x[:, 0] - y) / y))}
     meta["calibration"] = report
+    _as_new_phone(meta, loo, base.id)
     if not used:  # every weight zero: the fixed cost alone; keep the base so kernels still have regressors
         used = [(base, 0.0)]
     return BlendProfile(meta, [p for p, _ in used], [w for _, w in used]), report
@@ -257,6 +271,8 @@ def calibrate_profile(base: Profile, graphs: Sequence[Any], measured_ms: Sequenc
               "fixed_ms": fixed,
               "base_mape": float(np.mean(np.abs(total - y) / y))}
     meta["calibration"] = report
+    if len(y) >= 3:
+        _as_new_phone(meta, loo_errors(chosen, sums, rest, y), base.id)
     boosters = {k: b for k, b in base.boosters.items()}
     return Profile(meta, boosters), report
 

@@ -259,12 +259,14 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         meta = _json.loads((folder / "profile.json").read_text())
         accuracy = meta.get("accuracy", {})
         acc = accuracy.get("end_to_end", {})
-        how = "held-out CV" if "CV" in accuracy.get("method", "CV") else "held-out models"
+        method = accuracy.get("method", "CV")
+        how = ("held-out CV" if "CV" in method else f"leave-one-out on {acc.get('n')} measurements"
+               if "calibration" in method else "held-out models")
         acc_s = (f"e2e MAPE {acc['mape']:.1%}, within ±10% {acc['within_10']:.0%} ({how})"
                  if acc.get("mape") is not None else "accuracy not measured")
         machine = meta.get("collection", {}).get("machine", {}) if meta.get("device") == "host" else {}
         proc = (meta.get("gpu", "") if meta.get("processor") == "gpu"
-                else f"{meta.get('soc', '')} CPU {meta.get('core_set', '')} {meta.get('precision', '')}")
+                else f"{meta.get('soc', '')} CPU {meta.get('core_set', '')} {meta.get('precision', '')}".strip())
         what = (f"{meta.get('phone')} {proc}" if meta.get("phone")
                 else f"{machine.get('cpu', meta.get('device'))} ({meta.get('framework')}, {meta.get('processor')})")
         print(f"{pid}\t{what.strip()}\t{acc_s}")

@@ -69,6 +69,9 @@ def test_blend_recovers_a_phone_that_mixes_two_others_and_round_trips(base, grap
     assert not any(i.startswith("mi8se/") or i.endswith("-int8") or i.endswith("-vit") for i in ids)
     prof, rep = calibrate_profile(base, graphs[:8], y[:8], library=library)
     assert rep["method"] == "blend"
+    # it is a new phone now: not the base's phone facts or held-out accuracy
+    assert prof.meta["accuracy"]["method"].startswith("leave-one-out over the calibration")
+    assert prof.meta["phone"] == f"calibrated from {base.id}" and "soc" not in prof.meta
     pred = np.array([r.total_ms for r in prof.predict_many(graphs[8:])])
     np.testing.assert_allclose(pred, y[8:], rtol=0.03)
     # kernels carry the blend: per-op sum plus the fixed cost is the total
