@@ -87,7 +87,8 @@ def main() -> None:
                "median_mape": statistics.median(r["mape"] for r in rows),
                "median_uncalibrated_mape": statistics.median(r["uncalibrated_mape"] for r in rows),
                "per_base": {"median_within_10": statistics.median(r["per_base_within_10"] for r in rows),
-                            "share_pairs_within10_ge_85": sum(r["per_base_within_10"] >= 0.85 for r in rows) / len(rows),
+                            "share_pairs_within10_ge_85":
+                                sum(r["per_base_within_10"] >= 0.85 for r in rows) / len(rows),
                             "min_spearman": min(r["per_base_spearman"] for r in rows),
                             "median_mape": statistics.median(r["per_base_mape"] for r in rows)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -145,7 +145,7 @@ def loo_errors(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray) -
 def _as_new_phone(meta: dict[str, Any], errors: np.ndarray, base_id: str) -> None:
     """Metadata of a calibrated profile: not the base's phone any more, and its accuracy
     is the leave-one-out error on the calibration measurements (not the base's)."""
-    for k in ("phone", "soc", "gpu", "accuracy"):
+    for k in ("soc", "gpu"):
         meta.pop(k, None)
     meta["device"] = "calibrated"
     meta["phone"] = f"calibrated from {base_id}"
@@ -242,11 +242,13 @@ def calibrate_profile(base: Profile, graphs: Sequence[Any], measured_ms: Sequenc
     if method == "blend" or (method is None and others and len(y) >= 5):
         return calibrate_blend([base] + others, graphs, y)
     keys, sums, rest, total = _design(base, graphs)
-    scores = {}
+    scores, errors = {}, {}
     for m in [x for x in METHODS if x != "blend"] if method is None else (method,):
         if m.startswith("per-key") and len(y) < 5:
             continue
-        scores[m] = float(np.mean(loo_errors(m, sums, rest, y))) if len(y) >= 3 else float("nan")
+        if len(y) >= 3:
+            errors[m] = loo_errors(m, sums, rest, y)
+        scores[m] = float(np.mean(errors[m])) if m in errors else float("nan")
     chosen = method or min(scores, key=scores.get)
     factors, rest_factor, fixed = _fit(chosen, sums, rest, y)
     meta = copy.deepcopy(base.meta)
@@ -271,8 +273,8 @@ def calibrate_profile(base: Profile, graphs: Sequence[Any], measured_ms: Sequenc
               "fixed_ms": fixed,
               "base_mape": float(np.mean(np.abs(total - y) / y))}
     meta["calibration"] = report
-    if len(y) >= 3:
-        _as_new_phone(meta, loo_errors(chosen, sums, rest, y), base.id)
+    if len(y) >= 3:  # a per-key method asked for with 3-4 measurements was not scored above
+        _as_new_phone(meta, errors[chosen] if chosen in errors else loo_errors(chosen, sums, rest, y), base.id)
     boosters = {k: b for k, b in base.boosters.items()}
     return Profile(meta, boosters), report
 
@@ -329,5 +331,5 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ra @ rb) / d if d else 0.0
 
 
-__all__ = ["Measurement", "read_measurements", "calibrate_profile", "calibrate_blend", "blend_library", "choose_base", "write_profile", "refuse_overwrite",
-           "spearman", "CalibrationError", "METHODS"]
+__all__ = ["Measurement", "read_measurements", "calibrate_profile", "calibrate_blend", "blend_library", "choose_base",
+           "write_profile", "refuse_overwrite", "spearman", "CalibrationError", "METHODS"]

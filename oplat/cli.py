@@ -415,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--base", required=True, help="profile id or folder, or 'auto' to pick the best one")
     cal.add_argument("--measurements", required=True, help="CSV with columns model,latency_ms")
     cal.add_argument("--out", required=True, help="folder of the new profile")
-    cal.add_argument("--method", default="auto", choices=["auto", "scale", "scale+fixed", "per-key", "per-key-smooth", "blend"],
+    cal.add_argument("--method", default="auto",
+                     choices=["auto", "scale", "scale+fixed", "per-key", "per-key-smooth", "blend"],
                      help="auto: blend with the compatible shipped profiles when there are any, else the "
                           "per-base method with the lowest leave-one-out error")
     cal.add_argument("--exclude-devices", metavar="A,B", help="devices whose profiles may not join a blend "

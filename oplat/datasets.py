@@ -185,8 +185,7 @@ def inconsistent_e2e(path: str | Path | None = None, threshold: float = 0.4, nei
     Per device and precision, each measurement (model m, core set c) is estimated from
     the ``neighbours`` models whose latencies on the other core sets are the most nearly a
     constant factor of m's (smallest mean absolute deviation of the log ratios from their
-    median, over at
-    least ``min_shared`` core sets), each scaled by that factor: the median of those
+    median, over at least ``min_shared`` core sets), each scaled by that factor: the median of those
     estimates. A measurement more than ``threshold`` (natural log; 0.4 = 1.5x) off its
     estimate is flagged. Families that really scale differently (RegNets on little
     cores) have each other as neighbours and stay unflagged; what is left is runs that

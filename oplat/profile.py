@@ -134,20 +134,20 @@ class Profile:
             raise ProfileError(f"{folder}: feature schema {meta.get('feature_schema')} does not match "
                                f"this oplat ({FEATURE_SCHEMA_VERSION}); retrain the profile")
         if "blend" in meta:
-            members = [Profile(m["meta"], _load_boosters(folder, m["models"]), folder) for m in meta["blend"]["members"]]
-            return BlendProfile(meta, members, [m["weight"] for m in meta["blend"]["members"]], folder)
+            spec = meta["blend"]["members"]
+            members = [Profile(m["meta"], _load_boosters(folder, m["models"]), folder) for m in spec]
+            return BlendProfile(meta, members, [m["weight"] for m in spec], folder)
         return cls(meta, _load_boosters(folder, meta.get("models", {})), folder)
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the profile (metadata JSON + one UBJ per regressor)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        models = {}
-        for key, b in sorted(self.boosters.items()):
-            fname = f"{key}.ubj"
-            b.save_model(str(folder / fname))
-            models[key] = fname
-        meta = dict(self.meta, models=models, format=PROFILE_FORMAT, feature_schema=FEATURE_SCHEMA_VERSION)
+        return self._write_meta(folder, models=_save_boosters(folder, self.boosters))
+
+    def _write_meta(self, folder: Path, **extra: Any) -> Path:
+        """``profile.json`` (written atomically) from ``self.meta`` plus ``extra`` keys."""
+        meta = dict(self.meta, **extra, format=PROFILE_FORMAT, feature_schema=FEATURE_SCHEMA_VERSION)
         tmp = folder / "profile.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
         tmp.replace(folder / "profile.json")
@@ -274,6 +274,15 @@ class Profile:
         return results
 
 
+def _save_boosters(folder: Path, boosters: Mapping[str, xgb.Booster], prefix: str = "") -> dict[str, str]:
+    """Write one UBJ per regressor; returns ``{key: file name}`` for the metadata."""
+    files = {}
+    for key, b in sorted(boosters.items()):
+        files[key] = f"{prefix}{key}.ubj"
+        b.save_model(str(folder / files[key]))
+    return files
+
+
 def _load_boosters(folder: Path, files: Mapping[str, str]) -> dict[str, xgb.Booster]:
     boosters = {}
     for key, fname in files.items():
@@ -329,20 +338,9 @@ class BlendProfile(Profile):
         folder.mkdir(parents=True, exist_ok=True)
         blend = []
         for i, (m, w) in enumerate(zip(self.members, self.weights)):
-            models = {}
-            for key, b in sorted(m.boosters.items()):
-                fname = f"m{i}-{key}.ubj"
-                b.save_model(str(folder / fname))
-                models[key] = fname
             mm = {k: v for k, v in m.meta.items() if k not in ("models", "accuracy", "decomposition")}
-            blend.append({"id": m.id, "weight": w, "meta": mm, "models": models})
-        meta = dict(self.meta, models={}, format=PROFILE_FORMAT, feature_schema=FEATURE_SCHEMA_VERSION)
-        meta["blend"] = dict(meta.get("blend", {}), members=blend)
-        tmp = folder / "profile.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-        tmp.replace(folder / "profile.json")
-        self.meta, self.path = meta, folder
-        return folder
+            blend.append({"id": m.id, "weight": w, "meta": mm, "models": _save_boosters(folder, m.boosters, f"m{i}-")})
+        return self._write_meta(folder, models={}, blend=dict(self.meta.get("blend", {}), members=blend))
 
 
 @contextlib.contextmanager
