@@ -37,7 +37,7 @@ from onnx import helper, numpy_helper
 
 from oplat.errors import OplatError
 
-from .runtime import LayerSpec, OclExecutor, poll, wants_padded_input
+from .runtime import LayerSpec, OclExecutor, pinned, poll, wants_padded_input
 
 # activations an OpenCL conv/linear kernel applies as an output clamp
 CLAMPS = {"Relu", "Clip"}
@@ -314,13 +314,8 @@ class GraphRunner:
 
     def run(self, x: dict[str, np.ndarray], record: bool = False) -> dict[str, Any]:
         """One inference; returns wall seconds, outputs and (``record``) per-action times."""
-        prev = os.sched_getaffinity(0)
-        if self.cpu_cores:
-            os.sched_setaffinity(0, set(self.cpu_cores))
-        try:
+        with pinned(self.cpu_cores):
             return self._run(x, record)
-        finally:
-            os.sched_setaffinity(0, prev)
 
     def _run(self, feeds: dict[str, np.ndarray], record: bool) -> dict[str, Any]:
         for name in self.inputs:
@@ -533,17 +528,12 @@ def segment_call_us(cores: Sequence[int] | None = None, runs: int = 9) -> float:
     r = GraphRunner(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), None, cores, force="cpu")
     seg = next(a[1] for a in r.actions if a[0] == "cpu")
     ts = []
-    prev = os.sched_getaffinity(0)
-    if cores:
-        os.sched_setaffinity(0, set(cores))
-    try:
+    with pinned(cores):
         for _ in range(runs):
             t0 = time.perf_counter()
             for _ in range(50):
                 seg["sess"].run_with_iobinding(seg["io"])
             ts.append((time.perf_counter() - t0) / 50)
-    finally:
-        os.sched_setaffinity(0, prev)
     return float(np.median(ts)) * 1e6
 
 
@@ -591,17 +581,14 @@ def crossing_cost(ocl: OclExecutor, cores: Sequence[int] | None = None, runs: in
         seg = next(a[1] for a in r.actions if a[0] == "cpu")
         feeds = {"x": rng.standard_normal((1, c, h, h)).astype(np.float32)}
         after_gpu, after_cpu = [], []
-        prev = os.sched_getaffinity(0)
         for k in range(runs + 3):
             ops = r.run(feeds, record=True)["ops"]
-            if cores:
-                os.sched_setaffinity(0, set(cores))
-            a = r.buf["a"]
-            a[...] = np.array(a)  # the same values, now written by this core
-            t0 = time.perf_counter()
-            seg["sess"].run_with_iobinding(seg["io"])
-            dt = time.perf_counter() - t0
-            os.sched_setaffinity(0, prev)
+            with pinned(cores):
+                a = r.buf["a"]
+                a[...] = np.array(a)  # the same values, now written by this core
+                t0 = time.perf_counter()
+                seg["sess"].run_with_iobinding(seg["io"])
+                dt = time.perf_counter() - t0
             if k >= 3:
                 after_gpu.append(next(o["ms"] for o in ops if o["on"] == "cpu"))
                 after_cpu.append(dt * 1e3)

@@ -15,10 +15,11 @@ to the GPU core set, and the CPU executor pins its thread to the CPU core set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +32,21 @@ class RuntimeUnavailable(OplatError):
 
 class SyncTimeout(OplatError):
     """A polled flag never arrived: the device failed or hung."""
+
+
+@contextlib.contextmanager
+def pinned(cores: Sequence[int] | None) -> Iterator[None]:
+    """Run the block on ``cores`` (threads started inside inherit them); the caller's
+    affinity comes back after it. ``None`` or empty: left as it is."""
+    if not cores:
+        yield
+        return
+    prev = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cores))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, prev)
 
 
 KERNELS = r"""
@@ -257,13 +273,10 @@ class OclExecutor:
         except ImportError as e:  # pragma: no cover - dependency declared
             raise RuntimeUnavailable(f"pyopencl not importable ({e})") from None
         self.cl = cl
-        prev = os.sched_getaffinity(0)
         if cores:
             # PoCL's CPU device: one worker thread per core it may use (read at platform init)
             os.environ.setdefault("POCL_MAX_PTHREAD_COUNT", str(len(cores)))
-        try:
-            if cores:
-                os.sched_setaffinity(0, set(cores))  # device worker threads inherit this
+        with pinned(cores):  # device worker threads inherit this
             try:
                 platforms = cl.get_platforms()
             except cl.Error:
@@ -288,9 +301,6 @@ class OclExecutor:
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
             self._warm()
-        finally:
-            if cores:
-                os.sched_setaffinity(0, prev)
         self.atomics = bool(caps & cl.device_svm_capabilities.ATOMICS)
 
     def _warm(self) -> None:

@@ -301,7 +301,7 @@ class OpenCLBackend(Backend):
         return {**super().settings, "opencl_device": self.ocl.device.name}
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
-        from coexec.runtime import LayerSpec, RuntimeUnavailable, SyncTimeout, poll, wants_padded_input
+        from coexec.runtime import LayerSpec, RuntimeUnavailable, SyncTimeout, pinned, poll, wants_padded_input
 
         rng = np.random.default_rng(0)
         k = cfg["kernel"]
@@ -347,15 +347,12 @@ class OpenCLBackend(Backend):
             poll(flag, 1)
             return time.perf_counter() - t
 
-        prev = os.sched_getaffinity(0)
-        if self.host_cores:
-            os.sched_setaffinity(0, self.host_cores)
         try:
-            return time_runs(run)
+            with pinned(self.host_cores):
+                return time_runs(run)
         except (RuntimeUnavailable, SyncTimeout) as e:  # recorded as a failed config; collection goes on
             raise BackendError(str(e).splitlines()[0]) from None
         finally:
-            os.sched_setaffinity(0, prev)
             # the device is done with every command before its kernels and SVM buffers go
             o.queue.finish()
             del launch
