@@ -7,7 +7,8 @@ so per-kernel models are fitted for the sums to match:
 1. a constrained linear model: each kernel costs ``a_k * FLOPs + b_k * bytes + c_k``
    for its regressor key ``k`` (XNNPACK microkernel family), all coefficients
    non-negative, fitted by NNLS on the relative error of the sums; FLOPs of GEMM-like
-   kernels count output channels padded to the microkernel's 8-wide tiles;
+   kernels count output channels padded to the microkernel's 8-wide tiles (optionally
+   shrunk towards one cost per kernel family when few models are measured);
 2. back-fitting: each training model's measured total (less the fixed cost) is
    redistributed over its kernels in proportion to the current per-kernel estimates,
    and one XGBoost regressor per key (on log latency, over a log-linear FLOPs/bytes
@@ -83,24 +84,68 @@ class KernelTable:
 
 def fit_linear(rows: np.ndarray, measured: np.ndarray, ridge: float = 1e-4) -> np.ndarray:
     """Non-negative coefficients minimising the relative error of the sums."""
+    return _relative_nnls(rows, measured, ridge, np.zeros(rows.shape[1]))
+
+
+# Kernel families that cost alike per FLOP and per byte: GEMM microkernels, depthwise
+# convolutions, and memory-bound kernels (element-wise, layout, reductions).
+KEY_GROUPS = {
+    "gemm": ("CONV_2D", "CONV_2D_GROUP", "CONV_1x1", "CONV_STEM", "FULLY_CONNECTED", "FC_TOKENS", "BATCH_MATMUL"),
+    "depthwise": ("DEPTHWISE_CONV_2D", "DW_S2"),
+    "memory": ("MEAN", "POOL_2D", "CONCATENATION", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL",
+               "ELTWISE", "LAYOUT"),
+}
+
+
+def key_group(key: str) -> str:
+    """The :data:`KEY_GROUPS` family of a regressor key (unknown keys are memory-bound)."""
+    return next((g for g, ks in KEY_GROUPS.items() if key in ks), "memory")
+
+
+def fit_linear_shrunk(rows: np.ndarray, measured: np.ndarray, keys: Sequence[str], shrink: float,
+                      ridge: float = 1e-4) -> np.ndarray:
+    """:func:`fit_linear` with each key's coefficients pulled towards its family's.
+
+    First one (FLOPs, bytes, count) cost per :data:`KEY_GROUPS` family, then per-key
+    costs with a ridge of strength ``shrink`` towards the family's (in the column-scaled
+    units of the relative fit). With few measured models (16 ViTs against 18 keys x 3
+    coefficients) the unshrunk fit gives a key only one architecture uses the whole
+    architecture's residual (MobileViT's one MEAN took 45 ms on pixel4).
+    """
+    groups = list(KEY_GROUPS)
+    tie = np.zeros((rows.shape[1], 3 * len(groups) + 1))
+    for i, key in enumerate(keys):
+        g = groups.index(key_group(key))
+        tie[3 * i:3 * i + 3, 3 * g:3 * g + 3] = np.eye(3)
+    tie[-1, -1] = 1.0
+    prior = tie @ fit_linear(rows @ tie, measured, ridge)
+    return _relative_nnls(rows, measured, shrink, prior)
+
+
+def _relative_nnls(rows: np.ndarray, measured: np.ndarray, ridge: float, prior: np.ndarray) -> np.ndarray:
+    """argmin sum ((rows x - m) / m)^2 + ridge |x - prior|^2 (column-scaled), x >= 0."""
     wts = 1.0 / measured
     a = rows * wts[:, None]
     scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
     a = a / scale
-    lam = math.sqrt(ridge) * np.eye(a.shape[1])
-    return nnls(np.vstack([a, lam]), np.concatenate([measured * wts, np.zeros(a.shape[1])])) / scale
+    lam = math.sqrt(ridge)
+    return nnls(np.vstack([a, lam * np.eye(a.shape[1])]),
+                np.concatenate([measured * wts, lam * prior * scale])) / scale
 
 
 class E2EDecomposer:
     """Fit per-kernel regressors whose sums reproduce end-to-end latencies.
 
     ``fit(tables, measured_ms)`` then ``to_profile(meta)``; ``predict_totals(tables)``
-    gives the end-to-end predictions of the fitted model.
+    gives the end-to-end predictions of the fitted model. ``shrink`` (None: off) pulls
+    the linear stage's per-key costs towards their kernel family's
+    (:func:`fit_linear_shrunk`), for training sets with few models.
     """
 
     def __init__(self, iterations: int = 1, rounds: int = E2E_XGB_ROUNDS,
-                 params: Mapping[str, Any] | None = None) -> None:
+                 params: Mapping[str, Any] | None = None, shrink: float | None = None) -> None:
         self.iterations = iterations
+        self.shrink = shrink
         self.rounds = rounds
         self.params = dict(params or E2E_XGB_PARAMS)
         self.keys: list[str] = []
@@ -125,7 +170,9 @@ class E2EDecomposer:
         if len(tables) < 5:
             raise ValueError(f"need at least 5 measured models to decompose, got {len(tables)}")
         self.keys = [k for k in DECOMP_KEYS if any(k in t.work for t in tables)]
-        self.linear = fit_linear(np.array([t.linear_row(self.keys) for t in tables]), y)
+        rows = np.array([t.linear_row(self.keys) for t in tables])
+        self.linear = (fit_linear(rows, y) if self.shrink is None
+                       else fit_linear_shrunk(rows, y, self.keys, self.shrink))
         fixed = float(self.linear[-1])
         est = [self._linear_estimates(t) for t in tables]
         self.boosters, self.baseline = {}, {}
@@ -190,6 +237,7 @@ class E2EDecomposer:
         m["overhead"] = {"features": list(OVERHEAD_FEATURES), "coef": coef, "method": "e2e-decomposition",
                          "fixed_ms": self.fixed_ms, "glue_types_seen": None}
         m["decomposition"] = {"iterations": self.iterations, "rounds": self.rounds, "keys": self.keys,
+                              "shrink": self.shrink,
                               "linear_coef": [float(x) for x in self.linear]}
         return Profile(m, boosters)
 

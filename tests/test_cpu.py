@@ -116,3 +116,35 @@ def test_inconsistent_e2e_flags_a_run_gone_wrong_but_not_a_family_that_scales_di
     _write_e2e(path, lat)
     flagged = inconsistent_e2e(path)
     assert flagged == {("ph", "1large2med", "float"): {"m7": pytest.approx(np.log(8.0), abs=0.15)}}
+
+
+def test_shrunk_linear_fit_pulls_a_rare_key_towards_its_family_and_predicts_a_new_model_better():
+    from oplat.decompose import fit_linear, fit_linear_shrunk
+
+    # two gemm keys with the same true cost per GFLOP; MEAN (memory family, like ADD)
+    # appears in only two training models, which carry an extra 30% nobody explains
+    keys = ["CONV_1x1", "FC_TOKENS", "ADD", "MEAN"]
+    rng = np.random.default_rng(0)
+
+    def model(has_mean: bool) -> tuple[np.ndarray, float]:
+        gf1, gf2, mb = rng.uniform(0.5, 5), rng.uniform(0.5, 5), rng.uniform(10, 100)
+        r = np.zeros(3 * len(keys) + 1)
+        r[0:3] = (gf1, 0, 20)
+        r[3:6] = (gf2, 0, 30)
+        r[6:9] = (0, mb, 10)
+        r[9:12] = (0, 1.0 if has_mean else 0, 1.0 if has_mean else 0)
+        r[-1] = 1
+        return r, 40 * (gf1 + gf2) + 0.5 * mb + 2
+
+    train = [model(i < 2) for i in range(16)]
+    rows = np.array([r for r, _ in train])
+    y = np.array([t * (1.3 if i < 2 else 1.0) for i, (_, t) in enumerate(train)])
+    new_row, new_true = model(True)
+    free = fit_linear(rows, y)
+    shrunk = fit_linear_shrunk(rows, y, keys, shrink=0.3)
+    assert shrunk[10] + shrunk[11] < free[10] + free[11]
+    assert abs(new_row @ shrunk / new_true - 1) < abs(new_row @ free / new_true - 1)
+    strong = fit_linear_shrunk(rows, y, keys, shrink=1e6)
+    np.testing.assert_allclose(strong[[0, 3]], strong[0], rtol=1e-3)  # fully tied: one cost per GFLOP
+    np.testing.assert_allclose(strong[[7, 10]], strong[7], rtol=1e-3)  # and per MB in the memory family
+    np.testing.assert_allclose(fit_linear_shrunk(rows, y, keys, shrink=1e-4) @ new_row, free @ new_row, rtol=1e-3)
