@@ -39,6 +39,21 @@ HF_VITS = {
     "mobilevit-small": partial(vit.mobilevit, "s"),
     "efficientformer-l1-300": partial(vit.efficientformer, "l1"),
     "efficientformer-l3-300": partial(vit.efficientformer, "l3"),
+    "efficientformer-l7-300": partial(vit.efficientformer, "l7"),
+    "swin-base-patch4-window7-224": partial(vit.swin, 128, (2, 2, 18, 2), (4, 8, 16, 32)),
+    **{f"mit-{v}": partial(vit.mit, v) for v in ("b0", "b1", "b2", "b3", "b4", "b5")},
+    **{f"pvt-{v}-224": partial(vit.pvt, v) for v in ("tiny", "small", "medium", "large")},
+    "cvt-13": partial(vit.cvt, (1, 2, 10)),
+    "cvt-13-384": partial(vit.cvt, (1, 2, 10), res=384),
+    "cvt-21": partial(vit.cvt, (1, 4, 16)),
+    "cvt-21-384": partial(vit.cvt, (1, 4, 16), res=384),
+    "vit-msn-small": partial(vit.vit, 384, 12, 6, 16),
+    "vit-msn-base": partial(vit.vit, 768, 12, 12, 16),
+    "vit-msn-base-4": partial(vit.vit, 768, 12, 12, 4),
+    "beit-base-patch16-224": partial(vit.vit, 768, 12, 12, 16, rel_pos=True, layer_scale=True, head="mean"),
+    "beit-base-patch16-384": partial(vit.vit, 768, 12, 12, 16, res=384, rel_pos=True, layer_scale=True, head="mean"),
+    "dinov2-small-imagenet1k-1-layer": partial(vit.vit, 384, 12, 6, 14, layer_scale=True, head="cls+mean"),
+    "dinov2-base-imagenet1k-1-layer": partial(vit.vit, 768, 12, 12, 14, layer_scale=True, head="cls+mean"),
 }
 
 

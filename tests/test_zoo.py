@@ -76,7 +76,7 @@ def test_zoo_cli(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "swin_tiny_patch4_window7_224", "mobilevit_xxs",
-                                  "efficientformer_l1", "levit_128s"])
+                                  "efficientformer_l1", "levit_128s", "mit_b0", "pvt_tiny_224", "cvt_13"])
 def test_vit_families_run_in_onnxruntime(name):
     from models.zoo import build
 
@@ -97,3 +97,20 @@ def test_cnn_trained_profile_flags_transformer_kernels():
     assert {"BATCH_MATMUL", "SOFTMAX", "LAYER_NORM"} <= kinds
     assert res.total_ms > 0
     assert prof.predict(load_onnx(build("resnet18", graph_only=True))).unsupported == []
+
+
+# FLOPs the benchmark lists for the Hugging Face models (``flops`` column of
+# ../shared/data/mobile-ml-benchmark/torch_transformer_e2e.csv)
+PUBLISHED_GFLOPS = {"mit-b0": 0.901, "mit-b5": 23.40, "pvt-small-224": 7.614, "cvt-13": 9.118, "cvt-21-384": 49.60,
+                    "efficientformer-l7-300": 20.23, "beit-base-patch16-224": 35.10,
+                    "dinov2-small-imagenet1k-1-layer": 12.23, "swin-base-patch4-window7-224": 30.83}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_GFLOPS))
+def test_benchmark_vit_builds_have_the_published_flops(name):
+    from models.export_vit_hf import HF_VITS
+    from oplat.decompose import kernel_tables
+
+    t = kernel_tables({name: load_onnx(HF_VITS[name](graph_only=True))})[name]
+    gflops = sum(w[:, 0].sum() for w in t.work.values())
+    assert gflops == pytest.approx(PUBLISHED_GFLOPS[name], rel=0.04)

@@ -58,6 +58,10 @@ def _register() -> None:
         ZOO[f"efficientformer_{v}"] = partial(vit.efficientformer, v)
     for v in ("128s", "192"):
         ZOO[f"levit_{v}"] = partial(vit.levit, v)
+    for v in ("b0", "b1"):
+        ZOO[f"mit_{v}"] = partial(vit.mit, v)
+    ZOO["pvt_tiny_224"] = partial(vit.pvt, "tiny")
+    ZOO["cvt_13"] = partial(vit.cvt, (1, 2, 10))
 
 
 _register()

@@ -1,5 +1,5 @@
 """Vision Transformer families built directly as ONNX: ViT/DeiT, Swin, MobileViT,
-EfficientFormer and LeViT-style hybrids.
+EfficientFormer, LeViT-style hybrids, SegFormer's MiT, PVT and CvT.
 
 Attention is spelled out the way exporters emit it (q/k/v projections, Reshape +
 Transpose to heads, MatMul, scale, Softmax, MatMul, merge heads), LayerNorm as
@@ -31,7 +31,8 @@ def layer_norm(b: OnnxBuilder, x: str) -> str:
 
 def attention(b: OnnxBuilder, x: str, heads: int, key_dim: int | None = None, out_dim: int | None = None,
               bias_table: bool = False) -> str:
-    """Multi-head self-attention over (1, N, D) tokens."""
+    """Multi-head self-attention over (1, N, D) tokens (``bias_table``: a relative
+    position bias added to the attention logits, as Swin, BEiT and LeViT have)."""
     _, n, d = b.shapes[x]
     kd = key_dim or d // heads
     vd = d // heads
@@ -53,14 +54,32 @@ def mlp(b: OnnxBuilder, x: str, ratio: float = 4.0, act: str = "gelu") -> str:
     return b.linear(b.act(b.linear(x, int(d * ratio)), act), d)
 
 
-def transformer_block(b: OnnxBuilder, x: str, heads: int, mlp_ratio: float = 4.0) -> str:
-    x = b.add(x, attention(b, layer_norm(b, x), heads))
-    return b.add(x, mlp(b, layer_norm(b, x), mlp_ratio))
+def transformer_block(b: OnnxBuilder, x: str, heads: int, mlp_ratio: float = 4.0, rel_pos: bool = False,
+                      layer_scale: bool = False) -> str:
+    """Pre-norm block; ``layer_scale`` multiplies each branch by a learned per-channel gain
+    before the residual add (BEiT, DINOv2)."""
+    d = b.shapes[x][-1]
+
+    def scaled(y: str) -> str:
+        if not layer_scale:
+            return y
+        gamma = b.const(np.full(d, 0.1, np.float32), "gamma")
+        b.shapes[gamma] = (d,)
+        return b.mul(y, gamma)
+
+    x = b.add(x, scaled(attention(b, layer_norm(b, x), heads, bias_table=rel_pos)))
+    return b.add(x, scaled(mlp(b, layer_norm(b, x), mlp_ratio)))
 
 
 def vit(dim: int = 384, depth: int = 12, heads: int = 6, patch: int = 16, res: int = 224,
-        distilled: bool = False, graph_only: bool = False, classes: int = 1000) -> onnx.ModelProto:
-    """ViT / DeiT: patch-embedding conv, class (and distillation) token, pre-norm blocks."""
+        distilled: bool = False, graph_only: bool = False, classes: int = 1000, rel_pos: bool = False,
+        layer_scale: bool = False, head: str = "cls") -> onnx.ModelProto:
+    """ViT / DeiT: patch-embedding conv, class (and distillation) token, pre-norm blocks.
+
+    BEiT: ``rel_pos``, ``layer_scale``, ``head="mean"`` (layer norm of the mean patch
+    token); DINOv2's classifier: ``head="cls+mean"`` (class token and mean patch token
+    concatenated).
+    """
     b = OnnxBuilder("vit", (1, 3, res, res), opset=17)
     x = b.conv("input", dim, patch, patch, pad=0)
     g = res // patch
@@ -69,11 +88,21 @@ def vit(dim: int = 384, depth: int = 12, heads: int = 6, patch: int = 16, res: i
     tokens = b.const(np.zeros((1, n_tok, dim), np.float32), "cls")
     b.shapes[tokens] = (1, n_tok, dim)
     x = b.concat([tokens, x], axis=1)
-    x = b.add(x, b.const(np.zeros((1, g * g + n_tok, dim), np.float32), "pos"))
+    if not rel_pos:
+        x = b.add(x, b.const(np.zeros((1, g * g + n_tok, dim), np.float32), "pos"))
     for _ in range(depth):
-        x = transformer_block(b, x, heads)
+        x = transformer_block(b, x, heads, rel_pos=rel_pos, layer_scale=layer_scale)
+    if head == "mean":
+        patches = b.op("Slice", [x, b.const(np.array([n_tok], np.int64)), b.const(np.array([g * g + n_tok], np.int64)),
+                                 b.const(np.array([1], np.int64))], (1, g * g, dim))
+        out = layer_norm(b, b.op("ReduceMean", [patches], (1, dim), axes=[1], keepdims=0))
+        return b.model(b.linear(out, classes), graph_only)
     x = layer_norm(b, x)
     cls = b.op("Gather", [x, b.const(np.array(0, np.int64), "idx")], (1, dim), axis=1)
+    if head == "cls+mean":
+        patches = b.op("Slice", [x, b.const(np.array([n_tok], np.int64)), b.const(np.array([g * g + n_tok], np.int64)),
+                                 b.const(np.array([1], np.int64))], (1, g * g, dim))
+        cls = b.concat([cls, b.op("ReduceMean", [patches], (1, dim), axes=[1], keepdims=0)], axis=1)
     return b.model(b.linear(cls, classes), graph_only)
 
 
@@ -217,7 +246,8 @@ def efficientformer(variant: str = "l1", res: int = 224, graph_only: bool = Fals
                     classes: int = 1000) -> onnx.ModelProto:
     """EfficientFormer: conv stem, pooling-mixer meta blocks (4D), attention blocks (3D) at the end."""
     layers, dims, vit_n = {"l1": ([3, 2, 6, 4], [48, 96, 224, 448], 1),
-                           "l3": ([4, 4, 12, 6], [64, 128, 320, 512], 4)}[variant]
+                           "l3": ([4, 4, 12, 6], [64, 128, 320, 512], 4),
+                           "l7": ([6, 6, 18, 8], [96, 192, 384, 768], 8)}[variant]
     b = OnnxBuilder(f"efficientformer_{variant}", (1, 3, res, res), opset=17)
     x = b.conv_bn_act(b.conv_bn_act("input", dims[0] // 2, 3, 2), dims[0], 3, 2)
     for stage, (n, d) in enumerate(zip(layers, dims)):
@@ -263,3 +293,149 @@ def levit(variant: str = "128s", res: int = 224, graph_only: bool = False, class
             x = b.add(x, mlp(b, x, 2.0, "hswish"))
     x = b.op("ReduceMean", [x], (1, b.shapes[x][2]), axes=[1], keepdims=0)
     return b.model(b.linear(x, classes), graph_only)
+
+
+def _tokens(b: OnnxBuilder, x: str) -> str:
+    """(1, C, H, W) image -> (1, H*W, C) tokens."""
+    _, c, h, w = b.shapes[x]
+    return _transpose(b, _reshape(b, x, (1, c, h * w)), [0, 2, 1])
+
+
+def _image(b: OnnxBuilder, t: str, h: int, w: int) -> str:
+    """(1, H*W, C) tokens -> (1, C, H, W) image."""
+    c = b.shapes[t][2]
+    return _reshape(b, _transpose(b, t, [0, 2, 1]), (1, c, h, w))
+
+
+def _heads_attention(b: OnnxBuilder, q_in: str, kv_in: str, heads: int) -> str:
+    """Attention of q_in's tokens over kv_in's (both (1, N, D); key/value sets may be shorter)."""
+    return _heads_attention_kv(b, q_in, kv_in, kv_in, heads)
+
+
+def _sr_attention(b: OnnxBuilder, x: str, heads: int, sr: int, h: int, w: int) -> str:
+    """Spatial-reduction attention (PVT, SegFormer): keys and values from an sr x sr strided conv."""
+    kv = x
+    if sr > 1:
+        kv = layer_norm(b, _tokens(b, b.conv(_image(b, x, h, w), b.shapes[x][2], sr, sr, pad=0)))
+    return _heads_attention(b, x, kv, heads)
+
+
+def _mix_ffn(b: OnnxBuilder, x: str, h: int, w: int, ratio: int = 4) -> str:
+    """SegFormer's Mix-FFN: linear, 3x3 depthwise conv on the token image, GELU, linear."""
+    d = b.shapes[x][2]
+    y = b.linear(x, d * ratio)
+    y = _tokens(b, b.conv(_image(b, y, h, w), d * ratio, 3, 1, groups=d * ratio))
+    return b.linear(b.act(y, "gelu"), d)
+
+
+def mit(variant: str = "b0", res: int = 224, graph_only: bool = False, classes: int = 1000) -> onnx.ModelProto:
+    """SegFormer's Mix Transformer encoder (nvidia/mit-b0..b5) with its classification head:
+    overlapping patch embeddings, spatial-reduction attention, Mix-FFN, mean over tokens."""
+    depths = {"b0": (2, 2, 2, 2), "b1": (2, 2, 2, 2), "b2": (3, 4, 6, 3), "b3": (3, 4, 18, 3),
+              "b4": (3, 8, 27, 3), "b5": (3, 6, 40, 3)}[variant]
+    dims = (32, 64, 160, 256) if variant == "b0" else (64, 128, 320, 512)
+    b = OnnxBuilder(f"mit_{variant}", (1, 3, res, res), opset=17)
+    x = "input"
+    for stage, (d, depth, nh, sr, k, st) in enumerate(zip(dims, depths, (1, 2, 5, 8), (8, 4, 2, 1), (7, 3, 3, 3),
+                                                           (4, 2, 2, 2))):
+        x = b.conv(x, d, k, st, pad=k // 2)
+        _, _, h, w = b.shapes[x]
+        t = layer_norm(b, _tokens(b, x))
+        for _ in range(depth):
+            t = b.add(t, _sr_attention(b, layer_norm(b, t), nh, sr, h, w))
+            t = b.add(t, _mix_ffn(b, layer_norm(b, t), h, w))
+        t = layer_norm(b, t)
+        x = _image(b, t, h, w)
+    t = b.op("ReduceMean", [_tokens(b, x)], (1, dims[-1]), axes=[1], keepdims=0)
+    return b.model(b.linear(t, classes), graph_only)
+
+
+def pvt(variant: str = "tiny", res: int = 224, graph_only: bool = False, classes: int = 1000) -> onnx.ModelProto:
+    """Pyramid Vision Transformer v1 (Zetatechs/pvt-*-224): non-overlapping patch embeddings
+    with position embeddings, spatial-reduction attention, class token in the last stage."""
+    depths = {"tiny": (2, 2, 2, 2), "small": (3, 4, 6, 3), "medium": (3, 4, 18, 3), "large": (3, 8, 27, 3)}[variant]
+    b = OnnxBuilder(f"pvt_{variant}", (1, 3, res, res), opset=17)
+    x = "input"
+    last = len(depths) - 1
+    for stage, (d, depth, nh, sr, p, ratio) in enumerate(zip((64, 128, 320, 512), depths, (1, 2, 5, 8), (8, 4, 2, 1),
+                                                              (4, 2, 2, 2), (8, 8, 4, 4))):
+        x = b.conv(x, d, p, p, pad=0)
+        _, _, h, w = b.shapes[x]
+        t = layer_norm(b, _tokens(b, x))
+        n_tok = h * w
+        if stage == last:
+            cls = b.const(np.zeros((1, 1, d), np.float32), "cls")
+            b.shapes[cls] = (1, 1, d)
+            t = b.concat([cls, t], axis=1)
+            n_tok += 1
+        t = b.add(t, b.const(np.zeros((1, n_tok, d), np.float32), "pos"))
+        for _ in range(depth):
+            y = layer_norm(b, t)
+            if stage == last:  # sr = 1 here: attention over every token, class token included
+                y = _heads_attention(b, y, y, nh)
+            else:
+                y = _sr_attention(b, y, nh, sr, h, w)
+            t = b.add(t, y)
+            t = b.add(t, mlp(b, layer_norm(b, t), ratio))
+        if stage < last:
+            x = _image(b, t, h, w)
+    t = layer_norm(b, t)
+    cls = b.op("Gather", [t, b.const(np.array(0, np.int64), "idx")], (1, 512), axis=1)
+    return b.model(b.linear(cls, classes), graph_only)
+
+
+def cvt(depths=(1, 2, 10), res: int = 224, graph_only: bool = False, classes: int = 1000) -> onnx.ModelProto:
+    """Convolutional vision Transformer (microsoft/cvt-13, cvt-21): convolutional token
+    embeddings, q/k/v from 3x3 depthwise conv + BatchNorm projections (keys and values at
+    stride 2), class token in the last stage."""
+    b = OnnxBuilder("cvt", (1, 3, res, res), opset=17)
+    x = "input"
+    last = len(depths) - 1
+    for stage, (d, depth, nh, k, st, pad) in enumerate(zip((64, 192, 384), depths, (1, 3, 6), (7, 3, 3), (4, 2, 2),
+                                                            (2, 1, 1))):
+        x = b.conv(x, d, k, st, pad=pad)
+        _, _, h, w = b.shapes[x]
+        t = layer_norm(b, _tokens(b, x))
+        if stage == last:
+            cls = b.const(np.zeros((1, 1, d), np.float32), "cls")
+            b.shapes[cls] = (1, 1, d)
+            t = b.concat([cls, t], axis=1)
+        for _ in range(depth):
+            t = b.add(t, _conv_attention(b, layer_norm(b, t), nh, h, w, stage == last))
+            t = b.add(t, mlp(b, layer_norm(b, t)))
+        if stage < last:
+            x = _image(b, t, h, w)
+    t = layer_norm(b, t)
+    cls = b.op("Gather", [t, b.const(np.array(0, np.int64), "idx")], (1, 384), axis=1)
+    return b.model(b.linear(cls, classes), graph_only)
+
+
+def _conv_attention(b: OnnxBuilder, t: str, heads: int, h: int, w: int, has_cls: bool) -> str:
+    _, n, d = b.shapes[t]
+    cls = None
+    if has_cls:
+        cls = b.op("Slice", [t, b.const(np.array([0], np.int64)), b.const(np.array([1], np.int64)),
+                             b.const(np.array([1], np.int64))], (1, 1, d))
+        t = b.op("Slice", [t, b.const(np.array([1], np.int64)), b.const(np.array([n], np.int64)),
+                           b.const(np.array([1], np.int64))], (1, n - 1, d))
+    img = _image(b, t, h, w)
+
+    def proj(stride: int) -> str:
+        y = _tokens(b, b.bn(b.conv(img, d, 3, stride, groups=d, bias=False)))
+        return b.concat([cls, y], axis=1) if cls is not None else y
+
+    return _heads_attention_kv(b, proj(1), proj(2), proj(2), heads)  # k and v: convs of their own
+
+
+def _heads_attention_kv(b: OnnxBuilder, q_in: str, k_in: str, v_in: str, heads: int) -> str:
+    """Multi-head attention with queries, keys and values projected from three token sets."""
+    _, n, d = b.shapes[q_in]
+    m = b.shapes[k_in][1]
+    hd = d // heads
+    q = _transpose(b, _reshape(b, b.linear(q_in, d), (1, n, heads, hd)), [0, 2, 1, 3])
+    k = _transpose(b, _reshape(b, b.linear(k_in, d), (1, m, heads, hd)), [0, 2, 3, 1])
+    v = _transpose(b, _reshape(b, b.linear(v_in, d), (1, m, heads, hd)), [0, 2, 1, 3])
+    a = b.op("Mul", [b.op("MatMul", [q, k], (1, heads, n, m)), b.const(np.array(hd ** -0.5, np.float32), "scale")],
+             (1, heads, n, m))
+    y = b.op("MatMul", [b.op("Softmax", [a], (1, heads, n, m), axis=-1), v], (1, heads, n, hd))
+    return b.linear(_reshape(b, _transpose(b, y, [0, 2, 1, 3]), (1, n, d)), d)
