@@ -47,6 +47,8 @@ HF_VITS = {
     "cvt-13-384": partial(vit.cvt, (1, 2, 10), res=384),
     "cvt-21": partial(vit.cvt, (1, 4, 16)),
     "cvt-21-384": partial(vit.cvt, (1, 4, 16), res=384),
+    **{f"poolformer_{v}": partial(vit.poolformer, v) for v in ("s12", "s24", "s36", "m36", "m48")},
+    **{f"van-{v}": partial(vit.van, v) for v in ("tiny", "small", "base", "large")},
     "vit-msn-small": partial(vit.vit, 384, 12, 6, 16),
     "vit-msn-base": partial(vit.vit, 768, 12, 12, 16),
     "vit-msn-base-4": partial(vit.vit, 768, 12, 12, 4),

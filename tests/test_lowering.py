@@ -205,3 +205,14 @@ def test_token_matmul_bias_folds_and_residual_links(net):
                      n.const(np.zeros(64, np.float32))])
     lm = lowered(n.model(n.op("Add", [y, "input"])))
     assert [(k.type, k.linked, k.params["Input_shape"]) for k in lm.kernels] == [("FULLY_CONNECTED", ["add"], 50)]
+
+
+@pytest.mark.parametrize("backend", ["tflite-gpu", "tflite-cpu", "torch-gpu"])
+def test_group_norm_lowers_to_a_row_norm_over_each_group(net, backend):
+    n = net(shape=(1, 16, 8, 8))
+    y = n.op("GroupNormalization", ["input", n.const(np.ones(16, np.float32)), n.const(np.zeros(16, np.float32))],
+             num_groups=4)
+    lm = lower(load_onnx(n.model(y, opset=21)), backend)
+    assert lm.unsupported == []
+    norms = [k for k in lm.kernels if k.type == "LAYER_NORM"]
+    assert [(k.params["Rows"], k.params["Cols"]) for k in norms] == [(4, 4 * 64)]

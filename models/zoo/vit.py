@@ -439,3 +439,63 @@ def _heads_attention_kv(b: OnnxBuilder, q_in: str, k_in: str, v_in: str, heads: 
              (1, heads, n, m))
     y = b.op("MatMul", [b.op("Softmax", [a], (1, heads, n, m), axis=-1), v], (1, heads, n, hd))
     return b.linear(_reshape(b, _transpose(b, y, [0, 2, 1, 3]), (1, n, d)), d)
+
+
+def _group_norm(b: OnnxBuilder, x: str) -> str:
+    """GroupNorm with one group over (C, H, W), as PoolFormer normalises."""
+    c = b.shapes[x][1]
+    return b.op("GroupNormalization", [x, b.const(np.ones(c, np.float32), "gn_g"), b.const(np.zeros(c, np.float32), "gn_b")],
+                b.shapes[x], num_groups=1, epsilon=1e-5)
+
+
+def _channel_scale(b: OnnxBuilder, x: str) -> str:
+    """Per-channel layer scale on an image (1, C, H, W)."""
+    c = b.shapes[x][1]
+    g = b.const(np.full((c, 1, 1), 0.1, np.float32), "ls")
+    b.shapes[g] = (c, 1, 1)
+    return b.mul(x, g)
+
+
+def poolformer(variant: str = "s12", res: int = 224, graph_only: bool = False, classes: int = 1000) -> onnx.ModelProto:
+    """PoolFormer (sail/poolformer_*): MetaFormer blocks whose token mixer is a 3x3 average
+    pool minus its input, GroupNorm(1), 1x1-conv MLPs, layer scale."""
+    layers = {"s12": (2, 2, 6, 2), "s24": (4, 4, 12, 4), "s36": (6, 6, 18, 6), "m36": (6, 6, 18, 6),
+              "m48": (8, 8, 24, 8)}[variant]
+    dims = (96, 192, 384, 768) if variant.startswith("m") else (64, 128, 320, 512)
+    b = OnnxBuilder(f"poolformer_{variant}", (1, 3, res, res), opset=21)
+    x = b.conv("input", dims[0], 7, 4, pad=2)
+    for stage, (n, d) in enumerate(zip(layers, dims)):
+        if stage:
+            x = b.conv(x, d, 3, 2, pad=1)
+        for _ in range(n):
+            y = _group_norm(b, x)
+            x = b.add(x, _channel_scale(b, b.op("Sub", [b.avg_pool(y, 3, 1, 1), y], b.shapes[y])))
+            y = b.conv(b.act(b.conv(_group_norm(b, x), 4 * d, 1), "gelu"), d, 1)
+            x = b.add(x, _channel_scale(b, y))
+    x = b.op("ReduceMean", [_group_norm(b, x), b.const(np.array([2, 3], np.int64), "axes")], (1, dims[-1]),
+             keepdims=0)
+    return b.model(b.linear(x, classes), graph_only)
+
+
+def van(variant: str = "tiny", res: int = 224, graph_only: bool = False, classes: int = 1000) -> onnx.ModelProto:
+    """Visual Attention Network (Visual-Attention-Network/van-*): large-kernel attention
+    (5x5 depthwise, 7x7 depthwise dilated 3, 1x1 conv, gating multiply), conv MLPs with a
+    3x3 depthwise conv, BatchNorm, layer scale, layer norm after each stage."""
+    depths = {"tiny": (3, 3, 5, 2), "small": (2, 2, 4, 2), "base": (3, 3, 12, 3), "large": (3, 5, 27, 3)}[variant]
+    dims = (32, 64, 160, 256) if variant == "tiny" else (64, 128, 320, 512)
+    b = OnnxBuilder(f"van_{variant}", (1, 3, res, res), opset=17)
+    x = "input"
+    for stage, (d, depth, ratio) in enumerate(zip(dims, depths, (8, 8, 4, 4))):
+        x = b.bn(b.conv(x, d, 7, 4, pad=3) if stage == 0 else b.conv(x, d, 3, 2, pad=1))
+        for _ in range(depth):
+            y = b.act(b.conv(b.bn(x), d, 1), "gelu")
+            attn = b.conv(b.conv(b.conv(y, d, 5, groups=d), d, 7, groups=d, pad=9, dilation=3), d, 1)
+            y = b.add(b.conv(b.mul(y, attn), d, 1), y)
+            x = b.add(x, _channel_scale(b, y))
+            y = b.conv(b.bn(x), d * ratio, 1)
+            y = b.conv(b.act(b.conv(y, d * ratio, 3, groups=d * ratio), "gelu"), d, 1)
+            x = b.add(x, _channel_scale(b, y))
+        _, _, h, w = b.shapes[x]
+        x = _image(b, layer_norm(b, _tokens(b, x)), h, w)
+    x = b.op("ReduceMean", [_tokens(b, x)], (1, dims[-1]), axes=[1], keepdims=0)
+    return b.model(b.linear(x, classes), graph_only)

@@ -548,6 +548,8 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
                         Indices=0 if len(out) < len(dims) else int(out[axis]) if axis < len(out) else 1)
     elif t in ("LayerNormalization",):
         k = _rows_kernel(w, n, "LAYER_NORM", "layer_norm")
+    elif t in ("GroupNormalization", "InstanceNormalization"):
+        k = _group_norm_kernel(w, n)
     else:
         tok = _elementwise_token(w, n)
         if tok is None:
@@ -588,6 +590,17 @@ def _rows_kernel(w: Work, n: Node, typ: str, impl: str) -> Kernel:
     x = w.shape(n.inputs[0])
     params = {"Rows": math.prod(x[:-1] or (1,)), "Cols": x[-1] if x else 1}
     return Kernel(n.name, typ, impl, params)
+
+
+def _group_norm_kernel(w: Work, n: Node) -> Kernel:
+    """Group (and instance) norm: a row-wise normalisation whose rows are the (batch,
+    group) pairs and whose columns are each group's channels times the spatial size."""
+    x = w.shape(n.inputs[0])
+    groups = int(n.attrs.get("num_groups", x[1] if len(x) > 1 else 1)) if n.type == "GroupNormalization" \
+        else (x[1] if len(x) > 1 else 1)
+    total = math.prod(x or (1,))
+    rows = (x[0] if x else 1) * groups
+    return Kernel(n.name, "LAYER_NORM", "layer_norm", {"Rows": rows, "Cols": total // max(rows, 1)})
 
 
 def _glue(w: Work, n: Node, typ: str) -> Kernel:
