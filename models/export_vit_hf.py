@@ -49,6 +49,7 @@ HF_VITS = {
     "cvt-21-384": partial(vit.cvt, (1, 4, 16), res=384),
     **{f"poolformer_{v}": partial(vit.poolformer, v) for v in ("s12", "s24", "s36", "m36", "m48")},
     **{f"van-{v}": partial(vit.van, v) for v in ("tiny", "small", "base", "large")},
+    **{f"levit-{v}": partial(vit.levit_hf, v) for v in ("128S", "128", "192", "256", "384")},
     "vit-msn-small": partial(vit.vit, 384, 12, 6, 16),
     "vit-msn-base": partial(vit.vit, 768, 12, 12, 16),
     "vit-msn-base-4": partial(vit.vit, 768, 12, 12, 4),

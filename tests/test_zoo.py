@@ -104,7 +104,8 @@ def test_cnn_trained_profile_flags_transformer_kernels():
 PUBLISHED_GFLOPS = {"mit-b0": 0.901, "mit-b5": 23.40, "pvt-small-224": 7.614, "cvt-13": 9.118, "cvt-21-384": 49.60,
                     "efficientformer-l7-300": 20.23, "beit-base-patch16-224": 35.10,
                     "dinov2-small-imagenet1k-1-layer": 12.23, "swin-base-patch4-window7-224": 30.83,
-                    "poolformer_s12": 3.625, "van-tiny": 1.728}
+                    "poolformer_s12": 3.625, "van-tiny": 1.728,
+                    "levit-128S": 0.6071, "levit-384": 4.697}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GFLOPS))

@@ -499,3 +499,61 @@ def van(variant: str = "tiny", res: int = 224, graph_only: bool = False, classes
         x = _image(b, layer_norm(b, _tokens(b, x)), h, w)
     x = b.op("ReduceMean", [_tokens(b, x)], (1, dims[-1]), axes=[1], keepdims=0)
     return b.model(b.linear(x, classes), graph_only)
+
+
+def levit_hf(variant: str = "128S", res: int = 224, graph_only: bool = False, classes: int = 1000) -> onnx.ModelProto:
+    """LeViT as published (facebook/levit-*): conv stem, attention with small keys, values
+    ``attention_ratio`` times wider and a Hardswish before the output projection,
+    attention-subsample blocks between stages, linear+BN MLPs (BN folded), mean pooling
+    and a classifier with a distillation head."""
+    dims, heads, depths, kd = {"128S": ((128, 256, 384), (4, 6, 8), (2, 3, 4), 16),
+                               "128": ((128, 256, 384), (4, 8, 12), (4, 4, 4), 16),
+                               "192": ((192, 288, 384), (3, 5, 6), (4, 4, 4), 32),
+                               "256": ((256, 384, 512), (4, 6, 8), (4, 4, 4), 32),
+                               "384": ((384, 512, 768), (6, 9, 12), (4, 4, 4), 32)}[variant]
+    b = OnnxBuilder(f"levit_{variant}", (1, 3, res, res), opset=17)
+    x = "input"
+    for i, c in enumerate((dims[0] // 8, dims[0] // 4, dims[0] // 2, dims[0])):
+        x = b.conv(x, c, 3, 2, pad=1)
+        if i < 3:
+            x = b.act(x, "hswish")
+    _, _, h, w = b.shapes[x]
+    t = _tokens(b, x)
+
+    def attn(q_in: str, kv_in: str, nh: int, key_dim: int, ratio: int, out: int) -> str:
+        n, m = b.shapes[q_in][1], b.shapes[kv_in][1]
+        vd = ratio * key_dim
+        q = _transpose(b, _reshape(b, b.linear(q_in, nh * key_dim), (1, n, nh, key_dim)), [0, 2, 1, 3])
+        kv = _reshape(b, b.linear(kv_in, nh * (key_dim + vd)), (1, m, nh, key_dim + vd))
+        k = b.op("Slice", [kv, b.const(np.array([0], np.int64)), b.const(np.array([key_dim], np.int64)),
+                           b.const(np.array([3], np.int64))], (1, m, nh, key_dim))
+        v = b.op("Slice", [kv, b.const(np.array([key_dim], np.int64)), b.const(np.array([key_dim + vd], np.int64)),
+                           b.const(np.array([3], np.int64))], (1, m, nh, vd))
+        k, v = _transpose(b, k, [0, 2, 3, 1]), _transpose(b, v, [0, 2, 1, 3])
+        a = b.op("Mul", [b.op("MatMul", [q, k], (1, nh, n, m)), b.const(np.array(key_dim ** -0.5, np.float32), "s")],
+                 (1, nh, n, m))
+        a = b.op("Add", [a, b.const(np.zeros((1, nh, n, m), np.float32), "bias")], (1, nh, n, m))
+        y = b.op("MatMul", [b.op("Softmax", [a], (1, nh, n, m), axis=-1), v], (1, nh, n, vd))
+        y = b.act(_reshape(b, _transpose(b, y, [0, 2, 1, 3]), (1, n, nh * vd)), "hswish")
+        return b.linear(y, out)
+
+    def mlp_hs(x: str, ratio: int = 2) -> str:
+        d = b.shapes[x][-1]
+        return b.linear(b.act(b.linear(x, d * ratio), "hswish"), d)
+
+    for stage, (d, nh, depth) in enumerate(zip(dims, heads, depths)):
+        if stage:  # attention subsample: queries from every other token of the grid, keys/values from all
+            prev = b.shapes[t][2]
+            g = _reshape(b, t, (1, h, w, prev))
+            g = b.op("Slice", [g, b.const(np.array([0, 0], np.int64)), b.const(np.array([h, w], np.int64)),
+                               b.const(np.array([1, 2], np.int64)), b.const(np.array([2, 2], np.int64))],
+                     (1, (h + 1) // 2, (w + 1) // 2, prev))
+            h, w = (h + 1) // 2, (w + 1) // 2
+            t = attn(_reshape(b, g, (1, h * w, prev)), t, prev // kd, kd, 4, d)
+            t = b.add(t, mlp_hs(t))
+        for _ in range(depth):
+            t = b.add(t, attn(t, t, nh, kd, 2, d))
+            t = b.add(t, mlp_hs(t))
+    t = b.op("ReduceMean", [t], (1, dims[-1]), axes=[1], keepdims=0)
+    y = b.add(b.linear(t, classes), b.linear(t, classes))  # class and distillation heads, averaged
+    return b.model(y, graph_only)
