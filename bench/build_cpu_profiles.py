@@ -46,17 +46,20 @@ def main() -> None:
     ap.add_argument("--precisions", default="float,quant")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--iterations", type=int, default=1)
+    ap.add_argument("--shrink", type=float, default=-1.0,
+                    help="pull per-kernel linear costs towards their family's (negative: off)")
     ap.add_argument("--out", type=Path, default=ROOT / "device_profiles")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "cpu_profiles_cv.json")
     args = ap.parse_args()
     devices = set(args.devices.split(",")) if args.devices else None
+    shrink = args.shrink if args.shrink >= 0 else None
     precisions = args.precisions.split(",")
     configs = [c for c in e2e_configs() if c[1] != "gpu" and c[2] in precisions
                and (devices is None or c[0] in devices)]
     graphs = load_graphs(ROOT / "models" / "cnn_zoo")
     tables = {p: kernel_tables(graphs, bytes_per_elem=4.0 if p == "float" else 1.0) for p in precisions}
     flagged = inconsistent_e2e()
-    result: dict = {"folds": args.folds, "seed": 0, "iterations": args.iterations, "profiles": {}}
+    result: dict = {"folds": args.folds, "seed": 0, "iterations": args.iterations, "shrink": shrink, "profiles": {}}
     points: dict = {}
     t0 = time.time()
     with Progress() as bar:
@@ -71,11 +74,11 @@ def main() -> None:
             bar.update(task, description=pid)
             bad = flagged.get((dev, cfg, prec), {})
             cv = cross_validate_e2e(tables[prec], measured, folds=args.folds, iterations=args.iterations,
-                                    unreliable=bad)
+                                    unreliable=bad, shrink=shrink)
             pred, true, _ = cv.pop("_points")
             points[pid] = {"e2e": (pred, true), "op": ([], [])}
             names = sorted(m for m in measured if m not in bad)
-            d = E2EDecomposer(args.iterations).fit([tables[prec][m] for m in names], [measured[m] for m in names])
+            d = E2EDecomposer(args.iterations, shrink=shrink).fit([tables[prec][m] for m in names], [measured[m] for m in names])
             meta = {"id": pid, "device": dev, "framework": "tflite", "processor": "cpu", "core_set": cfg,
                     "threads": coreset_threads(cfg), "precision": "fp32" if prec == "float" else "int8",
                     "gpu_family": "cpu", "lowering": "tflite-cpu",

@@ -1,8 +1,9 @@
 """Build CPU profiles for Vision Transformers from ``tflite_transformer_e2e.csv``.
 
-The 16 benchmark ViTs this project can build (``models/export_vit_hf.py`` ->
-``models/vit_zoo``) are decomposed per core set like the CNN CPU profiles
-(:mod:`oplat.decompose`; TFLite 2.15 XNNPACK kernels: token-wise fully connected,
+The benchmark ViTs this project builds (``models/export_vit_hf.py`` -> ``models/vit_zoo``:
+ViT/DeiT/BEiT/DINOv2/ViT-MSN, Swin, MobileViT, EfficientFormer, LeViT, SegFormer MiT,
+PVT, CvT, PoolFormer, VAN; each within 1-3% of the benchmark's FLOPs) are decomposed
+per core set like the CNN CPU profiles (:mod:`oplat.decompose`; TFLite 2.15 XNNPACK kernels: token-wise fully connected,
 batched matmul, softmax, layer norm, GELU, transposes). Held-out accuracy is
 leave-one-model-out; fitting CNNs and ViTs together was less accurate held out (the two
 sets were measured with different TFLite versions), so ViTs get profiles of their own:
@@ -10,13 +11,12 @@ sets were measured with different TFLite versions), so ViTs get profiles of thei
 :func:`oplat.datasets.inconsistent_e2e` are not trained on; ``end_to_end`` scores the
 other models, ``end_to_end_all`` every model.
 
-The same for PyTorch Mobile (``--framework torch``: ``torch_transformer_e2e.csv``, the
-same 16 buildable models, profiles ``<device>/torch-cpu-<coreset>-vit``; PyTorch
-Mobile's CPU path runs linear layers and convs through XNNPACK as TFLite does and
+The same for PyTorch Mobile (``--framework torch``: ``torch_transformer_e2e.csv``,
+profiles ``<device>/torch-cpu-<coreset>-vit``; PyTorch Mobile's CPU path runs linear layers and convs through XNNPACK as TFLite does and
 softmax, layer norm, GELU and batched matmul as kernels of their own, so the same
 kernel families are the basis of the decomposition).
 
-Sixteen models are few for 18 kernel keys with three linear costs each, so the linear
+A few dozen models are few for 18 kernel keys with three linear costs each, so the linear
 stage is shrunk towards one cost per kernel family (``--shrink``, 0.3: chosen over 0.01,
 0.1, 1 and 10 by the number of profiles with a leave-one-model-out MAPE <= 10% over both
 frameworks; off: ``--shrink -1``).

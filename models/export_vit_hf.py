@@ -3,7 +3,9 @@
 Names are the benchmark's (Hugging Face ids without the organisation); the architectures
 come from this project's ViT generators (``models/zoo/vit.py``) with the published
 configurations (width, depth, heads, patch, window, resolution). Weights are absent
-(graph-only): latency depends on the graph, not the weights.
+(graph-only): latency depends on the graph, not the weights. Each build's FLOPs are
+within 1-4% of the benchmark's ``flops`` column (checked in tests/test_zoo.py). Not built
+yet: SwinV2, FocalNet, SwiftFormer, MobileViTV2 and the BiT-hybrid ViT.
 
     python models/export_vit_hf.py [--out models/vit_zoo]
 """

@@ -260,7 +260,7 @@ def kernel_tables(graphs: Mapping[str, Graph], backend: str = "tflite-cpu", byte
 def cross_validate_e2e(tables: Mapping[str, KernelTable], measured: Mapping[str, float], folds: int = 10,
                        seed: int = 0, iterations: int = 1,
                        progress: Callable[[int], None] | None = None,
-                       unreliable: Iterable[str] = ()) -> dict[str, Any]:
+                       unreliable: Iterable[str] = (), shrink: float | None = None) -> dict[str, Any]:
     """Grouped K-fold over models: end-to-end predictions of held-out models.
 
     Models in ``unreliable`` (measurements flagged by
@@ -275,7 +275,7 @@ def cross_validate_e2e(tables: Mapping[str, KernelTable], measured: Mapping[str,
     pred, true, names = [], [], []
     for k, held in enumerate(group_folds(models, folds, seed)):
         train = [m for m in models if m not in set(held) and m not in bad]
-        d = E2EDecomposer(iterations).fit([tables[m] for m in train], [measured[m] for m in train])
+        d = E2EDecomposer(iterations, shrink=shrink).fit([tables[m] for m in train], [measured[m] for m in train])
         pred.extend(d.predict_totals([tables[m] for m in held]).tolist())
         true.extend(measured[m] for m in held)
         names.extend(held)
