@@ -596,8 +596,8 @@ def _group_norm_kernel(w: Work, n: Node) -> Kernel:
     """Group (and instance) norm: a row-wise normalisation whose rows are the (batch,
     group) pairs and whose columns are each group's channels times the spatial size."""
     x = w.shape(n.inputs[0])
-    groups = int(n.attrs.get("num_groups", x[1] if len(x) > 1 else 1)) if n.type == "GroupNormalization" \
-        else (x[1] if len(x) > 1 else 1)
+    channels = x[1] if len(x) > 1 else 1
+    groups = int(n.attrs.get("num_groups", channels)) if n.type == "GroupNormalization" else channels
     total = math.prod(x or (1,))
     rows = (x[0] if x else 1) * groups
     return Kernel(n.name, "LAYER_NORM", "layer_norm", {"Rows": rows, "Cols": total // max(rows, 1)})
