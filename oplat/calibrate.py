@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import OplatError
-from .overhead import nnls
+from .overhead import nnls, relative_nnls
 from .profile import BlendProfile, Profile, list_profiles, load_profile
 
 METHODS = ("scale", "scale+fixed", "per-key", "per-key-smooth", "blend")
@@ -181,12 +181,9 @@ def blend_library(base: Profile, exclude_devices: Sequence[str] = ()) -> list[Pr
 def _fit_blend(x: np.ndarray, y: np.ndarray, ridge: float = BLEND_RIDGE) -> np.ndarray:
     """Non-negative member weights and a fixed cost (last) minimising relative error;
     a small ridge on the column-scaled weights spreads them over similar members."""
-    a = np.hstack([x, np.ones((len(y), 1))]) / y[:, None]
-    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
-    lam = math.sqrt(ridge) * np.eye(a.shape[1])
-    lam[-1, -1] = 0.0
-    coef = nnls(np.vstack([a / scale, lam]), np.concatenate([np.ones_like(y), np.zeros(a.shape[1])]))
-    return coef / scale
+    ridges = np.full(x.shape[1] + 1, ridge)
+    ridges[-1] = 0.0  # the fixed cost is not shrunk
+    return relative_nnls(np.hstack([x, np.ones((len(y), 1))]), y, ridges)
 
 
 def calibrate_blend(library: Sequence[Profile], graphs: Sequence[Any], measured_ms: Sequence[float]

@@ -33,7 +33,7 @@ import xgboost as xgb
 from .features import EXTRA_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key, work_terms
 from .ir import Graph
 from .lowering import LoweredModel, lower
-from .overhead import OVERHEAD_FEATURES, nnls
+from .overhead import OVERHEAD_FEATURES, nnls, relative_nnls
 from .profile import Profile
 
 DECOMP_KEYS = KEYS + EXTRA_KEYS
@@ -84,7 +84,7 @@ class KernelTable:
 
 def fit_linear(rows: np.ndarray, measured: np.ndarray, ridge: float = 1e-4) -> np.ndarray:
     """Non-negative coefficients minimising the relative error of the sums."""
-    return _relative_nnls(rows, measured, ridge, np.zeros(rows.shape[1]))
+    return relative_nnls(rows, measured, ridge)
 
 
 # Kernel families that cost alike per FLOP and per byte: GEMM microkernels, depthwise
@@ -119,18 +119,7 @@ def fit_linear_shrunk(rows: np.ndarray, measured: np.ndarray, keys: Sequence[str
         tie[3 * i:3 * i + 3, 3 * g:3 * g + 3] = np.eye(3)
     tie[-1, -1] = 1.0
     prior = tie @ fit_linear(rows @ tie, measured, ridge)
-    return _relative_nnls(rows, measured, shrink, prior)
-
-
-def _relative_nnls(rows: np.ndarray, measured: np.ndarray, ridge: float, prior: np.ndarray) -> np.ndarray:
-    """argmin sum ((rows x - m) / m)^2 + ridge |x - prior|^2 (column-scaled), x >= 0."""
-    wts = 1.0 / measured
-    a = rows * wts[:, None]
-    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
-    a = a / scale
-    lam = math.sqrt(ridge)
-    return nnls(np.vstack([a, lam * np.eye(a.shape[1])]),
-                np.concatenate([measured * wts, lam * prior * scale])) / scale
+    return relative_nnls(rows, measured, shrink, prior)
 
 
 class E2EDecomposer:

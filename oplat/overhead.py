@@ -111,18 +111,30 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     y = np.asarray(measured_ms, dtype=float)
     n_sum = len(SUM_FEATURES)
     counts = [OVERHEAD_FEATURES.index(c) for c in COUNT_FEATURES] if signed_counts else []
-    wts = 1.0 / y
-    a = np.hstack([x, -x[:, counts]]) * wts[:, None]
-    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
-    a_s = a / scale
-    lam = np.full(a.shape[1], np.sqrt(ridge))
-    lam[:n_sum] = np.sqrt(factor_ridge)
-    prior = np.zeros(a.shape[1])
-    prior[:n_sum] = 1.0 * scale[:n_sum]  # factor 1 in scaled units
-    coef = nnls(np.vstack([a_s, np.diag(lam)]), np.concatenate([y * wts, lam * prior])) / scale
+    cols = np.hstack([x, -x[:, counts]])
+    ridges = np.full(cols.shape[1], ridge)
+    ridges[:n_sum] = factor_ridge
+    prior = np.zeros(cols.shape[1])
+    prior[:n_sum] = 1.0
+    coef = relative_nnls(cols, y, ridges, prior)
     out = coef[:x.shape[1]].copy()
     out[counts] -= coef[x.shape[1]:]
     return out
+
+
+def relative_nnls(a: np.ndarray, measured: np.ndarray, ridge: float | np.ndarray,
+                  prior: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative ``x`` minimising the relative error of ``a @ x`` against ``measured``
+    plus ``ridge * |x - prior|^2`` measured in column-scaled units (each column of the
+    relative problem scaled to a maximum of 1, so ridges are comparable across columns
+    of any unit). ``ridge``: one value or one per column; ``prior``: zeros when None.
+    """
+    wts = 1.0 / measured
+    a = a * wts[:, None]
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
+    lam = np.sqrt(np.broadcast_to(np.asarray(ridge, dtype=float), scale.shape))
+    target = np.zeros(len(scale)) if prior is None else lam * (prior * scale)
+    return nnls(np.vstack([a / scale, np.diag(lam)]), np.concatenate([measured * wts, target])) / scale
 
 
 def apply_overhead(coef: Sequence[float], features: Sequence[float]) -> tuple[float, float]:
