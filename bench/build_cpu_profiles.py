@@ -78,7 +78,8 @@ def main() -> None:
             pred, true, _ = cv.pop("_points")
             points[pid] = {"e2e": (pred, true), "op": ([], [])}
             names = sorted(m for m in measured if m not in bad)
-            d = E2EDecomposer(args.iterations, shrink=shrink).fit([tables[prec][m] for m in names], [measured[m] for m in names])
+            d = E2EDecomposer(args.iterations, shrink=shrink).fit([tables[prec][m] for m in names],
+                                                                   [measured[m] for m in names])
             meta = {"id": pid, "device": dev, "framework": "tflite", "processor": "cpu", "core_set": cfg,
                     "threads": coreset_threads(cfg), "precision": "fp32" if prec == "float" else "int8",
                     "gpu_family": "cpu", "lowering": "tflite-cpu",

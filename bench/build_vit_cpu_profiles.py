@@ -2,19 +2,20 @@
 
 The benchmark ViTs this project builds (``models/export_vit_hf.py`` -> ``models/vit_zoo``:
 ViT/DeiT/BEiT/DINOv2/ViT-MSN, Swin, MobileViT, EfficientFormer, LeViT, SegFormer MiT,
-PVT, CvT, PoolFormer, VAN; each within 1-3% of the benchmark's FLOPs) are decomposed
-per core set like the CNN CPU profiles (:mod:`oplat.decompose`; TFLite 2.15 XNNPACK kernels: token-wise fully connected,
-batched matmul, softmax, layer norm, GELU, transposes). Held-out accuracy is
-leave-one-model-out; fitting CNNs and ViTs together was less accurate held out (the two
-sets were measured with different TFLite versions), so ViTs get profiles of their own:
-``<device>/tflite-cpu-<coreset>-vit``. Measurements flagged by
+PVT, CvT, PoolFormer, VAN; each within 1-4% of the benchmark's FLOPs) are decomposed
+per core set like the CNN CPU profiles (:mod:`oplat.decompose`; TFLite 2.15 XNNPACK
+kernels: token-wise fully connected, batched matmul, softmax, layer norm, GELU,
+transposes). Held-out accuracy is leave-one-model-out; fitting CNNs and ViTs together
+was less accurate held out (the two sets were measured with different TFLite versions),
+so ViTs get profiles of their own: ``<device>/tflite-cpu-<coreset>-vit``. Measurements flagged by
 :func:`oplat.datasets.inconsistent_e2e` are not trained on; ``end_to_end`` scores the
 other models, ``end_to_end_all`` every model.
 
 The same for PyTorch Mobile (``--framework torch``: ``torch_transformer_e2e.csv``,
-profiles ``<device>/torch-cpu-<coreset>-vit``; PyTorch Mobile's CPU path runs linear layers and convs through XNNPACK as TFLite does and
-softmax, layer norm, GELU and batched matmul as kernels of their own, so the same
-kernel families are the basis of the decomposition).
+profiles ``<device>/torch-cpu-<coreset>-vit``; PyTorch Mobile's CPU path runs linear
+layers and convs through XNNPACK as TFLite does and softmax, layer norm, GELU and
+batched matmul as kernels of their own, so the same kernel families are the basis of
+the decomposition).
 
 A few dozen models are few for 18 kernel keys with three linear costs each, so the linear
 stage is shrunk towards one cost per kernel family (``--shrink``, 0.3: chosen over 0.01,
@@ -67,11 +68,12 @@ def main() -> None:
     devices = set(args.devices.split(",")) if args.devices else None
     graphs = load_graphs(ROOT / "models" / "vit_zoo")
     tables = kernel_tables(graphs)
-    configs = [(d, c) for d, c, p in e2e_configs(csv_path) if p == "float" and c != "gpu" and (devices is None or d in devices)]
-    result: dict = {"method": "leave-one-model-out over the buildable benchmark ViTs", "profiles": {},
-                    "shrink": args.shrink}
-    flagged = inconsistent_e2e(csv_path)
+    configs = [(d, c) for d, c, p in e2e_configs(csv_path)
+               if p == "float" and c != "gpu" and (devices is None or d in devices)]
     shrink = args.shrink if args.shrink >= 0 else None
+    result: dict = {"method": "leave-one-model-out over the buildable benchmark ViTs", "profiles": {},
+                    "shrink": shrink}
+    flagged = inconsistent_e2e(csv_path)
     with Progress() as bar:
         task = bar.add_task("ViT CPU profiles", total=len(configs))
         for dev, cfg in configs:
@@ -114,7 +116,8 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=1))
     for pid, r in result["profiles"].items():
-        print(f"{pid:36s} MAPE {100 * r['end_to_end']['mape']:5.1f}%  within10 {100 * r['end_to_end']['within_10']:5.1f}%")
+        e = r["end_to_end"]
+        print(f"{pid:36s} MAPE {100 * e['mape']:5.1f}%  within10 {100 * e['within_10']:5.1f}%")
     print(json.dumps(result["summary"]))
 
 

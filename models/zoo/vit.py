@@ -444,8 +444,8 @@ def _heads_attention_kv(b: OnnxBuilder, q_in: str, k_in: str, v_in: str, heads: 
 def _group_norm(b: OnnxBuilder, x: str) -> str:
     """GroupNorm with one group over (C, H, W), as PoolFormer normalises."""
     c = b.shapes[x][1]
-    return b.op("GroupNormalization", [x, b.const(np.ones(c, np.float32), "gn_g"), b.const(np.zeros(c, np.float32), "gn_b")],
-                b.shapes[x], num_groups=1, epsilon=1e-5)
+    scale, bias = b.const(np.ones(c, np.float32), "gn_g"), b.const(np.zeros(c, np.float32), "gn_b")
+    return b.op("GroupNormalization", [x, scale, bias], b.shapes[x], num_groups=1, epsilon=1e-5)
 
 
 def _channel_scale(b: OnnxBuilder, x: str) -> str:
