@@ -92,17 +92,18 @@ def vit(dim: int = 384, depth: int = 12, heads: int = 6, patch: int = 16, res: i
         x = b.add(x, b.const(np.zeros((1, g * g + n_tok, dim), np.float32), "pos"))
     for _ in range(depth):
         x = transformer_block(b, x, heads, rel_pos=rel_pos, layer_scale=layer_scale)
-    if head == "mean":
-        patches = b.op("Slice", [x, b.const(np.array([n_tok], np.int64)), b.const(np.array([g * g + n_tok], np.int64)),
+
+    def mean_patch(t: str) -> str:  # mean over the patch tokens (class tokens left out)
+        patches = b.op("Slice", [t, b.const(np.array([n_tok], np.int64)), b.const(np.array([g * g + n_tok], np.int64)),
                                  b.const(np.array([1], np.int64))], (1, g * g, dim))
-        out = layer_norm(b, b.op("ReduceMean", [patches], (1, dim), axes=[1], keepdims=0))
-        return b.model(b.linear(out, classes), graph_only)
+        return b.op("ReduceMean", [patches], (1, dim), axes=[1], keepdims=0)
+
+    if head == "mean":
+        return b.model(b.linear(layer_norm(b, mean_patch(x)), classes), graph_only)
     x = layer_norm(b, x)
     cls = b.op("Gather", [x, b.const(np.array(0, np.int64), "idx")], (1, dim), axis=1)
     if head == "cls+mean":
-        patches = b.op("Slice", [x, b.const(np.array([n_tok], np.int64)), b.const(np.array([g * g + n_tok], np.int64)),
-                                 b.const(np.array([1], np.int64))], (1, g * g, dim))
-        cls = b.concat([cls, b.op("ReduceMean", [patches], (1, dim), axes=[1], keepdims=0)], axis=1)
+        cls = b.concat([cls, mean_patch(x)], axis=1)
     return b.model(b.linear(cls, classes), graph_only)
 
 
