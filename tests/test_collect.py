@@ -17,6 +17,8 @@ CONFIGS = [
     {"kernel": "AVERAGE_POOL_2D", "Input_shape": 28, "Input_channel": 8, "Kernel": 3, "Stride": 1},
     {"kernel": "CONCATENATION", "Input_shape": 14, "Input_channel": 8, "Filter": 32, "Kernel": 3},
     {"kernel": "ADD", "Input_shape": 14, "Input_channel": 8},
+    {"kernel": "ADD", "Input_dims": [1, 8, 14, 14], "Other_dims": [1, 8, 14, 14], "linked": ["relu"]},
+    {"kernel": "REDUCE", "Input_dims": [1, 16, 7, 7], "Output_dims": [1, 16, 1, 1]},
 ]
 
 
@@ -36,6 +38,34 @@ def test_single_op_model_lowers_to_the_configured_kernel():
 
     lm = lower(load_onnx(onnx_single_op(CONFIGS[1])), "tflite-gpu", "adreno")
     assert [(k.type, k.linked) for k in lm.rows] == [("CONV_2D", ["add", "relu"])]
+
+
+def test_reduce_configs_build_the_mean_a_model_lowers_them_from():
+    from oplat.collect.sampler import kernel_config
+    from oplat.lowering import lower
+    from oplat.onnx_loader import load_onnx
+
+    cfg = {"kernel": "REDUCE", "Input_dims": [1, 50, 64], "Output_dims": [1, 1, 64]}
+    m = onnx_single_op(cfg)
+    onnx.checker.check_model(m)
+    x = np.random.default_rng(0).standard_normal((1, 50, 64)).astype(np.float32)
+    y = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, x.mean(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    (k,) = [k for k in lower(load_onnx(m), "tflite-cpu", "cpu").kernels if k.type == "REDUCE"]
+    assert kernel_config(k) == cfg  # the lowered kernel names the config that measures it
+    with pytest.raises(ValueError, match="only whole axes"):
+        onnx_single_op({"kernel": "REDUCE", "Input_dims": [1, 50, 64], "Output_dims": [1, 25, 64]})
+
+
+def test_ort_timing_binds_inputs_once_and_runs_the_model():
+    b = make_backend("ort-cpu", threads=1)
+    sess = b.session(onnx_single_op(CONFIGS[4]).SerializeToString())
+    x = np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)
+    run = sess.prepare({"x": x})
+    run()
+    (y,) = sess._bound.copy_outputs_to_cpu()
+    np.testing.assert_allclose(y, sess.run(None, {"x": x})[0], rtol=1e-6)
+    assert np.abs(y).sum() > 0
 
 
 def test_config_id_is_stable_and_order_free():

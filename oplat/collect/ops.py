@@ -18,11 +18,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "MAX_POOL_2D",
            "AVERAGE_POOL_2D", "CONCATENATION", "ADD", "MUL", "RELU", "HARD_SWISH", "SIGMOID", "BATCH_MATMUL",
-           "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "GELU", "HARD_SIGMOID", "SPLIT", "SLICE", "GATHER", "RESIZE")
+           "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "GELU", "HARD_SIGMOID", "SPLIT", "SLICE", "GATHER", "RESIZE",
+           "REDUCE")
 # data-movement kernels (XNNPACK/TFLite run them as kernels of their own); configs give
 # ``Input_dims`` and: SPLIT ``Axis``/``Parts``; SLICE ``Output_dims`` (sliced from 0);
-# GATHER ``Axis``/``Indices`` (0: one scalar index, the axis drops); RESIZE ``Output_dims``/``Mode``
-LAYOUT_KERNELS = ("SPLIT", "SLICE", "GATHER", "RESIZE")
+# GATHER ``Axis``/``Indices`` (0: one scalar index, the axis drops); RESIZE ``Output_dims``/``Mode``;
+# REDUCE ``Output_dims`` (a mean over the axes that become 1, dims kept: token or channel means)
+LAYOUT_KERNELS = ("SPLIT", "SLICE", "GATHER", "RESIZE", "REDUCE")
 UNARY = {"RELU": "Relu", "HARD_SWISH": "HardSwish", "SIGMOID": "Sigmoid", "GELU": "Gelu", "HARD_SIGMOID": "HardSigmoid"}
 
 
@@ -122,7 +124,7 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
         inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims),
                   helper.make_tensor_value_info("x1", TensorProto.FLOAT, other)]
         nodes.append(helper.make_node(k.capitalize(), ["x", "x1"], ["y0"]))
-        more, more_inits, y = [], [], "y0"
+        more, more_inits, y = _act_nodes(linked, "y0", None)  # a ResNet's add + relu
     elif k == "BATCH_MATMUL":
         b, m, kk, n = (int(cfg[x]) for x in ("Batch", "M", "K", "N"))
         inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [b, m, kk]),
@@ -198,6 +200,12 @@ def _layout_nodes(cfg: dict[str, Any], dims: list[int], nodes: list, inits: list
         idx = np.array(0, np.int64) if n == 0 else np.arange(n, dtype=np.int64)
         inits.append(numpy_helper.from_array(idx, "idx"))
         nodes.append(helper.make_node("Gather", ["x", "idx"], ["y0"], axis=axis))
+    elif k == "REDUCE":
+        out = [int(d) for d in cfg["Output_dims"]]
+        axes = [i for i, (o, d) in enumerate(zip(out, dims)) if o == 1 and d != 1]
+        if len(out) != rank or not axes or any(o != d for i, (o, d) in enumerate(zip(out, dims)) if i not in axes):
+            raise ValueError(f"reduce {dims} -> {out}: only whole axes reduce to 1")
+        nodes.append(helper.make_node("ReduceMean", ["x"], ["y0"], axes=axes, keepdims=1))
     elif k == "RESIZE":
         out = [int(d) for d in cfg["Output_dims"]]
         if rank != 4 or out[:2] != dims[:2]:

@@ -52,7 +52,8 @@ def kernel_config(k) -> dict[str, Any] | None:
     if k.type == "TRANSPOSE":
         return {"kernel": "TRANSPOSE", "Input_dims": list(p["Input_dims"]), "Perm": list(p["Perm"])}
     if k.type in ("ADD", "MUL") and "Input_dims" in p:
-        return {"kernel": k.type, "Input_dims": list(p["Input_dims"]), "Other_dims": list(p["Other_dims"])}
+        cfg = {"kernel": k.type, "Input_dims": list(p["Input_dims"]), "Other_dims": list(p["Other_dims"])}
+        return {**cfg, "linked": linked} if linked else cfg
     if k.impl == "eltwise" and k.type in ("RELU", "HARD_SWISH", "SIGMOID", "GELU", "HARD_SIGMOID") \
             and isinstance(p.get("Output_shape"), (tuple, list)):
         return {"kernel": k.type, "Input_dims": [int(d) for d in p["Output_shape"]]}
@@ -60,8 +61,10 @@ def kernel_config(k) -> dict[str, Any] | None:
         cfg = {"kernel": k.type, "Input_dims": [int(d) for d in p["Input_dims"]]}
         if k.type == "SPLIT":
             cfg.update(Axis=int(p.get("Axis", 1)), Parts=int(p.get("Parts", 2)))
-        elif k.type in ("SLICE", "RESIZE"):
+        elif k.type in ("SLICE", "RESIZE", "REDUCE"):
             cfg["Output_dims"] = [int(d) for d in p["Output_shape"]]
+            if k.type == "REDUCE" and len(cfg["Output_dims"]) != len(cfg["Input_dims"]):
+                return None  # keepdims=0: the same work, but the builder keeps dims
             if k.type == "RESIZE":
                 cfg["Mode"] = p.get("Mode", "nearest")
         else:
@@ -78,7 +81,8 @@ def zoo_configs(graphs: Iterable[Graph], lowering: tuple[str, str] = ("tflite-gp
     seen, out = set(), []
     for g in graphs:
         lm = lower(g, *lowering)
-        for k in lm.rows + [k for k in lm.kernels if k.impl == "eltwise" or k.type in LAYOUT_KERNELS]:
+        for k in lm.rows + [k for k in lm.kernels
+                            if k.impl == "eltwise" or k.type in LAYOUT_KERNELS or k.type in ("ADD", "MUL")]:
             cfg = kernel_config(k)
             if cfg is None:
                 continue
@@ -129,10 +133,11 @@ def transformer_configs(n_blocks: int, seed: int = 0) -> list[dict[str, Any]]:
 
 def layout_configs(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """Data-movement kernels of the sizes CNNs and ViTs use: channel splits (ShuffleNet),
-    channel and token slices (Swin, LeViT), token gathers (a ViT's class token) and 2x
-    resizes, over feature maps of 7-112 pixels and 16-1024 channels."""
+    channel and token slices (Swin, LeViT), token gathers (a ViT's class token), 2x
+    resizes and means over tokens or channels, over feature maps of 7-112 pixels and
+    16-1024 channels."""
     rng = random.Random(seed)
-    return [layout_config(rng.choice(["SPLIT", "SPLIT", "SLICE", "SLICE", "GATHER", "RESIZE"]), rng)
+    return [layout_config(rng.choice(["SPLIT", "SPLIT", "SLICE", "SLICE", "GATHER", "RESIZE", "REDUCE"]), rng)
             for _ in range(n)]
 
 
@@ -149,6 +154,15 @@ def layout_config(kind: str, rng: random.Random) -> dict[str, Any]:
             t = rng.choice([49, 50, 196, 197, 3136])
             dims, odims = [1, t, c], [1, rng.choice([1, t // 2, t - 1]), c]
         return {"kernel": "SLICE", "Input_dims": dims, "Output_dims": odims}
+    if kind == "REDUCE":
+        if rng.random() < 0.5:  # channel or spatial mean of a feature map
+            dims = [1, c, min(h, 56), min(h, 56)]
+            out = [1, 1] + dims[2:] if rng.random() < 0.5 else [1, c, 1, 1]
+        else:  # token mean (a ViT's pooled head) or a row mean (a decomposed layer norm)
+            t = rng.choice([49, 50, 196, 197, 784, 3136])
+            dims = [1, t, c]
+            out = [1, 1, c] if rng.random() < 0.5 else [1, t, 1]
+        return {"kernel": "REDUCE", "Input_dims": dims, "Output_dims": out}
     if kind == "GATHER":
         t = rng.choice([50, 65, 197, 257])
         return {"kernel": "GATHER", "Input_dims": [1, t, c], "Axis": 1, "Indices": rng.choice([0, 0, 1, 2])}

@@ -538,6 +538,7 @@ def classify(w: Work, n: Node, family: str) -> Kernel | None:
         k = _rows_kernel(w, n, "SOFTMAX", "softmax")
     elif t in ("ReduceMean", "ReduceSum", "ReduceMax"):
         k = _glue(w, n, "REDUCE")
+        k.params["Input_dims"] = tuple(w.shape(n.inputs[0]))
     elif t == "GlobalMaxPool":
         k = _glue(w, n, "REDUCE_MAX")
     elif t == "Gather":
