@@ -343,7 +343,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         task = prog.add_task(f"collect {args.backend} x{args.threads}", total=todo)
         if args.adaptive:
             counts = collect_adaptive(backend, configs, store, args.device, budget, batch=args.batch,
-                                      seed=args.seed, on_row=lambda r: prog.update(task, advance=1))
+                                      seed=args.seed, on_row=lambda r: prog.update(task, advance=1),
+                                      strategy=args.strategy)
         else:
             counts = collect(backend, configs, store, args.device, budget,
                              on_row=lambda r: prog.update(task, advance=1))
@@ -400,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernels", help="measure only these kernel types (comma-separated, e.g. SPLIT,SLICE)")
     p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="models whose kernels to cover")
     p.add_argument("--adaptive", action="store_true",
-                   help="measure next, batch by batch, the configs a committee of profiles disagrees on most")
+                   help="measure batch by batch where the predictor errs most (see --strategy)")
+    p.add_argument("--strategy", choices=("error", "committee"), default="error",
+                   help="adaptive: near the configs predicted worst (error) or where bootstrap profiles disagree")
     p.add_argument("--batch", type=int, default=100, help="configs per adaptive batch")
     p.set_defaults(fn=cmd_collect)
 

@@ -26,11 +26,15 @@ KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEA
 # conv over 3 channels is its own microkernel, stride-2 depthwise convs another; unfused
 # element-wise and layout kernels are predicted per op on CPU.
 CPU_KEYS = ("CONV_1x1", "CONV_STEM", "DW_S2", "ELTWISE", "LAYOUT", "FC_TOKENS")
-EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL") + CPU_KEYS
+# onnxruntime's CPU path (lowering "ort-cpu"): GELU apart from cheap element-wise ops, and
+# the NCHWc layout reorders its transformer inserts
+ORT_KEYS = ("GELU", "REORDER")
+EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL") + CPU_KEYS + ORT_KEYS
 # glue kernels (no row of their own in the phone data) that a profile may still predict
-GLUE_KEYS = ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT")
+GLUE_KEYS = ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT") + ORT_KEYS
 _IMPL_KEYS = {"gemm_1x1": "CONV_1x1", "conv_stem": "CONV_STEM", "depthwise_s2": "DW_S2",
-              "eltwise": "ELTWISE", "layout": "LAYOUT", "fc_tokens": "FC_TOKENS"}
+              "eltwise": "ELTWISE", "layout": "LAYOUT", "fc_tokens": "FC_TOKENS", "gelu": "GELU",
+              "reorder": "REORDER"}
 _CONV_KEYS = ("CONV_2D", "CONV_2D_GROUP", "CONV_1x1", "CONV_STEM")
 
 ACTS = ("relu", "hard_swish", "sigmoid", "swish", "minimum", "tanh")
@@ -223,7 +227,7 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
         return rows_features(params, impl, linked)
     if key == "TRANSPOSE":
         return transpose_features(params, impl, linked)
-    if key in ("ADD", "MUL", "ELTWISE", "LAYOUT"):
+    if key in ("ADD", "MUL", "ELTWISE", "LAYOUT") + ORT_KEYS:
         return binary_features(params, impl, linked)
     raise KeyError(key)
 
@@ -238,7 +242,7 @@ def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Seq
 def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, float]:
     """(FLOPs, bytes moved) of a kernel: the inputs of the log-linear baseline."""
     p = params
-    if key in ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT"):
+    if key in ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT") + ORT_KEYS:
         e = float(p.get("Output_elements", 1))
         return e, (e + float(p.get("Input_elements", e))) * BYTES
     h = float(p.get("Input_shape", 1) or 1)

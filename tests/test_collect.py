@@ -101,11 +101,16 @@ def test_collect_appends_resumes_and_records_failures(tmp_path):
     store = open_store(tmp_path / "d.csv", b, "host")  # same command again: resumes
     counts = collect(b, cfgs, store, batch=2)
     assert counts == {"measured": 3, "failed": 1, "skipped": 3}
-    rows = store.rows()
-    assert len(rows) == 7 and len({r["config_id"] for r in rows}) == 7
+    all_rows = store.rows()
+    assert len({r["config_id"] for r in all_rows}) == len(all_rows)  # nothing twice, reorders included
+    # onnxruntime's NCHWc reorders around each conv, timed on the side, are rows of their own
+    reorders = [r for r in all_rows if r["kernel"] == "REORDER"]
+    assert reorders and all(r["status"] == "ok" and float(r["latency_ms"]) > 0 for r in reorders)
+    rows = [r for r in all_rows if r["kernel"] != "REORDER"]
+    assert len(rows) == 7
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and "no single-op builder" in failed[0]["error"]
-    train_rows = read_collected(tmp_path / "d.csv")
+    train_rows = [r for r in read_collected(tmp_path / "d.csv") if r.kernel != "REORDER"]
     assert len(train_rows) == 6 and all(r.latency_ms > 0 for r in train_rows)
     assert {r.kernel for r in train_rows} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN"}
 
@@ -196,7 +201,7 @@ def test_transformer_kernels_are_built_measured_and_lowered():
 
     cfgs = transformer_configs(2, seed=1)
     assert {c["kernel"] for c in cfgs} == {"LAYER_NORM", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "TRANSPOSE",
-                                          "ADD", "MUL"}
+                                          "ADD", "MUL", "GELU"}
     b = make_backend("ort-cpu", threads=1)
     for c in cfgs[:12]:
         k = kernel_of(c)
@@ -270,8 +275,9 @@ def test_adaptive_collection_prefers_unknown_kernels_and_resumes(tmp_path):
     convs = [{"kernel": "CONV_2D", "Input_shape": h, "Input_channel": c, "Filter": c, "Kernel": 1, "Stride": 1,
               "linked": []} for h in (7, 14) for c in (8, 16, 24, 32, 40, 48, 56, 64, 72, 80)]
     collect(b, convs, store, "host")
-    rows = read_collected(tmp_path / "a.csv")
+    rows = [r for r in read_collected(tmp_path / "a.csv") if r.kernel != "REORDER"]
     assert len(rows) == 20
+    before = len(store.rows())  # the convs and the reorders timed around them
     cands = [dict(convs[0], Input_channel=96, Filter=96), {"kernel": "MEAN", "Input_shape": 7, "Input_channel": 64}]
     items = []
     for c in cands:
@@ -281,10 +287,33 @@ def test_adaptive_collection_prefers_unknown_kernels_and_resumes(tmp_path):
     assert np.isfinite(sd[0]) and sd[1] == np.inf  # no MEAN row measured yet: measured first
     more = [{"kernel": "MEAN", "Input_shape": h, "Input_channel": c} for h in (7, 14) for c in (16, 32, 64)]
     counts = collect_adaptive(b, convs + more, store, "host", batch=4)
-    assert counts["measured"] == 6 and counts["skipped"] == 20
-    ids = [r["config_id"] for r in store.rows()]
+    assert counts["measured"] == 6 and counts["skipped"] == before
+    ids = [r["config_id"] for r in store.rows() if r["kernel"] != "REORDER"]
     assert len(ids) == len(set(ids)) == 26
     assert collect_adaptive(b, convs + more, store, "host", batch=4)["measured"] == 0
+
+
+def test_error_driven_batches_go_where_the_predictor_erred():
+    from oplat.collect.adaptive import MIN_ROWS, error_driven_batch
+    from oplat.datasets import OpRow
+
+    def row(kernel, impl, params):
+        return OpRow("m", "host", "onnxruntime", "cpu", kernel, impl, [], params, 1.0)
+
+    # softmax rows: small ones were predicted well, large ones badly; layer norms all well
+    sm = [row("SOFTMAX", "softmax", {"Rows": r, "Cols": 64}) for r in range(10, 410, 10)]
+    ln = [row("LAYER_NORM", "layer_norm", {"Rows": r, "Cols": 64}) for r in range(10, 410, 10)]
+    errors = [0.02 if r.params["Rows"] < 200 else 0.5 for r in sm] + [0.02] * len(ln)
+    cands = [(k, i, {"Rows": r, "Cols": 64}, []) for k, i in (("SOFTMAX", "softmax"), ("LAYER_NORM", "layer_norm"))
+             for r in range(15, 415, 10)]
+    pick = error_driven_batch(sm + ln, errors, cands, 20, seed=0, explore=0.1)
+    chosen = [cands[i] for i in pick]
+    big_softmax = sum(c[0] == "SOFTMAX" and c[2]["Rows"] >= 200 for c in chosen)
+    assert len(set(pick)) == 20 and big_softmax >= 10  # 20 of the 80 candidates: uniform would give 5
+    # a regressor with too few scored rows counts as badly known; too few scores overall: uniform
+    few = error_driven_batch(sm[:MIN_ROWS - 1] + ln, errors[:MIN_ROWS - 1] + [0.02] * len(ln), cands, 20, seed=0)
+    assert sum(cands[i][0] == "SOFTMAX" for i in few) >= 14  # uniform: 10
+    assert len(error_driven_batch(sm, [float("nan")] * len(sm), cands, 20)) == 20
 
 
 LAYOUT_CONFIGS = [

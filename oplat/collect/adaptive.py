@@ -75,3 +75,78 @@ def next_batch(measured: Sequence[OpRow], candidates: Sequence[tuple[str, str, d
     # pool's density while leaning to where the committee is unsure
     p = (1 - explore) * w / w.sum() + explore / n
     return sorted(rng.choice(n, k, replace=False, p=p).tolist())
+
+
+def _embed(key: str, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+    from ..features import feature_matrix
+
+    x = feature_matrix(key, items).astype(np.float64)
+    return np.sign(x) * np.log1p(np.abs(x))  # sizes span decades: neighbours in log space
+
+
+def out_of_sample_errors(before: Sequence[OpRow], new: Sequence[OpRow]) -> np.ndarray:
+    """|log(predicted / measured)| of ``new`` rows under a profile fitted on ``before``
+    (NaN where it has no regressor): errors the sampler learns from without measuring
+    anything twice, since each batch is scored before it joins the training rows."""
+    from ..train import _profile, fit_regressors
+
+    if not new:
+        return np.zeros(0)
+    if len(before) < 2 * MIN_ROWS:
+        return np.full(len(new), np.nan)
+    prof = _profile({}, fit_regressors(before))
+    pred = prof.predict_kernels([(r.kernel, r.impl, r.params, r.linked) for r in new])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(np.log(pred / np.array([r.latency_ms for r in new])))
+
+
+def error_driven_batch(measured: Sequence[OpRow], errors: Sequence[float],
+                       candidates: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]], k: int,
+                       seed: int = 0, explore: float = 0.2, neighbours: int = 5) -> list[int]:
+    """Indices of the ``k`` candidates to measure next, nn-Meter style: near where the
+    predictor erred.
+
+    ``errors`` are the measured rows' out-of-sample errors (:func:`out_of_sample_errors`,
+    NaN when unknown). A candidate's weight is the mean error of its ``neighbours``
+    nearest measured rows of the same regressor (log-feature space, standardised per
+    regressor), so hard kernel families get more of the budget and, inside a family, the
+    regions where it errs; regressors with fewer than ``MIN_ROWS`` scored rows get the
+    largest weight. Drawn without replacement, mixed with an ``explore`` share of uniform.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(candidates)
+    if n <= k:
+        return list(range(n))
+    err = np.asarray(errors, dtype=float)
+    ok = np.isfinite(err)
+    if ok.sum() < 2 * MIN_ROWS:
+        return sorted(rng.choice(n, k, replace=False).tolist())
+    # a regressor without enough scored rows is weighted as one erring by 50% or the
+    # 90th-percentile error, whichever is larger: it has barely been learnt
+    top = max(float(np.quantile(err[ok], 0.9)), 0.5)
+    w = np.full(n, top)
+    m_by_key: dict[str, list[int]] = {}
+    for i, r in enumerate(measured):
+        if ok[i]:
+            m_by_key.setdefault(predictor_key(r.kernel, r.impl), []).append(i)
+    c_by_key: dict[str, list[int]] = {}
+    for i, (kern, impl, _, _) in enumerate(candidates):
+        c_by_key.setdefault(predictor_key(kern, impl), []).append(i)
+    for key, cidx in c_by_key.items():
+        midx = m_by_key.get(key, [])
+        if key is None or len(midx) < MIN_ROWS:
+            continue
+        xm = _embed(key, [(measured[i].kernel, measured[i].impl, measured[i].params, measured[i].linked)
+                          for i in midx])
+        xc = _embed(key, [candidates[i] for i in cidx])
+        mu, sd = xm.mean(0), xm.std(0) + 1e-9
+        xm, xc = (xm - mu) / sd, (xc - mu) / sd
+        e = err[midx]
+        nb = min(neighbours, len(midx))
+        for s in range(0, len(cidx), 512):
+            d = ((xc[s:s + 512, None, :] - xm[None, :, :]) ** 2).sum(-1)
+            near = np.argpartition(d, nb - 1, axis=1)[:, :nb]
+            w[np.asarray(cidx[s:s + 512])] = e[near].mean(1)
+    w = w + 1e-6
+    p = (1 - explore) * w / w.sum() + explore / n
+    return sorted(rng.choice(n, k, replace=False, p=p).tolist())

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from ..datasets import OpRow
 from ..errors import DatasetError
 from ..features import GLUE_KEYS, predictor_key
@@ -98,6 +100,7 @@ def collect(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetS
                 row.update(latency_ms=t["median_ms"], mean_ms=t["mean_ms"], std_ms=t["std_ms"], min_ms=t["min_ms"],
                            count=t["count"])
                 counts["measured"] += 1
+                pending += _derived_rows(t.get("derived", ()), row, done)
             except (BackendError, ValueError) as e:  # a config without builder or rejected: recorded, go on
                 row.update(status="failed", error=str(e)[:300])
                 counts["failed"] += 1
@@ -129,15 +132,22 @@ def read_collected(path: str | Path) -> list[OpRow]:
 
 def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetStore, device: str = "host",
                      budget_s: float | None = None, batch: int = 100, pool: int = 3000, seed: int = 0,
-                     on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, int]:
-    """Like :func:`collect`, but each batch is chosen by :func:`oplat.collect.adaptive.next_batch`
-    among (up to ``pool``) unmeasured candidates, from a committee trained on the rows so far.
+                     on_row: Callable[[dict[str, Any]], None] | None = None,
+                     strategy: str = "error") -> dict[str, int]:
+    """Like :func:`collect`, but each batch is chosen among (up to ``pool``) unmeasured
+    candidates from the rows so far: ``strategy`` "error" measures near the configs the
+    current predictor erred on (:func:`oplat.collect.adaptive.error_driven_batch`; each
+    batch is scored before it is trained on), "committee" where bootstrap-trained
+    profiles disagree (:func:`oplat.collect.adaptive.next_batch`).
 
     Resumable like :func:`collect`: what is in the store is never measured again.
     """
     import random
 
-    from .adaptive import next_batch
+    from .adaptive import error_driven_batch, next_batch
+
+    if strategy not in ("error", "committee"):
+        raise DatasetError(f"unknown adaptive strategy {strategy!r} (known: error, committee)")
 
     cands = [backend.adapt(c) for c in configs]
     done = store.done_ids()
@@ -162,12 +172,18 @@ def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store:
     counts = {"measured": 0, "failed": 0, "skipped": len(done)}
     start = time.monotonic()
     rnd = 0
+    errors: dict[str, float] = {}  # config id -> out-of-sample error when it was measured
     while keep:
         left = None if budget_s is None else budget_s - (time.monotonic() - start)
         if left is not None and left <= 0:
             break
         measured = read_collected(store.path) if store.path.exists() and store.path.stat().st_size else []
-        pick = next_batch(measured, items, min(batch, len(keep)), seed=seed + rnd)
+        if strategy == "committee":
+            pick = next_batch(measured, items, min(batch, len(keep)), seed=seed + rnd)
+        else:
+            _score_new_rows(measured, errors)
+            pick = error_driven_batch(measured, [errors.get(r.extra["config_id"], np.nan) for r in measured], items,
+                                      min(batch, len(keep)), seed=seed + rnd)
         rnd += 1
         chosen = set(pick)
         c = collect(backend, [keep[i] for i in pick], store, device, left, on_row=on_row)
@@ -176,3 +192,42 @@ def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store:
         keep = [x for i, x in enumerate(keep) if i not in chosen]
         items = [x for i, x in enumerate(items) if i not in chosen]
     return counts
+
+
+def _score_new_rows(measured: list[OpRow], errors: dict[str, float]) -> None:
+    """Add to ``errors`` the out-of-sample errors of the rows not scored yet: predicted by
+    a profile of the rows scored before them; rows found on resuming (none scored yet)
+    are split in two halves that predict each other."""
+    from .adaptive import out_of_sample_errors
+
+    new = [r for r in measured if r.extra["config_id"] not in errors]
+    if not new:
+        return
+    old = [r for r in measured if r.extra["config_id"] in errors]
+    if old:
+        parts = [(old, new)]
+    else:
+        half = len(new) // 2
+        parts = [(new[half:], new[:half]), (new[:half], new[half:])]
+    for before, rows in parts:
+        for r, e in zip(rows, out_of_sample_errors(before, rows)):
+            errors[r.extra["config_id"]] = float(e)
+
+
+def _derived_rows(derived, parent: dict[str, Any], done: set[str]) -> list[dict[str, Any]]:
+    """Rows for kernels a measurement timed on the side (the NCHWc reorders around an
+    onnxruntime conv), not yet in the dataset; written in the same batch as the row
+    that timed them, so a resumed run never loses or repeats one."""
+    from ..lowering.ort_cpu import reorder_params
+
+    out = []
+    for cfg, t in derived:
+        cid = config_id(cfg)
+        if cid in done or cfg["kernel"] != "REORDER":
+            continue
+        done.add(cid)
+        out.append({**parent, "config_id": cid, "model": "single:REORDER", "kernel": "REORDER", "impl": "reorder",
+                    "linked": "", "params": reorder_params(cfg["Input_dims"], cfg["Direction"]), "config": cfg,
+                    "latency_ms": t["median_ms"], "mean_ms": t["mean_ms"], "std_ms": t["std_ms"],
+                    "min_ms": t["min_ms"], "count": t["count"]})
+    return out

@@ -54,7 +54,7 @@ def kernel_config(k) -> dict[str, Any] | None:
     if k.type in ("ADD", "MUL") and "Input_dims" in p:
         cfg = {"kernel": k.type, "Input_dims": list(p["Input_dims"]), "Other_dims": list(p["Other_dims"])}
         return {**cfg, "linked": linked} if linked else cfg
-    if k.impl == "eltwise" and k.type in ("RELU", "HARD_SWISH", "SIGMOID", "GELU", "HARD_SIGMOID") \
+    if k.impl in ("eltwise", "gelu") and k.type in ("RELU", "HARD_SWISH", "SIGMOID", "GELU", "HARD_SIGMOID") \
             and isinstance(p.get("Output_shape"), (tuple, list)):
         return {"kernel": k.type, "Input_dims": [int(d) for d in p["Output_shape"]]}
     if k.type in LAYOUT_KERNELS and p.get("Input_dims"):
@@ -82,7 +82,7 @@ def zoo_configs(graphs: Iterable[Graph], lowering: tuple[str, str] = ("tflite-gp
     for g in graphs:
         lm = lower(g, *lowering)
         for k in lm.rows + [k for k in lm.kernels
-                            if k.impl == "eltwise" or k.type in LAYOUT_KERNELS or k.type in ("ADD", "MUL")]:
+                            if k.impl in ("eltwise", "gelu") or k.type in LAYOUT_KERNELS or k.type in ("ADD", "MUL")]:
             cfg = kernel_config(k)
             if cfg is None:
                 continue
@@ -121,6 +121,8 @@ def transformer_configs(n_blocks: int, seed: int = 0) -> list[dict[str, Any]]:
             {"kernel": "TRANSPOSE", "Input_dims": [batch, t, heads, hd], "Perm": [0, 2, 3, 1]},
             {"kernel": "ADD", "Input_dims": [batch, t, d], "Other_dims": [batch, t, d]},
             {"kernel": "MUL", "Input_dims": [batch * heads, t, t], "Other_dims": [1]},
+            # the MLP's GELU on its own (frameworks that do not fuse it into the linear layer)
+            {"kernel": "GELU", "Input_dims": [batch, t, r * d]},
         ]
         if rng.random() < 0.3:  # patch-embedding flatten (C, HW) -> (HW, C) and window shuffles
             g = rng.choice([7, 8, 14, 16, 28, 56])

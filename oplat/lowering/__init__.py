@@ -6,9 +6,11 @@ named pass) whose kernels are predicted one by one and summed.
 """
 
 from .kernels import Kernel, LoweredModel
+from .ort_cpu import lower_ort_cpu
 from .tflite_gpu import lower_tflite_cpu, lower_tflite_gpu, lower_torch_gpu
 
-BACKENDS = {"tflite-gpu": lower_tflite_gpu, "tflite-cpu": lower_tflite_cpu, "torch-gpu": lower_torch_gpu}
+BACKENDS = {"tflite-gpu": lower_tflite_gpu, "tflite-cpu": lower_tflite_cpu, "torch-gpu": lower_torch_gpu,
+            "ort-cpu": lower_ort_cpu}
 
 
 def lower(graph, backend: str = "tflite-gpu", gpu_family: str = "adreno") -> LoweredModel:
@@ -20,4 +22,4 @@ def lower(graph, backend: str = "tflite-gpu", gpu_family: str = "adreno") -> Low
     return fn(graph, gpu_family=gpu_family)
 
 
-__all__ = ["Kernel", "LoweredModel", "lower", "lower_tflite_gpu", "lower_tflite_cpu", "BACKENDS"]
+__all__ = ["Kernel", "LoweredModel", "lower", "lower_tflite_gpu", "lower_tflite_cpu", "lower_ort_cpu", "BACKENDS"]
