@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("--signed-counts", action="store_true",
                     help="let per-kernel counts in the end-to-end term go negative (per-call costs of single-op timing)")
     ap.add_argument("--kernels", help="collect only these kernel types this run (e.g. SPLIT,SLICE,GATHER,RESIZE)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="passes over the whole models; each model's figure is its fastest round's median")
+    ap.add_argument("--compare", help="also score this profile (id or folder) on the same measurements")
     args = ap.parse_args()
     tag = f"host_{args.backend}_{args.threads}t"
     res_dir = ROOT / "bench" / "results"
@@ -67,7 +70,7 @@ def main() -> None:
         return onnx.load(ROOT / "models" / "cnn_zoo" / f"{name}.onnx", load_external_data=False)
 
     fit_e2e = measure_models(backend, {n: partial(from_file, n) for n in sorted(graphs)},
-                             res_dir / f"{tag}_e2e_fit.csv", on_model=lambda n: None)
+                             res_dir / f"{tag}_e2e_fit.csv", on_model=lambda n: None, rounds=args.rounds)
     print("fit models measured:", len(fit_e2e), flush=True)
 
     rows = read_collected(res_dir / f"{tag}_ops.csv")
@@ -82,21 +85,32 @@ def main() -> None:
                          signed_counts=args.signed_counts)
 
     test_names = [n for n in sorted(ZOO) if not (args.skip_vits and n.startswith(VIT_PREFIXES))]
-    test_e2e = measure_models(backend, {n: partial(build, n) for n in test_names}, res_dir / f"{tag}_e2e_test.csv")
-    per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}
-    for n in test_names:
-        if n not in test_e2e:
-            continue
-        r = prof.predict(load_onnx(build(n, graph_only=True)))
-        fam = "vit" if n.startswith(VIT_PREFIXES) else "cnn"
-        groups[fam][0].append(r.total_ms)
-        groups[fam][1].append(test_e2e[n])
-        per_model[n] = {"measured_ms": round(test_e2e[n], 3), "predicted_ms": round(r.total_ms, 3),
-                        "error": round(r.total_ms / test_e2e[n] - 1, 4),
-                        "unsupported": sorted({u["op_type"] for u in r.unsupported})}
+    test_e2e = measure_models(backend, {n: partial(build, n) for n in test_names}, res_dir / f"{tag}_e2e_test.csv",
+                              rounds=args.rounds)
+    def score(profile) -> tuple[dict, dict]:
+        per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}
+        for n in test_names:
+            if n not in test_e2e:
+                continue
+            r = profile.predict(load_onnx(build(n, graph_only=True)))
+            fam = "vit" if n.startswith(VIT_PREFIXES) else "cnn"
+            groups[fam][0].append(r.total_ms)
+            groups[fam][1].append(test_e2e[n])
+            per_model[n] = {"measured_ms": round(test_e2e[n], 3), "predicted_ms": round(r.total_ms, 3),
+                            "error": round(r.total_ms / test_e2e[n] - 1, 4),
+                            "unsupported": sorted({u["op_type"] for u in r.unsupported})}
+        return {fam: error_metrics(*groups[fam]) for fam in groups}, per_model
+
+    held_out, per_model = score(prof)
     result = {"profile": pid, "per_op_rows": len(rows), "collect": counts, "fit_models": len(fit_e2e),
-              "held_out": {fam: error_metrics(*groups[fam]) for fam in groups}, "models": per_model,
+              "rounds": args.rounds, "held_out": held_out, "models": per_model,
               "seconds": round(time.time() - t0, 1), "accuracy_method": "generated zoo models, never trained on"}
+    if args.compare:
+        from oplat.profile import load_profile
+
+        other, other_models = score(load_profile(args.compare))
+        result["compare"] = {"profile": args.compare, "held_out": other, "models": other_models}
+        print("compared:", json.dumps(other), flush=True)
     prof.meta["collection"] = {k: store.meta.get(k) for k in ("backend", "threads", "cores", "machine")}
     prof.meta["accuracy"] = {"method": result["accuracy_method"], "end_to_end": result["held_out"]["cnn"],
                              "end_to_end_vit": result["held_out"]["vit"]}

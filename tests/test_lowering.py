@@ -216,3 +216,53 @@ def test_group_norm_lowers_to_a_row_norm_over_each_group(net, backend):
     assert lm.unsupported == []
     norms = [k for k in lm.kernels if k.type == "LAYER_NORM"]
     assert [(k.params["Rows"], k.params["Cols"]) for k in norms] == [(4, 4 * 64)]
+
+
+def _ort_reorder_counts(model) -> tuple[int, int]:
+    import collections
+    import json
+    import tempfile
+
+    import onnxruntime as ort
+
+    from oplat.graph_only import with_random_weights
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    so.profile_file_prefix = tempfile.mkdtemp() + "/p"
+    sess = ort.InferenceSession(with_random_weights(model).SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+    sess.run(None, {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs()})
+    with open(sess.end_profiling()) as f:
+        c = collections.Counter(e["args"]["op_name"] for e in json.load(f)
+                                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
+    return c["ReorderInput"], c["ReorderOutput"]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_0.35", "mnasnet_0.5", "mit_b0"])
+def test_ort_lowering_places_the_nchwc_reorders_onnxruntime_runs(name):
+    """A plain CNN pays one reorder (the output); squeeze-excite nets one pair per gate
+    multiply; SegFormer one pair per Mix-FFN conv: counted against onnxruntime's own
+    profiler on the same model."""
+    from models.zoo import build
+
+    m = build(name, graph_only=True)
+    lm = lower(load_onnx(m), "ort-cpu", "cpu")
+    mine = [k.params["Direction"] for k in lm.kernels if k.type == "REORDER"]
+    assert (mine.count("in"), mine.count("out")) == _ort_reorder_counts(m)
+
+
+def test_ort_lowering_fuses_hard_swish_into_convs_and_keeps_gelu_apart():
+    from models.zoo import build
+
+    lm = lower(load_onnx(build("mobilenet_v3_small_0.75", graph_only=True)), "ort-cpu", "cpu")
+    assert not [k for k in lm.kernels if k.type == "HARD_SWISH"]
+    assert any("hard_swish" in k.linked for k in lm.kernels if k.type == "CONV_2D")
+    vit = lower(load_onnx(build("vit_tiny_patch32_224", graph_only=True)), "ort-cpu", "cpu")
+    gelus = [k for k in vit.kernels if k.type == "GELU"]
+    assert gelus and all(k.impl == "gelu" for k in gelus)
+    from oplat.features import predictor_key
+
+    assert predictor_key("GELU", "gelu") == "GELU" and predictor_key("REORDER", "reorder") == "REORDER"
