@@ -266,7 +266,8 @@ def test_a_profile_trained_on_opencl_rows_predicts_with_the_lowering_that_named_
     assert prof.meta["runs_only_predicted_kernels"]
 
 
-def test_adaptive_collection_prefers_unknown_kernels_and_resumes(tmp_path):
+@pytest.mark.parametrize("strategy", ["committee", "error"])
+def test_adaptive_collection_prefers_unknown_kernels_and_resumes(tmp_path, strategy):
     from oplat.collect.adaptive import committee_disagreement
     from oplat.collect.run import collect, collect_adaptive, kernel_of, open_store, read_collected
 
@@ -286,11 +287,11 @@ def test_adaptive_collection_prefers_unknown_kernels_and_resumes(tmp_path):
     sd = committee_disagreement(rows, items, members=3)
     assert np.isfinite(sd[0]) and sd[1] == np.inf  # no MEAN row measured yet: measured first
     more = [{"kernel": "MEAN", "Input_shape": h, "Input_channel": c} for h in (7, 14) for c in (16, 32, 64)]
-    counts = collect_adaptive(b, convs + more, store, "host", batch=4)
+    counts = collect_adaptive(b, convs + more, store, "host", batch=4, strategy=strategy)
     assert counts["measured"] == 6 and counts["skipped"] == before
     ids = [r["config_id"] for r in store.rows() if r["kernel"] != "REORDER"]
     assert len(ids) == len(set(ids)) == 26
-    assert collect_adaptive(b, convs + more, store, "host", batch=4)["measured"] == 0
+    assert collect_adaptive(b, convs + more, store, "host", batch=4, strategy=strategy)["measured"] == 0
 
 
 def test_error_driven_batches_go_where_the_predictor_erred():

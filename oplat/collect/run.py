@@ -133,7 +133,7 @@ def read_collected(path: str | Path) -> list[OpRow]:
 def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetStore, device: str = "host",
                      budget_s: float | None = None, batch: int = 100, pool: int = 3000, seed: int = 0,
                      on_row: Callable[[dict[str, Any]], None] | None = None,
-                     strategy: str = "error") -> dict[str, int]:
+                     strategy: str = "committee") -> dict[str, int]:
     """Like :func:`collect`, but each batch is chosen among (up to ``pool``) unmeasured
     candidates from the rows so far: ``strategy`` "error" measures near the configs the
     current predictor erred on (:func:`oplat.collect.adaptive.error_driven_batch`; each
