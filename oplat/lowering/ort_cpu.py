@@ -1,8 +1,11 @@
 """Lowering for onnxruntime's CPU execution provider (MLAS kernels, full graph optimisation).
 
-The kernels are those of the CPU lowering (:func:`lower_tflite_cpu`: ReLU/Clip fuse into
-the convolution before them, as onnxruntime's ``FusedConv``; residual adds, HardSwish
-and gates run as nodes of their own) with two differences that matter on this path:
+The kernels are those of the CPU lowering (``lower_tflite_cpu``: BatchNorm folded, the
+same kernel families, residual adds and broadcast multiplies as nodes of their own), with
+three differences that matter on this path:
+
+- ``FusedConv`` takes HardSwish and Sigmoid as its activation besides ReLU/Clip, so
+  they link into the convolution before them.
 
 - onnxruntime's NCHWc transformer runs convolutions (and the pools, global pools,
   element-wise ops and channel concats between them) on channel-blocked tensors, and
