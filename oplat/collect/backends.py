@@ -154,18 +154,31 @@ class Backend:
         return cfg if out == list(cfg["linked"]) else {**cfg, "linked": out}
 
 
-def _time_single_op(backend: Backend, cfg: dict[str, Any], framework: str) -> dict[str, float]:
-    """Time the single-op model of ``cfg`` in a session of ``backend`` (random inputs;
-    a session that can set its inputs once times the run alone)."""
+def random_feeds(inputs, seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard-normal float32 values for a session's ``get_inputs()`` (dynamic dims as 1)."""
+    rng = np.random.default_rng(seed)
+    return {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+            for i in inputs}
+
+
+def _single_op_bytes(cfg: dict[str, Any]) -> bytes:
+    """The serialised single-op model of ``cfg`` (a config without builder: BackendError)."""
     try:
-        sess = backend.session(onnx_single_op(cfg).SerializeToString())
+        return onnx_single_op(cfg).SerializeToString()
+    except ValueError as e:
+        raise BackendError(str(e)) from None
+
+
+def _time_single_op(backend: Backend, model_bytes: bytes, framework: str) -> dict[str, float]:
+    """Time a single-op model in a session of ``backend`` (random inputs; a session that
+    can set its inputs once times the run alone)."""
+    try:
+        sess = backend.session(model_bytes)
     except ValueError as e:
         raise BackendError(str(e)) from None
     except Exception as e:
         raise BackendError(f"{framework} rejected the config: {str(e).splitlines()[0]}") from None
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-             for i in sess.get_inputs()}
+    feeds = random_feeds(sess.get_inputs())
     return time_runs(sess.prepare(feeds) if hasattr(sess, "prepare") else (lambda: sess.run(None, feeds)))
 
 
@@ -246,10 +259,11 @@ class OrtCpuBackend(Backend):
         return _OrtSession(self._ort.InferenceSession(model_bytes, self._options(), providers=["CPUExecutionProvider"]))
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        t = _time_single_op(self, cfg, "onnxruntime")
+        model_bytes = _single_op_bytes(cfg)
+        t = _time_single_op(self, model_bytes, "onnxruntime")
         if cfg["kernel"] not in _NCHWC_KERNELS:
             return t
-        reorders, nodes_ms = self.reorders(onnx_single_op(cfg).SerializeToString())
+        reorders, nodes_ms = self.reorders(model_bytes)
         spent = sum(r["mean_ms"] for r in reorders)
         if not spent or nodes_ms <= 0:
             return t
@@ -267,7 +281,7 @@ class OrtCpuBackend(Backend):
                         for r in reorders]
         return t
 
-    def reorders(self, model_bytes: bytes, runs: int = 20) -> tuple[list[dict[str, Any]], float]:
+    def reorders(self, model_bytes: bytes, runs: int = 20, warmup: int = 2) -> tuple[list[dict[str, Any]], float]:
         """The NCHWc reorders onnxruntime runs in a model, from its profiler: direction,
         the plain tensor's dims and per-run times (ms; the profiler counts whole us, so
         the mean over runs is the figure that resolves small reorders); and the mean time
@@ -279,10 +293,8 @@ class OrtCpuBackend(Backend):
         with tempfile.TemporaryDirectory() as tmp:
             so.profile_file_prefix = os.path.join(tmp, "p")
             sess = self._ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-            rng = np.random.default_rng(0)
-            feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-                     for i in sess.get_inputs()}
-            for _ in range(runs + 2):
+            feeds = random_feeds(sess.get_inputs())
+            for _ in range(warmup + runs):
                 sess.run(None, feeds)
             with open(sess.end_profiling()) as f:
                 events = json.load(f)
@@ -300,11 +312,11 @@ class OrtCpuBackend(Backend):
             meta[e["name"]] = ("in" if op == "ReorderInput" else "out",
                                [int(d) for d in next(iter(shapes[0].values()), [])])
         out = []
-        all_nodes = sum(float(np.mean(ds[2:] or ds)) for ds in by_node.values())  # past the warm-up runs
+        all_nodes = sum(float(np.mean(ds[warmup:] or ds)) for ds in by_node.values())
         for name, ds in by_node.items():
             if name not in meta:
                 continue
-            ds = ds[2:] or ds
+            ds = ds[warmup:] or ds
             direction, dims = meta[name]
             out.append({"direction": direction, "dims": dims, "median_ms": float(np.median(ds)),
                         "mean_ms": float(np.mean(ds)), "std_ms": float(np.std(ds)), "min_ms": float(min(ds)),
@@ -382,7 +394,7 @@ class LiteRTCpuBackend(Backend):
         return _LiteRTSession(self._Interpreter(model_content=data, num_threads=self.threads))
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
-        return _time_single_op(self, cfg, "LiteRT")
+        return _time_single_op(self, _single_op_bytes(cfg), "LiteRT")
 
 
 class OpenCLBackend(Backend):

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping
 
-import numpy as np
 import onnx
 
 from ..graph_only import is_graph_only, with_random_weights
 from ..store import DatasetStore
-from .backends import Backend, BackendError, machine_facts, time_runs
+from .backends import Backend, BackendError, machine_facts, random_feeds, time_runs
 
 E2E_COLUMNS = ["config_id", "model", "device", "latency_ms", "mean_ms", "std_ms", "min_ms", "count", "status", "error"]
 
@@ -25,9 +24,7 @@ def measure_model(backend: Backend, model: onnx.ModelProto, max_seconds: float =
         sess = backend.session(model.SerializeToString())
     except Exception as e:
         raise BackendError(f"cannot create a session: {str(e).splitlines()[0]}") from None
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-             for i in sess.get_inputs()}
+    feeds = random_feeds(sess.get_inputs())
     run = sess.prepare(feeds) if hasattr(sess, "prepare") else (lambda: sess.run(None, feeds))
     return time_runs(run, warmup=3, min_runs=10, max_seconds=max_seconds)
 
