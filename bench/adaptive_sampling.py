@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from oplat.collect.adaptive import error_driven_batch, next_batch, out_of_sample_errors  # noqa: E402
+from oplat.collect.adaptive import error_driven_batch, next_batch, score_new_rows  # noqa: E402
 from oplat.collect.run import read_collected  # noqa: E402
 from oplat.train import _profile, fit_regressors  # noqa: E402
 
@@ -69,9 +69,7 @@ def main() -> None:
         for strategy in strategies:
             chosen = [int(i) for i in order[: args.start]]
             remaining = [int(i) for i in order[args.start:]]
-            first, second = [pool[i] for i in chosen[: len(chosen) // 2]], [pool[i] for i in chosen[len(chosen) // 2:]]
-            # the first batch's errors, in the order of ``chosen``: each half predicted by the other
-            errors = list(out_of_sample_errors(second, first)) + list(out_of_sample_errors(first, second))
+            errors: dict[str, float] = {}  # config id -> out-of-sample error when it was "measured"
             runs = adaptive_runs[strategy]
             while True:
                 n = len(chosen)
@@ -86,10 +84,10 @@ def main() -> None:
                 if strategy == "committee":
                     pick = next_batch(have, cand, args.batch, seed=seed + n)
                 else:
-                    pick = error_driven_batch(have, errors, cand, args.batch, seed=seed + n)
+                    score_new_rows(have, errors)
+                    pick = error_driven_batch(have, [errors.get(r.extra["config_id"], np.nan) for r in have], cand,
+                                              args.batch, seed=seed + n)
                 picked = [remaining[j] for j in pick]
-                if strategy != "committee":
-                    errors += list(out_of_sample_errors(have, [pool[i] for i in picked]))
                 chosen += picked
                 gone = set(picked)
                 remaining = [i for i in remaining if i not in gone]

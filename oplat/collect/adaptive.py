@@ -100,6 +100,25 @@ def out_of_sample_errors(before: Sequence[OpRow], new: Sequence[OpRow]) -> np.nd
         return np.abs(np.log(pred / np.array([r.latency_ms for r in new])))
 
 
+def score_new_rows(measured: Sequence[OpRow], errors: dict[str, float]) -> None:
+    """Add to ``errors`` (config id -> error) the out-of-sample errors of the rows not
+    scored yet: predicted by a profile of the rows scored before them; when none is
+    scored yet (a first batch, or rows found on resuming) the rows are split in two
+    halves that predict each other."""
+    new = [r for r in measured if r.extra["config_id"] not in errors]
+    if not new:
+        return
+    old = [r for r in measured if r.extra["config_id"] in errors]
+    if old:
+        parts = [(old, new)]
+    else:
+        half = len(new) // 2
+        parts = [(new[half:], new[:half]), (new[:half], new[half:])]
+    for before, rows in parts:
+        for r, e in zip(rows, out_of_sample_errors(before, rows)):
+            errors[r.extra["config_id"]] = float(e)
+
+
 def error_driven_batch(measured: Sequence[OpRow], errors: Sequence[float],
                        candidates: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]], k: int,
                        seed: int = 0, explore: float = 0.2, neighbours: int = 5) -> list[int]:

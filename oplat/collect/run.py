@@ -144,7 +144,7 @@ def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store:
     """
     import random
 
-    from .adaptive import error_driven_batch, next_batch
+    from .adaptive import error_driven_batch, next_batch, score_new_rows
 
     if strategy not in ("error", "committee"):
         raise DatasetError(f"unknown adaptive strategy {strategy!r} (known: error, committee)")
@@ -181,7 +181,7 @@ def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store:
         if strategy == "committee":
             pick = next_batch(measured, items, min(batch, len(keep)), seed=seed + rnd)
         else:
-            _score_new_rows(measured, errors)
+            score_new_rows(measured, errors)
             pick = error_driven_batch(measured, [errors.get(r.extra["config_id"], np.nan) for r in measured], items,
                                       min(batch, len(keep)), seed=seed + rnd)
         rnd += 1
@@ -192,26 +192,6 @@ def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store:
         keep = [x for i, x in enumerate(keep) if i not in chosen]
         items = [x for i, x in enumerate(items) if i not in chosen]
     return counts
-
-
-def _score_new_rows(measured: list[OpRow], errors: dict[str, float]) -> None:
-    """Add to ``errors`` the out-of-sample errors of the rows not scored yet: predicted by
-    a profile of the rows scored before them; rows found on resuming (none scored yet)
-    are split in two halves that predict each other."""
-    from .adaptive import out_of_sample_errors
-
-    new = [r for r in measured if r.extra["config_id"] not in errors]
-    if not new:
-        return
-    old = [r for r in measured if r.extra["config_id"] in errors]
-    if old:
-        parts = [(old, new)]
-    else:
-        half = len(new) // 2
-        parts = [(new[half:], new[:half]), (new[:half], new[half:])]
-    for before, rows in parts:
-        for r, e in zip(rows, out_of_sample_errors(before, rows)):
-            errors[r.extra["config_id"]] = float(e)
 
 
 def _derived_rows(derived, parent: dict[str, Any], done: set[str]) -> list[dict[str, Any]]:
