@@ -30,8 +30,10 @@ CPU_KEYS = ("CONV_1x1", "CONV_STEM", "DW_S2", "ELTWISE", "LAYOUT", "FC_TOKENS")
 # the NCHWc layout reorders its transformer inserts
 ORT_KEYS = ("GELU", "REORDER")
 EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL") + CPU_KEYS + ORT_KEYS
+# kernels described by their element counts alone (``binary_features``)
+ELEMENT_KEYS = ("ADD", "MUL", "ELTWISE", "LAYOUT") + ORT_KEYS
 # glue kernels (no row of their own in the phone data) that a profile may still predict
-GLUE_KEYS = ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT") + ORT_KEYS
+GLUE_KEYS = ("TRANSPOSE",) + ELEMENT_KEYS
 _IMPL_KEYS = {"gemm_1x1": "CONV_1x1", "conv_stem": "CONV_STEM", "depthwise_s2": "DW_S2",
               "eltwise": "ELTWISE", "layout": "LAYOUT", "fc_tokens": "FC_TOKENS", "gelu": "GELU",
               "reorder": "REORDER"}
@@ -227,7 +229,7 @@ def feature_vector(key: str, kernel: str, impl: str, params: dict[str, Any],
         return rows_features(params, impl, linked)
     if key == "TRANSPOSE":
         return transpose_features(params, impl, linked)
-    if key in ("ADD", "MUL", "ELTWISE", "LAYOUT") + ORT_KEYS:
+    if key in ELEMENT_KEYS:
         return binary_features(params, impl, linked)
     raise KeyError(key)
 
@@ -242,7 +244,7 @@ def feature_matrix(key: str, items: Sequence[tuple[str, str, dict[str, Any], Seq
 def work_terms(key: str, kernel: str, params: dict[str, Any]) -> tuple[float, float]:
     """(FLOPs, bytes moved) of a kernel: the inputs of the log-linear baseline."""
     p = params
-    if key in ("TRANSPOSE", "ADD", "MUL", "ELTWISE", "LAYOUT") + ORT_KEYS:
+    if key in GLUE_KEYS:  # a transpose too: its traffic is its elements in and out
         e = float(p.get("Output_elements", 1))
         return e, (e + float(p.get("Input_elements", e))) * BYTES
     h = float(p.get("Input_shape", 1) or 1)
