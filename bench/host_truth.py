@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
 
-from models.zoo import ZOO, build  # noqa: E402
+from models.zoo import ZOO, build, is_transformer  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402
 from oplat.collect.run import collect, open_store, read_collected  # noqa: E402
 from oplat.collect.sampler import default_configs, select_kernels  # noqa: E402
@@ -33,8 +33,6 @@ from oplat.collect.whole import measure_models  # noqa: E402
 from oplat.evaluate import error_metrics  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 from oplat.train import load_graphs, train_profile  # noqa: E402
-
-VIT_PREFIXES = ("vit", "deit", "swin", "mobilevit", "efficientformer", "levit")
 
 
 def main() -> None:
@@ -84,16 +82,16 @@ def main() -> None:
                          profile_id=pid, factor_ridge=args.factor_ridge,
                          signed_counts=args.signed_counts)
 
-    test_names = [n for n in sorted(ZOO) if not (args.skip_vits and n.startswith(VIT_PREFIXES))]
+    test_names = [n for n in sorted(ZOO) if not (args.skip_vits and is_transformer(n))]
     test_e2e = measure_models(backend, {n: partial(build, n) for n in test_names}, res_dir / f"{tag}_e2e_test.csv",
                               rounds=args.rounds)
+    test_graphs = {n: load_onnx(build(n, graph_only=True)) for n in test_names if n in test_e2e}
+
     def score(profile) -> tuple[dict, dict]:
         per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}
-        for n in test_names:
-            if n not in test_e2e:
-                continue
-            r = profile.predict(load_onnx(build(n, graph_only=True)))
-            fam = "vit" if n.startswith(VIT_PREFIXES) else "cnn"
+        for n, graph in test_graphs.items():
+            r = profile.predict(graph)
+            fam = "vit" if is_transformer(n) else "cnn"
             groups[fam][0].append(r.total_ms)
             groups[fam][1].append(test_e2e[n])
             per_model[n] = {"measured_ms": round(test_e2e[n], 3), "predicted_ms": round(r.total_ms, 3),
