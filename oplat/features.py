@@ -74,7 +74,8 @@ def _link_feats(linked: Sequence[str]) -> list[float]:
 @lru_cache(maxsize=4096)
 def _link_feats_cached(linked: tuple[str, ...]) -> tuple[float, ...]:
     n_bin = sum(1 for t in linked if t in ("add", "mul", "sub"))
-    act = [float(any(t == a for t in linked)) for a in ACTS]
+    # a ReLU6 is a ReLU and a minimum (a clamp): no new feature, a distinct vector
+    act = [float(any(t == a or (t == "relu6" and a in ("relu", "minimum")) for t in linked)) for a in ACTS]
     return tuple([float(len(linked)), float(n_bin)] + act)
 
 

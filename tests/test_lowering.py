@@ -266,3 +266,33 @@ def test_ort_lowering_fuses_hard_swish_into_convs_and_keeps_gelu_apart():
     from oplat.features import predictor_key
 
     assert predictor_key("GELU", "gelu") == "GELU" and predictor_key("REORDER", "reorder") == "REORDER"
+
+
+def test_ort_lowering_keeps_relu6_apart_from_relu():
+    """onnxruntime clamps a fused Clip in a second pass over the conv's output, so the
+    ort-cpu lowering names it ``relu6``; the other CPU path (free clamps) keeps ``relu``;
+    the features tell the two apart, and the collection sampler builds and explores it."""
+    import random
+
+    from models.zoo import build
+    from oplat.collect.ops import onnx_single_op
+    from oplat.collect.sampler import explore, kernel_config
+    from oplat.features import feature_vector, predictor_key
+
+    g = load_onnx(build("mobilenet_v2_0.35", graph_only=True))
+    ort_convs = [k for k in lower(g, "ort-cpu", "cpu").kernels if k.type == "DEPTHWISE_CONV_2D"]
+    cpu_convs = [k for k in lower(g, "tflite-cpu", "cpu").kernels if k.type == "DEPTHWISE_CONV_2D"]
+    assert ort_convs and all(k.linked == ["relu6"] for k in ort_convs)
+    assert all(k.linked == ["relu"] for k in cpu_convs)
+    mn = load_onnx(build("mnasnet_0.5", graph_only=True))  # plain ReLU nets are unchanged
+    assert not any("relu6" in k.linked for k in lower(mn, "ort-cpu", "cpu").kernels)
+    k = ort_convs[0]
+    key = predictor_key(k.type, k.impl)
+    assert feature_vector(key, k.type, k.impl, k.params, k.linked) != \
+        feature_vector(key, k.type, k.impl, k.params, ["relu"])
+    cfg = kernel_config(k)
+    assert cfg["linked"] == ["relu6"]
+    assert "Clip" in [n.op_type for n in onnx_single_op(cfg).graph.node]
+    rng = random.Random(0)
+    links = {tuple(explore(cfg, rng)["linked"]) for _ in range(60)}
+    assert ("relu6",) in links and ("relu",) not in links

@@ -16,7 +16,7 @@ from ..ir import Graph
 from ..lowering import lower
 from .ops import LAYOUT_KERNELS, config_id
 
-LINKABLE = {"relu", "hard_swish", "sigmoid", "add", "gelu"}
+LINKABLE = {"relu", "relu6", "hard_swish", "sigmoid", "add", "gelu"}
 
 
 def kernel_config(k) -> dict[str, Any] | None:
@@ -212,7 +212,8 @@ def explore(cfg: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         if c["kernel"] == "DEPTHWISE_CONV_2D" and c["Kernel"] == 1:
             c["Kernel"] = 3
         c["Stride"] = rng.choice([1, 1, 2])
-        c["linked"] = rng.choice([[], ["relu"], ["add"], ["add", "relu"], ["hard_swish"]])
+        relu = "relu6" if "relu6" in cfg.get("linked", ()) else "relu"  # a ReLU6 net's neighbours clamp too
+        c["linked"] = rng.choice([[], [relu], ["add"], ["add", relu], ["hard_swish"]])
         if c["Stride"] != 1 and "add" in c["linked"]:
             c["linked"] = [t for t in c["linked"] if t != "add"]
     return c
