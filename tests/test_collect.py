@@ -384,3 +384,47 @@ def test_resuming_on_another_machine_warns_but_keeps_the_rows(tmp_path, capsys):
     again = open_store(path, b, "host", machine=facts)
     assert "another or differently loaded machine" in capsys.readouterr().err
     assert len(again.rows()) == 1
+
+
+def test_single_op_timing_is_net_of_the_call_floor(tmp_path):
+    """A backend that subtracts its fixed cost per call records the kernel's time less
+    the do-nothing model's, never below 5% of the raw figure, and says what it took off;
+    a dataset collected without that refuses to be resumed with it."""
+    from oplat.collect.backends import Backend, _floor_model, _time_single_op
+    from oplat.collect.run import open_store
+    from oplat.errors import DatasetError
+    from oplat.store import DatasetStore
+    from oplat.collect.run import COLUMNS
+
+    class _Sess:
+        def __init__(self, seconds):
+            self.seconds = seconds
+
+        def get_inputs(self):
+            return []
+
+        def prepare(self, feeds):
+            return lambda: self.seconds  # the timed part, as time_runs allows
+
+    class Fake(Backend):
+        name = "fake"
+        subtract_call_floor = True
+        kernel_s = 0.0012
+
+        def session(self, model_bytes):
+            return _Sess(0.0002 if model_bytes == _floor_model() else self.kernel_s)
+
+    b = Fake()
+    t = _time_single_op(b, b"kernel", "fake")
+    assert t["call_floor_ms"] == pytest.approx(0.2) and t["median_ms"] == pytest.approx(1.0)
+    assert t["min_ms"] == pytest.approx(1.0) and t["std_ms"] == pytest.approx(0.0)
+    b.kernel_s = 0.0001
+    assert _time_single_op(b, b"kernel", "fake")["median_ms"] == pytest.approx(0.005)
+    b.subtract_call_floor = False
+    assert "call_floor_ms" not in _time_single_op(b, b"kernel", "fake")
+    ort_b = make_backend("ort-cpu", threads=1)
+    assert 0 < ort_b.call_floor_ms() < 1.0
+    old = tmp_path / "old.csv"
+    DatasetStore(old, COLUMNS, {"device": "host", "backend": "ort-cpu", "threads": 1, "cores": None})
+    with pytest.raises(DatasetError, match="call_floor"):
+        open_store(old, ort_b, "host")

@@ -53,7 +53,7 @@ def open_store(path: str | Path, backend: Backend, device: str,
     facts = machine if machine is not None else machine_facts()
     meta = {"device": device, **backend.settings, "machine": facts}
     store = DatasetStore(path, COLUMNS, meta)
-    for key in ("backend", "threads", "cores", "device"):
+    for key in ("backend", "threads", "cores", "device", "call_floor"):
         if store.meta.get(key) != meta.get(key):
             raise DatasetError(f"{path}: collected with {key}={store.meta.get(key)!r}, "
                                f"not {meta.get(key)!r}; use another --out")
