@@ -428,3 +428,23 @@ def test_single_op_timing_is_net_of_the_call_floor(tmp_path):
     DatasetStore(old, COLUMNS, {"device": "host", "backend": "ort-cpu", "threads": 1, "cores": None})
     with pytest.raises(DatasetError, match="call_floor"):
         open_store(old, ort_b, "host")
+
+
+def test_layout_sampler_covers_channel_shuffles_and_they_run():
+    """ShuffleNet's (1, g, C/g, H, W) channel swaps are sampled (the transformer blocks'
+    transposes move tokens), build as single ops and lower to the configs they came from."""
+    from oplat.collect.sampler import kernel_config, layout_configs
+    from oplat.lowering import lower
+    from oplat.onnx_loader import load_onnx
+
+    shuffles = [c for c in layout_configs(40, seed=0) if c["kernel"] == "TRANSPOSE"]
+    assert len(shuffles) == 10
+    for c in shuffles[:3]:
+        g, cg = c["Input_dims"][1:3]
+        assert c["Perm"] == [0, 2, 1, 3, 4] and g >= 2 and cg >= 1
+        m = onnx_single_op(c)
+        x = np.random.default_rng(0).standard_normal(c["Input_dims"]).astype(np.float32)
+        y = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+        assert np.array_equal(y, x.transpose(0, 2, 1, 3, 4))
+        ks = [k for k in lower(load_onnx(m), "ort-cpu", "cpu").kernels if k.type == "TRANSPOSE"]
+        assert kernel_config(ks[0]) == c

@@ -134,13 +134,25 @@ def transformer_configs(n_blocks: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def layout_configs(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Data-movement kernels of the sizes CNNs and ViTs use: channel splits (ShuffleNet),
-    channel and token slices (Swin, LeViT), token gathers (a ViT's class token), 2x
+    """Data-movement kernels of the sizes CNNs and ViTs use: channel splits and shuffles
+    (ShuffleNet), channel and token slices (Swin, LeViT), token gathers (a ViT's class token), 2x
     resizes and means over tokens or channels, over feature maps of 7-112 pixels and
     16-1024 channels."""
     rng = random.Random(seed)
-    return [layout_config(rng.choice(["SPLIT", "SPLIT", "SLICE", "SLICE", "GATHER", "RESIZE", "REDUCE"]), rng)
-            for _ in range(n)]
+    out = [layout_config(rng.choice(["SPLIT", "SPLIT", "SLICE", "SLICE", "GATHER", "RESIZE", "REDUCE"]), rng)
+           for _ in range(n)]
+    shuffle_rng = random.Random(seed + 1)  # its own stream: the configs above stay as they were
+    return out + [channel_shuffle_config(shuffle_rng) for _ in range(n // 4)]
+
+
+def channel_shuffle_config(rng: random.Random) -> dict[str, Any]:
+    """A ShuffleNet channel shuffle: (1, groups, C/groups, H, W) with the two channel
+    axes swapped (the transformer configs' transposes move tokens, not channels, and
+    were 7x off on ShuffleNet's without these)."""
+    g = rng.choice([2, 2, 2, 3, 4, 8])
+    c = rng.choice([24, 48, 58, 88, 116, 176, 232, 244, 352, 464, 488, 704, 976]) // g * g
+    h = rng.choice([7, 14, 28, 56])
+    return {"kernel": "TRANSPOSE", "Input_dims": [1, g, c // g, h, h], "Perm": [0, 2, 1, 3, 4]}
 
 
 def layout_config(kind: str, rng: random.Random) -> dict[str, Any]:
