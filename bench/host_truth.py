@@ -35,6 +35,22 @@ from oplat.onnx_loader import load_onnx  # noqa: E402
 from oplat.train import load_graphs, train_profile  # noqa: E402
 
 
+def round_spread(path: Path) -> dict[str, float]:
+    """How far apart one model's rounds landed (slowest / fastest round median - 1),
+    median and 90th percentile over the models: the noise the truth itself carries."""
+    from oplat.store import DatasetStore
+
+    by: dict[str, list[float]] = {}
+    for r in DatasetStore(path).rows():
+        if r.get("status") == "ok" and r.get("latency_ms"):
+            by.setdefault(r["model"], []).append(float(r["latency_ms"]))
+    spread = sorted(max(v) / min(v) - 1 for v in by.values() if len(v) > 1)
+    if not spread:
+        return {}
+    return {"models": len(spread), "median": round(spread[len(spread) // 2], 4),
+            "p90": round(spread[int(0.9 * (len(spread) - 1))], 4)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backend", default="ort-cpu")
@@ -101,7 +117,8 @@ def main() -> None:
 
     held_out, per_model = score(prof)
     result = {"profile": pid, "per_op_rows": len(rows), "collect": counts, "fit_models": len(fit_e2e),
-              "rounds": args.rounds, "held_out": held_out, "models": per_model,
+              "rounds": args.rounds, "round_spread": round_spread(res_dir / f"{tag}_e2e_test.csv"),
+              "held_out": held_out, "models": per_model,
               "seconds": round(time.time() - t0, 1), "accuracy_method": "generated zoo models, never trained on"}
     if args.compare:
         from oplat.profile import load_profile

@@ -152,11 +152,13 @@ class Backend:
         re-measured every ``floor_refresh_s`` seconds, as the machine's speed drifts."""
         now = time.monotonic()
         if self._floor is None or now - self._floor[0] > self.floor_refresh_s:
-            sess = self.session(_floor_model())
-            run = sess.prepare(random_feeds(sess.get_inputs()))
-            ms = time_runs(run, warmup=20, min_runs=200, max_runs=1000, max_seconds=0.1)["median_ms"]
-            self._floor = (now, ms)
+            self._floor = (now, self._floor_ms_now())
         return self._floor[1]
+
+    def _floor_ms_now(self) -> float:
+        sess = self.session(_floor_model())
+        run = sess.prepare(random_feeds(sess.get_inputs()))
+        return time_runs(run, warmup=20, min_runs=200, max_runs=1000, max_seconds=0.1)["median_ms"]
 
     def adapt(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """``cfg`` as this framework would run it as one kernel (unfusable links dropped)."""
@@ -273,8 +275,8 @@ class OrtCpuBackend(Backend):
     name = "ort-cpu"
     lowering = ("ort-cpu", "cpu")
     fusable_links = frozenset(("relu", "relu6", "hard_swish", "sigmoid"))
-    # 3.7 us per bound call here, 0.36 us per node inside a model: summed over the 170
-    # kernels of shufflenet_v2_0.5 the calls were a third of its measured 1.5 ms
+    # about 4 us per bound call here (bench/ort_link_costs.py), which a whole model pays
+    # once: over the 139 kernels of shufflenet_v2_0.5 that is a third of its 1.4 ms
     subtract_call_floor = True
 
     @property

@@ -9,8 +9,8 @@ four differences that matter on this path:
 
 - A ReLU6 (``Clip`` 0..6) fused into a convolution is a link of its own (``relu6``):
   MLAS applies a ReLU inside the convolution's kernel but a Clip as a second pass over
-  its output (1.2-1.4x a ReLU-linked conv's time in mobilenet_v2, measured side by side
-  with onnxruntime's profiler), where the GPU and XNNPACK paths clamp for free.
+  its output (a median 1.15x a ReLU-linked conv over mobilenet_v2's conv shapes,
+  ``bench/ort_link_costs.py``), where the GPU and XNNPACK paths clamp for free.
 - onnxruntime's NCHWc transformer runs convolutions (and the pools, global pools,
   element-wise ops and channel concats between them) on channel-blocked tensors, and
   inserts a ``ReorderInput`` where a blocked op reads a plain tensor and a
