@@ -422,6 +422,16 @@ def test_single_op_timing_is_net_of_the_call_floor(tmp_path):
     assert _time_single_op(b, b"kernel", "fake")["median_ms"] == pytest.approx(0.005)
     b.subtract_call_floor = False
     assert "call_floor_ms" not in _time_single_op(b, b"kernel", "fake")
+    floors = iter([0.0002, 0.0009, 0.0002, 0.0003])  # the second sample in a slow spell
+
+    class Drifting(Fake):
+        floor_refresh_s = 0.0  # a new sample on every call
+
+        def session(self, model_bytes):
+            return _Sess(next(floors) if model_bytes == _floor_model() else self.kernel_s)
+
+    d = Drifting()
+    assert [round(d.call_floor_ms(), 4) for _ in range(4)] == [0.2, 0.55, 0.2, 0.3]
     ort_b = make_backend("ort-cpu", threads=1)
     assert 0 < ort_b.call_floor_ms() < 1.0
     old = tmp_path / "old.csv"

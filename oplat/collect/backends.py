@@ -144,16 +144,19 @@ class Backend:
 
     # single-op timings net of the framework's fixed cost per call (see call_floor_ms)
     subtract_call_floor = False
-    _floor: tuple[float, float] | None = None  # (measured at, ms)
-    floor_refresh_s = 30.0
+    _floor: tuple[float, list[float]] | None = None  # (last measured at, recent samples in ms)
+    floor_refresh_s = 10.0
 
     def call_floor_ms(self) -> float:
-        """The median time of one call of a do-nothing model on this backend (ms),
-        re-measured every ``floor_refresh_s`` seconds, as the machine's speed drifts."""
+        """The time of one call of a do-nothing model on this backend (ms): sampled every
+        ``floor_refresh_s`` seconds, as the machine's speed drifts, and the median of the
+        last three samples, so one sample taken in a passing slow spell (twice the usual
+        floor here) is not taken off every kernel timed in the next seconds."""
         now = time.monotonic()
         if self._floor is None or now - self._floor[0] > self.floor_refresh_s:
-            self._floor = (now, self._floor_ms_now())
-        return self._floor[1]
+            recent = (self._floor[1] if self._floor else [])[-2:] + [self._floor_ms_now()]
+            self._floor = (now, recent)
+        return statistics.median(self._floor[1])
 
     def _floor_ms_now(self) -> float:
         sess = self.session(_floor_model())
