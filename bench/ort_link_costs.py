@@ -41,7 +41,7 @@ def main() -> None:
             shapes[json.dumps(base, sort_keys=True)] = base
     rows = []
     for base in shapes.values():
-        floors.append(b._floor_ms_now())  # beside each shape: it drifts with the machine
+        floors.append(b.measure_call_floor_ms())  # beside each shape: it drifts with the machine
         t = {name: b.measure({**base, "linked": links})["median_ms"] for name, links in LINKS.items()}
         rows.append({**base, "ms": {k: round(v, 4) for k, v in t.items()},
                      "relu6_over_relu": round(t["relu6"] / t["relu"], 3)})

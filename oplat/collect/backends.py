@@ -154,11 +154,12 @@ class Backend:
         floor here) is not taken off every kernel timed in the next seconds."""
         now = time.monotonic()
         if self._floor is None or now - self._floor[0] > self.floor_refresh_s:
-            recent = (self._floor[1] if self._floor else [])[-2:] + [self._floor_ms_now()]
+            recent = (self._floor[1] if self._floor else [])[-2:] + [self.measure_call_floor_ms()]
             self._floor = (now, recent)
         return statistics.median(self._floor[1])
 
-    def _floor_ms_now(self) -> float:
+    def measure_call_floor_ms(self) -> float:
+        """One fresh sample of the call floor (ms): the median run of a do-nothing model."""
         sess = self.session(_floor_model())
         run = sess.prepare(random_feeds(sess.get_inputs()))
         return time_runs(run, warmup=20, min_runs=200, max_runs=1000, max_seconds=0.1)["median_ms"]
