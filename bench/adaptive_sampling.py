@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from oplat.collect.adaptive import error_driven_batch, next_batch, score_new_rows  # noqa: E402
+from oplat.collect.adaptive import choose_batch  # noqa: E402
 from oplat.collect.run import read_collected  # noqa: E402
 from oplat.train import _profile, fit_regressors  # noqa: E402
 
@@ -81,12 +81,7 @@ def main() -> None:
                     break
                 have = [pool[i] for i in chosen]
                 cand = [items[i] for i in remaining]
-                if strategy == "committee":
-                    pick = next_batch(have, cand, args.batch, seed=seed + n)
-                else:
-                    score_new_rows(have, errors)
-                    pick = error_driven_batch(have, [errors.get(r.extra["config_id"], np.nan) for r in have], cand,
-                                              args.batch, seed=seed + n)
+                pick = choose_batch(strategy, have, cand, args.batch, seed + n, errors)
                 picked = [remaining[j] for j in pick]
                 chosen += picked
                 gone = set(picked)

@@ -402,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="models whose kernels to cover")
     p.add_argument("--adaptive", action="store_true",
                    help="measure batch by batch where the predictor errs most (see --strategy)")
+    # oplat.collect.adaptive.STRATEGIES, spelled out: the parser imports nothing heavy
     p.add_argument("--strategy", choices=("error", "committee"), default="committee",
                    help="adaptive: near the configs predicted worst (error) or where bootstrap profiles disagree")
     p.add_argument("--batch", type=int, default=100, help="configs per adaptive batch")

@@ -169,3 +169,19 @@ def error_driven_batch(measured: Sequence[OpRow], errors: Sequence[float],
     w = w + 1e-6
     p = (1 - explore) * w / w.sum() + explore / n
     return sorted(rng.choice(n, k, replace=False, p=p).tolist())
+
+
+STRATEGIES = ("error", "committee")
+
+
+def choose_batch(strategy: str, measured: Sequence[OpRow],
+                 candidates: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]], k: int, seed: int,
+                 errors: dict[str, float]) -> list[int]:
+    """Indices of the ``k`` candidates to measure next by ``strategy``: "committee"
+    (:func:`next_batch`) or "error" (:func:`error_driven_batch`, after scoring the
+    measured rows not yet in ``errors``, which it updates)."""
+    if strategy == "committee":
+        return next_batch(measured, candidates, k, seed=seed)
+    score_new_rows(measured, errors)
+    return error_driven_batch(measured, [errors.get(r.extra["config_id"], np.nan) for r in measured], candidates,
+                              k, seed=seed)

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from ..datasets import OpRow
 from ..errors import DatasetError
 from ..features import GLUE_KEYS, predictor_key
@@ -144,10 +142,10 @@ def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store:
     """
     import random
 
-    from .adaptive import error_driven_batch, next_batch, score_new_rows
+    from .adaptive import STRATEGIES, choose_batch
 
-    if strategy not in ("error", "committee"):
-        raise DatasetError(f"unknown adaptive strategy {strategy!r} (known: error, committee)")
+    if strategy not in STRATEGIES:
+        raise DatasetError(f"unknown adaptive strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
 
     cands = [backend.adapt(c) for c in configs]
     done = store.done_ids()
@@ -178,12 +176,7 @@ def collect_adaptive(backend: Backend, configs: Iterable[dict[str, Any]], store:
         if left is not None and left <= 0:
             break
         measured = read_collected(store.path) if store.path.exists() and store.path.stat().st_size else []
-        if strategy == "committee":
-            pick = next_batch(measured, items, min(batch, len(keep)), seed=seed + rnd)
-        else:
-            score_new_rows(measured, errors)
-            pick = error_driven_batch(measured, [errors.get(r.extra["config_id"], np.nan) for r in measured], items,
-                                      min(batch, len(keep)), seed=seed + rnd)
+        pick = choose_batch(strategy, measured, items, min(batch, len(keep)), seed + rnd, errors)
         rnd += 1
         chosen = set(pick)
         c = collect(backend, [keep[i] for i in pick], store, device, left, on_row=on_row)
