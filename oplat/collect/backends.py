@@ -191,6 +191,10 @@ def _single_op_bytes(cfg: dict[str, Any]) -> bytes:
         raise BackendError(str(e)) from None
 
 
+# the figures of a timing that scale with the kernel's time (std and count do not shift)
+_LEVELS = ("median_ms", "mean_ms", "min_ms")
+
+
 def _time_single_op(backend: Backend, model_bytes: bytes, framework: str) -> dict[str, float]:
     """Time a single-op model in a session of ``backend`` (random inputs; a session that
     can set its inputs once times the run alone)."""
@@ -207,7 +211,7 @@ def _time_single_op(backend: Backend, model_bytes: bytes, framework: str) -> dic
         return t
     # a whole model pays the call once, not once per kernel; what is left is kept >= 5%
     # of the figure (a kernel faster than the floor's noise is still a positive time)
-    net = {k: max(t[k] - floor, 0.05 * t[k]) for k in ("median_ms", "mean_ms", "min_ms")}
+    net = {k: max(t[k] - floor, 0.05 * t[k]) for k in _LEVELS}
     return {**t, **net, "call_floor_ms": floor}
 
 
@@ -318,8 +322,7 @@ class OrtCpuBackend(Backend):
         # conv): the reorders' share of the profiled nodes is taken out of the unprofiled
         # time, and they are recorded at that same scale
         share, scale = min(spent / nodes_ms, 0.8), t["median_ms"] / nodes_ms
-        t = {**t, "median_ms": t["median_ms"] * (1 - share), "mean_ms": t["mean_ms"] * (1 - share),
-             "min_ms": t["min_ms"] * (1 - share), "reorder_share": share}
+        t = {**t, **{k: t[k] * (1 - share) for k in _LEVELS}, "reorder_share": share}
         # the profiler counts whole microseconds: the mean over runs resolves a small
         # reorder where the median cannot, so it is the figure recorded
         t["derived"] = [({"kernel": "REORDER", "Input_dims": r["dims"], "Direction": r["direction"]},
