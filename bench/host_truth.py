@@ -2,11 +2,18 @@
 whole zoo models measured on the same machine in the same run.
 
 1. per-op collection (resumable) for ``--budget`` into bench/results/host_<backend>_<t>t_ops.csv
-2. whole-model measurements of the pytorchcv exports (models/cnn_zoo): they fit the
-   end-to-end term only
+2. whole-model measurements, in rounds, of two sets measured in turn within each round
+   (so a slow spell of the machine touches both alike): the fitting set, the pytorchcv
+   exports (models/cnn_zoo) plus, with ``--vit-fit``, the Hugging Face ViT exports
+   (models/vit_zoo) of at most ``--vit-fit-max-gflops``, which fit the end-to-end term
+   only; and the test set, the generated zoo (CNNs and ViTs, never used in training).
+   A fitting model that lowers to exactly the kernels of a test model (pytorchcv's
+   mobilenet_w1 is the zoo's mobilenet_v1_1.0; the ViT exports share the zoo's
+   generators) is left out of the fit, so no test model's own measurement sets a factor
+   (``--keep-twins`` keeps them, the protocol before 2026-12-04)
 3. profile trained and saved to device_profiles/host/<backend>-<t>t (with ``--ship``)
-4. whole-model measurements of the generated zoo (CNNs and ViTs, never used in training)
-   compared with predictions: share within ±10% and MAPE, CNNs and ViTs separately.
+4. the test set's measurements compared with predictions: share within ±10% and MAPE,
+   CNNs and ViTs separately.
 
     python bench/host_truth.py --budget 300 [--threads 1] [--ship]
 """
@@ -32,6 +39,7 @@ from oplat.collect.sampler import default_configs, select_kernels  # noqa: E402
 from oplat.collect.whole import measure_models  # noqa: E402
 from oplat.evaluate import error_metrics  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
+from oplat.overhead import factored_keys  # noqa: E402
 from oplat.train import load_graphs, train_profile  # noqa: E402
 
 
@@ -51,6 +59,25 @@ def round_spread(path: Path) -> dict[str, float]:
             "p90": round(spread[int(0.9 * (len(spread) - 1))], 4)}
 
 
+def model_gflops(graph, lowering: tuple[str, str]) -> float:
+    """GFLOPs of a model's kernels as the backend's lowering runs them."""
+    from oplat.features import predictor_key, work_terms
+    from oplat.lowering import lower
+
+    lm = lower(graph, lowering[0], lowering[1])
+    return sum(work_terms(key, k.type, k.params)[0] for k in lm.kernels
+               if (key := predictor_key(k.type, k.impl))) / 1e9
+
+
+def twins_of(fit_graphs: dict, test_graphs: dict, lowering: tuple[str, str]) -> dict[str, str]:
+    """``{fitting model: test model}`` for fitting models that lower to the very kernels
+    of a test model (same network under another name)."""
+    from oplat.lowering import lower
+
+    by_sig = {lower(g, *lowering).signature(): n for n, g in test_graphs.items()}
+    return {n: by_sig[s] for n, g in fit_graphs.items() if (s := lower(g, *lowering).signature()) in by_sig}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backend", default="ort-cpu")
@@ -58,15 +85,25 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=300, help="seconds of per-op collection")
     ap.add_argument("--ship", action="store_true", help="save the profile under device_profiles/host")
     ap.add_argument("--skip-vits", action="store_true")
-    ap.add_argument("--factor-ridge", type=float, default=100.0)
+    ap.add_argument("--factor-ridge", default="0.01,0.03,0.1,0.3,1,3,10,30,100,300,1000",
+                    help="ridge of the end-to-end factors towards 1; a comma list: chosen by 10-fold CV "
+                         "over the fitting models")
     ap.add_argument("--signed-counts", action="store_true",
                     help="let per-kernel counts in the end-to-end term go negative (per-call costs of single-op timing)")
     ap.add_argument("--kernels", help="collect only these kernel types this run (e.g. SPLIT,SLICE,GATHER,RESIZE)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="passes over the whole models; each model's figure is its fastest round's median")
     ap.add_argument("--compare", help="also score this profile (id or folder) on the same measurements")
+    ap.add_argument("--vit-fit", action="store_true",
+                    help="fit the end-to-end term on the ViT exports of models/vit_zoo too")
+    ap.add_argument("--vit-fit-max-gflops", type=float, default=40.0)
+    ap.add_argument("--keep-twins", action="store_true",
+                    help="fit on models that lower to the same kernels as a test model too")
+    ap.add_argument("--extra-factors", action="store_true",
+                    help="end-to-end factors for the transformer and CPU kernel families too")
     args = ap.parse_args()
     tag = f"host_{args.backend}_{args.threads}t"
+    ridges = [float(x) for x in args.factor_ridge.split(",")]
     res_dir = ROOT / "bench" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     backend = make_backend(args.backend, args.threads)
@@ -80,28 +117,34 @@ def main() -> None:
     counts = collect(backend, configs, store, "host", args.budget)
     print("per-op", counts, flush=True)
 
-    def from_file(name: str):
-        return onnx.load(ROOT / "models" / "cnn_zoo" / f"{name}.onnx", load_external_data=False)
+    def from_file(folder: str, name: str):
+        return onnx.load(ROOT / "models" / folder / f"{name}.onnx", load_external_data=False)
 
-    fit_e2e = measure_models(backend, {n: partial(from_file, n) for n in sorted(graphs)},
-                             res_dir / f"{tag}_e2e_fit.csv", on_model=lambda n: None, rounds=args.rounds)
-    print("fit models measured:", len(fit_e2e), flush=True)
+    fit_cnns = set(graphs)
+    fit_makers = {n: partial(from_file, "cnn_zoo", n) for n in sorted(graphs)}
+    if args.vit_fit:
+        vits = {n: g for n, g in load_graphs(ROOT / "models" / "vit_zoo").items()
+                if model_gflops(g, backend.lowering) <= args.vit_fit_max_gflops}
+        graphs.update(vits)
+        fit_makers.update({n: partial(from_file, "vit_zoo", n) for n in sorted(vits)})
+    test_names = [n for n in sorted(ZOO) if not (args.skip_vits and is_transformer(n))]
+    test_makers = {n: partial(build, n) for n in test_names}
+    for k in range(1, args.rounds + 1):  # round k of both sets before round k + 1 of either
+        fit_e2e = measure_models(backend, fit_makers, res_dir / f"{tag}_e2e_fit.csv", rounds=k)
+        test_e2e = measure_models(backend, test_makers, res_dir / f"{tag}_e2e_test.csv", rounds=k)
+        print(f"round {k}: {len(fit_e2e)} fit and {len(test_e2e)} test models measured", flush=True)
 
+    test_graphs = {n: load_onnx(build(n, graph_only=True)) for n in test_names if n in test_e2e}
+    twins = {} if args.keep_twins else twins_of(graphs, test_graphs, backend.lowering)
+    fit_e2e = {n: v for n, v in fit_e2e.items() if n not in twins}
     rows = read_collected(res_dir / f"{tag}_ops.csv")
     pid = f"host/{args.backend}-{args.threads}t"
-    # Summed single-kernel timings already match whole models here (mobilenet_v2 8.11 vs
-    # 7.81 ms, resnet18 35.2 vs 34.0), so the end-to-end factors are held close to 1.
     framework = {"ort-cpu": "onnxruntime", "litert-cpu": "litert", "opencl": "opencl"}[args.backend]
     prof = train_profile(rows, fit_e2e, graphs, "host", framework, "cpu", gpu_family=backend.lowering[1],
                          lowering=backend.lowering[0],
                          source=f"oplat collect ({args.backend}, {args.threads} thread(s)) on this machine",
-                         profile_id=pid, factor_ridge=args.factor_ridge,
-                         signed_counts=args.signed_counts)
-
-    test_names = [n for n in sorted(ZOO) if not (args.skip_vits and is_transformer(n))]
-    test_e2e = measure_models(backend, {n: partial(build, n) for n in test_names}, res_dir / f"{tag}_e2e_test.csv",
-                              rounds=args.rounds)
-    test_graphs = {n: load_onnx(build(n, graph_only=True)) for n in test_names if n in test_e2e}
+                         profile_id=pid, factor_ridge=ridges[0] if len(ridges) == 1 else ridges,
+                         signed_counts=args.signed_counts, extra_factors=args.extra_factors)
 
     def score(profile) -> tuple[dict, dict]:
         per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}
@@ -117,6 +160,11 @@ def main() -> None:
 
     held_out, per_model = score(prof)
     result = {"profile": pid, "per_op_rows": len(rows), "collect": counts, "fit_models": len(fit_e2e),
+              "fit_vits": sum(1 for n in fit_e2e if n in graphs and n not in fit_cnns),
+              "fit_excluded_twins": twins,
+              "extra_factors": factored_keys(prof.meta["overhead"]["features"]),
+              "factor_ridge": prof.meta["overhead"]["factor_ridge"],
+              "factor_ridge_cv_mape": prof.meta["overhead"].get("factor_ridge_cv_mape"),
               "rounds": args.rounds, "round_spread": round_spread(res_dir / f"{tag}_e2e_test.csv"),
               "held_out": held_out, "models": per_model,
               "seconds": round(time.time() - t0, 1), "accuracy_method": "generated zoo models, never trained on"}

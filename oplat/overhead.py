@@ -6,6 +6,11 @@ dispatch cost per kernel, and the unfused element-wise and layout work (count an
 that has no row of its own. A multiplicative term on the per-op sum absorbs a constant
 bias of the per-op timing method (profiling adds or hides time per kernel).
 Fitted by non-negative least squares on relative error.
+
+The base feature vector (:data:`OVERHEAD_FEATURES`) has a factor per base kernel family
+(:data:`~oplat.features.KEYS`). A profile may append factors for other kernel families
+it predicts (``sum_ms:FC_TOKENS``, ``sum_ms:CONV_1x1``, ...: :func:`overhead_features`);
+the families without one are added to the total at factor 1, outside the term.
 """
 
 from __future__ import annotations
@@ -23,13 +28,24 @@ OVERHEAD_FEATURES = SUM_FEATURES + ("const_ms",) + COUNT_FEATURES + (
     "glue_ops", "glue_mb", "layout_ops", "layout_mb", "rows_small")
 
 
+def overhead_features(factored: Sequence[str] = ()) -> tuple[str, ...]:
+    """Feature names of an end-to-end term with factors for the extra keys ``factored``."""
+    return OVERHEAD_FEATURES + tuple(f"sum_ms:{k}" for k in factored)
+
+
+def factored_keys(features: Sequence[str]) -> tuple[str, ...]:
+    """The extra kernel families a stored feature list carries a factor for."""
+    return tuple(f[len("sum_ms:"):] for f in features[len(OVERHEAD_FEATURES):] if f.startswith("sum_ms:"))
+
+
 def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
-                   predicted_glue: Iterable[str] = ()) -> list[float]:
-    """The end-to-end model's inputs for one lowered model (see :data:`OVERHEAD_FEATURES`).
+                   predicted_glue: Iterable[str] = (), factored: Sequence[str] = ()) -> list[float]:
+    """The end-to-end model's inputs for one lowered model (see :func:`overhead_features`).
 
     ``key_sums`` holds the predicted per-op milliseconds summed per predictor key;
     glue kernel types in ``predicted_glue`` have their own regressor in the profile and
-    are left out of the glue terms (their time is already predicted).
+    are left out of the glue terms (their time is already predicted); ``factored``
+    extra keys get a sum feature of their own, after the base features.
     """
     skip = set(predicted_glue)
     glue, layout = [], []
@@ -53,7 +69,8 @@ def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
             counts[key] += 1
     small = sum(1 for k in rows if _out_elems(k) < 8192)
     return ([float(key_sums.get(k, 0.0)) for k in KEYS] + [1.0] + [float(counts[k]) for k in KEYS]
-            + [float(len(glue)), traffic(glue), float(len(layout)), traffic(layout), float(small)])
+            + [float(len(glue)), traffic(glue), float(len(layout)), traffic(layout), float(small)]
+            + [float(key_sums.get(k, 0.0)) for k in factored])
 
 
 def _out_elems(k) -> float:
@@ -96,7 +113,8 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
 
 
 def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
-                 ridge: float = 1e-3, factor_ridge: float = 0.1, signed_counts: bool = False) -> np.ndarray:
+                 ridge: float = 1e-3, factor_ridge: float = 0.1, signed_counts: bool = False,
+                 names: Sequence[str] = OVERHEAD_FEATURES) -> np.ndarray:
     """Coefficients minimising relative squared error.
 
     Per-kernel-type sum factors are shrunk towards 1 (trust the per-op predictions
@@ -105,17 +123,17 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     shrunk towards 0 and non-negative, except per-kernel counts with ``signed_counts``
     (per-op timings of single-kernel models that include a per-kernel cost the whole
     model does not pay, such as layout reorders around each op). One NNLS problem over
-    column-scaled features.
+    column-scaled features. ``names`` labels the columns (:func:`overhead_features`).
     """
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
-    n_sum = len(SUM_FEATURES)
+    is_sum = np.array([n.startswith("sum_ms:") for n in names])
     counts = [OVERHEAD_FEATURES.index(c) for c in COUNT_FEATURES] if signed_counts else []
     cols = np.hstack([x, -x[:, counts]])
     ridges = np.full(cols.shape[1], ridge)
-    ridges[:n_sum] = factor_ridge
+    ridges[:len(names)][is_sum] = factor_ridge
     prior = np.zeros(cols.shape[1])
-    prior[:n_sum] = 1.0
+    prior[:len(names)][is_sum] = 1.0
     coef = relative_nnls(cols, y, ridges, prior)
     out = coef[:x.shape[1]].copy()
     out[counts] -= coef[x.shape[1]:]
@@ -137,10 +155,40 @@ def relative_nnls(a: np.ndarray, measured: np.ndarray, ridge: float | np.ndarray
     return nnls(np.vstack([a / scale, np.diag(lam)]), np.concatenate([measured * wts, target])) / scale
 
 
-def apply_overhead(coef: Sequence[float], features: Sequence[float]) -> tuple[float, float]:
+def apply_overhead(coef: Sequence[float], features: Sequence[float],
+                   names: Sequence[str] = OVERHEAD_FEATURES) -> tuple[float, float]:
     """(end-to-end ms, overhead ms = end-to-end minus the plain per-op sum) for one model."""
     f = np.asarray(features, dtype=float)
     c = np.asarray(coef, dtype=float)
-    ops = float(f[:len(SUM_FEATURES)].sum())
+    ops = float(sum(v for v, n in zip(f, names) if n.startswith("sum_ms:")))
     total = max(float(f @ c), 0.25 * ops)  # signed count terms can never erase the kernels' own time
     return total, total - ops
+
+
+def choose_factor_ridge(features: Sequence[Sequence[float]], targets: Sequence[float],
+                        measured_ms: Sequence[float], grid: Sequence[float], folds: int = 10,
+                        seed: int = 0, **fit_kwargs) -> tuple[float, dict[str, float]]:
+    """The factor ridge of ``grid`` with the least cross-validated MAPE, and each one's MAPE.
+
+    K-fold over the fitting models (``folds`` groups, fixed seed): the term is fitted on
+    the other folds and scored on the end-to-end total, ``measured_ms``, which exceeds
+    ``targets`` by what prediction adds outside the term. Ties go to the stronger ridge.
+    """
+    x = np.asarray(features, dtype=float)
+    y = np.asarray(targets, dtype=float)
+    m = np.asarray(measured_ms, dtype=float)
+    outside = m - y
+    order = np.random.default_rng(seed).permutation(len(y))
+    groups = [order[i::folds] for i in range(min(folds, len(y)))]
+    names = fit_kwargs.get("names", OVERHEAD_FEATURES)
+    table = {}
+    for lam in grid:
+        err = np.zeros(len(y))
+        for held in groups:
+            train = np.setdiff1d(np.arange(len(y)), held)
+            coef = fit_overhead(x[train], y[train], factor_ridge=lam, **fit_kwargs)
+            for i in held:
+                err[i] = abs(apply_overhead(coef, x[i], names)[0] + outside[i] - m[i]) / m[i]
+        table[str(lam)] = float(err.mean())
+    best = min(grid, key=lambda lam: (round(table[str(lam)], 6), -lam))
+    return float(best), table

@@ -21,7 +21,7 @@ from .errors import ProfileError
 from .features import EXTRA_KEYS, FEATURE_SCHEMA_VERSION, GLUE_KEYS, features_and_baseline, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
-from .overhead import OVERHEAD_FEATURES, apply_overhead, graph_features
+from .overhead import OVERHEAD_FEATURES, apply_overhead, factored_keys, graph_features
 
 PROFILE_FORMAT = 1
 SHIPPED = Path(__file__).resolve().parents[1] / "device_profiles"
@@ -239,6 +239,8 @@ class Profile:
         results = []
         pos = 0
         coef = self.meta.get("overhead", {}).get("coef")
+        names = tuple(self.meta.get("overhead", {}).get("features") or OVERHEAD_FEATURES)
+        factored = factored_keys(names)
         for mi, lm in enumerate(lowered):
             ops, unsupported = [], list(lm.unsupported)
             key_sums: dict[str, float] = {}
@@ -253,10 +255,10 @@ class Profile:
                     key_sums[key] = key_sums.get(key, 0.0) + v
                 ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources))
             ops_sum = sum(key_sums.values())
-            extra = sum(v for key, v in key_sums.items() if key in EXTRA_KEYS)
+            extra = sum(v for key, v in key_sums.items() if key in EXTRA_KEYS and key not in factored)
             if coef:
-                total, overhead = apply_overhead(coef, graph_features(lm, key_sums, glue_keys))
-                total += extra  # transformer kernels sit outside the end-to-end term
+                total, overhead = apply_overhead(coef, graph_features(lm, key_sums, glue_keys, factored), names)
+                total += extra  # kernel families without a factor sit outside the end-to-end term
             else:
                 total, overhead = ops_sum, 0.0
             seen = self.meta.get("overhead", {}).get("glue_types_seen")

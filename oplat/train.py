@@ -20,13 +20,15 @@ from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
 from .features import EXTRA_KEYS, GLUE_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
-from .overhead import OVERHEAD_FEATURES, fit_overhead, graph_features
+from .overhead import OVERHEAD_FEATURES, choose_factor_ridge, fit_overhead, graph_features, overhead_features
 from .profile import Profile
 
 XGB_PARAMS = {"objective": "reg:squarederror", "eta": 0.05, "max_depth": 6, "subsample": 0.8,
               "colsample_bytree": 0.9, "min_child_weight": 2, "tree_method": "hist", "nthread": 2,
               "seed": 0, "verbosity": 0}
 XGB_ROUNDS = 400
+# an extra kernel family gets an end-to-end factor only if this many fitting models have it
+MIN_FACTOR_MODELS = 5
 
 
 def fit_baseline(xb: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
@@ -106,9 +108,17 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
                   device: str, framework: str = "tflite", processor: str = "gpu",
                   gpu_family: str | None = None, exclude_models: Sequence[str] = (),
                   source: str = "", lowered_cache: dict | None = None, lowering: str = "tflite-gpu",
-                  profile_id: str | None = None, factor_ridge: float = 0.1,
-                  signed_counts: bool = False) -> Profile:
-    """Train a profile for one device from its per-op rows and end-to-end measurements."""
+                  profile_id: str | None = None, factor_ridge: float | Sequence[float] = 0.1,
+                  signed_counts: bool = False, extra_factors: bool = False) -> Profile:
+    """Train a profile for one device from its per-op rows and end-to-end measurements.
+
+    With ``extra_factors`` the end-to-end term also scales the predicted sums of the
+    extra kernel families (transformer and CPU kernels, :data:`~oplat.features.EXTRA_KEYS`)
+    that occur in at least :data:`MIN_FACTOR_MODELS` fitting models; otherwise those
+    families are added at factor 1. ``factor_ridge`` may be a list of candidates: the one
+    with the least cross-validated MAPE over the fitting models is used
+    (:func:`~oplat.overhead.choose_factor_ridge`; the table goes into the metadata).
+    """
     excl = set(exclude_models)
     rows = [r for r in rows if r.model not in excl and r.device == device]
     family = gpu_family or PHONE_GPU_FAMILY.get(device, "adreno")
@@ -122,22 +132,31 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     fitted = fit_regressors(rows)
     usable = {m: g for m, g in graphs.items() if m in e2e_ms and m not in excl}
     lowered = lowered_for(usable, family, backend=lowering, cache=lowered_cache)
-    coef = None
+    coef, ridge_cv = None, None
+    names = OVERHEAD_FEATURES
     if len(lowered) >= 5:
         if {r.model for r in rows} & set(lowered):
             sums = oof_op_sums(rows, lowered, meta)
         else:  # per-op rows from single-kernel models: no model leaks into its own sum
             full = _profile(meta, fitted)
             sums = {m: full.predict(lm).key_sums for m, lm in lowered.items()}
-        names = sorted(sums)
+        models = sorted(sums)
+        factored = [k for k in EXTRA_KEYS if k in fitted[0] and sum(
+            1 for m in models if sums[m].get(k, 0.0) > 0) >= MIN_FACTOR_MODELS] if extra_factors else []
+        names = overhead_features(factored)
         predicted_glue = [k for k in fitted[0] if k in GLUE_KEYS]
-        feats = [graph_features(lowered[m], sums[m], predicted_glue) for m in names]
-        # kernels predicted outside the end-to-end term (transformer kernels, predicted glue)
-        # are subtracted from the targets, as prediction adds them back
-        extra = [sum(v for k, v in sums[m].items() if k in EXTRA_KEYS) for m in names]
-        targets = [max(e2e_ms[m] - x, 0.05 * e2e_ms[m]) for m, x in zip(names, extra)]
-        coef = fit_overhead(feats, targets, factor_ridge=factor_ridge, signed_counts=signed_counts).tolist()
-    meta["overhead"] = {"features": list(OVERHEAD_FEATURES), "coef": coef, "factor_ridge": factor_ridge,
+        feats = [graph_features(lowered[m], sums[m], predicted_glue, factored) for m in models]
+        # kernels predicted outside the end-to-end term (unfactored transformer kernels,
+        # predicted glue) are subtracted from the targets, as prediction adds them back
+        extra = [sum(v for k, v in sums[m].items() if k in EXTRA_KEYS and k not in factored) for m in models]
+        targets = [max(e2e_ms[m] - x, 0.05 * e2e_ms[m]) for m, x in zip(models, extra)]
+        if not isinstance(factor_ridge, (int, float)):
+            factor_ridge, ridge_cv = choose_factor_ridge(feats, targets, [e2e_ms[m] for m in models], factor_ridge,
+                                                         signed_counts=signed_counts, names=names)
+        coef = fit_overhead(feats, targets, factor_ridge=factor_ridge, signed_counts=signed_counts,
+                            names=names).tolist()
+    meta["overhead"] = {"features": list(names), "coef": coef, "factor_ridge": factor_ridge,
+                        **({"factor_ridge_cv_mape": ridge_cv} if ridge_cv else {}),
                         "signed_counts": signed_counts,
                         "fitted_on_models": len(lowered),
                         "glue_types_seen": glue_types(lowered.values())}

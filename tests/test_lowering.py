@@ -296,3 +296,16 @@ def test_ort_lowering_keeps_relu6_apart_from_relu():
     rng = random.Random(0)
     links = {tuple(explore(cfg, rng)["linked"]) for _ in range(60)}
     assert ("relu6",) in links and ("relu",) not in links
+
+
+def test_signature_tells_the_same_network_under_another_name(zoo):
+    from models.zoo import build
+
+    from oplat.train import load_graphs
+
+    exports = load_graphs(zoo, ["mobilenet_w1", "mobilenet_wd2"])
+    zoo_v1 = load_onnx(build("mobilenet_v1_1.0", graph_only=True))
+    for backend, family in (("tflite-cpu", "cpu"), ("ort-cpu", "cpu")):
+        a, b = (lower(exports[n], backend, family).signature() for n in ("mobilenet_w1", "mobilenet_wd2"))
+        assert a == lower(zoo_v1, backend, family).signature()  # pytorchcv's export is the zoo's network
+        assert a != b

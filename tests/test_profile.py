@@ -174,3 +174,37 @@ def test_signed_counts_can_subtract_a_per_kernel_cost():
     c = fit_overhead(feats, y, ridge=1e-8, factor_ridge=1e-8, signed_counts=True)
     assert abs(c[i_count] + 0.02) < 0.003 and abs(c[i_sum] - 1.0) < 0.02
     assert (np.delete(np.asarray(c), i_count) >= 0).all()
+
+
+def test_overhead_fit_recovers_a_factor_for_an_extra_kernel_family():
+    from oplat.overhead import apply_overhead, overhead_features
+
+    names = overhead_features(["FC_TOKENS"])
+    feats, (i_sum, i_const, _) = conv_overhead_features(5, (1, 20), (10, 50))
+    rng = np.random.default_rng(50)  # not 5: the same draws would make both sums collinear
+    feats = [f + [float(t)] for f, t in zip(feats, rng.uniform(1, 40, len(feats)))]
+    y = [f[i_sum] + 0.8 * f[-1] + 0.5 for f in feats]  # token FCs run 20% faster inside the model
+    c = fit_overhead(feats, y, ridge=1e-8, factor_ridge=1e-8, names=names)
+    assert abs(c[-1] - 0.8) < 0.02 and abs(c[i_sum] - 1.0) < 0.02 and abs(c[i_const] - 0.5) < 0.1
+    total, overhead = apply_overhead(c, feats[0], names)
+    assert total == pytest.approx(y[0], rel=0.02) and overhead == pytest.approx(y[0] - feats[0][i_sum] - feats[0][-1],
+                                                                                  rel=0.05, abs=0.05)
+
+
+def test_a_factored_extra_family_is_scaled_and_not_added_again():
+    import copy
+
+    from models.zoo import build
+    from oplat.onnx_loader import load_onnx
+    from oplat.overhead import overhead_features
+
+    base = load_profile("host/litert-cpu-1t")
+    graph = load_onnx(build("vit_tiny_patch32_224", graph_only=True))
+    meta = copy.deepcopy(base.meta)
+    meta["overhead"]["features"] = list(overhead_features(["FC_TOKENS"]))
+    meta["overhead"]["coef"] = list(base.meta["overhead"]["coef"]) + [0.5]
+    half = Profile(meta, base.boosters)
+    a, b = base.predict(graph), half.predict(graph)
+    fc = a.key_sums["FC_TOKENS"]
+    assert fc > 0.2 * a.total_ms
+    assert b.total_ms == pytest.approx(a.total_ms - 0.5 * fc, rel=1e-6)

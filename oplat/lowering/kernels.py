@@ -65,3 +65,10 @@ class LoweredModel:
     def glue(self) -> list[Kernel]:
         """Kernels without a regressor (unfused element-wise, layout), in order."""
         return [k for k in self.kernels if not k.is_row]
+
+    def signature(self) -> tuple:
+        """What a predictor sees of this model: every kernel's type, implementation,
+        parameters and linked ops, in order (names aside). Two models with equal
+        signatures are the same network to a profile, whatever their file says."""
+        return tuple((k.type, k.impl, tuple(sorted((a, repr(b)) for a, b in k.params.items())), tuple(k.linked))
+                     for k in self.kernels)
