@@ -97,6 +97,8 @@ def main() -> None:
     ap.add_argument("--vit-fit", action="store_true",
                     help="fit the end-to-end term on the ViT exports of models/vit_zoo too")
     ap.add_argument("--vit-fit-max-gflops", type=float, default=40.0)
+    ap.add_argument("--factor-units", choices=("scaled", "raw"), default="scaled",
+                    help="how the ridge measures a factor's distance from 1 (oplat.overhead.fit_overhead)")
     ap.add_argument("--keep-twins", action="store_true",
                     help="fit on models that lower to the same kernels as a test model too")
     ap.add_argument("--extra-factors", action="store_true",
@@ -144,7 +146,8 @@ def main() -> None:
                          lowering=backend.lowering[0],
                          source=f"oplat collect ({args.backend}, {args.threads} thread(s)) on this machine",
                          profile_id=pid, factor_ridge=ridges[0] if len(ridges) == 1 else ridges,
-                         signed_counts=args.signed_counts, extra_factors=args.extra_factors)
+                         signed_counts=args.signed_counts, extra_factors=args.extra_factors,
+                         factor_units=args.factor_units)
 
     def score(profile) -> tuple[dict, dict]:
         per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}
@@ -163,7 +166,7 @@ def main() -> None:
               "fit_vits": sum(1 for n in fit_e2e if n in graphs and n not in fit_cnns),
               "fit_excluded_twins": twins,
               "extra_factors": factored_keys(prof.meta["overhead"]["features"]),
-              "factor_ridge": prof.meta["overhead"]["factor_ridge"],
+              "factor_ridge": prof.meta["overhead"]["factor_ridge"], "factor_units": args.factor_units,
               "factor_ridge_cv_mape": prof.meta["overhead"].get("factor_ridge_cv_mape"),
               "rounds": args.rounds, "round_spread": round_spread(res_dir / f"{tag}_e2e_test.csv"),
               "held_out": held_out, "models": per_model,

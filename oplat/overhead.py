@@ -114,7 +114,7 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
 
 def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
                  ridge: float = 1e-3, factor_ridge: float = 0.1, signed_counts: bool = False,
-                 names: Sequence[str] = OVERHEAD_FEATURES) -> np.ndarray:
+                 names: Sequence[str] = OVERHEAD_FEATURES, factor_units: str = "scaled") -> np.ndarray:
     """Coefficients minimising relative squared error.
 
     Per-kernel-type sum factors are shrunk towards 1 (trust the per-op predictions
@@ -124,6 +124,13 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     (per-op timings of single-kernel models that include a per-kernel cost the whole
     model does not pay, such as layout reorders around each op). One NNLS problem over
     column-scaled features. ``names`` labels the columns (:func:`overhead_features`).
+
+    ``factor_units``: ``"scaled"`` penalises a factor's distance from 1 in column-scaled
+    units, i.e. weighted by the largest share its kernel family has in any model, so a
+    family that is a sliver of every fitting model is barely held; ``"raw"`` penalises
+    ``factor_ridge * (factor - 1)^2`` alike for every family, so a family the fitting
+    models hardly exercise keeps a factor near 1 (what a test model where it weighs more
+    needs).
     """
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
@@ -132,6 +139,11 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     cols = np.hstack([x, -x[:, counts]])
     ridges = np.full(cols.shape[1], ridge)
     ridges[:len(names)][is_sum] = factor_ridge
+    if factor_units == "raw":  # undo the column scaling relative_nnls applies to the ridge
+        scale = np.maximum(np.abs(cols / y[:, None]).max(axis=0), 1e-6)
+        ridges[:len(names)][is_sum] /= scale[:len(names)][is_sum] ** 2
+    elif factor_units != "scaled":
+        raise ValueError(f"factor_units must be 'scaled' or 'raw', not {factor_units!r}")
     prior = np.zeros(cols.shape[1])
     prior[:len(names)][is_sum] = 1.0
     coef = relative_nnls(cols, y, ridges, prior)
@@ -168,11 +180,15 @@ def apply_overhead(coef: Sequence[float], features: Sequence[float],
 def choose_factor_ridge(features: Sequence[Sequence[float]], targets: Sequence[float],
                         measured_ms: Sequence[float], grid: Sequence[float], folds: int = 10,
                         seed: int = 0, **fit_kwargs) -> tuple[float, dict[str, float]]:
-    """The factor ridge of ``grid`` with the least cross-validated MAPE, and each one's MAPE.
+    """A factor ridge from ``grid`` by cross-validation, and each candidate's CV MAPE.
 
     K-fold over the fitting models (``folds`` groups, fixed seed): the term is fitted on
     the other folds and scored on the end-to-end total, ``measured_ms``, which exceeds
-    ``targets`` by what prediction adds outside the term. Ties go to the stronger ridge.
+    ``targets`` by what prediction adds outside the term. The choice follows the
+    one-standard-error rule: the strongest ridge whose CV MAPE is within one standard
+    error of the least. The fitting models share few architectures with the models a
+    profile will meet, and the weakest ridge fits their mix of kernel families, not
+    what holds beyond it.
     """
     x = np.asarray(features, dtype=float)
     y = np.asarray(targets, dtype=float)
@@ -181,7 +197,7 @@ def choose_factor_ridge(features: Sequence[Sequence[float]], targets: Sequence[f
     order = np.random.default_rng(seed).permutation(len(y))
     groups = [order[i::folds] for i in range(min(folds, len(y)))]
     names = fit_kwargs.get("names", OVERHEAD_FEATURES)
-    table = {}
+    table, errors = {}, {}
     for lam in grid:
         err = np.zeros(len(y))
         for held in groups:
@@ -190,5 +206,7 @@ def choose_factor_ridge(features: Sequence[Sequence[float]], targets: Sequence[f
             for i in held:
                 err[i] = abs(apply_overhead(coef, x[i], names)[0] + outside[i] - m[i]) / m[i]
         table[str(lam)] = float(err.mean())
-    best = min(grid, key=lambda lam: (round(table[str(lam)], 6), -lam))
-    return float(best), table
+        errors[lam] = err
+    least = min(grid, key=lambda lam: table[str(lam)])
+    bound = table[str(least)] + float(np.std(errors[least], ddof=1) / np.sqrt(len(y)))
+    return float(max(lam for lam in grid if table[str(lam)] <= bound)), table

@@ -109,7 +109,8 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
                   gpu_family: str | None = None, exclude_models: Sequence[str] = (),
                   source: str = "", lowered_cache: dict | None = None, lowering: str = "tflite-gpu",
                   profile_id: str | None = None, factor_ridge: float | Sequence[float] = 0.1,
-                  signed_counts: bool = False, extra_factors: bool = False) -> Profile:
+                  signed_counts: bool = False, extra_factors: bool = False,
+                  factor_units: str = "scaled") -> Profile:
     """Train a profile for one device from its per-op rows and end-to-end measurements.
 
     With ``extra_factors`` the end-to-end term also scales the predicted sums of the
@@ -118,6 +119,8 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     families are added at factor 1. ``factor_ridge`` may be a list of candidates: the one
     with the least cross-validated MAPE over the fitting models is used
     (:func:`~oplat.overhead.choose_factor_ridge`; the table goes into the metadata).
+    ``factor_units``: how the ridge measures a factor's distance from 1
+    (:func:`~oplat.overhead.fit_overhead`).
     """
     excl = set(exclude_models)
     rows = [r for r in rows if r.model not in excl and r.device == device]
@@ -152,10 +155,12 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
         targets = [max(e2e_ms[m] - x, 0.05 * e2e_ms[m]) for m, x in zip(models, extra)]
         if not isinstance(factor_ridge, (int, float)):
             factor_ridge, ridge_cv = choose_factor_ridge(feats, targets, [e2e_ms[m] for m in models], factor_ridge,
-                                                         signed_counts=signed_counts, names=names)
+                                                         signed_counts=signed_counts, names=names,
+                                                         factor_units=factor_units)
         coef = fit_overhead(feats, targets, factor_ridge=factor_ridge, signed_counts=signed_counts,
-                            names=names).tolist()
+                            names=names, factor_units=factor_units).tolist()
     meta["overhead"] = {"features": list(names), "coef": coef, "factor_ridge": factor_ridge,
+                        "factor_units": factor_units,
                         **({"factor_ridge_cv_mape": ridge_cv} if ridge_cv else {}),
                         "signed_counts": signed_counts,
                         "fitted_on_models": len(lowered),

@@ -198,13 +198,54 @@ def test_a_factored_extra_family_is_scaled_and_not_added_again():
     from oplat.onnx_loader import load_onnx
     from oplat.overhead import overhead_features
 
-    base = load_profile("host/litert-cpu-1t")
+    from oplat.overhead import OVERHEAD_FEATURES
+
+    shipped = load_profile("host/litert-cpu-1t")
     graph = load_onnx(build("vit_tiny_patch32_224", graph_only=True))
-    meta = copy.deepcopy(base.meta)
-    meta["overhead"]["features"] = list(overhead_features(["FC_TOKENS"]))
-    meta["overhead"]["coef"] = list(base.meta["overhead"]["coef"]) + [0.5]
-    half = Profile(meta, base.boosters)
-    a, b = base.predict(graph), half.predict(graph)
+
+    def with_factors(extra: dict) -> Profile:
+        meta = copy.deepcopy(shipped.meta)
+        meta["overhead"]["features"] = list(overhead_features(list(extra)))
+        meta["overhead"]["coef"] = list(shipped.meta["overhead"]["coef"][:len(OVERHEAD_FEATURES)]) + list(
+            extra.values())
+        return Profile(meta, shipped.boosters)
+
+    a, b = with_factors({}).predict(graph), with_factors({"FC_TOKENS": 0.5}).predict(graph)
     fc = a.key_sums["FC_TOKENS"]
     assert fc > 0.2 * a.total_ms
     assert b.total_ms == pytest.approx(a.total_ms - 0.5 * fc, rel=1e-6)
+
+
+def _conv_and_fc_rows(seed: int, fc_range: tuple[float, float]):
+    """Fitting rows with a CONV_2D sum, a constant, a count and a FC_TOKENS sum."""
+    feats, idx = conv_overhead_features(seed, (5, 50), (10, 50))
+    rng = np.random.default_rng(seed + 100)
+    return [f + [float(t)] for f, t in zip(feats, rng.uniform(*fc_range, len(feats)))], idx
+
+
+def test_factor_ridge_cv_follows_the_one_standard_error_rule():
+    from oplat.overhead import choose_factor_ridge, overhead_features
+
+    names = overhead_features(["FC_TOKENS"])
+    grid = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
+    feats, (i_sum, _, _) = _conv_and_fc_rows(6, (5, 50))
+    exact = [f[i_sum] + f[-1] + 0.5 for f in feats]  # per-op sums already right: every ridge fits
+    lam, table = choose_factor_ridge(feats, exact, exact, grid, names=names, factor_units="raw")
+    assert lam == 1000.0 and set(table) == {str(g) for g in grid}
+    off = [f[i_sum] + 0.5 * f[-1] + 0.5 for f in feats]  # token FCs at half: strong ridges miss it
+    lam, table = choose_factor_ridge(feats, off, off, grid, names=names, factor_units="raw")
+    assert lam <= 1.0 and table["1000.0"] > 2 * table[str(lam)]
+
+
+def test_raw_factor_units_hold_a_family_the_fitting_models_barely_have():
+    from oplat.overhead import overhead_features
+
+    names = overhead_features(["FC_TOKENS"])
+    feats, (i_sum, _, _) = _conv_and_fc_rows(7, (0.01, 0.05))  # token FCs: a sliver of every model
+    rng = np.random.default_rng(7)
+    y = [f[i_sum] * (1 + e) + 0.5 for f, e in zip(feats, rng.normal(0, 0.02, len(feats)))]
+    raw = fit_overhead(feats, y, factor_ridge=1.0, names=names, factor_units="raw")
+    scaled = fit_overhead(feats, y, factor_ridge=1.0, names=names, factor_units="scaled")
+    assert abs(raw[-1] - 1.0) < 0.1 < abs(scaled[-1] - 1.0)
+    with pytest.raises(ValueError, match="factor_units"):
+        fit_overhead(feats, y, names=names, factor_units="bogus")
