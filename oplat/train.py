@@ -116,9 +116,9 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     With ``extra_factors`` the end-to-end term also scales the predicted sums of the
     extra kernel families (transformer and CPU kernels, :data:`~oplat.features.EXTRA_KEYS`)
     that occur in at least :data:`MIN_FACTOR_MODELS` fitting models; otherwise those
-    families are added at factor 1. ``factor_ridge`` may be a list of candidates: the one
-    with the least cross-validated MAPE over the fitting models is used
-    (:func:`~oplat.overhead.choose_factor_ridge`; the table goes into the metadata).
+    families are added at factor 1. ``factor_ridge`` may be a list of candidates, chosen
+    by 10-fold CV over the fitting models with the one-standard-error rule
+    (:func:`~oplat.overhead.choose_factor_ridge`; the CV table goes into the metadata).
     ``factor_units``: how the ridge measures a factor's distance from 1
     (:func:`~oplat.overhead.fit_overhead`).
     """
