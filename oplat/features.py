@@ -28,14 +28,14 @@ KEYS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEA
 CPU_KEYS = ("CONV_1x1", "CONV_STEM", "DW_S2", "ELTWISE", "LAYOUT", "FC_TOKENS")
 # onnxruntime's CPU path (lowering "ort-cpu"): GELU apart from cheap element-wise ops, and
 # the NCHWc layout reorders its transformer inserts
-ORT_KEYS = ("GELU", "REORDER")
+ORT_KEYS = ("GELU", "REORDER", "SWISH")
 EXTRA_KEYS = ("BATCH_MATMUL", "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "ADD", "MUL") + CPU_KEYS + ORT_KEYS
 # kernels described by their element counts alone (``binary_features``)
 ELEMENT_KEYS = ("ADD", "MUL", "ELTWISE", "LAYOUT") + ORT_KEYS
 # glue kernels (no row of their own in the phone data) that a profile may still predict
 GLUE_KEYS = ("TRANSPOSE",) + ELEMENT_KEYS
 _IMPL_KEYS = {"gemm_1x1": "CONV_1x1", "conv_stem": "CONV_STEM", "depthwise_s2": "DW_S2",
-              "eltwise": "ELTWISE", "layout": "LAYOUT", "fc_tokens": "FC_TOKENS", "gelu": "GELU",
+              "eltwise": "ELTWISE", "layout": "LAYOUT", "fc_tokens": "FC_TOKENS", "gelu": "GELU", "swish": "SWISH",
               "reorder": "REORDER"}
 _CONV_KEYS = ("CONV_2D", "CONV_2D_GROUP", "CONV_1x1", "CONV_STEM")
 

@@ -458,3 +458,22 @@ def test_layout_sampler_covers_channel_shuffles_and_they_run():
         assert np.array_equal(y, x.transpose(0, 2, 1, 3, 4))
         ks = [k for k in lower(load_onnx(m), "ort-cpu", "cpu").kernels if k.type == "TRANSPOSE"]
         assert kernel_config(ks[0]) == c
+
+
+def test_swish_configs_build_as_quick_gelu_and_lower_back():
+    """onnxruntime's SWISH family is sampled (own random stream: other configs unchanged),
+    builds as x*sigmoid(x), computes it, and lowers back to the config it came from."""
+    from oplat.collect.run import kernel_of
+    from oplat.collect.sampler import default_configs, kernel_config, swish_configs
+
+    cfgs = swish_configs(12, seed=0)
+    assert len(cfgs) == 12 and {c["kernel"] for c in cfgs} == {"SWISH"} and cfgs == swish_configs(12, seed=0)
+    for c in cfgs[:3]:
+        x = np.random.default_rng(1).standard_normal(c["Input_dims"]).astype(np.float32)
+        y = ort.InferenceSession(onnx_single_op(c).SerializeToString()).run(None, {"x": x})[0]
+        assert np.allclose(y, x / (1 + np.exp(-x)), rtol=1e-5, atol=1e-6)
+        k = kernel_of(c, ("ort-cpu", "cpu"))
+        assert (k.type, k.impl) == ("SWISH", "swish") and kernel_config(k) == c
+    for lowering, wanted in ((("ort-cpu", "cpu"), True), (("tflite-cpu", "cpu"), False)):
+        got = any(c["kernel"] == "SWISH" for c in default_configs([], 400, seed=0, lowering=lowering))
+        assert got == wanted

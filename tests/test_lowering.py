@@ -218,7 +218,8 @@ def test_group_norm_lowers_to_a_row_norm_over_each_group(net, backend):
     assert [(k.params["Rows"], k.params["Cols"]) for k in norms] == [(4, 4 * 64)]
 
 
-def _ort_reorder_counts(model) -> tuple[int, int]:
+def _ort_node_counts(model):
+    """How many nodes of each op type onnxruntime's profiler saw in one run."""
     import collections
     import json
     import tempfile
@@ -236,8 +237,12 @@ def _ort_reorder_counts(model) -> tuple[int, int]:
                                 providers=["CPUExecutionProvider"])
     sess.run(None, {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs()})
     with open(sess.end_profiling()) as f:
-        c = collections.Counter(e["args"]["op_name"] for e in json.load(f)
-                                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
+        return collections.Counter(e["args"]["op_name"] for e in json.load(f)
+                                   if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
+
+
+def _ort_reorder_counts(model) -> tuple[int, int]:
+    c = _ort_node_counts(model)
     return c["ReorderInput"], c["ReorderOutput"]
 
 
@@ -266,6 +271,19 @@ def test_ort_lowering_fuses_hard_swish_into_convs_and_keeps_gelu_apart():
     from oplat.features import predictor_key
 
     assert predictor_key("GELU", "gelu") == "GELU" and predictor_key("REORDER", "reorder") == "REORDER"
+
+
+def test_ort_lowering_runs_an_unfused_swish_as_quick_gelu():
+    """MobileViT's x*sigmoid(x) after its convs and MLP layers: onnxruntime runs each as
+    a QuickGelu node (its profiler), the lowering as a SWISH kernel of its own family."""
+    from models.zoo import build
+    from oplat.features import predictor_key
+
+    m = build("mobilevit_xxs", graph_only=True)
+    swish = [k for k in lower(load_onnx(m), "ort-cpu", "cpu").kernels if k.type == "SWISH"]
+    assert swish and {(k.impl, predictor_key(k.type, k.impl)) for k in swish} == {("swish", "SWISH")}
+    assert len(swish) == _ort_node_counts(m)["QuickGelu"]
+    assert {k.impl for k in lower(load_onnx(m), "tflite-cpu", "cpu").kernels if k.type == "SWISH"} == {"eltwise"}
 
 
 def test_ort_lowering_keeps_relu6_apart_from_relu():

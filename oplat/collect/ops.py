@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED", "MEAN", "MAX_POOL_2D",
            "AVERAGE_POOL_2D", "CONCATENATION", "ADD", "MUL", "RELU", "HARD_SWISH", "SIGMOID", "BATCH_MATMUL",
            "SOFTMAX", "LAYER_NORM", "TRANSPOSE", "GELU", "HARD_SIGMOID", "SPLIT", "SLICE", "GATHER", "RESIZE",
-           "REDUCE")
+           "REDUCE", "SWISH")
 # data-movement kernels (XNNPACK/TFLite run them as kernels of their own); configs give
 # ``Input_dims`` and: SPLIT ``Axis``/``Parts``; SLICE ``Output_dims`` (sliced from 0);
 # GATHER ``Axis``/``Indices`` (0: one scalar index, the axis drops); RESIZE ``Output_dims``/``Mode``;
@@ -150,6 +150,11 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
         dims = [int(d) for d in cfg["Input_dims"]]
         inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
         more, more_inits, y, extra_outputs = [], [], "y0", _layout_nodes(cfg, dims, nodes, inits)
+    elif k == "SWISH":  # x * sigmoid(x): onnxruntime fuses the pair into QuickGelu
+        dims = [int(d) for d in cfg["Input_dims"]]
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
+        nodes += [helper.make_node("Sigmoid", ["x"], ["s0"]), helper.make_node("Mul", ["x", "s0"], ["y0"])]
+        more, more_inits, y = [], [], "y0"
     elif k in UNARY:
         dims = [int(d) for d in cfg.get("Input_dims", [1, c, h, h])]
         inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)]
@@ -161,7 +166,7 @@ def onnx_single_op(cfg: dict[str, Any], seed: int = 0) -> onnx.ModelProto:
     inits += more_inits
     nodes.append(helper.make_node("Identity", [y], ["y"]))
     rank = {"FULLY_CONNECTED": 2, "SOFTMAX": 2, "LAYER_NORM": 2, "BATCH_MATMUL": 3}.get(k, 4)
-    if (k in ("TRANSPOSE", "ADD", "MUL") or k in UNARY or k in LAYOUT_KERNELS) and "Input_dims" in cfg:
+    if (k in ("TRANSPOSE", "ADD", "MUL", "SWISH") or k in UNARY or k in LAYOUT_KERNELS) and "Input_dims" in cfg:
         rank = len(cfg["Input_dims"]) - (k == "GATHER" and not int(cfg.get("Indices", 0)))
     outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, [f"d{i}" for i in range(rank)])
             for o in ["y"] + extra_outputs]

@@ -57,6 +57,8 @@ def kernel_config(k) -> dict[str, Any] | None:
     if k.impl in ("eltwise", "gelu") and k.type in ("RELU", "HARD_SWISH", "SIGMOID", "GELU", "HARD_SIGMOID") \
             and isinstance(p.get("Output_shape"), (tuple, list)):
         return {"kernel": k.type, "Input_dims": [int(d) for d in p["Output_shape"]]}
+    if k.impl == "swish" and isinstance(p.get("Output_shape"), (tuple, list)):
+        return {"kernel": "SWISH", "Input_dims": [int(d) for d in p["Output_shape"]]}
     if k.type in LAYOUT_KERNELS and p.get("Input_dims"):
         cfg = {"kernel": k.type, "Input_dims": [int(d) for d in p["Input_dims"]]}
         if k.type == "SPLIT":
@@ -82,7 +84,8 @@ def zoo_configs(graphs: Iterable[Graph], lowering: tuple[str, str] = ("tflite-gp
     for g in graphs:
         lm = lower(g, *lowering)
         for k in lm.rows + [k for k in lm.kernels
-                            if k.impl in ("eltwise", "gelu") or k.type in LAYOUT_KERNELS or k.type in ("ADD", "MUL")]:
+                            if k.impl in ("eltwise", "gelu", "swish") or k.type in LAYOUT_KERNELS
+                            or k.type in ("ADD", "MUL")]:
             cfg = kernel_config(k)
             if cfg is None:
                 continue
@@ -143,6 +146,21 @@ def layout_configs(n: int, seed: int = 0) -> list[dict[str, Any]]:
            for _ in range(n)]
     shuffle_rng = random.Random(seed + 1)  # its own stream: the configs above stay as they were
     return out + [channel_shuffle_config(shuffle_rng) for _ in range(n // 4)]
+
+
+def swish_configs(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Unfused x*sigmoid(x) of the sizes hybrid ViTs apply it to: conv feature maps
+    (MobileViT's blocks, 8-128 px, 16-640 channels) and token rows (an MLP's hidden layer)."""
+    rng = random.Random(seed + 2)  # its own stream, as the channel shuffles
+    out = []
+    for _ in range(n):
+        c = rng.choice([16, 24, 32, 48, 64, 80, 96, 128, 144, 160, 192, 240, 256, 320, 384, 480, 640])
+        if rng.random() < 0.6:
+            h = rng.choice([8, 16, 32, 64, 128])
+            out.append({"kernel": "SWISH", "Input_dims": [1, c, h, h]})
+        else:
+            out.append({"kernel": "SWISH", "Input_dims": [rng.choice([1, 4]), rng.choice([16, 64, 256, 1024]), 2 * c]})
+    return out
 
 
 def channel_shuffle_config(rng: random.Random) -> dict[str, Any]:
@@ -262,6 +280,8 @@ def default_configs(graphs: Iterable[Graph], n: int, seed: int = 0, transformer_
     attention blocks and random data-movement kernels, interleaved with explored
     neighbours, in a seeded order."""
     base = zoo_configs(graphs, lowering) + transformer_configs(transformer_blocks, seed) + layout_configs(layout_kernels, seed)
+    if lowering[0] == "ort-cpu":  # only onnxruntime runs an unfused x*sigmoid(x) as a kernel family of its own
+        base += swish_configs(layout_kernels // 2, seed)
     return list(sample_configs(base, n, seed=seed))
 
 
