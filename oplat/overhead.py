@@ -139,30 +139,33 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     cols = np.hstack([x, -x[:, counts]])
     ridges = np.full(cols.shape[1], ridge)
     ridges[:len(names)][is_sum] = factor_ridge
-    if factor_units == "raw":  # undo the column scaling relative_nnls applies to the ridge
-        scale = np.maximum(np.abs(cols / y[:, None]).max(axis=0), 1e-6)
-        ridges[:len(names)][is_sum] /= scale[:len(names)][is_sum] ** 2
-    elif factor_units != "scaled":
+    if factor_units not in ("scaled", "raw"):
         raise ValueError(f"factor_units must be 'scaled' or 'raw', not {factor_units!r}")
     prior = np.zeros(cols.shape[1])
     prior[:len(names)][is_sum] = 1.0
-    coef = relative_nnls(cols, y, ridges, prior)
+    raw = np.zeros(cols.shape[1], dtype=bool)
+    if factor_units == "raw":
+        raw[:len(names)] = is_sum
+    coef = relative_nnls(cols, y, ridges, prior, raw=raw)
     out = coef[:x.shape[1]].copy()
     out[counts] -= coef[x.shape[1]:]
     return out
 
 
 def relative_nnls(a: np.ndarray, measured: np.ndarray, ridge: float | np.ndarray,
-                  prior: np.ndarray | None = None) -> np.ndarray:
+                  prior: np.ndarray | None = None, raw: np.ndarray | None = None) -> np.ndarray:
     """Non-negative ``x`` minimising the relative error of ``a @ x`` against ``measured``
     plus ``ridge * |x - prior|^2`` measured in column-scaled units (each column of the
     relative problem scaled to a maximum of 1, so ridges are comparable across columns
-    of any unit). ``ridge``: one value or one per column; ``prior``: zeros when None.
+    of any unit). ``ridge``: one value or one per column; ``prior``: zeros when None;
+    ``raw``: a mask of columns whose ridge is in the coefficient's own units instead.
     """
     wts = 1.0 / measured
     a = a * wts[:, None]
     scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
     lam = np.sqrt(np.broadcast_to(np.asarray(ridge, dtype=float), scale.shape))
+    if raw is not None and raw.any():  # floored: a column of zeros keeps a finite weight
+        lam = np.where(raw, lam / np.maximum(scale, 1e-6), lam)
     target = np.zeros(len(scale)) if prior is None else lam * (prior * scale)
     return nnls(np.vstack([a / scale, np.diag(lam)]), np.concatenate([measured * wts, target])) / scale
 
