@@ -40,7 +40,7 @@ from oplat.collect.whole import measure_models  # noqa: E402
 from oplat.evaluate import error_metrics  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 from oplat.overhead import factored_keys  # noqa: E402
-from oplat.train import load_graphs, train_profile  # noqa: E402
+from oplat.train import load_graphs, lowered_for, train_profile  # noqa: E402
 
 
 def round_spread(path: Path) -> dict[str, float]:
@@ -59,23 +59,19 @@ def round_spread(path: Path) -> dict[str, float]:
             "p90": round(spread[int(0.9 * (len(spread) - 1))], 4)}
 
 
-def model_gflops(graph, lowering: tuple[str, str]) -> float:
-    """GFLOPs of a model's kernels as the backend's lowering runs them."""
+def model_gflops(lm) -> float:
+    """GFLOPs of a lowered model's kernels."""
     from oplat.features import predictor_key, work_terms
-    from oplat.lowering import lower
 
-    lm = lower(graph, lowering[0], lowering[1])
     return sum(work_terms(key, k.type, k.params)[0] for k in lm.kernels
                if (key := predictor_key(k.type, k.impl))) / 1e9
 
 
-def twins_of(fit_graphs: dict, test_graphs: dict, lowering: tuple[str, str]) -> dict[str, str]:
+def twins_of(fit_lowered: dict, test_lowered: dict) -> dict[str, str]:
     """``{fitting model: test model}`` for fitting models that lower to the very kernels
     of a test model (same network under another name)."""
-    from oplat.lowering import lower
-
-    by_sig = {lower(g, *lowering).signature(): n for n, g in test_graphs.items()}
-    return {n: by_sig[s] for n, g in fit_graphs.items() if (s := lower(g, *lowering).signature()) in by_sig}
+    by_sig = {lm.signature(): n for n, lm in test_lowered.items()}
+    return {n: by_sig[s] for n, lm in fit_lowered.items() if (s := lm.signature()) in by_sig}
 
 
 def main() -> None:
@@ -124,9 +120,15 @@ def main() -> None:
 
     fit_cnns = set(graphs)
     fit_makers = {n: partial(from_file, "cnn_zoo", n) for n in sorted(graphs)}
+    cache: dict = {}  # each graph lowered once, for the GFLOPs, the twins and the fit
+
+    def lowered(gs: dict) -> dict:
+        return lowered_for(gs, backend.lowering[1], backend.lowering[0], cache)
+
     if args.vit_fit:
-        vits = {n: g for n, g in load_graphs(ROOT / "models" / "vit_zoo").items()
-                if model_gflops(g, backend.lowering) <= args.vit_fit_max_gflops}
+        vit_graphs = load_graphs(ROOT / "models" / "vit_zoo")
+        vits = {n: vit_graphs[n] for n, lm in lowered(vit_graphs).items()
+                if model_gflops(lm) <= args.vit_fit_max_gflops}
         graphs.update(vits)
         fit_makers.update({n: partial(from_file, "vit_zoo", n) for n in sorted(vits)})
     test_names = [n for n in sorted(ZOO) if not (args.skip_vits and is_transformer(n))]
@@ -137,7 +139,9 @@ def main() -> None:
         print(f"round {k}: {len(fit_e2e)} fit and {len(test_e2e)} test models measured", flush=True)
 
     test_graphs = {n: load_onnx(build(n, graph_only=True)) for n in test_names if n in test_e2e}
-    twins = {} if args.keep_twins else twins_of(graphs, test_graphs, backend.lowering)
+    # the test graphs stay out of the cache: a zoo name may equal a pytorchcv export's
+    twins = {} if args.keep_twins else twins_of(
+        lowered(graphs), lowered_for(test_graphs, backend.lowering[1], backend.lowering[0]))
     fit_e2e = {n: v for n, v in fit_e2e.items() if n not in twins}
     rows = read_collected(res_dir / f"{tag}_ops.csv")
     pid = f"host/{args.backend}-{args.threads}t"
@@ -147,7 +151,7 @@ def main() -> None:
                          source=f"oplat collect ({args.backend}, {args.threads} thread(s)) on this machine",
                          profile_id=pid, factor_ridge=ridges[0] if len(ridges) == 1 else ridges,
                          signed_counts=args.signed_counts, extra_factors=args.extra_factors,
-                         factor_units=args.factor_units)
+                         factor_units=args.factor_units, lowered_cache=cache)
 
     def score(profile) -> tuple[dict, dict]:
         per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}
