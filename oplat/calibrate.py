@@ -42,6 +42,10 @@ from .profile import BlendProfile, Profile, list_profiles, load_profile
 METHODS = ("scale", "scale+fixed", "per-key", "per-key-smooth", "blend")
 SHRINK = {"per-key": 3e-3, "per-key-smooth": 3e-2}
 BLEND_RIDGE = 1e-2
+# measurement design of suggest_models: chosen on the int8 core sets (bench/calibrate_transfer.py
+# --precision quant), reported on fp32
+SUGGEST_COMPONENTS = 4
+SUGGEST_RIDGE = 0.1
 
 
 class CalibrationError(OplatError):
@@ -99,8 +103,8 @@ def _design(prof: Profile, graphs: Sequence[Any]) -> tuple[list[str], np.ndarray
     return keys, sums, rest, total
 
 
-def _fit(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray, shrink: float | None = None
-         ) -> tuple[np.ndarray, float, float]:
+def fit_method(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray, shrink: float | None = None
+               ) -> tuple[np.ndarray, float, float]:
     """(per-key factors, factor on the rest, new fixed ms) minimising relative error."""
     ops = sums.sum(axis=1)
     w = 1.0 / y
@@ -113,7 +117,7 @@ def _fit(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray, shrink:
         return np.full(sums.shape[1], s), s, float(c)
     # per-key: factors shrunk towards the global scale
     shrink = SHRINK.get(method, 0.1) if shrink is None else shrink
-    s0, _, _ = _fit("scale", sums, rest, y)
+    s0, _, _ = fit_method("scale", sums, rest, y)
     s0 = s0[0] if len(s0) else 1.0
     # penalty in factor units: a family the measurements barely exercise keeps the
     # global factor instead of soaking up noise
@@ -126,7 +130,9 @@ def _fit(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray, shrink:
     return coef[:k], float(coef[k]), float(coef[k + 1])
 
 
-def _apply(sums: np.ndarray, rest: np.ndarray, fit: tuple[np.ndarray, float, float]) -> np.ndarray:
+def apply_fit(sums: np.ndarray, rest: np.ndarray, fit: tuple[np.ndarray, float, float]) -> np.ndarray:
+    """End-to-end milliseconds of models (per-key sums, rest of the prediction) under a
+    :func:`fit_method` result."""
     f, r, c = fit
     return sums @ f + r * rest + c
 
@@ -137,9 +143,23 @@ def loo_errors(method: str, sums: np.ndarray, rest: np.ndarray, y: np.ndarray) -
     err = np.empty(n)
     for i in range(n):
         keep = np.arange(n) != i
-        fit = _fit(method, sums[keep], rest[keep], y[keep])
-        err[i] = abs(_apply(sums[i:i + 1], rest[i:i + 1], fit)[0] - y[i]) / y[i]
+        fit = fit_method(method, sums[keep], rest[keep], y[keep])
+        err[i] = abs(apply_fit(sums[i:i + 1], rest[i:i + 1], fit)[0] - y[i]) / y[i]
     return err
+
+
+def choose_method(sums: np.ndarray, rest: np.ndarray, y: np.ndarray, method: str | None = None
+                  ) -> tuple[str, dict[str, float], dict[str, np.ndarray]]:
+    """The per-base method (``method`` when given) with the lowest leave-one-out error on
+    the measurements; also every method's mean error and its per-measurement errors."""
+    scores, errors = {}, {}
+    for m in [x for x in METHODS if x != "blend"] if method is None else (method,):
+        if m.startswith("per-key") and len(y) < 5:
+            continue
+        if len(y) >= 3:
+            errors[m] = loo_errors(m, sums, rest, y)
+        scores[m] = float(np.mean(errors[m])) if m in errors else float("nan")
+    return method or min(scores, key=scores.get), scores, errors
 
 
 def _as_new_phone(meta: dict[str, Any], errors: np.ndarray, base_id: str) -> None:
@@ -186,21 +206,33 @@ def _fit_blend(x: np.ndarray, y: np.ndarray, ridge: float = BLEND_RIDGE) -> np.n
     return relative_nnls(np.hstack([x, np.ones((len(y), 1))]), y, ridges)
 
 
-def calibrate_blend(library: Sequence[Profile], graphs: Sequence[Any], measured_ms: Sequence[float]
-                    ) -> tuple[BlendProfile, dict[str, Any]]:
-    """A :class:`BlendProfile` of ``library`` (the first is the base) fitted to the measurements."""
-    from .lowering import LoweredModel
-
-    y = np.asarray(measured_ms, dtype=float)
-    # members lower models the same way (blend_library): lower once for all of them
-    lowered = [g if isinstance(g, LoweredModel) else library[0].lower(g) for g in graphs]
-    x = np.stack([[r.total_ms for r in p.predict_many(lowered)] for p in library], axis=1)
+def blend_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Member weights and fixed cost (last) fitted to measurements ``y`` from the members'
+    predictions ``x`` (models x members), and the leave-one-out relative errors."""
     coef = _fit_blend(x, y)
     loo = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
         c = _fit_blend(x[keep], y[keep])
         loo[i] = abs(x[i] @ c[:-1] + c[-1] - y[i]) / y[i]
+    return coef, loo
+
+
+def member_predictions(library: Sequence[Profile], graphs: Sequence[Any]) -> np.ndarray:
+    """End-to-end milliseconds of each graph (rows) by each library profile (columns)."""
+    from .lowering import LoweredModel
+
+    # members lower models the same way (blend_library): lower once for all of them
+    lowered = [g if isinstance(g, LoweredModel) else library[0].lower(g) for g in graphs]
+    return np.stack([[r.total_ms for r in p.predict_many(lowered)] for p in library], axis=1)
+
+
+def calibrate_blend(library: Sequence[Profile], graphs: Sequence[Any], measured_ms: Sequence[float]
+                    ) -> tuple[BlendProfile, dict[str, Any]]:
+    """A :class:`BlendProfile` of ``library`` (the first is the base) fitted to the measurements."""
+    y = np.asarray(measured_ms, dtype=float)
+    x = member_predictions(library, graphs)
+    coef, loo = blend_fit(x, y)
     used = [(p, float(w)) for p, w in zip(library, coef[:-1]) if w > 1e-9]
     base = library[0]
     fixed = float(coef[-1]) + sum(w * float((p.meta.get("overhead") or {}).get("fixed_ms", 0.0)) for p, w in used)
@@ -239,15 +271,8 @@ def calibrate_profile(base: Profile, graphs: Sequence[Any], measured_ms: Sequenc
     if method == "blend" or (method is None and others and len(y) >= 5):
         return calibrate_blend([base] + others, graphs, y)
     keys, sums, rest, total = _design(base, graphs)
-    scores, errors = {}, {}
-    for m in [x for x in METHODS if x != "blend"] if method is None else (method,):
-        if m.startswith("per-key") and len(y) < 5:
-            continue
-        if len(y) >= 3:
-            errors[m] = loo_errors(m, sums, rest, y)
-        scores[m] = float(np.mean(errors[m])) if m in errors else float("nan")
-    chosen = method or min(scores, key=scores.get)
-    factors, rest_factor, fixed = _fit(chosen, sums, rest, y)
+    chosen, scores, errors = choose_method(sums, rest, y, method)
+    factors, rest_factor, fixed = fit_method(chosen, sums, rest, y)
     meta = copy.deepcopy(base.meta)
     # kernel families absent from the measured models take the global factor
     default = rest_factor if chosen.startswith("per-key") else float(factors[0]) if len(factors) else rest_factor
@@ -292,6 +317,66 @@ def choose_base(graphs: Sequence[Any], measured_ms: Sequence[float],
     return min(scores, key=scores.get), scores
 
 
+def design_points(x: np.ndarray, k: int, components: int = SUGGEST_COMPONENTS,
+                  ridge: float = SUGGEST_RIDGE) -> list[int]:
+    """Indices of ``k`` rows of ``x`` (candidate models x library members' predictions)
+    chosen greedily for a D-optimal design.
+
+    Each model is described the way the blend fit sees it: its members' predictions
+    relative to their mean (the fit minimises relative error) and the inverse of that mean
+    (the fixed-cost column), reduced to the ``components`` leading principal directions
+    across the candidates plus a constant. Each step adds the model that most increases
+    the determinant of the design's information matrix (``ridge`` on the diagonal), i.e.
+    the one the models chosen so far say least about: the architectures where the
+    library's phones disagree most, which random draws often miss (grouped convolutions
+    scale with threads unlike dense ones; element-wise work tracks memory bandwidth).
+    """
+    x = np.asarray(x, dtype=float)
+    mean = x.mean(axis=1, keepdims=True)
+    rel = np.hstack([x / mean, 1.0 / mean])
+    u, sv, _ = np.linalg.svd(rel - rel.mean(axis=0), full_matrices=False)
+    c = min(components, len(sv))
+    z = np.hstack([u[:, :c] * sv[:c], np.ones((len(x), 1))])
+    info = ridge * np.eye(z.shape[1])
+    chosen: list[int] = []
+    for _ in range(min(k, len(x))):
+        inv = np.linalg.inv(info)
+        gain = np.einsum("ij,jk,ik->i", z, inv, z)
+        gain[chosen] = -np.inf
+        i = int(np.argmax(gain))
+        chosen.append(i)
+        info += np.outer(z[i], z[i])
+    return chosen
+
+
+def suggest_models(library: Sequence[Profile], graphs: Mapping[str, Any], k: int = 10) -> list[str]:
+    """The ``k`` of ``graphs`` (name -> graph) most worth measuring on a new phone to
+    calibrate a blend of ``library`` (see :func:`blend_library` and :func:`design_points`),
+    best first."""
+    names = sorted(graphs)
+    if k > len(names):
+        raise CalibrationError(f"{k} models asked for, {len(names)} candidates given")
+    x = member_predictions(library, [graphs[n] for n in names])
+    return [names[i] for i in design_points(x, k)]
+
+
+def write_template(models: Sequence[str | Path], path: str | Path) -> Path:
+    """A ``model,latency_ms`` CSV with the latencies left to fill in; model paths are
+    written relative to the CSV's folder when they lie below it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["model,latency_ms"]
+    for m in models:
+        m = Path(m).resolve()
+        try:
+            m = m.relative_to(path.parent.resolve())
+        except ValueError:
+            pass
+        lines.append(f"{m},")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def refuse_overwrite(out: str | Path, force: bool = False) -> None:
     """Raise unless ``out`` holds no profile yet or ``force`` is given."""
     if (Path(out) / "profile.json").exists() and not force:
@@ -329,4 +414,6 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 __all__ = ["Measurement", "read_measurements", "calibrate_profile", "calibrate_blend", "blend_library", "choose_base",
+           "blend_fit", "member_predictions", "choose_method", "fit_method", "apply_fit", "design_points",
+           "suggest_models", "write_template",
            "write_profile", "refuse_overwrite", "spearman", "CalibrationError", "METHODS"]

@@ -250,6 +250,29 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from .calibrate import blend_library, suggest_models, write_template
+    from .profile import load_profile
+    from .train import load_graphs
+
+    folder = Path(args.models)
+    graphs = load_graphs(folder)
+    if not graphs:
+        raise OplatError(f"no .onnx models in {folder}")
+    base = load_profile(args.base)
+    skip = [d for d in (args.exclude_devices or "").split(",") if d]
+    library = blend_library(base, exclude_devices=skip)
+    names = suggest_models(library, graphs, args.k)
+    paths = [folder / f"{n}.onnx" for n in names]
+    for p in map(Path.absolute, paths):  # not resolved: a symlinked model keeps the name it was given
+        print(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p)
+    if args.csv:
+        out = write_template(paths, args.csv)
+        print(f"{out}: fill in latency_ms for each model, then "
+              f"oplat calibrate --base {args.base} --measurements {out} --out DIR", file=sys.stderr)
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     import json as _json
 
@@ -427,6 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "(to check transfer to a phone that has shipped profiles)")
     cal.add_argument("--force", action="store_true", help="overwrite an existing profile")
     cal.set_defaults(fn=cmd_calibrate)
+    sg = sub.add_parser("suggest", help="which models to measure on a new phone for 'oplat calibrate'")
+    sg.add_argument("--base", required=True, help="the profile id or folder you will calibrate")
+    sg.add_argument("-k", type=int, default=10, help="how many models (default 10)")
+    sg.add_argument("--models", default=str(DEFAULT_GRAPHS), help="folder of candidate .onnx models")
+    sg.add_argument("--csv", help="also write a model,latency_ms template to fill in")
+    sg.add_argument("--exclude-devices", metavar="A,B", help="devices whose profiles may not guide the choice")
+    sg.set_defaults(fn=cmd_suggest)
     p = sub.add_parser("zoo", help="list or build ONNX models of the zoo")
     zsub = p.add_subparsers(dest="zoo_cmd", required=True)
     zsub.add_parser("list", help="print one model name per line").set_defaults(fn=cmd_zoo)

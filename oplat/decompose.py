@@ -210,6 +210,10 @@ class E2EDecomposer:
         """End-to-end milliseconds of each model."""
         return np.array([sum(v.sum() for v in self._predict_table(t).values()) + self.fixed_ms for t in tables])
 
+    def predict_key_sums(self, tables: Sequence[KernelTable]) -> list[dict[str, float]]:
+        """Each model's predicted milliseconds per kernel family (the fixed cost not included)."""
+        return [{k: float(v.sum()) for k, v in self._predict_table(t).items()} for t in tables]
+
     def to_profile(self, meta: Mapping[str, Any]) -> Profile:
         """A profile whose end-to-end term is the fixed cost (kernel sums pass through)."""
         coef = [0.0] * len(OVERHEAD_FEATURES)

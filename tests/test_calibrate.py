@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oplat.calibrate import (CalibrationError, blend_library, calibrate_profile, read_measurements,
+from oplat.calibrate import (CalibrationError, blend_library, calibrate_profile, design_points, read_measurements,
                              spearman)
 from oplat.cli import main
 from oplat.onnx_loader import load_onnx
@@ -129,3 +129,39 @@ def test_bad_measurements_name_the_row(tmp_path, capsys, rows, needle):
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_design_points_pick_the_models_the_members_disagree_on():
+    rng = np.random.default_rng(0)
+    speed = np.array([1.0, 1.7, 2.3, 3.1])  # four member phones
+    work = rng.uniform(5, 50, 40)
+    x = np.outer(work, speed)  # members agree on 36 models up to their speed...
+    odd = [7, 19, 28, 33]
+    x[odd] *= rng.uniform(0.5, 2.0, (len(odd), len(speed)))  # ...and disagree on four
+    chosen = design_points(x, 4)
+    assert len(set(chosen)) == 4
+    assert len(set(chosen) & set(odd)) >= 2, chosen
+    assert design_points(x, 4) == chosen  # deterministic
+
+
+def test_cli_suggest_writes_a_template_that_calibrate_reads_once_filled(tmp_path, capsys, base, graphs):
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for m in MODELS:
+        (zoo / f"{m}.onnx").symlink_to(ZOO / f"{m}.onnx")
+    tpl = tmp_path / "phone" / "m.csv"
+    assert main(["suggest", "--base", "pixel4/tflite-cpu-1large", "-k", "5", "--models", str(zoo),
+                 "--csv", str(tpl), "--exclude-devices", "pixel4"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert len(printed) == len(set(printed)) == 5 and all(Path(p).parent == zoo for p in printed)
+    assert main(["calibrate", "--base", "pixel4/tflite-cpu-1large", "--measurements", str(tpl),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "m.csv:2: latency_ms '' is not a number" in capsys.readouterr().err
+    y = dict(zip(MODELS, _phone(base, graphs)))
+    rows = tpl.read_text().splitlines()
+    filled = [rows[0]] + [f"{r}{y[Path(r.rstrip(',')).stem]:.4f}" for r in rows[1:]]
+    tpl.write_text("\n".join(filled) + "\n")
+    assert main(["calibrate", "--base", "pixel4/tflite-cpu-1large", "--measurements", str(tpl),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert main(["suggest", "--base", "pixel4/tflite-cpu-1large", "-k", "50", "--models", str(zoo)]) == 2
+    assert "50 models asked for, 12 candidates" in capsys.readouterr().err
