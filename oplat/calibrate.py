@@ -20,6 +20,10 @@ predictions stay consistent.
   weights far better than ten per-family factors: what one phone's kernels cost
   relative to each other is mostly a mix of what other phones' cost. Chosen whenever
   such a library exists (the per-base methods need more measurements to compete).
+
+Which models are measured matters as much: :func:`suggest_models` picks them before
+anything is measured (``oplat suggest``), a D-optimal design over what the library
+predicts for each candidate.
 """
 
 from __future__ import annotations
