@@ -1,7 +1,8 @@
-"""How well could any end-to-end term do on the phone GPUs? Two bounds from the data alone.
+"""How well could any end-to-end term do on the phones? Bounds from the data alone.
 
 1. Run-to-run spread of the end-to-end measurements: each phone's ``std / mean`` of the
-   ``<device>|gpu|float`` columns of ``tflite_cnn_e2e.csv`` (median, mean, 90th percentile).
+   ``<device>|gpu|float`` columns of ``tflite_cnn_e2e.csv`` (median, mean, 90th percentile);
+   also of every CPU core set, next to its shipped profile's held-out accuracy.
 2. An oracle for the per-op part: the model's *measured* per-op rows (not predictions),
    summed per kernel implementation, plus a constant and the kernel count, fitted to the
    end-to-end latency by least squares on relative error and scored leave-one-model-out.
@@ -31,14 +32,36 @@ from oplat.evaluate import error_metrics  # noqa: E402
 DEVICES = "pixel4,s10,mi8se,a03s,iphonexs,iphone7"
 
 
-def run_spread(device: str) -> dict[str, float]:
-    """Relative run-to-run standard deviation of the phone's GPU end-to-end measurements."""
+def run_spread(device: str, processor: str = "gpu", precision: str = "float") -> dict[str, float]:
+    """Relative run-to-run standard deviation of one phone's end-to-end measurements
+    (``<device>|<processor>|<precision>`` columns of ``tflite_cnn_e2e.csv``)."""
+    col = f"{device}|{processor}|{precision}"
     with open(SHARED_DATA / "tflite_cnn_e2e.csv", newline="") as f:
-        rel = [float(r[f"{device}|gpu|float|std"]) / float(r[f"{device}|gpu|float|mean"])
-               for r in csv.DictReader(f) if r.get(f"{device}|gpu|float|mean")]
+        rel = [float(r[f"{col}|std"]) / float(r[f"{col}|mean"])
+               for r in csv.DictReader(f) if r.get(f"{col}|mean") and float(r[f"{col}|mean"]) > 0]
     a = np.array(rel)
     return {"models": len(a), "median": round(float(np.median(a)), 4), "mean": round(float(a.mean()), 4),
             "p90": round(float(np.percentile(a, 90)), 4)}
+
+
+def cpu_spread_vs_accuracy() -> dict:
+    """Per shipped CPU core-set profile: run-to-run spread of its measurements next to its
+    held-out share within +-10% (the profile's metadata), and the spreads of the core sets
+    that meet the 90% target against those that miss it."""
+    from oplat.profile import list_profiles
+
+    out = {}
+    for pid, folder in list_profiles():
+        meta = json.loads((folder / "profile.json").read_text())
+        if meta.get("lowering") != "tflite-cpu" or pid.endswith("-vit") or "core_set" not in meta:
+            continue
+        prec = "quant" if meta.get("precision") == "int8" else "float"
+        out[pid] = {"run_to_run_rel_std_median": run_spread(meta["device"], meta["core_set"], prec)["median"],
+                    "held_out_within_10": meta["accuracy"]["end_to_end"]["within_10"]}
+    meet = [v["run_to_run_rel_std_median"] for v in out.values() if v["held_out_within_10"] >= 0.9]
+    miss = [v["run_to_run_rel_std_median"] for v in out.values() if v["held_out_within_10"] < 0.9]
+    return {"core_sets": out, "meeting_90": {"n": len(meet), "median_spread": float(np.median(meet))},
+            "missing_90": {"n": len(miss), "median_spread": float(np.median(miss)) if miss else None}}
 
 
 def oracle_loo(device: str, ridge: float = 1e-3, min_models: int = 8) -> dict[str, float]:
@@ -88,6 +111,11 @@ def main() -> None:
         print(f"{dev}: run-to-run std {result[dev]['run_to_run_rel_std']['median']:.1%} (median); "
               f"linear term on measured per-op sums, leave-one-out: MAPE {o['mape']:.2%}, "
               f"within ±10% {o['within_10']:.1%}", flush=True)
+    cpu = cpu_spread_vs_accuracy()
+    result["cpu_core_sets"] = cpu
+    print(f"CPU core sets: run-to-run std median {cpu['meeting_90']['median_spread']:.2%} on the "
+          f"{cpu['meeting_90']['n']} whose profile meets 90% within ±10%, "
+          f"{cpu['missing_90']['median_spread']:.2%} on the {cpu['missing_90']['n']} that miss it")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 
