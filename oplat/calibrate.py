@@ -222,13 +222,20 @@ def blend_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coef, loo
 
 
-def member_predictions(library: Sequence[Profile], graphs: Sequence[Any]) -> np.ndarray:
-    """End-to-end milliseconds of each graph (rows) by each library profile (columns)."""
+def member_predictions(library: Sequence[Profile], graphs: Sequence[Any],
+                       progress: Callable[[str], None] | None = None) -> np.ndarray:
+    """End-to-end milliseconds of each graph (rows) by each library profile (columns);
+    ``progress`` is called with each profile's id once it has predicted."""
     from .lowering import LoweredModel
 
     # members lower models the same way (blend_library): lower once for all of them
     lowered = [g if isinstance(g, LoweredModel) else library[0].lower(g) for g in graphs]
-    return np.stack([[r.total_ms for r in p.predict_many(lowered)] for p in library], axis=1)
+    cols = []
+    for p in library:
+        cols.append([r.total_ms for r in p.predict_many(lowered)])
+        if progress:
+            progress(p.id)
+    return np.stack(cols, axis=1)
 
 
 def calibrate_blend(library: Sequence[Profile], graphs: Sequence[Any], measured_ms: Sequence[float]
@@ -353,14 +360,15 @@ def design_points(x: np.ndarray, k: int, components: int = SUGGEST_COMPONENTS,
     return chosen
 
 
-def suggest_models(library: Sequence[Profile], graphs: Mapping[str, Any], k: int = 10) -> list[str]:
+def suggest_models(library: Sequence[Profile], graphs: Mapping[str, Any], k: int = 10,
+                   progress: Callable[[str], None] | None = None) -> list[str]:
     """The ``k`` of ``graphs`` (name -> graph) most worth measuring on a new phone to
     calibrate a blend of ``library`` (see :func:`blend_library` and :func:`design_points`),
-    best first."""
+    best first. ``progress``: as for :func:`member_predictions`."""
     names = sorted(graphs)
     if k > len(names):
         raise CalibrationError(f"{k} models asked for, {len(names)} candidates given")
-    x = member_predictions(library, [graphs[n] for n in names])
+    x = member_predictions(library, [graphs[n] for n in names], progress)
     return [names[i] for i in design_points(x, k)]
 
 

@@ -114,11 +114,13 @@ def _load_training_data(args: argparse.Namespace):
     return rows, e2e, devs, f"mobile-ml-benchmark:{ops_csv.name}+{e2e_csv.name}"
 
 
-def _progress():
+def _progress(stderr: bool = False):
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+                    console=Console(stderr=True) if stderr else None)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -256,13 +258,17 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from .train import load_graphs
 
     folder = Path(args.models)
-    graphs = load_graphs(folder)
-    if not graphs:
-        raise OplatError(f"no .onnx models in {folder}")
     base = load_profile(args.base)
     skip = [d for d in (args.exclude_devices or "").split(",") if d]
     library = blend_library(base, exclude_devices=skip)
-    names = suggest_models(library, graphs, args.k)
+    n_files = len(list(folder.glob("*.onnx")))
+    if not n_files:
+        raise OplatError(f"no .onnx models in {folder}")
+    with _progress(stderr=True) as prog:  # stdout is the list of models
+        task = prog.add_task("loading models", total=n_files)
+        graphs = load_graphs(folder, progress=lambda _: prog.advance(task))
+        task = prog.add_task("predicting them with each profile", total=len(library))
+        names = suggest_models(library, graphs, args.k, progress=lambda _: prog.advance(task))
     paths = [folder / f"{n}.onnx" for n in names]
     for p in map(Path.absolute, paths):  # not resolved: a symlinked model keeps the name it was given
         print(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p)
