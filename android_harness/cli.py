@@ -67,17 +67,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     dev = Device(args.serial)
     facts = device_facts(dev)
     guard = ThermalGuard(dev, max_wait_s=args.thermal_wait) if args.thermal_wait > 0 else None
-    model = args.model
-    if str(model).endswith(".onnx"):  # benchmark_model runs .tflite: convert as the TFLite converter would
-        import tempfile
+    from .measure import as_tflite
 
-        import onnx
-
-        from oplat.onnx2tflite import onnx_to_tflite
-
-        tmp = Path(tempfile.mkdtemp(prefix="oplat-")) / (Path(model).stem + ".tflite")
-        tmp.write_bytes(onnx_to_tflite(onnx.load(model, load_external_data=False), nhwc_inputs=True))
-        model = str(tmp)
+    model = str(as_tflite(args.model))  # benchmark_model runs .tflite: convert as the TFLite converter would
     res = run_benchmark_model(dev, model, args.benchmark_binary, threads=args.threads, cores=args.cores,
                               gpu=args.gpu, op_profiling=args.op_profiling, runs=args.runs, warmup=args.warmup,
                               cooldown_s=args.cooldown, guard=guard, facts=facts)
@@ -94,6 +86,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(line)
     for op in res["ops"][: args.top]:
         print(f"  {op['type']:<26} {op['avg_ms']:.3f} ms  {op['name']}")
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .adb import Device
+    from .measure import measure_csv
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("measuring", total=None)
+
+        def step(model: str, ms: float | None) -> None:
+            bar.update(task, advance=1, description=Path(model).stem)
+            if ms is not None:
+                bar.console.print(f"{model}: {ms:.3f} ms")
+
+        totals = measure_csv(Device(args.serial), args.csv, args.benchmark_binary, threads=args.threads,
+                             cores=args.cores, gpu=args.gpu, runs=args.runs, warmup=args.warmup,
+                             cooldown_s=args.cooldown, thermal_wait_s=args.thermal_wait,
+                             on_start=lambda n: bar.update(task, total=n), on_model=step)
+    print(f"{args.csv}: {totals['measured']} measured now, {totals['already']} already, {totals['total']} rows")
     return 0
 
 
@@ -164,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the result JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("measure", help="fill a model,latency_ms CSV (oplat suggest --csv) with end-to-end "
+                                       "latencies measured on the phone (resumable)")
+    p.add_argument("csv")
+    p.add_argument("--serial", required=True)
+    p.add_argument("--benchmark-binary", help="benchmark_model for the phone's ABI (pushed once, cached)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cores", help="cluster (large/med/small), core set (1large2med) or hex mask")
+    p.add_argument("--gpu", action="store_true")
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--cooldown", type=float, default=0.0, help="seconds to sleep before each model")
+    p.add_argument("--thermal-wait", type=float, default=60.0, help="max seconds to wait for baseline temperature")
+    p.set_defaults(fn=cmd_measure)
     p = sub.add_parser("collect", help="measure single-op models on a phone into a dataset (resumable)")
     p.add_argument("--serial", required=True, help="one serial, or several comma-separated (one worker each)")
     p.add_argument("--benchmark-binary", required=True)

@@ -274,8 +274,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p)
     if args.csv:
         out = write_template(paths, args.csv)
-        print(f"{out}: fill in latency_ms for each model, then "
-              f"oplat calibrate --base {args.base} --measurements {out} --out DIR", file=sys.stderr)
+        print(f"{out}: measure the models (android-harness measure {out} --serial SERIAL) or fill in "
+              f"latency_ms by hand, then oplat calibrate --base {args.base} --measurements {out} --out DIR",
+              file=sys.stderr)
     return 0
 
 

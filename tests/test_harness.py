@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -231,3 +232,43 @@ def test_onnxruntime_perf_test_runner(phone, tmp_path):
     res = run_ort_perf_test(Device(ph.serial), model, tool, threads=1, cores="large", runs=5)
     assert res["avg_ms"] > 0 and res["runs"] == 5 and res["mask"] == "80"
     assert set(res["percentiles_ms"]) >= {"p50", "p90"}
+
+
+def test_measure_fills_a_suggest_template_resumably_and_for_one_phone_only(phone, binary, tmp_path, capsys):
+    import numpy as np
+    import onnx
+
+    from android_harness.measure import measure_csv
+    from models.zoo.nb201 import nb201_model, random_arch
+    from oplat.calibrate import read_measurements, write_template
+    from oplat.cli import main as oplat_main
+
+    ph, _ = phone
+    rng = np.random.default_rng(0)
+    (tmp_path / "m").mkdir()
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / "m" / f"nb{i}.onnx")
+        onnx.save(nb201_model(random_arch(rng), n=1), paths[-1])
+    csv_path = write_template(paths, tmp_path / "phone.csv")
+    assert csv_path.read_text().splitlines()[1] == "m/nb0.onnx,"  # relative to the CSV's folder
+
+    def unplug_after_first(model, ms):
+        ph.gone_until = time.time() + 60  # the phone is gone before the second model
+
+    with pytest.raises(DeviceError):
+        measure_csv(Device(ph.serial), csv_path, binary, runs=3, warmup=1, thermal_wait_s=0,
+                    on_model=unplug_after_first)
+    rows = csv_path.read_text().splitlines()
+    assert float(rows[1].split(",")[1]) > 0 and rows[2:] == ["m/nb1.onnx,", "m/nb2.onnx,"]  # kept, atomically
+    ph.gone_until = 0.0
+    args = ["measure", str(csv_path), "--serial", ph.serial, "--benchmark-binary", str(binary), "--runs", "3",
+            "--warmup", "1", "--thermal-wait", "0"]
+    assert harness_main(args) == 0
+    assert "2 measured now, 1 already, 3 rows" in capsys.readouterr().out
+    assert [m.model for m in read_measurements(csv_path)] == paths and rows[1] in csv_path.read_text()
+    # another core set on the same CSV would mix two settings in one calibration: refused
+    assert harness_main(args + ["--threads", "2"]) == 2
+    assert "measured with threads=1" in capsys.readouterr().err
+    assert oplat_main(["calibrate", "--base", "pixel4/tflite-cpu-1large", "--measurements", str(csv_path),
+                       "--out", str(tmp_path / "myphone")]) == 0

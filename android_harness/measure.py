@@ -1,0 +1,120 @@
+"""Fill a ``model,latency_ms`` CSV (``oplat suggest --csv``) with a phone's measurements.
+
+Each row without a latency is benchmarked end to end with ``benchmark_model`` (ONNX
+files are converted to .tflite first) and its mean latency written back; the CSV is
+rewritten atomically after every model, so a run that stops (phone unplugged, binary
+crash) keeps what it measured and the next run measures only the rest. The phone and
+the settings are recorded beside the CSV (``<csv>.phone.json``) and a later run on
+another phone or with other settings is refused: one CSV, one phone, one core set.
+The filled CSV is what ``oplat calibrate --measurements`` reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from .adb import Device, HarnessError
+from .bench import ThermalGuard, run_benchmark_model
+from .facts import device_facts
+
+# what must match between runs that fill the same CSV
+SETTINGS = ("threads", "cores", "gpu", "runs", "warmup")
+
+
+def as_tflite(model: str | Path) -> Path:
+    """``model`` itself if it is a .tflite file, else its conversion (random weights for
+    a graph-only ONNX file) in a temporary folder."""
+    model = Path(model)
+    if model.suffix != ".onnx":
+        return model
+    import onnx
+
+    from oplat.onnx2tflite import onnx_to_tflite
+
+    out = Path(tempfile.mkdtemp(prefix="oplat-")) / (model.stem + ".tflite")
+    out.write_bytes(onnx_to_tflite(onnx.load(str(model), load_external_data=False), nhwc_inputs=True))
+    return out
+
+
+def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise HarnessError(f"cannot read {path}: {e.strerror}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not {"model", "latency_ms"} <= set(reader.fieldnames):
+        raise HarnessError(f"{path}: needs the columns model,latency_ms (got {reader.fieldnames})")
+    return list(reader.fieldnames), list(reader)
+
+
+def _write_atomic(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _check_same_phone(sidecar: Path, record: dict[str, Any]) -> None:
+    if not sidecar.exists():
+        return
+    old = json.loads(sidecar.read_text())
+    for key in ("serial", "model", *SETTINGS):
+        if old.get(key) != record.get(key):
+            raise HarnessError(f"{sidecar.name[:-len('.phone.json')]} was measured with {key}={old.get(key)!r}, "
+                               f"this run has {key}={record.get(key)!r}: use another CSV for another phone or "
+                               "settings")
+
+
+def measure_csv(dev: Device, path: str | Path, binary: str | Path | None, threads: int = 1,
+                cores: str | None = None, gpu: bool = False, runs: int = 50, warmup: int = 5,
+                cooldown_s: float = 0.0, thermal_wait_s: float = 60.0,
+                on_start: Callable[[int], None] | None = None,
+                on_model: Callable[[str, float | None], None] | None = None) -> dict[str, int]:
+    """Measure every model of the CSV that has no latency yet; returns counts
+    (``measured``, ``already``, ``total``). ``on_start(rows)`` once the CSV is checked,
+    ``on_model(model, ms)`` after each row (``ms`` None for a row that was already filled)."""
+    path = Path(path)
+    fields, rows = _read(path)
+    facts = device_facts(dev)
+    record = {"serial": dev.serial, "model": facts.get("model"), "soc": facts.get("soc"), "threads": threads,
+              "cores": cores, "gpu": gpu, "runs": runs, "warmup": warmup}
+    sidecar = path.with_name(path.name + ".phone.json")
+    _check_same_phone(sidecar, record)
+    guard = ThermalGuard(dev, max_wait_s=thermal_wait_s) if thermal_wait_s > 0 else None
+    todo = {i for i, r in enumerate(rows) if not (r.get("latency_ms") or "").strip()}
+    for i, row in enumerate(rows):
+        name = (row.get("model") or "").strip()
+        if not name:
+            raise HarnessError(f"{path}:{i + 2}: empty model path")  # line 1 is the header
+        model = Path(name) if Path(name).is_absolute() else path.parent / name
+        if i in todo and not model.is_file():
+            raise HarnessError(f"{path}:{i + 2}: model file not found: {model}")
+    if todo and not sidecar.exists():
+        sidecar.write_text(json.dumps(record, indent=1))
+    if on_start:
+        on_start(len(rows))
+    measured = 0
+    for i, row in enumerate(rows):
+        name = row["model"].strip()
+        if i not in todo:
+            if on_model:
+                on_model(name, None)
+            continue
+        model = Path(name) if Path(name).is_absolute() else path.parent / name
+        res = run_benchmark_model(dev, as_tflite(model), binary, threads=threads, cores=cores, gpu=gpu,
+                                  runs=runs, warmup=warmup, cooldown_s=cooldown_s, guard=guard, facts=facts)
+        row["latency_ms"] = f"{res['avg_ms']:.6g}"
+        _write_atomic(path, fields, rows)
+        measured += 1
+        if on_model:
+            on_model(name, res["avg_ms"])
+    return {"measured": measured, "already": len(rows) - len(todo), "total": len(rows)}
