@@ -153,6 +153,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 2 if any("error" in (results.get(s) or {}) for s in serials) else 0
 
 
+def _run_options(p: argparse.ArgumentParser, cooldown_help: str) -> None:
+    """The options of one benchmark_model run on one phone (``bench`` and ``measure``)."""
+    p.add_argument("--serial", required=True)
+    p.add_argument("--benchmark-binary", help="benchmark_model for the phone's ABI (pushed once, cached)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cores", help="cluster (large/med/small), core set (1large2med) or hex mask")
+    p.add_argument("--gpu", action="store_true")
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--cooldown", type=float, default=0.0, help=cooldown_help)
+    p.add_argument("--thermal-wait", type=float, default=60.0, help="max seconds to wait for baseline temperature")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="android-harness", description="benchmark and profile phones over adb")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -165,16 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_info)
     p = sub.add_parser("bench", help="run benchmark_model on a .tflite model (an .onnx model is converted first)")
     p.add_argument("model")
-    p.add_argument("--serial", required=True)
-    p.add_argument("--benchmark-binary", help="benchmark_model for the phone's ABI (pushed once, cached)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--cores", help="cluster (large/med/small), core set (1large2med) or hex mask")
-    p.add_argument("--gpu", action="store_true")
+    _run_options(p, "seconds to sleep before the run")
     p.add_argument("--op-profiling", action="store_true")
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--cooldown", type=float, default=0.0, help="seconds to sleep before the run")
-    p.add_argument("--thermal-wait", type=float, default=60.0, help="max seconds to wait for baseline temperature")
     p.add_argument("--profile", help="profile to compare with (default: one named after the phone, if any)")
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--out", help="also write the result JSON here")
@@ -183,15 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("measure", help="fill a model,latency_ms CSV (oplat suggest --csv) with end-to-end "
                                        "latencies measured on the phone (resumable)")
     p.add_argument("csv")
-    p.add_argument("--serial", required=True)
-    p.add_argument("--benchmark-binary", help="benchmark_model for the phone's ABI (pushed once, cached)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--cores", help="cluster (large/med/small), core set (1large2med) or hex mask")
-    p.add_argument("--gpu", action="store_true")
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--cooldown", type=float, default=0.0, help="seconds to sleep before each model")
-    p.add_argument("--thermal-wait", type=float, default=60.0, help="max seconds to wait for baseline temperature")
+    _run_options(p, "seconds to sleep before each model")
     p.set_defaults(fn=cmd_measure)
     p = sub.add_parser("collect", help="measure single-op models on a phone into a dataset (resumable)")
     p.add_argument("--serial", required=True, help="one serial, or several comma-separated (one worker each)")

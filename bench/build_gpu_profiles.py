@@ -5,6 +5,7 @@ profile trained on every model is saved to ``device_profiles/<device>/tflite-gpu
 that accuracy in its metadata. Also writes the CV table as JSON and a scatter PNG.
 
     python bench/build_gpu_profiles.py [--devices pixel4,s10] [--folds 10]
+        [--factor-ridge 0.1 | 0.01,0.1,1,...] [--factor-units scaled|raw] [--signed-counts]
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--out", type=Path, default=ROOT / "device_profiles")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "gpu_profiles_cv.json")
+    ap.add_argument("--factor-ridge", default="0.1",
+                    help="end-to-end term's factor ridge; a comma list is chosen by inner 10-fold CV (one-SE rule)")
+    ap.add_argument("--factor-units", choices=("scaled", "raw"), default="scaled")
+    ap.add_argument("--signed-counts", action="store_true", help="per-type kernel counts may take either sign")
     args = ap.parse_args()
+    ridges = [float(r) for r in args.factor_ridge.split(",")]
+    options = {"factor_ridge": ridges[0] if len(ridges) == 1 else ridges, "factor_units": args.factor_units,
+               "signed_counts": args.signed_counts}
     devices = args.devices.split(",")
     rows = load_phone_gpu_ops(devices=devices)
     e2e = load_phone_e2e(processor="gpu")
@@ -37,12 +45,13 @@ def main() -> None:
     source = "mobile-ml-benchmark:tflite_cnn_ops_gpu.csv+tflite_cnn_e2e.csv"
     t0 = time.time()
     cv = cross_validate(rows, e2e, graphs, devices, folds=args.folds, seed=0, source=source,
-                        progress=lambda s: print(s, flush=True))
+                        progress=lambda s: print(s, flush=True), **options)
     points = cv.pop("_points")
     cv["seconds"] = round(time.time() - t0, 1)
+    cv["options"] = options
     cache: dict = {}
     for dev in devices:
-        prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, source=source, lowered_cache=cache)
+        prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, source=source, lowered_cache=cache, **options)
         acc = cv["devices"][dev]
         prof.meta["accuracy"] = {"method": f"grouped {args.folds}-fold CV over models, seed 0",
                                  "per_op": acc["per_op"], "end_to_end": acc["end_to_end"]}
