@@ -84,32 +84,32 @@ def measure_csv(dev: Device, path: str | Path, binary: str | Path | None, thread
     ``on_model(model, ms)`` after each row (``ms`` None for a row that was already filled)."""
     path = Path(path)
     fields, rows = _read(path)
+    todo = {i for i, r in enumerate(rows) if not (r.get("latency_ms") or "").strip()}
+    models = []
+    for i, row in enumerate(rows):
+        name = (row.get("model") or "").strip()
+        if not name:
+            raise HarnessError(f"{path}:{i + 2}: empty model path")  # line 1 is the header
+        models.append(Path(name) if Path(name).is_absolute() else path.parent / name)
+        if i in todo and not models[-1].is_file():
+            raise HarnessError(f"{path}:{i + 2}: model file not found: {models[-1]}")
     facts = device_facts(dev)
     record = {"serial": dev.serial, "model": facts.get("model"), "soc": facts.get("soc"), "threads": threads,
               "cores": cores, "gpu": gpu, "runs": runs, "warmup": warmup}
     sidecar = path.with_name(path.name + ".phone.json")
     _check_same_phone(sidecar, record)
-    guard = ThermalGuard(dev, max_wait_s=thermal_wait_s) if thermal_wait_s > 0 else None
-    todo = {i for i, r in enumerate(rows) if not (r.get("latency_ms") or "").strip()}
-    for i, row in enumerate(rows):
-        name = (row.get("model") or "").strip()
-        if not name:
-            raise HarnessError(f"{path}:{i + 2}: empty model path")  # line 1 is the header
-        model = Path(name) if Path(name).is_absolute() else path.parent / name
-        if i in todo and not model.is_file():
-            raise HarnessError(f"{path}:{i + 2}: model file not found: {model}")
     if todo and not sidecar.exists():
         sidecar.write_text(json.dumps(record, indent=1))
+    guard = ThermalGuard(dev, max_wait_s=thermal_wait_s) if thermal_wait_s > 0 else None
     if on_start:
         on_start(len(rows))
     measured = 0
-    for i, row in enumerate(rows):
+    for i, (row, model) in enumerate(zip(rows, models)):
         name = row["model"].strip()
         if i not in todo:
             if on_model:
                 on_model(name, None)
             continue
-        model = Path(name) if Path(name).is_absolute() else path.parent / name
         res = run_benchmark_model(dev, as_tflite(model), binary, threads=threads, cores=cores, gpu=gpu,
                                   runs=runs, warmup=warmup, cooldown_s=cooldown_s, guard=guard, facts=facts)
         row["latency_ms"] = f"{res['avg_ms']:.6g}"
