@@ -261,6 +261,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     base = load_profile(args.base)
     skip = [d for d in (args.exclude_devices or "").split(",") if d]
     library = blend_library(base, exclude_devices=skip)
+    if len(library) < 2:
+        raise OplatError(f"{base.id}: no other profile can blend with it, so calibration corrects it alone; "
+                         "oplat suggest designs measurements for blends (CPU profiles)")
     n_files = len(list(folder.glob("*.onnx")))
     if not n_files:
         raise OplatError(f"no .onnx models in {folder}")

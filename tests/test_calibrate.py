@@ -165,3 +165,5 @@ def test_cli_suggest_writes_a_template_that_calibrate_reads_once_filled(tmp_path
                  "--out", str(tmp_path / "out")]) == 0
     assert main(["suggest", "--base", "pixel4/tflite-cpu-1large", "-k", "50", "--models", str(zoo)]) == 2
     assert "50 models asked for, 12 candidates" in capsys.readouterr().err
+    assert main(["suggest", "--base", "pixel4/tflite-gpu", "--models", str(zoo)]) == 2
+    assert "no other profile can blend with it" in capsys.readouterr().err
