@@ -361,15 +361,21 @@ def design_points(x: np.ndarray, k: int, components: int = SUGGEST_COMPONENTS,
 
 
 def suggest_models(library: Sequence[Profile], graphs: Mapping[str, Any], k: int = 10,
-                   progress: Callable[[str], None] | None = None) -> list[str]:
+                   progress: Callable[[str], None] | None = None, max_ms: float | None = None) -> list[str]:
     """The ``k`` of ``graphs`` (name -> graph) most worth measuring on a new phone to
     calibrate a blend of ``library`` (see :func:`blend_library` and :func:`design_points`),
-    best first. ``progress``: as for :func:`member_predictions`."""
+    best first. ``max_ms``: leave out candidates the base (``library[0]``) predicts slower
+    (a benchmark of 50 runs of a 900-GFLOP ViT takes minutes on a phone).
+    ``progress``: as for :func:`member_predictions`."""
     names = sorted(graphs)
     if k > len(names):
         raise CalibrationError(f"{k} models asked for, {len(names)} candidates given")
     x = member_predictions(library, [graphs[n] for n in names], progress)
-    return [names[i] for i in design_points(x, k)]
+    keep = np.flatnonzero(x[:, 0] <= max_ms) if max_ms is not None else np.arange(len(names))
+    if k > len(keep):
+        raise CalibrationError(f"{k} models asked for, {len(keep)} candidates predicted under {max_ms:g} ms "
+                               f"on {library[0].id}")
+    return [names[keep[i]] for i in design_points(x[keep], k)]
 
 
 def write_template(models: Sequence[str | Path], path: str | Path) -> Path:

@@ -271,7 +271,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         task = prog.add_task("loading models", total=n_files)
         graphs = load_graphs(folder, progress=lambda _: prog.advance(task))
         task = prog.add_task("predicting them with each profile", total=len(library))
-        names = suggest_models(library, graphs, args.k, progress=lambda _: prog.advance(task))
+        names = suggest_models(library, graphs, args.k, progress=lambda _: prog.advance(task), max_ms=args.max_ms)
     paths = [folder / f"{n}.onnx" for n in names]
     for p in map(Path.absolute, paths):  # not resolved: a symlinked model keeps the name it was given
         print(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p)
@@ -464,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--base", required=True, help="the profile id or folder you will calibrate")
     sg.add_argument("-k", type=int, default=10, help="how many models (default 10)")
     sg.add_argument("--models", default=str(DEFAULT_GRAPHS), help="folder of candidate .onnx models")
+    sg.add_argument("--max-ms", type=float, help="only models the base profile predicts faster than this")
     sg.add_argument("--csv", help="also write a model,latency_ms template to fill in")
     sg.add_argument("--exclude-devices", metavar="A,B", help="devices whose profiles may not guide the choice")
     sg.set_defaults(fn=cmd_suggest)

@@ -165,5 +165,14 @@ def test_cli_suggest_writes_a_template_that_calibrate_reads_once_filled(tmp_path
                  "--out", str(tmp_path / "out")]) == 0
     assert main(["suggest", "--base", "pixel4/tflite-cpu-1large", "-k", "50", "--models", str(zoo)]) == 2
     assert "50 models asked for, 12 candidates" in capsys.readouterr().err
+    # only models the base predicts under a budget: the fastest five are all that is left
+    fast = sorted(MODELS, key=lambda m: base.predict(graphs[MODELS.index(m)]).total_ms)[:5]
+    limit = base.predict(graphs[MODELS.index(fast[-1])]).total_ms
+    assert main(["suggest", "--base", "pixel4/tflite-cpu-1large", "-k", "5", "--models", str(zoo),
+                 "--max-ms", f"{limit + 1e-6}"]) == 0
+    assert sorted(Path(p).stem for p in capsys.readouterr().out.split()) == sorted(fast)
+    assert main(["suggest", "--base", "pixel4/tflite-cpu-1large", "-k", "6", "--models", str(zoo),
+                 "--max-ms", f"{limit + 1e-6}"]) == 2
+    assert "5 candidates predicted under" in capsys.readouterr().err
     assert main(["suggest", "--base", "pixel4/tflite-gpu", "--models", str(zoo)]) == 2
     assert "no other profile can blend with it" in capsys.readouterr().err
