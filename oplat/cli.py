@@ -271,7 +271,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         task = prog.add_task("loading models", total=n_files)
         graphs = load_graphs(folder, progress=lambda _: prog.advance(task))
         task = prog.add_task("predicting them with each profile", total=len(library))
-        names = suggest_models(library, graphs, args.k, progress=lambda _: prog.advance(task), max_ms=args.max_ms)
+        names = suggest_models(library, graphs, args.k, progress=lambda _: prog.advance(task),
+                               max_ms=args.max_ms)
     paths = [folder / f"{n}.onnx" for n in names]
     for p in map(Path.absolute, paths):  # not resolved: a symlinked model keeps the name it was given
         print(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p)
