@@ -239,6 +239,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"base chosen: {base_id} (calibrated leave-one-out MAPE {scores[base_id]:.1%}; "
               f"{len(scores)} profiles tried)")
     base = load_profile(base_id)
+    for warning in _setting_mismatches(Path(args.measurements), base.meta):
+        print(f"warning: {warning}", file=sys.stderr)
     skip = [d for d in (args.exclude_devices or "").split(",") if d]
     library = blend_library(base, exclude_devices=skip) if args.method in ("auto", "blend") else None
     prof, rep = calibrate_profile(base, graphs, y, None if args.method == "auto" else args.method, library)
@@ -250,6 +252,26 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print("blend of " + ", ".join(f"{pid} x{w:.3g}" for pid, w in rep["members"].items())
               + f"; fixed cost {rep['fixed_ms']:.3g} ms")
     return 0
+
+
+def _setting_mismatches(csv_path: Path, meta: dict) -> list[str]:
+    """How the run recorded beside a measurements CSV (``android-harness measure``'s
+    ``<csv>.phone.json``) differs from what the base profile models: thread count, GPU or CPU."""
+    sidecar = csv_path.with_name(csv_path.name + ".phone.json")
+    if not sidecar.is_file():
+        return []
+    try:
+        run = json.loads(sidecar.read_text())
+    except ValueError:
+        return [f"{sidecar} is not JSON; the measurement settings were not checked"]
+    out = []
+    if bool(run.get("gpu")) != (meta.get("processor") == "gpu"):
+        where = "the GPU" if run.get("gpu") else "the CPU"
+        out.append(f"{csv_path.name} was measured on {where}; {meta.get('id')} models the {meta.get('processor')}")
+    elif not run.get("gpu") and meta.get("threads") and run.get("threads") != meta.get("threads"):
+        out.append(f"{csv_path.name} was measured with {run.get('threads')} thread(s); {meta.get('id')} models "
+                   f"{meta.get('threads')} (a base of the same thread count transfers best)")
+    return out
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:

@@ -272,3 +272,8 @@ def test_measure_fills_a_suggest_template_resumably_and_for_one_phone_only(phone
     assert "measured with threads=1" in capsys.readouterr().err
     assert oplat_main(["calibrate", "--base", "pixel4/tflite-cpu-1large", "--measurements", str(csv_path),
                        "--out", str(tmp_path / "myphone")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # a base of another thread count is named as a mismatch (still calibrated: the user may mean it)
+    assert oplat_main(["calibrate", "--base", "pixel4/tflite-cpu-2small", "--measurements", str(csv_path),
+                       "--out", str(tmp_path / "myphone2")]) == 0
+    assert "measured with 1 thread(s); pixel4/tflite-cpu-2small models 2" in capsys.readouterr().err
