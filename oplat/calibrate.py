@@ -385,9 +385,9 @@ def write_template(models: Sequence[str | Path], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["model,latency_ms"]
     for m in models:
-        m = Path(m).resolve()
+        m = Path(m).absolute()  # not resolved: a symlinked model keeps the name it was given
         try:
-            m = m.relative_to(path.parent.resolve())
+            m = m.relative_to(path.parent.absolute())
         except ValueError:
             pass
         lines.append(f"{m},")
