@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
-from oplat.calibrate import (apply_fit, blend_fit, choose_method, design_points, fit_method,  # noqa: E402
+from oplat.calibrate import (apply_fit, blend_weights, choose_method, design_points, fit_method,  # noqa: E402
                              spearman)
 from oplat.datasets import e2e_configs, inconsistent_e2e, load_phone_e2e  # noqa: E402
 from oplat.decompose import E2EDecomposer, kernel_tables  # noqa: E402
@@ -129,7 +129,7 @@ def main() -> None:
         pred = np.empty(len(y))
         for held in group_folds(models, 10, 0):
             h = np.isin(models, held)
-            coef, _ = blend_fit(x[~h], y[~h])
+            coef = blend_weights(x[~h], y[~h])
             pred[h] = x[h] @ coef[:-1] + coef[-1]
         ceiling[f"{t}|{c}"] = error_metrics(pred, y)["within_10"]
     rows = []
@@ -153,7 +153,7 @@ def main() -> None:
         for strategy, shots in draws.items():
             held = np.setdiff1d(np.arange(len(models)), shots)
             y, true = y_all[shots], y_all[held]
-            coef, _ = blend_fit(x_all[shots], y)
+            coef = blend_weights(x_all[shots], y)
             pred = x_all[held] @ coef[:-1] + coef[-1]
             chosen, _, _ = choose_method(sums_all[shots], rest_all[shots], y)
             own = apply_fit(sums_all[held], rest_all[held], fit_method(chosen, sums_all[shots], rest_all[shots], y))
@@ -169,7 +169,7 @@ def main() -> None:
         for (k, r), scores in grid.items():
             shots = design_points(x_all, args.shots, k, r)
             held = np.setdiff1d(np.arange(len(models)), shots)
-            coef, _ = blend_fit(x_all[shots], y_all[shots])
+            coef = blend_weights(x_all[shots], y_all[shots])
             scores.append(error_metrics(x_all[held] @ coef[:-1] + coef[-1], y_all[held])["within_10"])
 
     reachable = [e for e in rows if ceiling[e["target"]] >= 0.85]

@@ -202,8 +202,9 @@ def blend_library(base: Profile, exclude_devices: Sequence[str] = ()) -> list[Pr
     return out
 
 
-def _fit_blend(x: np.ndarray, y: np.ndarray, ridge: float = BLEND_RIDGE) -> np.ndarray:
-    """Non-negative member weights and a fixed cost (last) minimising relative error;
+def blend_weights(x: np.ndarray, y: np.ndarray, ridge: float = BLEND_RIDGE) -> np.ndarray:
+    """Non-negative member weights and a fixed cost (last) fitted to measurements ``y``
+    from the members' predictions ``x`` (models x members), minimising relative error;
     a small ridge on the column-scaled weights spreads them over similar members."""
     ridges = np.full(x.shape[1] + 1, ridge)
     ridges[-1] = 0.0  # the fixed cost is not shrunk
@@ -211,13 +212,12 @@ def _fit_blend(x: np.ndarray, y: np.ndarray, ridge: float = BLEND_RIDGE) -> np.n
 
 
 def blend_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Member weights and fixed cost (last) fitted to measurements ``y`` from the members'
-    predictions ``x`` (models x members), and the leave-one-out relative errors."""
-    coef = _fit_blend(x, y)
+    """:func:`blend_weights` and their leave-one-out relative errors on the measurements."""
+    coef = blend_weights(x, y)
     loo = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        c = _fit_blend(x[keep], y[keep])
+        c = blend_weights(x[keep], y[keep])
         loo[i] = abs(x[i] @ c[:-1] + c[-1] - y[i]) / y[i]
     return coef, loo
 
@@ -432,6 +432,6 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 __all__ = ["Measurement", "read_measurements", "calibrate_profile", "calibrate_blend", "blend_library", "choose_base",
-           "blend_fit", "member_predictions", "choose_method", "fit_method", "apply_fit", "design_points",
-           "suggest_models", "write_template",
+           "blend_fit", "blend_weights", "member_predictions", "choose_method", "fit_method", "apply_fit",
+           "design_points", "suggest_models", "write_template",
            "write_profile", "refuse_overwrite", "spearman", "CalibrationError", "METHODS"]
