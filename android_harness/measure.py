@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from oplat.calibrate import measure_record_path, measured_model_path
+
 from .adb import Device, HarnessError
 from .bench import ThermalGuard, run_benchmark_model
 from .facts import device_facts
@@ -63,13 +65,13 @@ def _write_atomic(path: Path, fields: list[str], rows: list[dict[str, str]]) -> 
     os.replace(tmp, path)
 
 
-def _check_same_phone(sidecar: Path, record: dict[str, Any]) -> None:
+def _check_same_phone(sidecar: Path, csv_name: str, record: dict[str, Any]) -> None:
     if not sidecar.exists():
         return
     old = json.loads(sidecar.read_text())
     for key in ("serial", "model", *SETTINGS):
         if old.get(key) != record.get(key):
-            raise HarnessError(f"{sidecar.name[:-len('.phone.json')]} was measured with {key}={old.get(key)!r}, "
+            raise HarnessError(f"{csv_name} was measured with {key}={old.get(key)!r}, "
                                f"this run has {key}={record.get(key)!r}: use another CSV for another phone or "
                                "settings")
 
@@ -90,14 +92,14 @@ def measure_csv(dev: Device, path: str | Path, binary: str | Path | None, thread
         name = (row.get("model") or "").strip()
         if not name:
             raise HarnessError(f"{path}:{i + 2}: empty model path")  # line 1 is the header
-        models.append(Path(name) if Path(name).is_absolute() else path.parent / name)
+        models.append(measured_model_path(path, name))
         if i in todo and not models[-1].is_file():
             raise HarnessError(f"{path}:{i + 2}: model file not found: {models[-1]}")
     facts = device_facts(dev)
     record = {"serial": dev.serial, "model": facts.get("model"), "soc": facts.get("soc"), "threads": threads,
               "cores": cores, "gpu": gpu, "runs": runs, "warmup": warmup}
-    sidecar = path.with_name(path.name + ".phone.json")
-    _check_same_phone(sidecar, record)
+    sidecar = measure_record_path(path)
+    _check_same_phone(sidecar, path.name, record)
     if todo and not sidecar.exists():
         sidecar.write_text(json.dumps(record, indent=1))
     guard = ThermalGuard(dev, max_wait_s=thermal_wait_s) if thermal_wait_s > 0 else None

@@ -64,6 +64,17 @@ class Measurement:
     latency_ms: float
 
 
+def measured_model_path(csv_path: Path, name: str) -> Path:
+    """A measurements CSV's model path: absolute, or relative to the CSV's folder."""
+    model = Path(name)
+    return model if model.is_absolute() else csv_path.parent / model
+
+
+def measure_record_path(csv_path: Path) -> Path:
+    """Where ``android-harness measure`` records the phone and settings of a CSV it fills."""
+    return csv_path.with_name(csv_path.name + ".phone.json")
+
+
 def read_measurements(path: str | Path) -> list[Measurement]:
     """Parse a ``model,latency_ms`` CSV; model paths are absolute or relative to the CSV."""
     path = Path(path)
@@ -86,9 +97,7 @@ def read_measurements(path: str | Path) -> list[Measurement]:
             raise CalibrationError(f"{path}:{i}: latency_ms {raw!r} is not a number") from None
         if not math.isfinite(ms) or ms <= 0:
             raise CalibrationError(f"{path}:{i}: latency_ms {raw!r} must be a positive number")
-        model = Path(name)
-        if not model.is_absolute():
-            model = path.parent / model
+        model = measured_model_path(path, name)
         if not model.is_file():
             raise CalibrationError(f"{path}:{i}: model file not found: {model}")
         out.append(Measurement(model, ms))
@@ -431,7 +440,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ra @ rb) / d if d else 0.0
 
 
-__all__ = ["Measurement", "read_measurements", "calibrate_profile", "calibrate_blend", "blend_library", "choose_base",
+__all__ = ["Measurement", "read_measurements", "measured_model_path", "measure_record_path", "calibrate_profile", "calibrate_blend", "blend_library", "choose_base",
            "blend_fit", "blend_weights", "member_predictions", "choose_method", "fit_method", "apply_fit",
            "design_points", "suggest_models", "write_template",
            "write_profile", "refuse_overwrite", "spearman", "CalibrationError", "METHODS"]

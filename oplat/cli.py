@@ -257,7 +257,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def _setting_mismatches(csv_path: Path, meta: dict) -> list[str]:
     """How the run recorded beside a measurements CSV (``android-harness measure``'s
     ``<csv>.phone.json``) differs from what the base profile models: thread count, GPU or CPU."""
-    sidecar = csv_path.with_name(csv_path.name + ".phone.json")
+    from .calibrate import measure_record_path
+
+    sidecar = measure_record_path(csv_path)
     if not sidecar.is_file():
         return []
     try:
