@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import functools
 import json
 import sys
 from pathlib import Path
@@ -32,13 +33,19 @@ from oplat.evaluate import error_metrics  # noqa: E402
 DEVICES = "pixel4,s10,mi8se,a03s,iphonexs,iphone7"
 
 
+@functools.lru_cache(maxsize=1)
+def _e2e_rows() -> tuple[dict[str, str], ...]:
+    """The rows of ``tflite_cnn_e2e.csv``, read once for every column asked about."""
+    with open(SHARED_DATA / "tflite_cnn_e2e.csv", newline="") as f:
+        return tuple(csv.DictReader(f))
+
+
 def run_spread(device: str, processor: str = "gpu", precision: str = "float") -> dict[str, float]:
     """Relative run-to-run standard deviation of one phone's end-to-end measurements
     (``<device>|<processor>|<precision>`` columns of ``tflite_cnn_e2e.csv``)."""
     col = f"{device}|{processor}|{precision}"
-    with open(SHARED_DATA / "tflite_cnn_e2e.csv", newline="") as f:
-        rel = [float(r[f"{col}|std"]) / float(r[f"{col}|mean"])
-               for r in csv.DictReader(f) if r.get(f"{col}|mean") and float(r[f"{col}|mean"]) > 0]
+    rel = [float(r[f"{col}|std"]) / float(r[f"{col}|mean"])
+           for r in _e2e_rows() if r.get(f"{col}|mean") and float(r[f"{col}|mean"]) > 0]
     a = np.array(rel)
     return {"models": len(a), "median": round(float(np.median(a)), 4), "mean": round(float(a.mean()), 4),
             "p90": round(float(np.percentile(a, 90)), 4)}
