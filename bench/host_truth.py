@@ -99,12 +99,17 @@ def main() -> None:
                     help="fit on models that lower to the same kernels as a test model too")
     ap.add_argument("--extra-factors", action="store_true",
                     help="end-to-end factors for the transformer and CPU kernel families too")
+    ap.add_argument("--lowering-variant",
+                    help="the lowering variant of the machine the stored data was measured on, where it is not "
+                         "this one's (nchwc8: onnxruntime on AVX2, 8-channel NCHWc blocks)")
     args = ap.parse_args()
     tag = f"host_{args.backend}_{args.threads}t"
     ridges = [float(x) for x in args.factor_ridge.split(",")]
     res_dir = ROOT / "bench" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     backend = make_backend(args.backend, args.threads)
+    if args.lowering_variant:
+        backend.lowering = (backend.lowering[0], args.lowering_variant)
     graphs = load_graphs(ROOT / "models" / "cnn_zoo")
 
     t0 = time.time()
@@ -166,7 +171,7 @@ def main() -> None:
         return {fam: error_metrics(*groups[fam]) for fam in groups}, per_model
 
     held_out, per_model = score(prof)
-    result = {"profile": pid, "per_op_rows": len(rows), "collect": counts, "fit_models": len(fit_e2e),
+    result = {"profile": pid, "lowering": list(backend.lowering), "per_op_rows": len(rows), "collect": counts, "fit_models": len(fit_e2e),
               "fit_vits": sum(1 for n in fit_e2e if n in graphs and n not in fit_cnns),
               "fit_excluded_twins": twins,
               "extra_factors": factored_keys(prof.meta["overhead"]["features"]),

@@ -177,7 +177,9 @@ def _train_from_collected(args: argparse.Namespace) -> int:
                 from .collect.backends import BACKENDS
 
                 backend_cls = BACKENDS.get(meta.get("backend", ""))
-                if backend_cls is not None:
+                if meta.get("lowering"):  # as recorded (a machine's NCHWc block size, for one)
+                    lowering, family = meta["lowering"]
+                elif backend_cls is not None:
                     lowering, family = backend_cls.lowering
                 pid = f"{device}/{name}-{processor}-{threads}t"
             prof = train_profile(rs, {}, {}, device, framework, processor, gpu_family=family,

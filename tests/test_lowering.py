@@ -246,17 +246,36 @@ def _ort_reorder_counts(model) -> tuple[int, int]:
     return c["ReorderInput"], c["ReorderOutput"]
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2_0.35", "mnasnet_0.5", "mit_b0"])
+@pytest.mark.parametrize("name", ["mobilenet_v2_0.35", "mnasnet_0.5", "mit_b0", "shufflenet_v2_1.0",
+                                  "efficientformer_l1", "mobilevit_xs"])
 def test_ort_lowering_places_the_nchwc_reorders_onnxruntime_runs(name):
-    """A plain CNN pays one reorder (the output); squeeze-excite nets one pair per gate
-    multiply; SegFormer one pair per Mix-FFN conv: counted against onnxruntime's own
-    profiler on the same model."""
+    """A plain CNN pays one reorder (the output), more where a layer's channels are not
+    whole blocks; squeeze-excite nets one pair per gate multiply; SegFormer one pair per
+    Mix-FFN conv; PoolFormer blocks one per Sub; ShuffleNet's two branches share one:
+    counted against onnxruntime's own profiler on the same model, with this machine's
+    block size."""
     from models.zoo import build
 
     m = build(name, graph_only=True)
     lm = lower(load_onnx(m), "ort-cpu", "cpu")
     mine = [k.params["Direction"] for k in lm.kernels if k.type == "REORDER"]
     assert (mine.count("in"), mine.count("out")) == _ort_reorder_counts(m)
+
+
+@pytest.mark.parametrize("block, expected", [(16, ["in", "out", "out"]), (8, ["in", "out"]), (0, [])])
+def test_nchwc_reorders_follow_the_block_size(net, block, expected):
+    """16 -> 12 -> 32 channels: with 16-channel blocks the 12-channel map is too narrow to
+    block, so the second conv reads it plain (a reorder out before it); with 8-channel
+    blocks it stays blocked (12 is padded to 16); with none, no reorders at all."""
+    from oplat.lowering.ort_cpu import nchwc_block
+
+    n = net(shape=(1, 16, 8, 8))
+    y = n.conv(n.conv("input", 16, 12, k=1, p=0), 12, 32, k=1, p=0)
+    out = n.op("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])
+    lm = lower(load_onnx(n.model(out)), "ort-cpu", f"nchwc{block}")
+    assert nchwc_block(f"nchwc{block}") == block
+    assert [k.params["Direction"] for k in lm.kernels if k.type == "REORDER"] == expected
+    assert [k.type for k in lm.kernels if k.type != "REORDER"] == ["CONV_2D", "CONV_2D", "MAX_POOL_2D"]
 
 
 def test_ort_lowering_fuses_hard_swish_into_convs_and_keeps_gelu_apart():

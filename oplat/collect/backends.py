@@ -289,13 +289,17 @@ class OrtCpuBackend(Backend):
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {**super().settings, "call_floor": "subtracted"}
+        return {**super().settings, "call_floor": "subtracted", "lowering": list(self.lowering)}
 
     def __init__(self, threads: int = 1, cores: Sequence[int] | None = None) -> None:
         super().__init__(threads, cores)
         import onnxruntime as ort
 
+        from ..lowering.ort_cpu import host_nchwc_block
+
         self._ort = ort
+        # the layout reorders depend on this machine's block size: record it with the rows
+        self.lowering = ("ort-cpu", f"nchwc{host_nchwc_block()}")
 
     def _options(self):
         so = self._ort.SessionOptions()

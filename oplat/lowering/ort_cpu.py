@@ -11,14 +11,17 @@ four differences that matter on this path:
   MLAS applies a ReLU inside the convolution's kernel but a Clip as a second pass over
   its output (a median 1.15x a ReLU-linked conv over mobilenet_v2's conv shapes,
   ``bench/ort_link_costs.py``), where the GPU and XNNPACK paths clamp for free.
-- onnxruntime's NCHWc transformer runs convolutions (and the pools, global pools,
-  element-wise ops and channel concats between them) on channel-blocked tensors, and
-  inserts a ``ReorderInput`` where a blocked op reads a plain tensor and a
-  ``ReorderOutput`` where a plain op (a reshape, a transpose, HardSwish, a broadcast
-  multiply) reads a blocked one. In a CNN that is two reorders for the whole model; in
-  a hybrid ViT (SegFormer's Mix-FFN, EfficientFormer, MobileViT) every convolution is
-  wrapped in a pair. They are kernels here (``REORDER``), measured as what the
-  single-op conv sessions spend in them.
+- onnxruntime's NCHWc transformer runs convolutions, pools and global pools (and the
+  adds, multiplies, activations and channel concats between them) on channel-blocked
+  tensors, and inserts a ``ReorderInput`` where a convolution or pool reads a plain
+  tensor and a ``ReorderOutput`` where a plain op (a reshape, a transpose, a Sub, a
+  broadcast multiply) reads a blocked one. The block is 16 channels with AVX-512 and 8
+  with AVX2 (:func:`host_nchwc_block`; a profile names the one it was measured with as
+  its variant, ``nchwc8``), and layers whose channels are not whole blocks fall out of
+  the blocked layout. In a CNN that is two reorders for the whole model; in a hybrid
+  ViT (SegFormer's Mix-FFN, EfficientFormer) every convolution is wrapped in a pair.
+  They are kernels here (``REORDER``), measured as what the single-op conv sessions
+  spend in them. ``bench/ort_reorders.py`` counts them against onnxruntime's profiler.
 - GELU is an erf evaluated per element, several times the cost of a ReLU at the same
   size: a kernel family of its own (``impl="gelu"``), not the generic element-wise one.
 - An unfused x*sigmoid(x) (SiLU, MobileViT's activation) runs as onnxruntime's
@@ -29,6 +32,7 @@ four differences that matter on this path:
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ..ir import Graph
@@ -37,26 +41,87 @@ from .tflite_gpu import CPU_LINK_HOSTS, _cpu_impl, _lower
 
 # FusedConv takes ReLU/Clip, HardSwish and Sigmoid (a squeeze-excite gate) as its activation
 ORT_LINK_TOKENS = frozenset(("relu", "hard_swish", "sigmoid"))
-BLOCK = 8  # channels per block on AVX2 (MLAS's NCHWc block size there)
-# ops that stay blocked when every activation input is blocked (NCHWc transformer)
-# (global pools and stride-1 average pools read plain tensors: a reorder out before them)
-_PASS_THROUGH = frozenset(("MAX_POOL_2D", "RELU", "SIGMOID", "HARD_SIGMOID", "CONCATENATION", "RESIZE",
+ALIGN = 4  # a blocked convolution's channel counts are padded up to a block from a multiple of this
+# ops that stay blocked when every activation input is blocked (NCHWc transformer), channel
+# concats only over whole blocks (probed on onnxruntime 1.32 with 16-channel blocks: a Sub,
+# a Div or a Max reads plain tensors, an Add or a Mul of equal shapes blocked ones)
+_PASS_THROUGH = frozenset(("RELU", "SIGMOID", "HARD_SIGMOID", "RESIZE", "SWISH", "GELU",
                            "MUL_ADD"))  # MUL_ADD: an unfolded batch norm
-_BINARY = frozenset(("ADD", "MUL", "SUB"))
+_POOLS = frozenset(("MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN"))
+_BINARY = frozenset(("ADD", "MUL"))
 
 
-def _conv_takes_blocks(k: Kernel) -> bool:
-    """A convolution the NCHWc transformer converts: plain, depthwise or grouped with whole
-    blocks per group, including a 1x1 conv over a pooled vector (a Gemm is left alone)."""
+@functools.lru_cache(maxsize=1)
+def host_nchwc_block() -> int:
+    """The NCHWc block size of this machine's onnxruntime (MLAS: 16 with AVX-512, 8 with
+    AVX2; 0 where the transformer does not run), read from how it rewrites a 1x1
+    convolution over 12 channels: with 8-channel blocks the input is reordered into
+    blocks, with 16 the convolution reads the plain tensor."""
+    import os
+    import tempfile
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((16, 12, 1, 1), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 12, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 4, 4])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with tempfile.TemporaryDirectory() as d:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        ops = [(n.domain, n.op_type) for n in onnx.load(so.optimized_model_filepath).graph.node]
+    if not any(dom.endswith("nchwc") for dom, _ in ops):
+        return 0
+    return 8 if any(op == "ReorderInput" for _, op in ops) else 16
+
+
+def nchwc_block(variant: str = "cpu") -> int:
+    """The block size a lowering variant names: ``"nchwc8"`` / ``"nchwc16"`` (the machine a
+    profile was measured on), or the host's (:func:`host_nchwc_block`) for ``"cpu"``."""
+    if variant.startswith("nchwc") and variant[5:].isdigit():
+        return int(variant[5:])
+    return host_nchwc_block()
+
+
+def _conv_input_layout(k: Kernel, block: int) -> str | None:
+    """How the NCHWc transformer runs convolution ``k``: reading a ``"blocked"`` input,
+    reading the ``"plain"`` one directly (fewer input channels than a block), or not at all
+    (``None``). Its output is blocked either way, its channels padded to whole blocks.
+    Depthwise convolutions need channels in multiples of ``ALIGN``, grouped ones whole
+    blocks per group (probed on onnxruntime 1.32 with 16-channel blocks)."""
     p = k.params
-    if k.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP"):
-        return False
+    if block <= 0 or k.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP"):
+        return None
     c_in = int(p.get("Input_channel") or 0)
+    if c_in <= 0:
+        return None
     if k.type == "DEPTHWISE_CONV_2D":
-        return c_in * int(p.get("Filter") or 1) % BLOCK == 0 and c_in > 0
-    groups = int(p.get("Group") or 1) if k.type == "CONV_2D_GROUP" else 1
-    out_c = int(p.get("Filter") or 0)
-    return out_c > 0 and (out_c // groups) % BLOCK == 0 and (groups == 1 or (c_in // groups) % BLOCK == 0)
+        return "blocked" if int(p.get("Filter") or 1) == 1 and c_in % ALIGN == 0 else None
+    if k.type == "CONV_2D_GROUP":
+        groups = int(p.get("Group") or 1)
+        out_c = int(p.get("Filter") or 0)
+        return "blocked" if (c_in // groups) % block == 0 and (out_c // groups) % block == 0 else None
+    if c_in < block:
+        return "plain"
+    return "blocked" if c_in % ALIGN == 0 else None
+
+
+def _pool_input_layout(k: Kernel, block: int, in_dims: list[tuple[int, ...]],
+                       out_dims: tuple[int, ...]) -> str | None:
+    """``"blocked"`` when the NCHWc transformer runs pool ``k`` (a max or average pool, or a
+    global average pool: a ``MEAN`` over the spatial dims of an NCHW map) on blocks, which
+    it does over whole blocks of channels only, reordering a plain input in; else ``None``."""
+    if block <= 0 or k.type not in _POOLS or not in_dims or len(in_dims[0]) != 4 or in_dims[0][1] % block:
+        return None
+    if k.type == "MEAN" and (len(out_dims) != 4 or out_dims[2:] != (1, 1)):
+        return None
+    return "blocked"
 
 
 def reorder_params(dims, direction: str) -> dict:
@@ -68,9 +133,12 @@ def reorder_params(dims, direction: str) -> dict:
             "Output_shape": d, "Inputs": 1}
 
 
-def nchwc_reorders(lm: LoweredModel, graph: Graph) -> LoweredModel:
+def nchwc_reorders(lm: LoweredModel, graph: Graph, block: int = 8) -> LoweredModel:
     """``lm`` with a ``REORDER`` kernel wherever the NCHWc transformer converts a tensor
-    between the plain and the blocked layout (see the module docstring)."""
+    between the plain and the blocked layout of ``block`` channels (see the module
+    docstring); none when ``block`` is 0."""
+    if block <= 0:
+        return lm
     tensors = graph.tensors
 
     def dims(t: str) -> tuple[int, ...]:
@@ -81,30 +149,37 @@ def nchwc_reorders(lm: LoweredModel, graph: Graph) -> LoweredModel:
 
     blocked: set[str] = set()
     converted: set[str] = set()  # blocked tensors already reordered back to plain
+    copies: set[str] = set()  # plain tensors already reordered into blocks
     out: list[Kernel] = []
 
     def reorder(t: str, direction: str, before: Kernel) -> None:
         out.append(Kernel(f"{before.name}/reorder_{direction}", "REORDER", "reorder",
                           reorder_params(dims(t), direction), inputs=[t], outputs=[t]))
 
-    producer: dict[str, str] = {}
     for k in lm.kernels:
         ins = acts(k)
-        # a conv reading a fused x*sigmoid(x) or a GELU (contrib ops: QuickGelu, Gelu, whose
-        # output shapes its transformer does not see) is left plain
-        if _conv_takes_blocks(k) and not (ins and ins[0] not in blocked and producer.get(ins[0]) in ("SWISH", "GELU")):
+        layout = _conv_input_layout(k, block) or _pool_input_layout(k, block, [dims(t) for t in ins],
+                                                                    dims(k.outputs[0]) if k.outputs else ())
+        if layout:
             x = ins[0] if ins else None
-            # a stem conv over < BLOCK channels reads the plain input directly, and a
-            # pooled 1x1 map is laid out the same either way
             d = dims(x) if x else ()
-            if x is not None and x not in blocked and int(k.params.get("Input_channel") or 0) >= BLOCK \
-                    and len(d) == 4 and d[2] * d[3] > 1:
+            if layout == "plain":  # fewer channels than a block: it reads the plain tensor
+                if x is not None and x in blocked and x not in converted:
+                    reorder(x, "out", k)
+                    converted.add(x)
+            elif x is not None and x not in blocked and x not in copies and len(d) == 4:
+                # one blocked copy, shared by later convolutions and pools (an element-wise
+                # op still reads the plain tensor)
                 reorder(x, "in", k)
+                copies.add(x)
             stays = True
-        elif k.type in _PASS_THROUGH or k.type in _BINARY or (k.type == "AVERAGE_POOL_2D"
-                                                               and int(k.params.get("Stride") or 1) > 1):
-            shapes = {dims(t) for t in ins}
-            stays = bool(ins) and all(t in blocked for t in ins) and (k.type not in _BINARY or len(shapes) == 1)
+        elif k.type in _PASS_THROUGH or k.type in _BINARY or k.type == "CONCATENATION":
+            shapes = [dims(t) for t in ins]
+            stays = bool(ins) and all(t in blocked for t in ins)
+            if k.type in _BINARY:
+                stays = stays and len(set(shapes)) == 1
+            elif k.type == "CONCATENATION":
+                stays = stays and all(len(d) == 4 and d[1] % block == 0 for d in shapes)
         else:
             stays = False
         if not stays:
@@ -113,7 +188,6 @@ def nchwc_reorders(lm: LoweredModel, graph: Graph) -> LoweredModel:
                     reorder(t, "out", k)
                     converted.add(t)
         out.append(k)
-        producer.update((t, k.type) for t in k.outputs)
         if stays:
             blocked.update(k.outputs)
     for t in graph.outputs:
@@ -142,6 +216,6 @@ def lower_ort_cpu(g: Graph, gpu_family: str = "cpu") -> LoweredModel:
     for k in lm.kernels:
         k.impl = {"GELU": "gelu", "SWISH": "swish"}.get(k.type) or _cpu_impl(k)
     relu6_links(lm, g)
-    lm = nchwc_reorders(lm, g)
+    lm = nchwc_reorders(lm, g, nchwc_block(gpu_family))
     lm.backend = "ort-cpu"
     return lm

@@ -1,0 +1,81 @@
+"""Layout reorders: the ``ort-cpu`` lowering's REORDER kernels against onnxruntime's own.
+
+    python bench/ort_reorders.py [--models a,b] [--out bench/results/ort_reorders.json]
+
+For every model of the generated zoo (CNNs and ViTs), the number of ``ReorderInput`` and
+``ReorderOutput`` nodes onnxruntime's profiler records in one run (CPU execution
+provider, full optimisation, 1 thread) next to the ``in``/``out`` REORDER kernels the
+lowering places, with this machine's NCHWc block size. Writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.zoo import build, list_models  # noqa: E402
+from oplat.graph_only import with_random_weights  # noqa: E402
+from oplat.lowering import lower  # noqa: E402
+from oplat.lowering.ort_cpu import host_nchwc_block  # noqa: E402
+from oplat.onnx_loader import load_onnx  # noqa: E402
+
+
+def ort_reorders(model) -> tuple[int, int]:
+    """(ReorderInput, ReorderOutput) nodes onnxruntime ran for ``model``, from its profiler."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    with tempfile.TemporaryDirectory() as d:
+        so.profile_file_prefix = d + "/p"
+        sess = ort.InferenceSession(with_random_weights(model).SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        sess.run(None, {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs()})
+        with open(sess.end_profiling()) as f:
+            c = collections.Counter(e["args"]["op_name"] for e in json.load(f)
+                                    if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
+    return c["ReorderInput"], c["ReorderOutput"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="", help="comma-separated zoo names (default: all)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ort_reorders.json")
+    args = ap.parse_args()
+    import onnxruntime as ort
+    from rich.progress import track
+
+    names = [n for n in args.models.split(",") if n] or list_models()
+    rows = {}
+    for name in track(names, description="models", console=None):
+        m = build(name, graph_only=True)
+        mine = [k.params["Direction"] for k in lower(load_onnx(m), "ort-cpu", "cpu").kernels if k.type == "REORDER"]
+        theirs = ort_reorders(m)
+        rows[name] = {"lowering": [mine.count("in"), mine.count("out")], "onnxruntime": list(theirs),
+                      "match": (mine.count("in"), mine.count("out")) == theirs}
+    res = {"onnxruntime": ort.__version__, "nchwc_block": host_nchwc_block(), "models": len(rows),
+           "matching": sum(r["match"] for r in rows.values()),
+           "reorders": {"lowering": sum(sum(r["lowering"]) for r in rows.values()),
+                        "onnxruntime": sum(sum(r["onnxruntime"]) for r in rows.values())},
+           "per_model": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if k != "per_model"}))
+    for name, r in rows.items():
+        if not r["match"]:
+            print(f"{name}: lowering in/out {r['lowering']}, onnxruntime {r['onnxruntime']}")
+
+
+if __name__ == "__main__":
+    main()
