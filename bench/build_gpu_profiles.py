@@ -5,7 +5,7 @@ profile trained on every model is saved to ``device_profiles/<device>/tflite-gpu
 that accuracy in its metadata. Also writes the CV table as JSON and a scatter PNG.
 
     python bench/build_gpu_profiles.py [--devices pixel4,s10] [--folds 10]
-        [--factor-ridge 0.1 | 0.01,0.1,1,...] [--factor-units scaled|raw] [--signed-counts]
+        [--factor-ridge 0.1 | 0.01,0.1,1,...] [--factor-units scaled|raw] [--signed-counts] [--layout-by-type]
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ def main() -> None:
                     help="end-to-end term's factor ridge; a comma list is chosen by inner 10-fold CV (one-SE rule)")
     ap.add_argument("--factor-units", choices=("scaled", "raw"), default="scaled")
     ap.add_argument("--signed-counts", action="store_true", help="per-type kernel counts may take either sign")
+    ap.add_argument("--layout-by-type", action="store_true",
+                    help="the end-to-end term's layout work in columns per kernel type (SLICE, RESIZE, ...)")
     args = ap.parse_args()
     ridges = [float(r) for r in args.factor_ridge.split(",")]
     options = {"factor_ridge": ridges[0] if len(ridges) == 1 else ridges, "factor_units": args.factor_units,
-               "signed_counts": args.signed_counts}
+               "signed_counts": args.signed_counts, "layout_by_type": args.layout_by_type}
     devices = args.devices.split(",")
     rows = load_phone_gpu_ops(devices=devices)
     e2e = load_phone_e2e(processor="gpu")

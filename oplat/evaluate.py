@@ -58,7 +58,7 @@ def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]]
         worst = [(e_models[i], round(float(e_err[i]), 4)) for i in np.argsort(-e_err)[:5]] if len(e_err) else []
         result["devices"][dev] = {"per_op": error_metrics(op_pred, op_true),
                                   "end_to_end": error_metrics(e_pred, e_true), "worst_end_to_end": worst}
-        points[dev] = {"op": (op_pred, op_true), "e2e": (e_pred, e_true)}
+        points[dev] = {"op": (op_pred, op_true), "e2e": (e_pred, e_true), "e2e_models": e_models}
     result["_points"] = points
     return result
 

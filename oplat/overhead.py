@@ -28,19 +28,36 @@ OVERHEAD_FEATURES = SUM_FEATURES + ("const_ms",) + COUNT_FEATURES + (
     "glue_ops", "glue_mb", "layout_ops", "layout_mb", "rows_small")
 
 
-def overhead_features(factored: Sequence[str] = ()) -> tuple[str, ...]:
-    """Feature names of an end-to-end term with factors for the extra keys ``factored``."""
-    return OVERHEAD_FEATURES + tuple(f"sum_ms:{k}" for k in factored)
+def overhead_features(factored: Sequence[str] = (), layout_types: Sequence[str] | None = None) -> tuple[str, ...]:
+    """Feature names of an end-to-end term with factors for the extra keys ``factored``.
+
+    With ``layout_types`` the layout work is counted per kernel type (``layout_ops:SLICE``,
+    ``layout_mb:SLICE``, ...) for those types instead of in one pair of columns: a copy and
+    an interpolation cost differently per byte, and a type that no fitting model has gets
+    no cost learned from another's.
+    """
+    base = OVERHEAD_FEATURES
+    if layout_types is not None:
+        base = tuple(n for n in base if n not in ("layout_ops", "layout_mb")) + tuple(
+            f"layout_{what}:{t}" for t in layout_types for what in ("ops", "mb"))
+    return base + tuple(f"sum_ms:{k}" for k in factored)
 
 
 def factored_keys(features: Sequence[str]) -> tuple[str, ...]:
     """The extra kernel families a stored feature list carries a factor for."""
-    return tuple(f[len("sum_ms:"):] for f in features[len(OVERHEAD_FEATURES):] if f.startswith("sum_ms:"))
+    return tuple(f[len("sum_ms:"):] for f in features if f.startswith("sum_ms:") and f not in SUM_FEATURES)
+
+
+def layout_types_of(lowered: Iterable[LoweredModel]) -> list[str]:
+    """The layout kernel types (reshapes aside, which move no data) in ``lowered``."""
+    return sorted({k.type for lm in lowered for k in lm.glue if k.type in LAYOUT and k.type != "RESHAPE"})
 
 
 def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
-                   predicted_glue: Iterable[str] = (), factored: Sequence[str] = ()) -> list[float]:
-    """The end-to-end model's inputs for one lowered model (see :func:`overhead_features`).
+                   predicted_glue: Iterable[str] = (), factored: Sequence[str] = (),
+                   names: Sequence[str] | None = None) -> list[float]:
+    """The end-to-end model's inputs for one lowered model, in the order of ``names``
+    (default: :func:`overhead_features` of ``factored``).
 
     ``key_sums`` holds the predicted per-op milliseconds summed per predictor key;
     glue kernel types in ``predicted_glue`` have their own regressor in the profile and
@@ -68,9 +85,17 @@ def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
         if key in counts:
             counts[key] += 1
     small = sum(1 for k in rows if _out_elems(k) < 8192)
-    return ([float(key_sums.get(k, 0.0)) for k in KEYS] + [1.0] + [float(counts[k]) for k in KEYS]
-            + [float(len(glue)), traffic(glue), float(len(layout)), traffic(layout), float(small)]
-            + [float(key_sums.get(k, 0.0)) for k in factored])
+    values = ([float(key_sums.get(k, 0.0)) for k in KEYS] + [1.0] + [float(counts[k]) for k in KEYS]
+              + [float(len(glue)), traffic(glue), float(len(layout)), traffic(layout), float(small)]
+              + [float(key_sums.get(k, 0.0)) for k in factored])
+    if names is None:
+        return values
+    d = dict(zip(overhead_features(factored), values))
+    for t in {k.type for k in layout}:
+        of_type = [k for k in layout if k.type == t]
+        d[f"layout_ops:{t}"], d[f"layout_mb:{t}"] = float(len(of_type)), traffic(of_type)
+    d.update((f"sum_ms:{k}", float(key_sums.get(k, 0.0))) for k in factored_keys(names))
+    return [d.get(n, 0.0) for n in names]
 
 
 def _out_elems(k) -> float:
@@ -135,7 +160,7 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
     is_sum = np.array([n.startswith("sum_ms:") for n in names])
-    counts = [OVERHEAD_FEATURES.index(c) for c in COUNT_FEATURES] if signed_counts else []
+    counts = [list(names).index(c) for c in COUNT_FEATURES] if signed_counts else []
     cols = np.hstack([x, -x[:, counts]])
     ridges = np.full(cols.shape[1], ridge)
     ridges[:len(names)][is_sum] = factor_ridge

@@ -20,7 +20,8 @@ from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
 from .features import EXTRA_KEYS, GLUE_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
-from .overhead import OVERHEAD_FEATURES, choose_factor_ridge, fit_overhead, graph_features, overhead_features
+from .overhead import (OVERHEAD_FEATURES, choose_factor_ridge, fit_overhead, graph_features, layout_types_of,
+                       overhead_features)
 from .profile import Profile
 
 XGB_PARAMS = {"objective": "reg:squarederror", "eta": 0.05, "max_depth": 6, "subsample": 0.8,
@@ -110,7 +111,7 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
                   source: str = "", lowered_cache: dict | None = None, lowering: str = "tflite-gpu",
                   profile_id: str | None = None, factor_ridge: float | Sequence[float] = 0.1,
                   signed_counts: bool = False, extra_factors: bool = False,
-                  factor_units: str = "scaled") -> Profile:
+                  factor_units: str = "scaled", layout_by_type: bool = False) -> Profile:
     """Train a profile for one device from its per-op rows and end-to-end measurements.
 
     With ``extra_factors`` the end-to-end term also scales the predicted sums of the
@@ -120,7 +121,8 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     by 10-fold CV over the fitting models with the one-standard-error rule
     (:func:`~oplat.overhead.choose_factor_ridge`; the CV table goes into the metadata).
     ``factor_units``: how the ridge measures a factor's distance from 1
-    (:func:`~oplat.overhead.fit_overhead`).
+    (:func:`~oplat.overhead.fit_overhead`). ``layout_by_type``: layout work in columns
+    per kernel type (:func:`~oplat.overhead.overhead_features`).
     """
     excl = set(exclude_models)
     rows = [r for r in rows if r.model not in excl and r.device == device]
@@ -146,9 +148,9 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
         models = sorted(sums)
         factored = [k for k in EXTRA_KEYS if k in fitted[0] and sum(
             1 for m in models if sums[m].get(k, 0.0) > 0) >= MIN_FACTOR_MODELS] if extra_factors else []
-        names = overhead_features(factored)
+        names = overhead_features(factored, layout_types_of(lowered[m] for m in models) if layout_by_type else None)
         predicted_glue = [k for k in fitted[0] if k in GLUE_KEYS]
-        feats = [graph_features(lowered[m], sums[m], predicted_glue, factored) for m in models]
+        feats = [graph_features(lowered[m], sums[m], predicted_glue, factored, names) for m in models]
         # kernels predicted outside the end-to-end term (unfactored transformer kernels,
         # predicted glue) are subtracted from the targets, as prediction adds them back
         extra = [sum(v for k, v in sums[m].items() if k in EXTRA_KEYS and k not in factored) for m in models]

@@ -249,3 +249,30 @@ def test_raw_factor_units_hold_a_family_the_fitting_models_barely_have():
     assert abs(raw[-1] - 1.0) < 0.1 < abs(scaled[-1] - 1.0)
     with pytest.raises(ValueError, match="factor_units"):
         fit_overhead(feats, y, names=names, factor_units="bogus")
+
+
+def test_layout_work_is_counted_per_kernel_type(net):
+    """A slice's bytes land in its own column, a resize's in another; a profile whose
+    fitting models had no slice gives a slice no cost (it reports it instead) rather than
+    the per-byte cost of an interpolation."""
+    from oplat.lowering import lower
+    from oplat.onnx_loader import load_onnx
+    from oplat.overhead import factored_keys, graph_features, overhead_features
+
+    n = net(shape=(1, 8, 16, 16))
+    y = n.conv("input", 8, 8)
+    s = n.op("Slice", [y, n.const(np.array([2], np.int64)), n.const(np.array([14], np.int64)),
+                       n.const(np.array([2], np.int64))])
+    r = n.op("Resize", [n.conv(s, 8, 8), "", n.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+    lm = lower(load_onnx(n.model(r)), "tflite-gpu", "adreno")
+    assert {"SLICE", "RESIZE"} <= {k.type for k in lm.glue}
+    both = overhead_features(["FC_TOKENS"], ["RESIZE", "SLICE"])
+    assert "layout_mb" not in both and factored_keys(both) == ("FC_TOKENS",)
+    f = dict(zip(both, graph_features(lm, {"CONV_2D": 1.0, "FC_TOKENS": 0.5}, (), ["FC_TOKENS"], both)))
+    assert f["layout_ops:SLICE"] == 1 and f["layout_ops:RESIZE"] == 1 and f["sum_ms:FC_TOKENS"] == 0.5
+    assert f["layout_mb:SLICE"] == pytest.approx((8 * 16 * 16 + 8 * 16 * 12) * 2 / 1e6, rel=0.3)
+    old = dict(zip(overhead_features(), graph_features(lm, {"CONV_2D": 1.0}, (), ())))
+    assert old["layout_mb"] == pytest.approx(f["layout_mb:SLICE"] + f["layout_mb:RESIZE"])
+    only_resize = overhead_features((), ["RESIZE"])
+    g = dict(zip(only_resize, graph_features(lm, {"CONV_2D": 1.0}, (), (), only_resize)))
+    assert "layout_ops:SLICE" not in g and g["layout_ops:RESIZE"] == 1
