@@ -167,6 +167,12 @@ def test_collect_then_train_cli(tmp_path):
     assert p.returncode == 0 and len(DatasetStore(data).rows()) > n1
     p = run("train", "--data", data, "--out", tmp_path / "prof")
     assert p.returncode == 0, p.stderr
+    from oplat.lowering.ort_cpu import host_nchwc_block
+
+    # the profile predicts with the NCHWc block size of the machine the rows came from
+    meta = json.loads((tmp_path / "prof" / "host" / "ort-cpu-1t" / "profile.json").read_text())
+    assert DatasetStore(data).meta["lowering"] == ["ort-cpu", f"nchwc{host_nchwc_block()}"]
+    assert (meta["lowering"], meta["gpu_family"]) == ("ort-cpu", f"nchwc{host_nchwc_block()}")
     q = run("predict", ROOT / "models" / "samples" / "mobilenetv2_w1.onnx", "--profile",
             tmp_path / "prof" / "host" / "ort-cpu-1t", "--json")
     assert q.returncode == 0 and json.loads(q.stdout)["total_ms"] > 0
