@@ -27,6 +27,7 @@ slices). GPU-placed nodes without an OpenCL kernel run on the CPU and are report
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -420,8 +421,8 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
         # a plan that keeps every op on one processor runs as that executor does: the
         # same runner (a second onnxruntime session of the same graph can differ by
         # several percent for where its buffers landed, which is not the plan's doing)
-        runners["planned"] = (runners[sides.pop()] if len(sides) == 1 and sides <= {"cpu", "gpu"}
-                              else GraphRunner(split, ocl, cpu_cores, sync))
+        single = next(iter(sides)) if len(sides) == 1 and sides <= {"cpu", "gpu"} else None
+        runners["planned"] = runners[single] if single else GraphRunner(split, ocl, cpu_cores, sync)
     rng = np.random.default_rng(seed)
     sess = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
@@ -435,8 +436,12 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
                          for g, e in zip(got, ref))
     times: dict[str, list[float]] = {k: [] for k in runners}
     syncs: list[float] = []
-    for _ in range(runs):  # interleaved: drift on a shared machine hits all three alike
-        for name, r in runners.items():
+    orders = list(itertools.permutations(runners))
+    for i in range(runs):  # interleaved: drift on a shared machine hits all three alike
+        # every order in turn: a run right after the OpenCL runner's is slower (3-13% for
+        # the very same CPU runner here), so no runner may keep that place or its neighbour
+        for name in orders[i % len(orders)]:
+            r = runners[name]
             # the run before warms this runner's caches (the other runners' runs evicted
             # them): each time is that of back-to-back inferences, whatever ran before
             r.run(feeds)
@@ -455,6 +460,8 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
     out = {"model": os.path.basename(model_path), "plan_profiles": plan.get("profiles"), "sync": sync,
            "cpu_cores": cpu_cores, "gpu_cores": gpu_cores, "device": ocl.device.name if ocl else None, "runs": runs,
            "cpu_ms": med["cpu"], "gpu_ms": med.get("gpu"), "planned_ms": med.get("planned"),
+           # the runner the planned runs used: "cpu"/"gpu" when the plan keeps every op there
+           "planned_runner": (single or "split") if ocl is not None else None,
            "runs_ms": {k: [round(t * 1e3, 4) for t in v] for k, v in times.items()},
            "planned_sync_ms": float(np.median(syncs)) * 1e3 if syncs else None,
            "max_rel_err": errs, "outputs_match": all(v <= 1e-4 for v in errs.values()),
