@@ -24,6 +24,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = make_plan(args.model, args.cpu_profile or cpu_id, args.gpu_profile or gpu_id, sync_us=sync_us,
                      steps=args.steps, dims=args.dims.split(","), allow_mixed=args.allow_mixed,
                      oracle=args.oracle, input_shapes=parse_input_shapes(args.input_shape), min_gain=args.min_gain)
+    for pid, why in plan["profiles_measured_elsewhere"].items():
+        print(f"warning: {pid} was measured on {why}: the plan fits that machine", file=sys.stderr)
     if args.output:
         Path(args.output).write_text(json.dumps(plan, indent=1))
     if args.plot:

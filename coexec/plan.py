@@ -85,6 +85,7 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     cpu = cpu_profile if isinstance(cpu_profile, Profile) else load_profile(cpu_profile)
     gpu = gpu_profile if isinstance(gpu_profile, Profile) else load_profile(gpu_profile)
     check_pair(cpu, gpu, allow_mixed)
+    elsewhere = {p.id: why for p in (cpu, gpu) if (why := p.measured_elsewhere())}
     graph = load_model(model, input_shapes)
     t0 = time.perf_counter()
     units = build_units(graph, gpu, cpu)
@@ -131,6 +132,8 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
             "sync_us": sync_us, "share_ms_per_mb": share_ms_per_mb, "steps": steps, "dims": list(dims),
             "boundary_us": b_us, "boundary_ms_per_mb": b_mb, "crossing_us": x_us, "crossing_ms_per_mb": x_mb,
             "min_gain": min_gain, "channel_align": align, "context": cm.context,
+            # profiles of another machine than the one planning (host profiles moved)
+            "profiles_measured_elsewhere": elsewhere,
             "kept_single": bool(kept_single and min_gain > 0),
             # None: some op has no kernel on that processor (it cannot run the model alone)
             "predicted_ms": {k: round(v, 4) if np.isfinite(v) else None

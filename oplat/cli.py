@@ -30,6 +30,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .profile import load_profile
 
     profile = load_profile(args.profile)
+    elsewhere = profile.measured_elsewhere()
+    if elsewhere:
+        print(f"warning: {profile.id} was measured on {elsewhere}: its predictions describe that machine "
+              "(oplat collect and oplat train make a profile of this one)", file=sys.stderr)
     graph = load_model(args.model, parse_input_shapes(args.input_shape))
     res = profile.predict(graph)
     if args.plot:

@@ -111,6 +111,17 @@ class Profile:
     def id(self) -> str:
         return self.meta.get("id", f"{self.meta.get('device')}/{self.meta.get('framework')}-{self.meta.get('processor')}")
 
+    def measured_elsewhere(self) -> str | None:
+        """For a profile of this kind of machine (device ``host``, measured with ``oplat
+        collect``): the CPU it was measured on when that is not this machine's, else None.
+        Its predictions describe that machine."""
+        machine = (self.meta.get("collection") or {}).get("machine") or {}
+        if self.meta.get("device") != "host" or not machine:
+            return None
+        from .collect.backends import other_cpu
+
+        return other_cpu(machine)
+
     @property
     def gpu_family(self) -> str:
         return self.meta.get("gpu_family", "adreno")

@@ -276,3 +276,33 @@ def test_layout_work_is_counted_per_kernel_type(net):
     only_resize = overhead_features((), ["RESIZE"])
     g = dict(zip(only_resize, graph_features(lm, {"CONV_2D": 1.0}, (), (), only_resize)))
     assert "layout_ops:SLICE" not in g and g["layout_ops:RESIZE"] == 1
+
+
+def test_a_host_profile_from_another_cpu_is_flagged(tmp_path, capsys):
+    """A profile of "this machine" measured on another CPU says so (its predictions describe
+    that machine); the same profile on its own CPU, and phone profiles, say nothing."""
+    import json
+    import shutil
+
+    from conftest import ROOT
+    from oplat.cli import main
+    from oplat.collect.backends import cpu_identity, other_cpu
+    from oplat.profile import load_profile
+
+    here = cpu_identity()
+    assert other_cpu(dict(here), here) is None
+    assert other_cpu({"cpu": "Fake CPU", "cpu_id": "1/2/3"}, here).startswith("Fake CPU 1/2/3, not this machine's")
+    assert other_cpu({"cpu": "unreadable"}, here) is None
+    folder = tmp_path / "litert-cpu-1t"
+    shutil.copytree(ROOT / "device_profiles" / "host" / "litert-cpu-1t", folder)
+    meta = json.loads((folder / "profile.json").read_text())
+    meta["collection"]["machine"].update(cpu="Fake CPU", cpu_id="1/2/3")
+    (folder / "profile.json").write_text(json.dumps(meta))
+    assert "Fake CPU" in load_profile(folder).measured_elsewhere()
+    assert main(["predict", str(ROOT / "models" / "samples" / "resnet18.onnx"), "--profile", str(folder), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "measured on Fake CPU 1/2/3" in err
+    meta["collection"]["machine"].update(here)
+    (folder / "profile.json").write_text(json.dumps(meta))
+    assert load_profile(folder).measured_elsewhere() is None
+    assert load_profile("pixel4/tflite-gpu").measured_elsewhere() is None

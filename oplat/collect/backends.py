@@ -25,10 +25,10 @@ class BackendError(OplatError):
     """A backend is unknown, unavailable, or rejected a config."""
 
 
-def machine_facts() -> dict[str, Any]:
-    """CPU model, core count, frequencies where readable, library versions."""
-    facts: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                             "cores": os.cpu_count()}
+def cpu_identity() -> dict[str, Any]:
+    """This machine's CPU model (``cpu``), family/model/stepping (``cpu_id``) and bogomips,
+    from the first processor of /proc/cpuinfo (``cpu: "unreadable"`` where there is none)."""
+    facts: dict[str, Any] = {}
     try:
         info: dict[str, str] = {}
         for line in open("/proc/cpuinfo"):
@@ -44,6 +44,27 @@ def machine_facts() -> dict[str, Any]:
             facts["bogomips"] = float(info["bogomips"])
     except OSError:
         facts["cpu"] = "unreadable"
+    return facts
+
+
+def other_cpu(recorded: dict[str, Any], here: dict[str, Any] | None = None) -> str | None:
+    """``"<cpu> <id>, not this machine's <cpu> <id>"`` when ``recorded`` machine facts name
+    another CPU than ``here`` (this machine's :func:`cpu_identity`); None when they agree or
+    either is unknown."""
+    here = cpu_identity() if here is None else here
+    a, b = recorded.get("cpu"), here.get("cpu")
+    if not a or not b or "unreadable" in (a, b):
+        return None
+    ids = recorded.get("cpu_id"), here.get("cpu_id")
+    if a == b and (None in ids or ids[0] == ids[1]):
+        return None
+    return f"{a} {ids[0] or ''}".strip() + f", not this machine's {b} {ids[1] or ''}".rstrip()
+
+
+def machine_facts() -> dict[str, Any]:
+    """CPU model, core count, frequencies where readable, library versions."""
+    facts: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                             "cores": os.cpu_count(), **cpu_identity()}
     facts["probe_ms"] = speed_probe_ms()
     freq = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
     facts["max_freq_khz"] = int(open(freq).read()) if os.path.exists(freq) else "unreadable"
