@@ -3,8 +3,10 @@ OpenCL device on the other, sharing fine-grained SVM.
 
 For each layer: CPU-only, GPU-only, planned (the linear partition model on this run's
 whole-layer times) and oracle (grid search over GPU shares on measured times), all
-medians measured in one run, plus the per-op synchronisation cost of SVM polling,
-event waits and clFinish in a pipeline (``sync_us``) and the time from a running
+medians measured in one run, plus the per-op synchronisation cost of the SVM path
+(launches enqueued ahead behind device-side gates the host releases with a store; the
+host polls a flag the device stores), of enqueue-then-poll, event waits and clFinish
+(``sync_us``, :func:`coexec.runtime.sync_costs`) and the time from a running
 kernel's release to the host knowing it finished (``notify_us``, launch latency
 excluded).
 
@@ -52,7 +54,8 @@ def main() -> None:
               f"({res['planned_ratio']:.3f})  oracle {res['oracle_ms']:7.3f} ({res['oracle_ratio']:.3f})  "
               f"speedup {res['speedup_planned']:.2f}x / {res['speedup_oracle']:.2f}x  ceiling {res['ceiling']:.2f}x  "
               f"ok={res['outputs_match']}", flush=True)
-    sync = {m: statistics.median(r["sync_us"][m] for r in rows.values()) for m in ("svm", "event", "finish")}
+    sync = {m: statistics.median(r["sync_us"][m] for r in rows.values())
+            for m in ("svm", "svm_enqueue", "event", "finish")}
     notify = {m: statistics.median(r["notify_us"][m] for r in rows.values()) for m in ("svm", "event", "finish")}
     summary = {"sync_us_median": sync, "svm_vs_event": sync["event"] / max(sync["svm"], 1e-9),
                "notify_us_median": notify, "notify_event_over_svm": notify["event"] / max(notify["svm"], 1e-9),

@@ -160,13 +160,38 @@ class GraphRunner:
         # only launches something waits for store their sequence number (one enqueue less
         # for the others; the queue is in order, so a flag at k means all before k are done)
         waited = {a[1] for a in self.actions if a[0] == "wait"}
+        # with SVM sync every GPU launch is enqueued when the inference starts; one that
+        # reads CPU results waits behind a gate on the device until the host, done with
+        # the segment that made them, bumps the release counter: no enqueue, flush or
+        # device wake-up between the CPU's result and the GPU kernel that reads it
+        self.gated = sync == "svm" and ocl is not None
+        self.go = ocl.svm((1,), np.int32) if self.gated else None
+        self.gate_timeout = ocl.svm((1,), np.int32) if self.gated else None
+        made_by: dict[str, int] = {}  # tensor -> number of the CPU segment that made it (1, 2, ...)
+        parts: dict[str, list[str]] = {}  # join output -> its parts (made by later actions, maybe)
+
+        def need_of(x: str) -> int:
+            if x in parts:
+                return max((need_of(p) for p in parts[x]), default=0)
+            return made_by.get(x, 0)
+
+        segments = 0
         for a in self.actions:
-            if a[0] == "gpu":  # every kernel argument set once, here (also the flag value it stores)
+            if a[0] == "cpu":
+                segments += 1
+                a[1]["release"] = segments
+                made_by.update((o, segments) for o in a[1]["made"])
+            elif a[0] == "join":
+                parts[a[1]["outputs"][0]] = list(a[1]["inputs"])
+            elif a[0] == "gpu":  # every kernel argument set once, here (also the flag value it stores)
                 st = a[1]
+                need = max((need_of(x) for x in st["inputs"]), default=0) if self.gated else 0
                 flag = self.flag if sync == "svm" and a[2] in waited else None
                 st["launch"] = ocl.prepare(st["layer"], self.buf[st["inputs"][0]], st["w"], st["b"],
                                            self.buf[st["outputs"][0]], 0, st["layer"].out_channels, st["x_shape"],
-                                           st.get("xpad"), flag=flag, value=a[2])
+                                           st.get("xpad"), flag=flag, value=a[2],
+                                           gate=(self.go, need, self.gate_timeout) if need else None)
+                st["gate_need"] = need  # 0: no gate
         self.events: dict[int, Any] = {}
 
     def random_feeds(self, seed: int = 0) -> dict[str, np.ndarray]:
@@ -275,7 +300,7 @@ class GraphRunner:
             b = self.buf[o]
             io.bind_output(o, "cpu", 0, np.float32, list(b.shape), b.ctypes.data)
         return {"sess": sess, "io": io, "names": [st["name"] for st in seg], "ops": [st["op"] for st in seg],
-                "out_bytes": sum(self.buf[o].nbytes for o in outs)}
+                "out_bytes": sum(self.buf[o].nbytes for o in outs), "made": made}
 
     def _ocl_layer(self, node: onnx.NodeProto, shapes) -> tuple[LayerSpec, tuple[int, ...]] | None:
         a = _attrs(node)
@@ -322,20 +347,59 @@ class GraphRunner:
         for name in self.inputs:
             self.buf[name][...] = feeds[name]
         times: list[dict[str, Any]] = []
-        sync_s = wait = host = 0.0
+        host = 0.0
         self.events.clear()
         # the previous run waited for all its GPU work: the flag counts this run's from 0
         self.flag[0] = 0
         t_start = time.perf_counter()
+        if self.gated:
+            self.go[0] = self.gate_timeout[0] = 0
+            first = True
+            for a in self.actions:
+                if a[0] == "gpu":
+                    self.events[a[2]] = a[1]["launch"].enqueue()
+                    if first:  # the device starts on the first launch while the rest are enqueued
+                        self.ocl.flush()
+                        first = False
+            self.ocl.flush()
+            host += time.perf_counter() - t_start
+        try:
+            sync_s, replay_host = self._replay(record, times)
+        except BaseException:
+            if self.gated:  # open every gate: the device drains its queue instead of spinning
+                self.go[0] = np.iinfo(np.int32).max
+                self.ocl.queue.finish()
+            raise
+        host += replay_host
+        if self.gated and self.gate_timeout[0]:
+            raise OplatError(f"a GPU launch gave up waiting for CPU segment {int(self.gate_timeout[0])} "
+                             "(its inputs were not ready in time): this inference's outputs are wrong")
+        wall = time.perf_counter() - t_start
+        if record:
+            for t in times:
+                ev = t.pop("event", None)
+                if ev is not None:
+                    t["ms"] = (ev.profile.end - ev.profile.start) * 1e-6
+        return {"seconds": wall, "sync_seconds": sync_s, "host_seconds": host,
+                "outputs": {o: np.array(self.buf[o]) for o in self.outputs},
+                "ops": times}
+
+    def _replay(self, record: bool, times: list[dict[str, Any]]) -> tuple[float, float]:
+        """The actions of one inference (GPU launches already enqueued when gated); returns
+        (seconds waiting for the GPU, seconds enqueueing)."""
+        sync_s = wait = host = 0.0
         for a in self.actions:
             kind = a[0]
             if kind == "gpu":
                 st = a[1]
-                t0 = time.perf_counter()
-                ev = st["launch"].enqueue()
-                self.ocl.flush()
-                host += time.perf_counter() - t0
-                self.events[a[2]] = ev
+                if self.gated:
+                    ev = self.events[a[2]]
+                else:
+                    t0 = time.perf_counter()
+                    ev = st["launch"].enqueue()
+                    self.ocl.flush()
+                    host += time.perf_counter() - t0
+                    self.events[a[2]] = ev
                 if record:
                     times.append({"name": st["name"], "op": st["op"], "on": "gpu", "event": ev,
                                   **({"fused": st["fused"]} if "fused" in st else {})})
@@ -350,21 +414,15 @@ class GraphRunner:
                 seg = a[1]
                 t0 = time.perf_counter()
                 seg["sess"].run_with_iobinding(seg["io"])
+                if self.gated:
+                    self.go[0] = seg["release"]  # GPU launches reading this segment's results go
                 if record:
                     times.append({"name": seg["names"][0] if len(seg["names"]) == 1 else
                                   f"{seg['names'][0]}..{seg['names'][-1]}", "op": "segment", "on": "cpu",
                                   "nodes": seg["names"], "ms": (time.perf_counter() - t0) * 1e3,
                                   "wait_ms": wait * 1e3})
                 wait = 0.0
-        wall = time.perf_counter() - t_start
-        if record:
-            for t in times:
-                ev = t.pop("event", None)
-                if ev is not None:
-                    t["ms"] = (ev.profile.end - ev.profile.start) * 1e-6
-        return {"seconds": wall, "sync_seconds": sync_s, "host_seconds": host,
-                "outputs": {o: np.array(self.buf[o]) for o in self.outputs},
-                "ops": times}
+        return sync_s, host
 
 
 def _gpu_first_order(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -49,6 +49,10 @@ def pinned(cores: Sequence[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, prev)
 
 
+# a gate gives up after this many polls of its release counter (seconds on a CPU device):
+# a host that died mid-run leaves the device spinning this long at most, never for ever
+GATE_SPINS = 2_000_000_000
+
 KERNELS = r"""
 __kernel void conv2d_nchw(__global const float *x, __global const float *w, __global const float *b,
                           __global float *y, int C, int H, int W, int K, int HO, int WO,
@@ -208,6 +212,16 @@ __kernel void pad_chw(__global const float *x, __global float *xp, int h, int w,
     int xx = get_global_id(0), yy = get_global_id(1), ci = get_global_id(2);
     int sy = yy - pad, sx = xx - pad;
     xp[(ci * hp + yy) * wp + xx] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? x[(ci * h + sy) * w + sx] : 0.0f;
+}
+
+/* A gate in the in-order queue: the device spins (bounded) until the host's release
+   counter ``go`` reaches ``need`` (the CPU work the next kernel reads is done), so the
+   kernel behind it starts within a microsecond of the host's store instead of after a
+   wake-up; a gate that gives up records ``need`` in ``timed_out``. */
+__kernel void gate(__global volatile int *go, int need, int max_spins, __global volatile int *timed_out) {
+    int i = 0;
+    for (; i < max_spins && atomic_add(go, 0) < need; i++) { }
+    if (i >= max_spins) atomic_xchg(timed_out, need);
 }
 
 /* Notification-latency probe: announce the start, spin (bounded) until the host
@@ -379,12 +393,19 @@ class OclExecutor:
         return self.cl.enqueue_nd_range_kernel(self.queue, self.k_flag, (1,), None)
 
     def prepare(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int], xpad=None,
-                flag: np.ndarray | None = None, value: int = 0) -> "Launch":
+                flag: np.ndarray | None = None, value: int = 0,
+                gate: tuple[np.ndarray, int, np.ndarray] | None = None) -> "Launch":
         """The launch of channels [c0, c1) of ``layer`` (after the padded copy when ``xpad``
         is given; followed by storing ``value`` into ``flag`` when given) with every kernel
         argument set now: replaying it costs one enqueue per kernel and no argument setting
-        (setting arguments through pyopencl costs ~20 us per call, more than the enqueue)."""
+        (setting arguments through pyopencl costs ~20 us per call, more than the enqueue).
+        ``gate=(go, need, timed_out)``: the launch first waits on the device until
+        ``go[0] >= need`` (:data:`GATE_SPINS` at most)."""
         calls = []
+        if gate is not None:
+            go, need, timed_out = gate
+            calls.append(("gate", (self.cl.SVM(go), np.int32(need), np.int32(GATE_SPINS), self.cl.SVM(timed_out)),
+                          (1,)))
         if xpad is not None and wants_padded_input(layer):
             calls.append(self._pad_call(x, xpad, x_shape, layer.pad))
         if c1 > c0:
@@ -640,19 +661,50 @@ def reference(layer: LayerSpec, x: np.ndarray) -> np.ndarray:
 
 
 def sync_costs(ocl: OclExecutor, n: int = 200, reps: int = 15) -> dict[str, float]:
-    """Median per-op synchronisation cost (us) of svm polling, event wait and clFinish.
+    """Median per-op synchronisation cost (us) of each way the host and the device hand
+    work to each other.
 
-    ``n`` trivial kernels are enqueued with a host wait after each (per method) and
-    without any wait (one finish at the end); the per-op difference to the no-wait
-    pipeline is the cost of synchronising on every op. Methods alternate within each
-    repetition so that they see the same machine state.
+    - ``svm``: the runtime's SVM path (:class:`~coexec.graph_runtime.GraphRunner` with
+      ``sync="svm"``): ``n`` launches enqueued ahead, each a :data:`gate` then a flag
+      store; per op the host releases one with a store into SVM and polls its flag, so a
+      handoff each way costs a store and a poll, no enqueue and no device wake-up;
+    - ``svm_enqueue``: the host enqueues each trivial kernel, flushes and polls its SVM flag;
+    - ``event``: the same with a wait on the kernel's event; ``finish``: with clFinish.
+
+    For the last three the per-op time of the same kernels enqueued without any wait (one
+    finish at the end, ``pipelined_op_us``: the enqueue work, which the SVM path does
+    ahead) is taken off. Methods alternate within each repetition so that they see the
+    same machine state.
     """
     flag = ocl.svm((1,), np.int32)
     flag[0] = 0
     seq = 0
-    per_op: dict[str, list[float]] = {m: [] for m in ("none", "svm", "event", "finish")}
+    go, gflag, timed_out = (ocl.svm((1,), np.int32) for _ in range(3))
+    cl = ocl.cl
+    gated = []
+    for i in range(1, n + 1):
+        g, f = cl.Kernel(ocl.prog, "gate"), cl.Kernel(ocl.prog, "set_flag")
+        g.set_args(cl.SVM(go), np.int32(i), np.int32(GATE_SPINS), cl.SVM(timed_out))
+        f.set_args(cl.SVM(gflag), np.int32(i))
+        gated.append((g, f))
+    per_op: dict[str, list[float]] = {m: [] for m in ("none", "svm_enqueue", "event", "finish", "svm")}
     for _ in range(reps):
         for method in per_op:
+            if method == "svm":
+                go[0] = gflag[0] = timed_out[0] = 0
+                for g, f in gated:
+                    cl.enqueue_nd_range_kernel(ocl.queue, g, (1,), None)
+                    cl.enqueue_nd_range_kernel(ocl.queue, f, (1,), None)
+                ocl.flush()
+                t0 = time.perf_counter()
+                for i in range(1, n + 1):
+                    go[0] = i
+                    poll(gflag, i)
+                per_op[method].append((time.perf_counter() - t0) / n * 1e6)
+                ocl.queue.finish()
+                if timed_out[0]:
+                    raise SyncTimeout(f"a gate gave up waiting for release {int(timed_out[0])}")
+                continue
             t0 = time.perf_counter()
             for _ in range(n):
                 seq += 1
@@ -660,7 +712,7 @@ def sync_costs(ocl: OclExecutor, n: int = 200, reps: int = 15) -> dict[str, floa
                 if method == "none":
                     continue
                 ocl.flush()
-                if method == "svm":
+                if method == "svm_enqueue":
                     poll(flag, seq)
                 elif method == "event":
                     ev.wait()
@@ -670,8 +722,8 @@ def sync_costs(ocl: OclExecutor, n: int = 200, reps: int = 15) -> dict[str, floa
                 ocl.queue.finish()
             per_op[method].append((time.perf_counter() - t0) / n * 1e6)
     base = float(np.median(per_op["none"]))
-    return {m: max(float(np.median(v)) - base, 0.0) for m, v in per_op.items() if m != "none"} | {
-        "pipelined_op_us": base}
+    out = {m: max(float(np.median(v)) - base, 0.0) for m, v in per_op.items() if m not in ("none", "svm")}
+    return {"svm": float(np.median(per_op["svm"])), **out, "pipelined_op_us": base}
 
 
 def notify_latency(ocl: OclExecutor, n: int = 200, max_spins: int = 200_000_000) -> dict[str, float]:

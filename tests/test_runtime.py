@@ -125,10 +125,10 @@ def test_poll_times_out_instead_of_hanging(ocl):
         poll(flag, 7, timeout_s=0.05)
 
 
-def test_sync_cost_measurement_reports_all_three(ocl):
+def test_sync_cost_measurement_reports_every_path(ocl):
     res = sync_costs(ocl, n=20, reps=3)
-    assert set(res) == {"svm", "event", "finish", "pipelined_op_us"}
-    assert all(v >= 0 for v in res.values())
+    assert set(res) == {"svm", "svm_enqueue", "event", "finish", "pipelined_op_us"}
+    assert all(v >= 0 for v in res.values()) and res["svm"] > 0  # a gated round trip is never free
 
 
 def _save(tmp_path, nodes, inputs, outputs, inits, name="m.onnx"):
@@ -319,3 +319,63 @@ def test_only_launches_something_waits_for_store_a_flag(ocl, tmp_path):
     res = runner.run({"x": x})
     ref = ort.InferenceSession(model.read_bytes(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(res["outputs"]["y"].reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_gpu_launch_reading_a_split_ops_join_waits_behind_a_gate_for_the_cpu_half(ocl, tmp_path):
+    """With SVM sync every GPU launch is enqueued when the inference starts; conv2's GPU half
+    reads conv1's join, whose CPU half a later segment makes: its launch waits behind a
+    gate on the device until the host releases that segment (outputs would be garbage if
+    it ran on the half-written join)."""
+    from coexec.graph_runtime import GraphRunner
+    from coexec.split import split_model
+    import onnxruntime as ort
+
+    model = _tiny_cnn(tmp_path / "tiny.onnx")
+    plan = _plan_for(model, {"conv1": ("split", 0.5), "conv2": ("split", 0.5), "add2": ("cpu", 0.0),
+                             "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("cpu", 0.0)})
+    plan["ops"][0]["sources"] = ["conv1", "relu1"]
+    split, _ = split_model(model, plan)
+    runner = GraphRunner(split, ocl, [0], "svm")
+    gpu = {a[1]["name"]: a[1] for a in runner.actions if a[0] == "gpu"}
+    seg_of = {n: a[1]["release"] for a in runner.actions if a[0] == "cpu" for n in a[1]["names"]}
+    names = lambda st: [k.function_name for k, _ in st["launch"].items]  # noqa: E731
+    assert gpu["conv1/gpu"]["gate_need"] == 0 and names(gpu["conv1/gpu"])[0] != "gate"
+    # the segment that makes conv1's CPU half comes after the join in the schedule
+    assert gpu["conv2/gpu"]["gate_need"] == seg_of["conv1/cpu"] >= 1 and names(gpu["conv2/gpu"])[0] == "gate"
+    sess = ort.InferenceSession(model.read_bytes(), providers=["CPUExecutionProvider"])
+    for seed in range(3):  # repeated inferences reuse the gates and the release counter
+        x = np.random.default_rng(seed).standard_normal((1, 8, 16, 16)).astype(np.float32)
+        ref = sess.run(None, {"x": x})[0]
+        res = runner.run({"x": x})
+        np.testing.assert_allclose(res["outputs"]["y"].reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_failing_cpu_segment_opens_the_gates_instead_of_leaving_the_device_spinning(ocl, tmp_path):
+    import time
+
+    from coexec.graph_runtime import GraphRunner
+    from coexec.split import split_model
+    import onnxruntime as ort
+
+    model = _tiny_cnn(tmp_path / "tiny.onnx")
+    plan = _plan_for(model, {"conv1": ("split", 0.5), "conv2": ("split", 0.5), "add2": ("cpu", 0.0),
+                             "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("cpu", 0.0)})
+    plan["ops"][0]["sources"] = ["conv1", "relu1"]
+    split, _ = split_model(model, plan)
+    runner = GraphRunner(split, ocl, [0], "svm")
+    seg = next(a[1] for a in runner.actions if a[0] == "cpu")
+    real = seg["sess"]
+
+    class Broken:
+        def run_with_iobinding(self, io):
+            raise RuntimeError("segment failed")
+
+    seg["sess"] = Broken()
+    x = np.random.default_rng(0).standard_normal((1, 8, 16, 16)).astype(np.float32)
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="segment failed"):
+        runner.run({"x": x})
+    assert time.perf_counter() - t0 < 5.0  # the gated launches drained, nothing spun until its bound
+    seg["sess"] = real
+    ref = ort.InferenceSession(model.read_bytes(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(runner.run({"x": x})["outputs"]["y"].reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
