@@ -171,7 +171,8 @@ def main() -> None:
         return {fam: error_metrics(*groups[fam]) for fam in groups}, per_model
 
     held_out, per_model = score(prof)
-    result = {"profile": pid, "lowering": list(backend.lowering), "per_op_rows": len(rows), "collect": counts, "fit_models": len(fit_e2e),
+    result = {"profile": pid, "lowering": list(backend.lowering), "per_op_rows": len(rows), "collect": counts,
+              "fit_models": len(fit_e2e),
               "fit_vits": sum(1 for n in fit_e2e if n in graphs and n not in fit_cnns),
               "fit_excluded_twins": twins,
               "extra_factors": factored_keys(prof.meta["overhead"]["features"]),

@@ -299,7 +299,8 @@ def test_a_host_profile_from_another_cpu_is_flagged(tmp_path, capsys):
     meta["collection"]["machine"].update(cpu="Fake CPU", cpu_id="1/2/3")
     (folder / "profile.json").write_text(json.dumps(meta))
     assert "Fake CPU" in load_profile(folder).measured_elsewhere()
-    assert main(["predict", str(ROOT / "models" / "samples" / "resnet18.onnx"), "--profile", str(folder), "--json"]) == 0
+    model = str(ROOT / "models" / "samples" / "resnet18.onnx")
+    assert main(["predict", model, "--profile", str(folder), "--json"]) == 0
     err = capsys.readouterr().err
     assert "measured on Fake CPU 1/2/3" in err
     meta["collection"]["machine"].update(here)

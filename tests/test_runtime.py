@@ -321,21 +321,28 @@ def test_only_launches_something_waits_for_store_a_flag(ocl, tmp_path):
     np.testing.assert_allclose(res["outputs"]["y"].reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
 
 
-def test_a_gpu_launch_reading_a_split_ops_join_waits_behind_a_gate_for_the_cpu_half(ocl, tmp_path):
-    """With SVM sync every GPU launch is enqueued when the inference starts; conv2's GPU half
-    reads conv1's join, whose CPU half a later segment makes: its launch waits behind a
-    gate on the device until the host releases that segment (outputs would be garbage if
-    it ran on the half-written join)."""
+def _chained_split_convs(tmp_path, ocl):
+    """The tiny CNN with conv1 (its Relu fused) and conv2 both split in half, run with SVM
+    sync: conv2's GPU half reads conv1's join."""
     from coexec.graph_runtime import GraphRunner
     from coexec.split import split_model
-    import onnxruntime as ort
 
     model = _tiny_cnn(tmp_path / "tiny.onnx")
     plan = _plan_for(model, {"conv1": ("split", 0.5), "conv2": ("split", 0.5), "add2": ("cpu", 0.0),
                              "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("cpu", 0.0)})
     plan["ops"][0]["sources"] = ["conv1", "relu1"]
     split, _ = split_model(model, plan)
-    runner = GraphRunner(split, ocl, [0], "svm")
+    return model, GraphRunner(split, ocl, [0], "svm")
+
+
+def test_a_gpu_launch_reading_a_split_ops_join_waits_behind_a_gate_for_the_cpu_half(ocl, tmp_path):
+    """With SVM sync every GPU launch is enqueued when the inference starts; conv2's GPU half
+    reads conv1's join, whose CPU half a later segment makes: its launch waits behind a
+    gate on the device until the host releases that segment (outputs would be garbage if
+    it ran on the half-written join)."""
+    import onnxruntime as ort
+
+    model, runner = _chained_split_convs(tmp_path, ocl)
     gpu = {a[1]["name"]: a[1] for a in runner.actions if a[0] == "gpu"}
     seg_of = {n: a[1]["release"] for a in runner.actions if a[0] == "cpu" for n in a[1]["names"]}
     names = lambda st: [k.function_name for k, _ in st["launch"].items]  # noqa: E731
@@ -353,16 +360,9 @@ def test_a_gpu_launch_reading_a_split_ops_join_waits_behind_a_gate_for_the_cpu_h
 def test_a_failing_cpu_segment_opens_the_gates_instead_of_leaving_the_device_spinning(ocl, tmp_path):
     import time
 
-    from coexec.graph_runtime import GraphRunner
-    from coexec.split import split_model
     import onnxruntime as ort
 
-    model = _tiny_cnn(tmp_path / "tiny.onnx")
-    plan = _plan_for(model, {"conv1": ("split", 0.5), "conv2": ("split", 0.5), "add2": ("cpu", 0.0),
-                             "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("cpu", 0.0)})
-    plan["ops"][0]["sources"] = ["conv1", "relu1"]
-    split, _ = split_model(model, plan)
-    runner = GraphRunner(split, ocl, [0], "svm")
+    model, runner = _chained_split_convs(tmp_path, ocl)
     seg = next(a[1] for a in runner.actions if a[0] == "cpu")
     real = seg["sess"]
 
