@@ -8,7 +8,11 @@ thread replays per inference:
 - ``gpu``: a node placed on the GPU with an OpenCL kernel in the runtime (dense conv with
   symmetric pads, linear layer over one row; a Relu/Clip right after it fused as an
   output clamp) is *enqueued* (non-blocking), followed by the tiny kernel that stores its
-  sequence number into the SVM completion flag;
+  sequence number into the SVM completion flag when something waits for it. With SVM
+  sync all of them are enqueued when the inference starts, and one that reads CPU
+  results first waits on the device behind a *gate* kernel (a bounded spin on an SVM
+  release counter) that the host opens with one store when the segment that made them
+  is done: the CPU hands work to the GPU without an enqueue or a wake-up of the device;
 - ``cpu``: a *segment*, a maximal run of CPU nodes that needs no GPU result it has not
   already waited for, runs as one onnxruntime session (so onnxruntime fuses and
   dispatches it like a whole model) with its inputs and outputs bound to the SVM buffers
@@ -352,18 +356,18 @@ class GraphRunner:
         # the previous run waited for all its GPU work: the flag counts this run's from 0
         self.flag[0] = 0
         t_start = time.perf_counter()
-        if self.gated:
-            self.go[0] = self.gate_timeout[0] = 0
-            first = True
-            for a in self.actions:
-                if a[0] == "gpu":
-                    self.events[a[2]] = a[1]["launch"].enqueue()
-                    if first:  # the device starts on the first launch while the rest are enqueued
-                        self.ocl.flush()
-                        first = False
-            self.ocl.flush()
-            host += time.perf_counter() - t_start
         try:
+            if self.gated:
+                self.go[0] = self.gate_timeout[0] = 0
+                first = True
+                for a in self.actions:
+                    if a[0] == "gpu":
+                        self.events[a[2]] = a[1]["launch"].enqueue()
+                        if first:  # the device starts on the first launch while the rest are enqueued
+                            self.ocl.flush()
+                            first = False
+                self.ocl.flush()
+                host += time.perf_counter() - t_start
             sync_s, replay_host = self._replay(record, times)
         except BaseException:
             if self.gated:  # open every gate: the device drains its queue instead of spinning
