@@ -137,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = json.loads(Path(args.plan).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise PlanError(f"{args.plan}: not a readable plan ({e})") from None
+    for pid, why in (plan.get("profiles_measured_elsewhere") or {}).items():
+        print(f"warning: the plan was made with {pid}, measured on {why}", file=sys.stderr)
     cores = (lambda s: [int(c) for c in s.split(",")] if s else None)
     res = run_plan(args.model, plan, runs=args.runs, sync=args.sync, cpu_cores=cores(args.cpu_cores),
                    gpu_cores=cores(args.gpu_cores), cpu_only=args.cpu_only)
