@@ -345,3 +345,29 @@ def test_context_costs_make_gpu_work_dearer_on_the_timeline(tmp_path, profiles):
 
     split = lambda ds: sum(0 < d.index < 16 for d in ds)  # noqa: E731
     assert split(plan(ctx)) <= split(plan(base))
+
+
+def test_a_plan_made_with_a_profile_of_another_cpu_says_so(tmp_path, capsys):
+    import json
+    import shutil
+
+    from coexec.cli import main
+    from coexec.plan import make_plan
+    from conftest import ROOT
+
+    from oplat.collect.backends import cpu_identity
+
+    folders = {}
+    for name, machine in (("coexec-cpu", cpu_identity()), ("coexec-ocl", {"cpu": "Fake CPU", "cpu_id": "1/2/3"})):
+        folders[name] = tmp_path / name
+        shutil.copytree(ROOT / "device_profiles" / "host" / name, folders[name])
+        meta = json.loads((folders[name] / "profile.json").read_text())
+        meta["collection"]["machine"].update(machine)
+        (folders[name] / "profile.json").write_text(json.dumps(meta))
+    cpu, ocl = folders["coexec-cpu"], folders["coexec-ocl"]
+    model = ROOT / "models" / "samples" / "resnet18.onnx"
+    plan = make_plan(model, cpu, ocl, dims=("channel",))
+    assert list(plan["profiles_measured_elsewhere"]) == ["host/coexec-ocl"]  # this machine's CPU profile is not
+    assert "Fake CPU 1/2/3" in plan["profiles_measured_elsewhere"]["host/coexec-ocl"]
+    assert main(["plan", str(model), "--cpu-profile", str(cpu), "--gpu-profile", str(ocl), "--json"]) == 0
+    assert "host/coexec-ocl was measured on Fake CPU 1/2/3" in capsys.readouterr().err
