@@ -14,13 +14,9 @@ against the lowering with that machine's variant (``--stored-variant nchwc8``). 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import sys
-import tempfile
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,23 +28,12 @@ from oplat.lowering.ort_cpu import host_nchwc_block  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 
 
-def ort_reorders(model) -> tuple[int, int]:
-    """(ReorderInput, ReorderOutput) nodes onnxruntime ran for ``model``, from its profiler."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    so.enable_profiling = True
-    with tempfile.TemporaryDirectory() as d:
-        so.profile_file_prefix = d + "/p"
-        sess = ort.InferenceSession(with_random_weights(model).SerializeToString(), so,
-                                    providers=["CPUExecutionProvider"])
-        sess.run(None, {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs()})
-        with open(sess.end_profiling()) as f:
-            c = collections.Counter(e["args"]["op_name"] for e in json.load(f)
-                                    if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
-    return c["ReorderInput"], c["ReorderOutput"]
+def ort_reorders(backend, model) -> tuple[int, int]:
+    """(ReorderInput, ReorderOutput) nodes onnxruntime ran for ``model``, from its profiler
+    (:meth:`oplat.collect.backends.OrtCpuBackend.reorders`)."""
+    found, _ = backend.reorders(with_random_weights(model).SerializeToString(), runs=1, warmup=0)
+    directions = [r["direction"] for r in found]
+    return directions.count("in"), directions.count("out")
 
 
 def main() -> None:
@@ -61,12 +46,15 @@ def main() -> None:
     import onnxruntime as ort
     from rich.progress import track
 
+    from oplat.collect.backends import make_backend
+
+    backend = make_backend("ort-cpu", threads=1)
     names = [n for n in args.models.split(",") if n] or list_models()
     rows = {}
     for name in track(names, description="models", console=None):
         m = build(name, graph_only=True)
         mine = [k.params["Direction"] for k in lower(load_onnx(m), "ort-cpu", "cpu").kernels if k.type == "REORDER"]
-        theirs = ort_reorders(m)
+        theirs = ort_reorders(backend, m)
         rows[name] = {"lowering": [mine.count("in"), mine.count("out")], "onnxruntime": list(theirs),
                       "match": (mine.count("in"), mine.count("out")) == theirs}
     res = {"onnxruntime": ort.__version__, "nchwc_block": host_nchwc_block(), "models": len(rows),
