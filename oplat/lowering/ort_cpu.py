@@ -156,43 +156,42 @@ def nchwc_reorders(lm: LoweredModel, graph: Graph, block: int = 8) -> LoweredMod
         out.append(Kernel(f"{before.name}/reorder_{direction}", "REORDER", "reorder",
                           reorder_params(dims(t), direction), inputs=[t], outputs=[t]))
 
+    def to_plain(t: str, before: Kernel) -> None:
+        """A reorder out of blocks for a plain reader of ``t``, unless it has one already."""
+        if t in blocked and t not in converted:
+            reorder(t, "out", before)
+            converted.add(t)
+
     for k in lm.kernels:
         ins = acts(k)
-        layout = _conv_input_layout(k, block) or _pool_input_layout(k, block, [dims(t) for t in ins],
+        in_dims = [dims(t) for t in ins]
+        layout = _conv_input_layout(k, block) or _pool_input_layout(k, block, in_dims,
                                                                     dims(k.outputs[0]) if k.outputs else ())
         if layout:
-            x = ins[0] if ins else None
-            d = dims(x) if x else ()
-            if layout == "plain":  # fewer channels than a block: it reads the plain tensor
-                if x is not None and x in blocked and x not in converted:
-                    reorder(x, "out", k)
-                    converted.add(x)
-            elif x is not None and x not in blocked and x not in copies and len(d) == 4:
+            if ins and layout == "plain":  # fewer channels than a block: it reads the plain tensor
+                to_plain(ins[0], k)
+            elif ins and ins[0] not in blocked and ins[0] not in copies and len(in_dims[0]) == 4:
                 # one blocked copy, shared by later convolutions and pools (an element-wise
                 # op still reads the plain tensor)
-                reorder(x, "in", k)
-                copies.add(x)
+                reorder(ins[0], "in", k)
+                copies.add(ins[0])
             stays = True
         elif k.type in _PASS_THROUGH or k.type in _BINARY or k.type == "CONCATENATION":
-            shapes = [dims(t) for t in ins]
             stays = bool(ins) and all(t in blocked for t in ins)
             if k.type in _BINARY:
-                stays = stays and len(set(shapes)) == 1
+                stays = stays and len(set(in_dims)) == 1
             elif k.type == "CONCATENATION":
-                stays = stays and all(len(d) == 4 and d[1] % block == 0 for d in shapes)
+                stays = stays and all(len(d) == 4 and d[1] % block == 0 for d in in_dims)
         else:
             stays = False
         if not stays:
             for t in ins:
-                if t in blocked and t not in converted:
-                    reorder(t, "out", k)
-                    converted.add(t)
+                to_plain(t, k)
         out.append(k)
         if stays:
             blocked.update(k.outputs)
     for t in graph.outputs:
-        if t in blocked and t not in converted:
-            reorder(t, "out", out[-1])
+        to_plain(t, out[-1])
     return LoweredModel(lm.name, out, lm.unsupported, lm.backend)
 
 
