@@ -57,13 +57,15 @@ def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
                    predicted_glue: Iterable[str] = (), factored: Sequence[str] = (),
                    names: Sequence[str] | None = None) -> list[float]:
     """The end-to-end model's inputs for one lowered model, in the order of ``names``
-    (default: :func:`overhead_features` of ``factored``).
+    (default: :func:`overhead_features` of ``factored``; a stored list names its own
+    factored families, :func:`factored_keys`).
 
     ``key_sums`` holds the predicted per-op milliseconds summed per predictor key;
     glue kernel types in ``predicted_glue`` have their own regressor in the profile and
-    are left out of the glue terms (their time is already predicted); ``factored``
-    extra keys get a sum feature of their own, after the base features.
+    are left out of the glue terms (their time is already predicted); factored extra
+    keys get a sum feature of their own, after the base features.
     """
+    names = overhead_features(factored) if names is None else names
     skip = set(predicted_glue)
     glue, layout = [], []
     for k in lm.glue:
@@ -85,12 +87,9 @@ def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
         if key in counts:
             counts[key] += 1
     small = sum(1 for k in rows if _out_elems(k) < 8192)
-    values = ([float(key_sums.get(k, 0.0)) for k in KEYS] + [1.0] + [float(counts[k]) for k in KEYS]
-              + [float(len(glue)), traffic(glue), float(len(layout)), traffic(layout), float(small)]
-              + [float(key_sums.get(k, 0.0)) for k in factored])
-    if names is None:
-        return values
-    d = dict(zip(overhead_features(factored), values))
+    d = dict(zip(OVERHEAD_FEATURES, [float(key_sums.get(k, 0.0)) for k in KEYS] + [1.0]
+                 + [float(counts[k]) for k in KEYS]
+                 + [float(len(glue)), traffic(glue), float(len(layout)), traffic(layout), float(small)]))
     for t in {k.type for k in layout}:
         of_type = [k for k in layout if k.type == t]
         d[f"layout_ops:{t}"], d[f"layout_mb:{t}"] = float(len(of_type)), traffic(of_type)

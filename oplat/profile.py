@@ -268,7 +268,7 @@ class Profile:
             ops_sum = sum(key_sums.values())
             extra = sum(v for key, v in key_sums.items() if key in EXTRA_KEYS and key not in factored)
             if coef:
-                total, overhead = apply_overhead(coef, graph_features(lm, key_sums, glue_keys, factored, names), names)
+                total, overhead = apply_overhead(coef, graph_features(lm, key_sums, glue_keys, names=names), names)
                 total += extra  # kernel families without a factor sit outside the end-to-end term
             else:
                 total, overhead = ops_sum, 0.0

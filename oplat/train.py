@@ -150,7 +150,7 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
             1 for m in models if sums[m].get(k, 0.0) > 0) >= MIN_FACTOR_MODELS] if extra_factors else []
         names = overhead_features(factored, layout_types_of(lowered[m] for m in models) if layout_by_type else None)
         predicted_glue = [k for k in fitted[0] if k in GLUE_KEYS]
-        feats = [graph_features(lowered[m], sums[m], predicted_glue, factored, names) for m in models]
+        feats = [graph_features(lowered[m], sums[m], predicted_glue, names=names) for m in models]
         # kernels predicted outside the end-to-end term (unfactored transformer kernels,
         # predicted glue) are subtracted from the targets, as prediction adds them back
         extra = [sum(v for k, v in sums[m].items() if k in EXTRA_KEYS and k not in factored) for m in models]
