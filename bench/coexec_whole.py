@@ -14,7 +14,7 @@ timed runs are the same code in other slots, so the summary also gives their rat
 noise floor of the comparison) and the speedup by construction (1 when the plan kept the
 measured faster processor, else the two executors' measured ratio).
 
-    python bench/coexec_whole.py [--models a,b] [--runs 7] [--min-gain F] [--out FILE]
+    python bench/coexec_whole.py [--models a,b] [--runs 12] [--min-gain F] [--out FILE]
 
 Writes bench/results/coexec_whole.json.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -53,13 +54,13 @@ def main() -> None:
                     help="plans predicted to gain less than this run on the faster processor alone "
                          "(default: what 'coexec boundary' measured and stored in the CPU profile)")
     args = ap.parse_args()
-    from oplat.collect.backends import machine_facts
+    from oplat.collect.backends import cpu_identity
     from oplat.profile import load_profile
 
-    facts = machine_facts()
+    facts = cpu_identity()
     out = {"cpu_profile": args.cpu_profile, "gpu_profile": args.gpu_profile, "sync": args.sync,
            "min_gain": args.min_gain, "runs": args.runs,
-           "machine": {k: facts.get(k) for k in ("cpu", "cpu_id", "cores")},
+           "machine": {"cpu": facts.get("cpu"), "cpu_id": facts.get("cpu_id"), "cores": os.cpu_count()},
            # the profiles plan for the machine they were collected on, which may be another
            "profiles_collected_on": {p: (load_profile(p).meta.get("collection") or {}).get("machine", {}).get("cpu")
                                      for p in (args.cpu_profile, args.gpu_profile)},

@@ -669,12 +669,11 @@ class CoRunner:
                 t0 = time.perf_counter()
             self.flag[0] = 0  # the previous run was waited for
             ev = launch.enqueue()
-            if self.warm:  # the next idle gate behind this run's work, then open the current one
+            if self.warm:  # the next idle gate behind this run's work
                 self.ocl.cl.enqueue_nd_range_kernel(self.ocl.queue, self._idle, (1,), None)
-                self.ocl.flush()
+            self.ocl.flush()
+            if self.warm:  # then open the current one
                 self.go[0] = 1
-            else:
-                self.ocl.flush()
             # the host's part of the launch: time the CPU's own part starts later by
             self.host_s.append(time.perf_counter() - t0)
         self.cpu.run(self.layer, self.x, self.y, k, c, self.x_shape)
@@ -723,40 +722,48 @@ def sync_costs(ocl: OclExecutor, n: int = 200, reps: int = 15) -> dict[str, floa
         g.set_args(cl.SVM(go), np.int32(i), np.int32(GATE_SPINS), cl.SVM(timed_out))
         f.set_args(cl.SVM(gflag), np.int32(i))
         gated.append((g, f))
+
+    def gated_round_trips() -> float:
+        """Per-op seconds of releasing each pre-enqueued gate and polling its flag."""
+        go[0] = gflag[0] = timed_out[0] = 0
+        for g, f in gated:
+            cl.enqueue_nd_range_kernel(ocl.queue, g, (1,), None)
+            cl.enqueue_nd_range_kernel(ocl.queue, f, (1,), None)
+        ocl.flush()
+        t0 = time.perf_counter()
+        for i in range(1, n + 1):
+            go[0] = i
+            poll(gflag, i)
+        per_op = (time.perf_counter() - t0) / n
+        ocl.queue.finish()
+        if timed_out[0]:
+            raise SyncTimeout(f"a gate gave up waiting for release {int(timed_out[0])}")
+        return per_op
+
+    def waited_ops(method: str) -> float:
+        """Per-op seconds of enqueueing trivial kernels, waiting after each by ``method``."""
+        nonlocal seq
+        t0 = time.perf_counter()
+        for _ in range(n):
+            seq += 1
+            ev = ocl.signal(flag, seq)
+            if method == "none":
+                continue
+            ocl.flush()
+            if method == "svm_enqueue":
+                poll(flag, seq)
+            elif method == "event":
+                ev.wait()
+            else:
+                ocl.queue.finish()
+        if method == "none":
+            ocl.queue.finish()
+        return (time.perf_counter() - t0) / n
+
     per_op: dict[str, list[float]] = {m: [] for m in ("none", "svm_enqueue", "event", "finish", "svm")}
     for _ in range(reps):
         for method in per_op:
-            if method == "svm":
-                go[0] = gflag[0] = timed_out[0] = 0
-                for g, f in gated:
-                    cl.enqueue_nd_range_kernel(ocl.queue, g, (1,), None)
-                    cl.enqueue_nd_range_kernel(ocl.queue, f, (1,), None)
-                ocl.flush()
-                t0 = time.perf_counter()
-                for i in range(1, n + 1):
-                    go[0] = i
-                    poll(gflag, i)
-                per_op[method].append((time.perf_counter() - t0) / n * 1e6)
-                ocl.queue.finish()
-                if timed_out[0]:
-                    raise SyncTimeout(f"a gate gave up waiting for release {int(timed_out[0])}")
-                continue
-            t0 = time.perf_counter()
-            for _ in range(n):
-                seq += 1
-                ev = ocl.signal(flag, seq)
-                if method == "none":
-                    continue
-                ocl.flush()
-                if method == "svm_enqueue":
-                    poll(flag, seq)
-                elif method == "event":
-                    ev.wait()
-                else:
-                    ocl.queue.finish()
-            if method == "none":
-                ocl.queue.finish()
-            per_op[method].append((time.perf_counter() - t0) / n * 1e6)
+            per_op[method].append((gated_round_trips() if method == "svm" else waited_ops(method)) * 1e6)
     base = float(np.median(per_op["none"]))
     out = {m: max(float(np.median(v)) - base, 0.0) for m, v in per_op.items() if m not in ("none", "svm")}
     return {"svm": float(np.median(per_op["svm"])), **out, "pipelined_op_us": base}
@@ -859,9 +866,8 @@ def bench_layer(layer: LayerSpec, x_shape: Sequence[int], steps: int = 16, sync:
         out: dict[str, Any] = {"layer": layer.kind, "weights": list(layer.w.shape), "input": list(x_shape),
                                "cpu_cores": cpu_cores, "gpu_cores": gpu_cores, "sync": sync,
                                "warm": r.warm, "device": ocl.device.name if ocl else None}
-        cpu_s = measure(lambda: r.run(0.0), runs=runs)
-        out["cpu_ms"] = cpu_s * 1e3
         if ocl is None:
+            out["cpu_ms"] = measure(lambda: r.run(0.0), runs=runs) * 1e3
             return out
         # each split in a block of runs (every run after the first sees the caches its own
         # split leaves; interleaving the splits was measured noisier here)

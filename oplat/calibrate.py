@@ -440,7 +440,8 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ra @ rb) / d if d else 0.0
 
 
-__all__ = ["Measurement", "read_measurements", "measured_model_path", "measure_record_path", "calibrate_profile", "calibrate_blend", "blend_library", "choose_base",
+__all__ = ["Measurement", "read_measurements", "measured_model_path", "measure_record_path", "calibrate_profile",
+           "calibrate_blend", "blend_library", "choose_base",
            "blend_fit", "blend_weights", "member_predictions", "choose_method", "fit_method", "apply_fit",
            "design_points", "suggest_models", "write_template",
            "write_profile", "refuse_overwrite", "spearman", "CalibrationError", "METHODS"]
