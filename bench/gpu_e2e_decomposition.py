@@ -2,9 +2,9 @@
 
     python bench/gpu_e2e_decomposition.py [--devices s10,a03s] [--out bench/results/gpu_e2e_decomposition.json]
 
-Grouped 10-fold CV over models (seed 0, the shipped profiles' settings), as ``oplat
-evaluate``: for every held-out model, the measured end-to-end latency, the sum of its
-*measured* per-op rows, the profile's predicted per-op sum (its lowered graph) and its
+Grouped 10-fold CV over models (seed 0, the shipped profiles' settings;
+:func:`oplat.evaluate.cross_validate`, as ``oplat evaluate``): for every held-out model,
+the measured end-to-end latency, the sum of its *measured* per-op rows, the profile's predicted per-op sum (its lowered graph) and its
 predicted end-to-end term, next to the term the measurements imply (end to end minus the
 measured per-op sum). The summary scores the prediction, and the measured per-op sum plus
 the predicted term: what perfect per-op predictions would reach with this end-to-end term.
@@ -25,26 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import load_phone_e2e, load_phone_gpu_ops  # noqa: E402
-from oplat.evaluate import error_metrics  # noqa: E402
-from oplat.train import group_folds, load_graphs, train_profile  # noqa: E402
+from oplat.evaluate import cross_validate, error_metrics  # noqa: E402
+from oplat.train import load_graphs  # noqa: E402
 
 
-def decompose(device: str, rows, e2e: dict[str, float], graphs, folds: int = 10) -> dict[str, dict]:
-    """Per held-out model: measured and predicted parts of its end-to-end latency (ms)."""
-    rows = [r for r in rows if r.device == device]
-    models = sorted({r.model for r in rows} | set(e2e))
-    cache: dict = {}
+def decompose(points: dict, measured_ops: dict[str, float]) -> dict[str, dict]:
+    """Per held-out model of one device's :func:`~oplat.evaluate.cross_validate` points:
+    measured and predicted parts of its end-to-end latency (ms)."""
     out = {}
-    for held in group_folds(models, folds, 0):
-        prof = train_profile(rows, e2e, graphs, device, exclude_models=held, lowered_cache=cache)
-        for m in held:
-            if m not in graphs or m not in e2e:
-                continue
-            res = prof.predict(graphs[m])
-            op_sum = sum(r.latency_ms for r in rows if r.model == m)
-            out[m] = {"measured_ms": e2e[m], "measured_ops_ms": op_sum, "predicted_ops_ms": res.ops_ms,
-                      "predicted_term_ms": res.overhead_ms, "implied_term_ms": e2e[m] - op_sum,
-                      "predicted_ms": res.total_ms, "error": res.total_ms / e2e[m] - 1}
+    for m, pred, meas, (ops_ms, term_ms) in zip(points["e2e_models"], *points["e2e"], points["e2e_parts"]):
+        op_sum = measured_ops.get(m, 0.0)
+        out[m] = {"measured_ms": meas, "measured_ops_ms": op_sum, "predicted_ops_ms": ops_ms,
+                  "predicted_term_ms": term_ms, "implied_term_ms": meas - op_sum,
+                  "predicted_ms": pred, "error": pred / meas - 1}
     return out
 
 
@@ -58,9 +51,14 @@ def main() -> None:
     e2e = load_phone_e2e(processor="gpu")
     graphs = load_graphs(ROOT / "models" / "cnn_zoo")
     t0 = time.time()
+    points = cross_validate(rows, e2e, graphs, devices, folds=10, seed=0)["_points"]
     result: dict = {"folds": 10, "seed": 0, "devices": {}}
     for dev in devices:
-        per = decompose(dev, rows, e2e.get(dev, {}), graphs)
+        measured_ops: dict[str, float] = {}
+        for r in rows:
+            if r.device == dev:
+                measured_ops[r.model] = measured_ops.get(r.model, 0.0) + r.latency_ms
+        per = decompose(points[dev], measured_ops)
         v = list(per.values())
         meas = [x["measured_ms"] for x in v]
         term_share = [x["implied_term_ms"] / x["measured_ms"] for x in v]

@@ -37,7 +37,7 @@ def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]]
     for dev in devices:
         drows = [r for r in rows if r.device == dev]
         models = sorted({r.model for r in drows} | set(e2e.get(dev, {})))
-        op_pred, op_true, e_pred, e_true, e_models = [], [], [], [], []
+        op_pred, op_true, e_pred, e_true, e_models, e_parts = [], [], [], [], [], []
         for k, held in enumerate(group_folds(models, folds, seed)):
             kw = {k: (v(dev) if callable(v) else v) for k, v in train_kwargs.items()}
             prof = train_profile(drows, e2e.get(dev, {}), graphs, dev, exclude_models=held,
@@ -49,7 +49,9 @@ def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]]
                 op_true.extend(r.latency_ms for r in test)
             for m in held:
                 if m in graphs and m in e2e.get(dev, {}):
-                    e_pred.append(prof.predict(graphs[m]).total_ms)
+                    res = prof.predict(graphs[m])
+                    e_pred.append(res.total_ms)
+                    e_parts.append((res.ops_ms, res.overhead_ms))
                     e_true.append(e2e[dev][m])
                     e_models.append(m)
             if progress:
@@ -58,7 +60,9 @@ def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]]
         worst = [(e_models[i], round(float(e_err[i]), 4)) for i in np.argsort(-e_err)[:5]] if len(e_err) else []
         result["devices"][dev] = {"per_op": error_metrics(op_pred, op_true),
                                   "end_to_end": error_metrics(e_pred, e_true), "worst_end_to_end": worst}
-        points[dev] = {"op": (op_pred, op_true), "e2e": (e_pred, e_true), "e2e_models": e_models}
+        # per held-out model: its name and its prediction's (per-op sum, end-to-end term)
+        points[dev] = {"op": (op_pred, op_true), "e2e": (e_pred, e_true), "e2e_models": e_models,
+                       "e2e_parts": e_parts}
     result["_points"] = points
     return result
 
