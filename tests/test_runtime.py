@@ -125,6 +125,24 @@ def test_poll_times_out_instead_of_hanging(ocl):
         poll(flag, 7, timeout_s=0.05)
 
 
+def test_poll_sees_a_flag_set_during_each_backoff_phase():
+    """Spinning, yielding and sleeping phases all still read the flag (a thread sets it
+    after the spinning phase, and after the yielding phase), and the long wait still ends
+    in the timeout error."""
+    import threading
+
+    from coexec import runtime
+
+    for delay in (runtime.POLL_SPIN_S * 3, runtime.POLL_YIELD_S * 1.5):
+        flag = np.zeros(1, np.int32)
+        t = threading.Timer(delay, lambda f=flag: f.__setitem__(0, 5))
+        t.start()
+        assert poll(flag, 5, timeout_s=5.0) >= delay * 0.9
+        t.join()
+    with pytest.raises(SyncTimeout, match="after 0.1 s"):
+        poll(np.zeros(1, np.int32), 1, timeout_s=0.1)
+
+
 def test_sync_cost_measurement_reports_every_path(ocl):
     res = sync_costs(ocl, n=20, reps=3)
     assert set(res) == {"svm", "svm_enqueue", "event", "finish", "pipelined_op_us"}
