@@ -42,10 +42,15 @@ from onnx import helper, numpy_helper
 
 from oplat.errors import OplatError
 
-from .runtime import LayerSpec, OclExecutor, pinned, poll, wants_padded_input
+from .runtime import UNARY_MODES, LayerSpec, OclExecutor, pinned, poll, wants_padded_input
 
-# activations an OpenCL conv/linear kernel applies as an output clamp
+# activations an OpenCL kernel applies as an output clamp
 CLAMPS = {"Relu", "Clip"}
+# layer kinds whose kernel takes output bounds (the others cannot take a fused clamp)
+CLAMPED_KINDS = ("conv", "linear", "dwconv", "add", "mul", "unary")
+# ONNX element-wise activations -> the ``unary`` kernel's mode (coexec.runtime.UNARY_MODES)
+UNARY_OPS = {"Relu": "clamp", "Clip": "clamp", "HardSwish": "hardswish", "Sigmoid": "sigmoid",
+             "HardSigmoid": "hardsigmoid"}
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -137,17 +142,20 @@ class GraphRunner:
                 continue
             layer = self._ocl_layer(node, shapes) if place == "gpu" and ocl is not None else None
             if layer is not None:
-                spec, x_shape = layer
-                act = self._clamp_after(node, consumers, force)
+                spec, x_shape, x_in, operand = layer
+                act = self._clamp_after(node, consumers, force) if spec.kind in CLAMPED_KINDS else None
                 if act is not None:
                     act_node, lo, hi = act
-                    spec.lo, spec.hi = lo, hi
+                    spec.lo, spec.hi = max(spec.lo, lo), min(spec.hi, hi)
                     step["outputs"] = list(act_node.output)
                     step["fused"] = act_node.name or act_node.output[0]
                     fused[step["fused"]] = step
-                w, b = ocl.svm(spec.w.shape), ocl.svm(spec.b.shape)
-                w[...], b[...] = spec.w, spec.b
-                step.update(kind="gpu", layer=spec, x_shape=x_shape, w=w, b=b)
+                if operand is not None:  # an Add/Mul of two computed tensors reads the second live
+                    w, b = self.buf[operand], ocl.svm((1,))
+                else:
+                    w, b = ocl.svm(spec.w.shape), ocl.svm(spec.b.shape)
+                    w[...], b[...] = spec.w, spec.b
+                step.update(kind="gpu", layer=spec, x_shape=x_shape, x_in=x_in, w=w, b=b)
                 if wants_padded_input(spec):
                     # the vectorised stride-1 kernel (what the OpenCL profile measured)
                     # reads a padded copy, made on the device right before it
@@ -191,7 +199,7 @@ class GraphRunner:
                 st = a[1]
                 need = max((need_of(x) for x in st["inputs"]), default=0) if self.gated else 0
                 flag = self.flag if sync == "svm" and a[2] in waited else None
-                st["launch"] = ocl.prepare(st["layer"], self.buf[st["inputs"][0]], st["w"], st["b"],
+                st["launch"] = ocl.prepare(st["layer"], self.buf[st["x_in"]], st["w"], st["b"],
                                            self.buf[st["outputs"][0]], 0, st["layer"].out_channels, st["x_shape"],
                                            st.get("xpad"), flag=flag, value=a[2],
                                            gate=(self.go, need, self.gate_timeout) if need else None)
@@ -215,15 +223,8 @@ class GraphRunner:
             return None
         if a.op_type == "Relu":
             return a, 0.0, np.inf
-        at = _attrs(a)
-        lo, hi = at.get("min", -np.inf), at.get("max", np.inf)
-        for i, attr in ((1, "min"), (2, "max")):
-            if len(a.input) > i and a.input[i]:
-                if a.input[i] not in self.consts:
-                    return None
-                v = float(self.consts[a.input[i]])
-                lo, hi = (v, hi) if attr == "min" else (lo, v)
-        return a, float(lo), float(hi)
+        bounds = self._clip_bounds(a)
+        return None if bounds is None else (a, *bounds)
 
     def _schedule(self, steps: list[dict[str, Any]]) -> list[tuple]:
         """Actions (``gpu``, ``cpu`` segment, ``wait``, ``join``) replayed by :meth:`run`."""
@@ -306,31 +307,110 @@ class GraphRunner:
         return {"sess": sess, "io": io, "names": [st["name"] for st in seg], "ops": [st["op"] for st in seg],
                 "out_bytes": sum(self.buf[o].nbytes for o in outs), "made": made}
 
-    def _ocl_layer(self, node: onnx.NodeProto, shapes) -> tuple[LayerSpec, tuple[int, ...]] | None:
-        a = _attrs(node)
-        if node.op_type == "Conv" and node.input[1] in self.consts:
+    def _ocl_layer(self, node: onnx.NodeProto, shapes) -> tuple[LayerSpec, tuple[int, ...], str, str | None] | None:
+        """The OpenCL layer of ``node`` as (spec, input shape without the batch, the input it
+        reads, the live second operand of an Add/Mul or None); None where the runtime has
+        no kernel for it (the node then runs on the CPU, reported as a GPU fallback)."""
+        a, op = _attrs(node), node.op_type
+        live = [x for x in node.input if x and x not in self.consts]
+        xs = shapes.get(live[0]) if live else None
+        if xs is None or xs[0] != 1:
+            return None
+        x_shape, c = tuple(int(d) for d in xs[1:]), int(xs[1]) if len(xs) > 1 else 0
+        none = np.zeros(1, np.float32)  # weights of kinds that have none
+        if op == "Conv" and node.input[1] in self.consts:
             w = self.consts[node.input[1]].astype(np.float32)
             pads, strides = list(a.get("pads", [0, 0, 0, 0])), list(a.get("strides", [1, 1]))
-            xs = shapes.get(node.input[0])
-            if (int(a.get("group", 1)) != 1 or w.ndim != 4 or w.shape[2] != w.shape[3] or len(set(pads)) != 1
-                    or len(set(strides)) != 1 or any(d != 1 for d in a.get("dilations", [1, 1]))
-                    or xs is None or xs[0] != 1):
+            group = int(a.get("group", 1))
+            if (w.ndim != 4 or w.shape[2] != w.shape[3] or len(set(pads)) != 1 or len(set(strides)) != 1
+                    or any(d != 1 for d in a.get("dilations", [1, 1])) or len(xs) != 4):
+                return None
+            if group == 1:
+                kind = "conv"
+            elif group == c == w.shape[0] and w.shape[1] == 1:
+                kind = "dwconv"
+            else:
                 return None
             b = self.consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0])
-            return LayerSpec("conv", w, b.astype(np.float32), int(strides[0]), int(pads[0])), tuple(xs[1:])
-        if node.op_type in ("Gemm", "MatMul") and node.input[1] in self.consts:
-            xs = shapes.get(node.input[0])
-            if xs is None or len(xs) != 2 or xs[0] != 1 or xs[1] % 16:
+            return LayerSpec(kind, w, b.astype(np.float32), int(strides[0]), int(pads[0])), x_shape, live[0], None
+        if op in ("Gemm", "MatMul") and node.input[1] in self.consts:
+            if len(xs) != 2 or xs[1] % 16:
                 return None
-            if node.op_type == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0
-                                           or a.get("beta", 1.0) != 1.0):
+            if op == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
                 return None
             w = self.consts[node.input[1]].astype(np.float32)
-            w = w if node.op_type == "Gemm" and a.get("transB", 0) else w.T
-            b = (self.consts[node.input[2]].reshape(-1) if node.op_type == "Gemm" and len(node.input) > 2
+            w = w if op == "Gemm" and a.get("transB", 0) else w.T
+            b = (self.consts[node.input[2]].reshape(-1) if op == "Gemm" and len(node.input) > 2
                  and node.input[2] else np.zeros(w.shape[0]))
-            return LayerSpec("linear", np.ascontiguousarray(w), b.astype(np.float32)), (int(xs[1]),)
+            return LayerSpec("linear", np.ascontiguousarray(w), b.astype(np.float32)), x_shape, live[0], None
+        if op in ("MaxPool", "AveragePool") and len(xs) == 4:
+            ks, pads = list(a.get("kernel_shape", [])), list(a.get("pads", [0, 0, 0, 0]))
+            strides = list(a.get("strides", [1, 1]))
+            if (len(ks) != 2 or ks[0] != ks[1] or len(set(pads)) != 1 or len(set(strides)) != 1
+                    or a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1]))
+                    or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+                    or (op == "AveragePool" and a.get("count_include_pad", 0))):
+                return None
+            return (LayerSpec("maxpool" if op == "MaxPool" else "avgpool", none, none, int(strides[0]), int(pads[0]),
+                              k=int(ks[0]), channels=c), x_shape, live[0], None)
+        if (op == "GlobalAveragePool" or (op == "ReduceMean" and sorted(int(v) % 4 for v in a.get("axes", [])) == [2, 3]
+                                          and a.get("keepdims", 1) and len(node.input) == 1)) and len(xs) == 4:
+            return LayerSpec("gap", none, none, channels=c), x_shape, live[0], None
+        if op in ("Add", "Mul") and len(node.input) == 2:
+            out = shapes.get(node.output[0])
+            full = [x for x in node.input if shapes.get(x, self.consts[x].shape if x in self.consts else None) == out]
+            if out is None or len(out) < 2 or not full or full[0] not in live:
+                return None
+            other = node.input[1] if node.input[0] == full[0] else node.input[0]
+            o_shape = tuple(self.consts[other].shape) if other in self.consts else shapes.get(other)
+            per_channel = (1, out[1]) + (1,) * (len(out) - 2)
+            if o_shape not in (tuple(out), per_channel) or (other not in self.consts and other not in self.buf):
+                return None
+            kind = "add" if op == "Add" else "mul"
+            x_shape, c = tuple(int(d) for d in out[1:]), int(out[1])
+            if other in self.consts:
+                return (LayerSpec(kind, self.consts[other].astype(np.float32).reshape(-1), none, channels=c), x_shape,
+                        full[0], None)
+            return LayerSpec(kind, none, none, channels=c), x_shape, full[0], other
+        if op in UNARY_OPS and len(xs) >= 2:
+            spec = LayerSpec("unary", none, none, mode=UNARY_MODES[UNARY_OPS[op]], channels=c)
+            if op == "Relu":
+                spec.lo = 0.0
+            elif op == "Clip":
+                bounds = self._clip_bounds(node)
+                if bounds is None:
+                    return None
+                spec.lo, spec.hi = bounds
+            elif op == "HardSwish":
+                spec.alpha, spec.beta = 1.0 / 6.0, 0.5
+            elif op == "HardSigmoid":
+                spec.alpha, spec.beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+            return spec, x_shape, live[0], None
+        rows = int(np.prod(xs[1:-1], dtype=np.int64)) if len(xs) >= 2 else 0
+        if op == "Softmax" and int(a.get("axis", -1)) % len(xs) == len(xs) - 1 and len(xs) >= 2:
+            return LayerSpec("softmax", none, none, channels=rows), x_shape, live[0], None
+        if (op == "LayerNormalization" and int(a.get("axis", -1)) % len(xs) == len(xs) - 1 and len(xs) >= 2
+                and len(node.input) >= 2 and all(x in self.consts for x in node.input[1:] if x)
+                and len(node.output) == 1):
+            d = int(xs[-1])
+            g = np.broadcast_to(self.consts[node.input[1]].astype(np.float32).reshape(-1), (d,))
+            bias = (self.consts[node.input[2]].astype(np.float32).reshape(-1) if len(node.input) > 2 and node.input[2]
+                    else np.zeros(1, np.float32))
+            return (LayerSpec("layernorm", np.ascontiguousarray(g), np.ascontiguousarray(np.broadcast_to(bias, (d,))),
+                              alpha=float(a.get("epsilon", 1e-5)), channels=rows), x_shape, live[0], None)
         return None
+
+    def _clip_bounds(self, node: onnx.NodeProto) -> tuple[float, float] | None:
+        """A Clip's (min, max) from its attributes or constant inputs; None if not constant."""
+        at = _attrs(node)
+        lo, hi = at.get("min", -np.inf), at.get("max", np.inf)
+        for i, attr in ((1, "min"), (2, "max")):
+            if len(node.input) > i and node.input[i]:
+                if node.input[i] not in self.consts:
+                    return None
+                v = float(self.consts[node.input[i]])
+                lo, hi = (v, hi) if attr == "min" else (lo, v)
+        return float(lo), float(hi)
 
     def _wait(self, seq: int) -> float:
         t0 = time.perf_counter()

@@ -203,6 +203,99 @@ __kernel void linear16(__global const float16 *x, __global const float16 *w, __g
     y[n] = clamp(b[n] + h.x + h.y + h.z + h.w, lo, hi);
 }
 
+__kernel void dwconv(__global const float *x, __global const float *w, __global const float *b,
+                     __global float *y, int H, int W, int HO, int WO, int k, int s, int p, int c0,
+                     float lo, float hi) {
+    /* depthwise conv (one filter per channel, weights [C, 1, k, k]) */
+    int ow = get_global_id(0), oh = get_global_id(1), c = get_global_id(2) + c0;
+    float acc = b[c];
+    __global const float *xc = x + c * H * W, *wc = w + c * k * k;
+    for (int i = 0; i < k; ++i) {
+        int ih = oh * s - p + i;
+        if (ih < 0 || ih >= H) continue;
+        for (int j = 0; j < k; ++j) {
+            int iw = ow * s - p + j;
+            if (iw >= 0 && iw < W) acc += xc[ih * W + iw] * wc[i * k + j];
+        }
+    }
+    y[(c * HO + oh) * WO + ow] = clamp(acc, lo, hi);
+}
+
+__kernel void pool2d(__global const float *x, __global float *y, int H, int W, int HO, int WO,
+                     int k, int s, int p, int c0, int avg) {
+    /* max pool, or average pool over the window's valid inputs (ONNX count_include_pad=0) */
+    int ow = get_global_id(0), oh = get_global_id(1), c = get_global_id(2) + c0;
+    __global const float *xc = x + c * H * W;
+    float acc = avg ? 0.0f : -INFINITY;
+    int n = 0;
+    for (int i = 0; i < k; ++i) {
+        int ih = oh * s - p + i;
+        if (ih < 0 || ih >= H) continue;
+        for (int j = 0; j < k; ++j) {
+            int iw = ow * s - p + j;
+            if (iw < 0 || iw >= W) continue;
+            float v = xc[ih * W + iw];
+            acc = avg ? acc + v : fmax(acc, v);
+            ++n;
+        }
+    }
+    y[(c * HO + oh) * WO + ow] = avg ? acc / (float)max(n, 1) : acc;
+}
+
+__kernel void global_avg(__global const float *x, __global float *y, int HW, int c0) {
+    int c = get_global_id(0) + c0;
+    __global const float *xc = x + c * HW;
+    float acc = 0.0f;
+    for (int i = 0; i < HW; ++i) acc += xc[i];
+    y[c] = acc / (float)HW;
+}
+
+__kernel void binary(__global const float *a, __global const float *b, __global float *y, int inner_b,
+                     int n0, int mul, float lo, float hi) {
+    /* y = a + b or a * b over a's elements [n0, ...); b has a's shape (inner_b = 1) or one
+       value per channel (inner_b = the channel's element count: squeeze-excite scales) */
+    int i = get_global_id(0) + n0;
+    float v = b[i / inner_b];
+    y[i] = clamp(mul ? a[i] * v : a[i] + v, lo, hi);
+}
+
+__kernel void unary(__global const float *x, __global float *y, int n0, int mode, float a, float c,
+                    float lo, float hi) {
+    /* mode 0: clamp(x, lo, hi) (Relu, Clip); 1: x * clamp(a * x + c, 0, 1) (HardSwish);
+       2: sigmoid; 3: clamp(a * x + c, 0, 1) (HardSigmoid) */
+    int i = get_global_id(0) + n0;
+    float v = x[i], r;
+    if (mode == 1) r = v * clamp(a * v + c, 0.0f, 1.0f);
+    else if (mode == 2) r = 1.0f / (1.0f + exp(-v));
+    else if (mode == 3) r = clamp(a * v + c, 0.0f, 1.0f);
+    else r = v;
+    y[i] = clamp(r, lo, hi);
+}
+
+__kernel void softmax_rows(__global const float *x, __global float *y, int D, int r0) {
+    /* softmax over the last axis, one row per work-item */
+    __global const float *xr = x + (get_global_id(0) + r0) * D;
+    __global float *yr = y + (get_global_id(0) + r0) * D;
+    float m = -INFINITY, s = 0.0f;
+    for (int i = 0; i < D; ++i) m = fmax(m, xr[i]);
+    for (int i = 0; i < D; ++i) { float e = exp(xr[i] - m); yr[i] = e; s += e; }
+    float inv = 1.0f / s;
+    for (int i = 0; i < D; ++i) yr[i] *= inv;
+}
+
+__kernel void layernorm_rows(__global const float *x, __global const float *g, __global const float *b,
+                             __global float *y, int D, int r0, float eps) {
+    /* layer normalisation over the last axis (scale g, bias b), one row per work-item */
+    __global const float *xr = x + (get_global_id(0) + r0) * D;
+    __global float *yr = y + (get_global_id(0) + r0) * D;
+    float mean = 0.0f, var = 0.0f;
+    for (int i = 0; i < D; ++i) mean += xr[i];
+    mean /= (float)D;
+    for (int i = 0; i < D; ++i) { float d = xr[i] - mean; var += d * d; }
+    float inv = rsqrt(var / (float)D + eps);
+    for (int i = 0; i < D; ++i) yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
+}
+
 __kernel void set_flag(__global volatile int *flag, int value) {
     atomic_xchg(flag, value);
 }
@@ -243,30 +336,60 @@ __kernel void wait_go(__global volatile int *go, __global volatile int *started,
 """
 
 
+# kinds computed per channel (rows for softmax / layernorm): a part of channels [c0, c1)
+# reads only those channels of its input
+CHANNELWISE = ("dwconv", "maxpool", "avgpool", "gap", "add", "mul", "unary", "softmax", "layernorm")
+# unary modes (the ``unary`` kernel): clamp (Relu, Clip; bounds in lo/hi), HardSwish, Sigmoid, HardSigmoid
+UNARY_MODES = {"clamp": 0, "hardswish": 1, "sigmoid": 2, "hardsigmoid": 3}
+
+
 @dataclass
 class LayerSpec:
-    """One conv (NCHW, square kernel) or linear layer with its weights; ``lo``/``hi``
-    clamp the output (a fused Relu is ``lo=0``, Relu6 / Clip ``lo=0, hi=6``)."""
+    """One layer with its weights; ``lo``/``hi`` clamp the output (a fused Relu is
+    ``lo=0``, Relu6 / Clip ``lo=0, hi=6``).
 
-    kind: str  # "conv" | "linear"
+    Kinds: ``conv`` (NCHW, square kernel), ``linear`` (one row), ``dwconv`` (weights
+    [C, 1, k, k]), ``maxpool`` / ``avgpool`` (window ``k``), ``gap`` (global average),
+    ``add`` / ``mul`` (``w`` is the second operand: the first's shape, or one value per
+    channel), ``unary`` (``mode`` of :data:`UNARY_MODES`, parameters ``alpha``/``beta``),
+    ``softmax`` and ``layernorm`` (last axis; ``w``/``b`` scale and bias, ``alpha`` the
+    epsilon). Kinds without weights give ``channels`` (rows for the last two)."""
+
+    kind: str
     w: np.ndarray
     b: np.ndarray
     stride: int = 1
     pad: int = 0
     lo: float = -np.inf
     hi: float = np.inf
+    k: int = 0
+    mode: int = 0
+    alpha: float = 0.0
+    beta: float = 0.0
+    channels: int = 0
 
     @property
     def out_channels(self) -> int:
-        return int(self.w.shape[0])
+        return int(self.channels or self.w.shape[0])
 
     def out_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
         if self.kind == "linear":
             return (self.out_channels,)
-        _, h, w = x_shape[-3:]
-        k = self.w.shape[-1]
-        return (self.out_channels, (h + 2 * self.pad - k) // self.stride + 1,
+        if self.kind == "gap":
+            return (int(x_shape[-3]), 1, 1)
+        if self.kind not in ("conv", "dwconv", "maxpool", "avgpool"):
+            return tuple(int(d) for d in x_shape)
+        c, h, w = x_shape[-3:]
+        k = self.k if self.kind.endswith("pool") else self.w.shape[-1]
+        return (self.out_channels if self.kind == "conv" else int(c), (h + 2 * self.pad - k) // self.stride + 1,
                 (w + 2 * self.pad - k) // self.stride + 1)
+
+
+def inner_size(layer: LayerSpec, x_shape: Sequence[int]) -> int:
+    """Elements of the input per channel (per row for softmax / layernorm)."""
+    if layer.kind in ("softmax", "layernorm"):
+        return int(x_shape[-1])
+    return int(np.prod(x_shape[1:], dtype=np.int64)) if len(x_shape) > 1 else 1
 
 
 def is_pointwise(layer: LayerSpec) -> bool:
@@ -319,7 +442,8 @@ class OclExecutor:
                 raise RuntimeUnavailable(f"OpenCL kernel build failed:\n{e}") from None
             # one kernel object each: retrieving from the program creates a new kernel every time
             self._shared = {name: cl.Kernel(self.prog, name) for name in (
-                "conv2d_nchw", "conv2d_oc8", "conv2d_oc4", "conv_v8", "conv1x1_v8", "linear16", "pad_chw")}
+                "conv2d_nchw", "conv2d_oc8", "conv2d_oc4", "conv_v8", "conv1x1_v8", "linear16", "pad_chw",
+                "dwconv", "pool2d", "global_avg", "binary", "unary", "softmax_rows", "layernorm_rows")}
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
             self._warm()
@@ -355,6 +479,8 @@ class OclExecutor:
         """Kernel name, arguments and global size computing channels [c0, c1) of ``layer``."""
         cl = self.cl
         clamp = (np.float32(layer.lo), np.float32(layer.hi))
+        if layer.kind in CHANNELWISE:
+            return self._other_call(layer, x, w, b, y, c0, c1, x_shape)
         if layer.kind == "linear":
             if x_shape[-1] % 16:
                 raise RuntimeUnavailable(f"linear input size {x_shape[-1]} is not a multiple of 16")
@@ -377,6 +503,37 @@ class OclExecutor:
             cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(h), np.int32(wd),
             np.int32(layer.out_channels), np.int32(ho), np.int32(wo), np.int32(k), np.int32(layer.stride),
             np.int32(layer.pad), np.int32(c0), *clamp), (wo, ho, (c1 - c0) // block)
+
+    def _other_call(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int,
+                    x_shape: Sequence[int]) -> tuple[str, tuple, tuple[int, ...]]:
+        """The kernel call of the kinds other than dense conv and linear (channels [c0, c1))."""
+        cl, kind, n = self.cl, layer.kind, c1 - c0
+        clamp = (np.float32(layer.lo), np.float32(layer.hi))
+        inner = inner_size(layer, x_shape)
+        if kind in ("dwconv", "maxpool", "avgpool"):
+            _, h, wd = x_shape[-3:]
+            _, ho, wo = layer.out_shape(x_shape)
+            geo = (np.int32(h), np.int32(wd), np.int32(ho), np.int32(wo))
+            if kind == "dwconv":
+                return "dwconv", (cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), *geo, np.int32(layer.w.shape[-1]),
+                                  np.int32(layer.stride), np.int32(layer.pad), np.int32(c0), *clamp), (wo, ho, n)
+            return "pool2d", (cl.SVM(x), cl.SVM(y), *geo, np.int32(layer.k), np.int32(layer.stride),
+                              np.int32(layer.pad), np.int32(c0), np.int32(kind == "avgpool")), (wo, ho, n)
+        if kind == "gap":
+            return "global_avg", (cl.SVM(x), cl.SVM(y), np.int32(inner), np.int32(c0)), (n,)
+        if kind in ("add", "mul"):
+            per_channel = np.size(w) != int(np.prod(x_shape))
+            return "binary", (cl.SVM(x), cl.SVM(w), cl.SVM(y), np.int32(inner if per_channel else 1),
+                              np.int32(c0 * inner), np.int32(kind == "mul"), *clamp), (n * inner,)
+        if kind == "unary":
+            return "unary", (cl.SVM(x), cl.SVM(y), np.int32(c0 * inner), np.int32(layer.mode), np.float32(layer.alpha),
+                             np.float32(layer.beta), *clamp), (n * inner,)
+        if kind == "softmax":
+            return "softmax_rows", (cl.SVM(x), cl.SVM(y), np.int32(inner), np.int32(c0)), (n,)
+        if kind == "layernorm":
+            return "layernorm_rows", (cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(inner), np.int32(c0),
+                                      np.float32(layer.alpha)), (n,)
+        raise RuntimeUnavailable(f"no OpenCL kernel for layer kind {kind!r}")
 
     def _enqueue_call(self, call: tuple[str, tuple, tuple[int, ...]]):
         name, args, size = call
@@ -496,34 +653,12 @@ class CpuExecutor:
         key = (id(layer), c0, c1, tuple(x_shape))
         s = self._sessions.get(key)
         if s is None:
-            from onnx import TensorProto, helper, numpy_helper
-
-            w, b = layer.w[c0:c1], layer.b[c0:c1]
-            if layer.kind == "linear":
-                node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)
-                xs, ys = [1, x_shape[-1]], [1, c1 - c0]
-            else:
-                k = layer.w.shape[-1]
-                node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k, k],
-                                        strides=[layer.stride] * 2, pads=[layer.pad] * 4)
-                _, ho, wo = layer.out_shape(x_shape)
-                xs, ys = [1, *x_shape[-3:]], [1, c1 - c0, ho, wo]
-            nodes, inits = [node], [numpy_helper.from_array(np.ascontiguousarray(w), "w"),
-                                    numpy_helper.from_array(np.ascontiguousarray(b), "b")]
-            if np.isfinite(layer.lo) or np.isfinite(layer.hi):  # the fused activation
-                node.output[0] = "acc"
-                nodes.append(helper.make_node("Clip", ["acc", "lo", "hi"], ["y"]))
-                inits += [numpy_helper.from_array(np.array(layer.lo, np.float32), "lo"),
-                          numpy_helper.from_array(np.array(layer.hi, np.float32), "hi")]
-            g = helper.make_graph(nodes, "part", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ys)], inits)
-            m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-            m.ir_version = 8
+            model, xs, ys = layer_model(layer, c0, c1, x_shape)
             so = self.ort.SessionOptions()
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
             so.log_severity_level = 3
-            s = (self.ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]), xs, ys)
+            s = (self.ort.InferenceSession(model, so, providers=["CPUExecutionProvider"]), xs, ys)
             self._sessions[key] = s
         return s
 
@@ -533,10 +668,76 @@ class CpuExecutor:
             return
         sess, xs, ys = self._session(layer, c0, c1, x_shape)
         io = sess.io_binding()
+        if layer.kind in CHANNELWISE:  # the part reads its own channels (rows) only
+            inner = inner_size(layer, x_shape)
+            x = x.reshape(-1)[c0 * inner: c1 * inner]
         io.bind_cpu_input("x", x.reshape(xs))
-        out = y.reshape(-1)[c0 * int(np.prod(ys[2:] or [1])): c1 * int(np.prod(ys[2:] or [1]))]
+        per = int(np.prod(ys[2:] or [1]))
+        out = y.reshape(-1)[c0 * per: c1 * per]
         io.bind_output("y", "cpu", 0, np.float32, ys, out.ctypes.data)
         sess.run_with_iobinding(io)
+
+
+def layer_model(layer: LayerSpec, c0: int, c1: int, x_shape: Sequence[int]) -> tuple[bytes, list[int], list[int]]:
+    """The ONNX model (serialised) computing output channels [c0, c1) of ``layer`` with
+    onnxruntime, with its input and output shapes. Channel-wise kinds read channels
+    (rows) [c0, c1) of the input; conv and linear read all of it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    n, kind = c1 - c0, layer.kind
+    inits: list = []
+
+    def const(name: str, a: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(a, dtype=np.float32), name))
+        return name
+
+    if kind == "linear":
+        node = helper.make_node("Gemm", ["x", const("w", layer.w[c0:c1]), const("b", layer.b[c0:c1])], ["y"],
+                                transB=1)
+        xs, ys = [1, int(x_shape[-1])], [1, n]
+    elif kind in ("conv", "dwconv"):
+        k = layer.w.shape[-1]
+        node = helper.make_node("Conv", ["x", const("w", layer.w[c0:c1]), const("b", layer.b[c0:c1])], ["y"],
+                                kernel_shape=[k, k], strides=[layer.stride] * 2, pads=[layer.pad] * 4,
+                                group=n if kind == "dwconv" else 1)
+        _, ho, wo = layer.out_shape(x_shape)
+        xs = [1, *x_shape[-3:]] if kind == "conv" else [1, n, *x_shape[-2:]]
+        ys = [1, n, ho, wo]
+    else:
+        xs = [1, n, *x_shape[1:]] if kind not in ("softmax", "layernorm") else [1, n, int(x_shape[-1])]
+        ys = [1, *layer.out_shape(xs[1:])]
+        if kind in ("maxpool", "avgpool"):
+            node = helper.make_node("MaxPool" if kind == "maxpool" else "AveragePool", ["x"], ["y"],
+                                    kernel_shape=[layer.k] * 2, strides=[layer.stride] * 2, pads=[layer.pad] * 4)
+        elif kind == "gap":
+            node = helper.make_node("GlobalAveragePool", ["x"], ["y"])
+        elif kind in ("add", "mul"):
+            per_channel = np.size(layer.w) != int(np.prod(x_shape))
+            w = layer.w.reshape(int(x_shape[0]), -1)[c0:c1]
+            w = w.reshape([1, n] + [1] * (len(xs) - 2)) if per_channel else w.reshape(xs)
+            node = helper.make_node("Add" if kind == "add" else "Mul", ["x", const("w", w)], ["y"])
+        elif kind == "unary":
+            mode = {v: k for k, v in UNARY_MODES.items()}[layer.mode]
+            op = {"clamp": "Identity", "hardswish": "HardSwish", "sigmoid": "Sigmoid", "hardsigmoid": "HardSigmoid"}
+            node = helper.make_node(op[mode], ["x"], ["y"],
+                                    **({"alpha": layer.alpha, "beta": layer.beta} if mode == "hardsigmoid" else {}))
+        elif kind == "softmax":
+            node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
+        elif kind == "layernorm":
+            node = helper.make_node("LayerNormalization", ["x", const("g", layer.w), const("b", layer.b)], ["y"],
+                                    axis=-1, epsilon=layer.alpha)
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+    nodes = [node]
+    if np.isfinite(layer.lo) or np.isfinite(layer.hi):  # the fused activation
+        node.output[0] = "acc"
+        nodes.append(helper.make_node("Clip", ["acc", const("lo", np.array(layer.lo)), const("hi", np.array(layer.hi))],
+                                      ["y"]))
+    g = helper.make_graph(nodes, "part", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ys)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m.SerializeToString(), xs, ys
 
 
 def channel_block(cpu: "CpuExecutor", runs: int = 15) -> dict[str, Any]:

@@ -109,6 +109,41 @@ def test_pointwise_conv_runs_as_a_gemm_over_flattened_pixels(ocl, h):
     np.testing.assert_allclose(np.asarray(r.y), ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
 
 
+def _kinds(c=24, seed=0):
+    """One layer of every kind besides dense conv and linear, with an input."""
+    rng = np.random.default_rng(seed)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    none = np.zeros(1, np.float32)
+    x = r(c, 13, 13)
+    return {"dwconv 3x3 relu6": (LayerSpec("dwconv", r(c, 1, 3, 3), r(c), 1, 1, lo=0.0, hi=6.0), x),
+            "dwconv 5x5 s2": (LayerSpec("dwconv", r(c, 1, 5, 5), r(c), 2, 2), x),
+            "maxpool 3 s2": (LayerSpec("maxpool", none, none, 2, 1, k=3, channels=c), x),
+            "avgpool 3 s2 (pads not counted)": (LayerSpec("avgpool", none, none, 2, 1, k=3, channels=c), x),
+            "global average": (LayerSpec("gap", none, none, channels=c), x),
+            "add + relu": (LayerSpec("add", r(x.size), none, lo=0.0, channels=c), x),
+            "mul per channel": (LayerSpec("mul", r(c), none, channels=c), x),
+            "relu6": (LayerSpec("unary", none, none, lo=0.0, hi=6.0, channels=c), x),
+            "hardswish": (LayerSpec("unary", none, none, mode=1, alpha=1 / 6, beta=0.5, channels=c), x),
+            "sigmoid": (LayerSpec("unary", none, none, mode=2, channels=c), x),
+            "hardsigmoid": (LayerSpec("unary", none, none, mode=3, alpha=0.2, beta=0.5, channels=c), x),
+            "softmax": (LayerSpec("softmax", none, none, channels=4 * 16), r(4, 16, 40)),
+            "layernorm": (LayerSpec("layernorm", r(40), r(40), alpha=1e-5, channels=16), r(16, 40))}
+
+
+@pytest.mark.parametrize("kind", list(_kinds()))
+def test_every_layer_kind_matches_onnxruntime_whole_and_split(ocl, kind):
+    """Each OpenCL kernel (depthwise, pools, global average, element-wise, activations,
+    softmax, layer norm) against onnxruntime's op, alone and with the CPU executor
+    computing the other half of the channels (rows) into the same buffer."""
+    layer, x = _kinds()[kind]
+    ref = reference(layer, x)
+    r = CoRunner(layer, x, ocl, CpuExecutor())
+    for ratio in (1.0, 0.5):
+        r.y[...] = np.nan
+        r.run(ratio)
+        np.testing.assert_allclose(np.asarray(r.y), ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+
+
 def test_gpu_writes_are_visible_to_the_cpu_without_copies(ocl):
     flag = ocl.svm((1,), np.int32)
     flag[0] = 0
@@ -239,13 +274,14 @@ def test_whole_model_plan_runs_on_both_sides_and_matches(ocl, tmp_path, sync):
 
     model = _tiny_cnn(tmp_path / "tiny.onnx")
     plan = _plan_for(model, {"conv1": ("split", 0.5), "relu1": ("cpu", 0.0), "conv2": ("gpu", 1.0),
-                             "add2": ("gpu", 1.0), "gap": ("cpu", 0.0), "flat": ("cpu", 0.0), "fc": ("split", 0.5)})
+                             "add2": ("gpu", 1.0), "gap": ("cpu", 0.0), "flat": ("gpu", 1.0), "fc": ("split", 0.5)})
     res = run_plan(str(model), plan, runs=2, sync=sync)
     assert res["outputs_match"], res["max_rel_err"]
     on = {n: o["on"] for o in res["ops"] for n in o.get("nodes", [o["name"]])}
     assert on["conv1/gpu"] == "gpu" and on["conv1/cpu"] == "cpu" and on["conv2"] == "gpu" and on["fc/gpu"] == "gpu"
+    assert on["add2"] == "gpu"  # the residual Add reads two computed tensors on the device
     assert on["conv1/concat"] == "join"  # the halves wrote into one shared buffer: no copy
-    assert res["gpu_fallback"] == ["add2"]  # placed on the GPU, no OpenCL kernel: ran on the CPU, reported
+    assert res["gpu_fallback"] == ["flat"]  # placed on the GPU, no OpenCL kernel: ran on the CPU, reported
     assert res["cpu_ms"] > 0 and res["gpu_ms"] > 0 and res["planned_ms"] > 0 and res["speedup"] > 0
 
 
@@ -397,3 +433,68 @@ def test_a_failing_cpu_segment_opens_the_gates_instead_of_leaving_the_device_spi
     seg["sess"] = real
     ref = ort.InferenceSession(model.read_bytes(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(runner.run({"x": x})["outputs"]["y"].reshape(ref.shape), ref, rtol=1e-4, atol=1e-4)
+
+
+def _mobile_blocks(path, seed=0):
+    """MobileNetV3-style blocks (expand + HardSwish, depthwise + ReLU6, squeeze-excite with
+    HardSigmoid and a per-channel Mul, projection + residual Add, pools, Sigmoid) and an
+    attention tail (LayerNormalization, Softmax over the last axis) on one (1, 16, 14, 14) input."""
+    rng = np.random.default_rng(seed)
+    inits = []
+
+    def init(name, *s):
+        inits.append(numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), name))
+        return name
+    n = helper.make_node
+    six = numpy_helper.from_array(np.array(6.0, np.float32), "six")
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    shape = numpy_helper.from_array(np.array([1, 16, 49], np.int64), "shape")
+    nodes = [n("Conv", ["x", init("w1", 32, 16, 1, 1), init("b1", 32)], ["e"], name="expand", kernel_shape=[1, 1]),
+             n("HardSwish", ["e"], ["eh"], name="hswish"),
+             n("Conv", ["eh", init("wd", 32, 1, 3, 3), init("bd", 32)], ["d"], name="dw", kernel_shape=[3, 3],
+               pads=[1] * 4, group=32),
+             n("Clip", ["d", "zero", "six"], ["dr"], name="relu6"),
+             n("GlobalAveragePool", ["dr"], ["s0"], name="se_pool"),
+             n("Conv", ["s0", init("ws1", 8, 32, 1, 1), init("bs1", 8)], ["s1"], name="se_fc1", kernel_shape=[1, 1]),
+             n("Relu", ["s1"], ["s1r"], name="se_relu"),
+             n("Conv", ["s1r", init("ws2", 32, 8, 1, 1), init("bs2", 32)], ["s2"], name="se_fc2", kernel_shape=[1, 1]),
+             n("HardSigmoid", ["s2"], ["s2h"], name="se_gate", alpha=1 / 6, beta=0.5),
+             n("Mul", ["dr", "s2h"], ["m"], name="se_scale"),
+             n("Conv", ["m", init("wp", 16, 32, 1, 1), init("bp", 16)], ["p"], name="project", kernel_shape=[1, 1]),
+             n("Add", ["p", "x"], ["r"], name="residual"),
+             n("MaxPool", ["r"], ["mp"], name="maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4),
+             n("AveragePool", ["mp"], ["ap"], name="avgpool", kernel_shape=[3, 3], pads=[1] * 4),
+             n("Sigmoid", ["ap"], ["sg"], name="sigmoid"),
+             n("Reshape", ["sg", "shape"], ["t"], name="tokens"),
+             n("LayerNormalization", ["t", init("g", 49), init("beta", 49)], ["ln"], name="ln", axis=-1),
+             n("Softmax", ["ln"], ["y"], name="softmax", axis=-1)]
+    g = helper.make_graph(nodes, "blocks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 14, 14])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 49])],
+                          inits + [six, zero, shape])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+@pytest.mark.parametrize("sync", ["svm", "event"])
+def test_mobile_and_attention_ops_run_on_the_opencl_device(ocl, tmp_path, sync):
+    """Placed on the GPU, every op of the blocks but the Reshape runs there (depthwise,
+    squeeze-excite, pools, activations, residual Add, layer norm, softmax), and the
+    outputs match onnxruntime's."""
+    import onnxruntime as ort
+
+    from coexec.graph_runtime import GraphRunner
+
+    path = _mobile_blocks(tmp_path / "blocks.onnx")
+    runner = GraphRunner(onnx.load(path), ocl, sync=sync, force="gpu")
+    assert runner.gpu_fallback == ["tokens"]
+    gpu_ops = {st["op"] for st in runner.steps if st["kind"] == "gpu"}
+    assert gpu_ops == {"Conv", "HardSwish", "GlobalAveragePool", "HardSigmoid", "Mul", "Add", "MaxPool",
+                       "AveragePool", "Sigmoid", "LayerNormalization", "Softmax"}
+    fused = {st.get("fused") for st in runner.steps}
+    assert {"relu6", "se_relu"} <= fused  # the clamps went into the depthwise conv and the 1x1 conv
+    x = np.random.default_rng(1).standard_normal((1, 16, 14, 14)).astype(np.float32)
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    for _ in range(2):
+        np.testing.assert_allclose(runner.run({"x": x})["outputs"]["y"], ref, rtol=1e-4, atol=1e-5)
