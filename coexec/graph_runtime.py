@@ -314,9 +314,24 @@ class GraphRunner:
         a, op = _attrs(node), node.op_type
         live = [x for x in node.input if x and x not in self.consts]
         xs = shapes.get(live[0]) if live else None
-        if xs is None or xs[0] != 1:
+        if xs is None or len(xs) < 2:
             return None
-        x_shape, c = tuple(int(d) for d in xs[1:]), int(xs[1]) if len(xs) > 1 else 0
+        rows = int(np.prod(xs[:-1], dtype=np.int64))
+        if op == "Softmax" and int(a.get("axis", -1)) % len(xs) == len(xs) - 1:
+            return LayerSpec("softmax", np.zeros(1, np.float32), np.zeros(1, np.float32), channels=rows), tuple(xs), \
+                live[0], None
+        if (op == "LayerNormalization" and int(a.get("axis", -1)) % len(xs) == len(xs) - 1
+                and len(node.input) >= 2 and all(x in self.consts for x in node.input[1:] if x)
+                and len(node.output) == 1):
+            d = int(xs[-1])
+            g = np.broadcast_to(self.consts[node.input[1]].astype(np.float32).reshape(-1), (d,))
+            bias = (self.consts[node.input[2]].astype(np.float32).reshape(-1) if len(node.input) > 2 and node.input[2]
+                    else np.zeros(1, np.float32))
+            return (LayerSpec("layernorm", np.ascontiguousarray(g), np.ascontiguousarray(np.broadcast_to(bias, (d,))),
+                              alpha=float(a.get("epsilon", 1e-5)), channels=rows), tuple(xs), live[0], None)
+        if xs[0] != 1:  # the other kinds work on one image (channels first after the batch)
+            return None
+        x_shape, c = tuple(int(d) for d in xs[1:]), int(xs[1])
         none = np.zeros(1, np.float32)  # weights of kinds that have none
         if op == "Conv" and node.input[1] in self.consts:
             w = self.consts[node.input[1]].astype(np.float32)
@@ -386,18 +401,6 @@ class GraphRunner:
             elif op == "HardSigmoid":
                 spec.alpha, spec.beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
             return spec, x_shape, live[0], None
-        rows = int(np.prod(xs[1:-1], dtype=np.int64)) if len(xs) >= 2 else 0
-        if op == "Softmax" and int(a.get("axis", -1)) % len(xs) == len(xs) - 1 and len(xs) >= 2:
-            return LayerSpec("softmax", none, none, channels=rows), x_shape, live[0], None
-        if (op == "LayerNormalization" and int(a.get("axis", -1)) % len(xs) == len(xs) - 1 and len(xs) >= 2
-                and len(node.input) >= 2 and all(x in self.consts for x in node.input[1:] if x)
-                and len(node.output) == 1):
-            d = int(xs[-1])
-            g = np.broadcast_to(self.consts[node.input[1]].astype(np.float32).reshape(-1), (d,))
-            bias = (self.consts[node.input[2]].astype(np.float32).reshape(-1) if len(node.input) > 2 and node.input[2]
-                    else np.zeros(1, np.float32))
-            return (LayerSpec("layernorm", np.ascontiguousarray(g), np.ascontiguousarray(np.broadcast_to(bias, (d,))),
-                              alpha=float(a.get("epsilon", 1e-5)), channels=rows), x_shape, live[0], None)
         return None
 
     def _clip_bounds(self, node: onnx.NodeProto) -> tuple[float, float] | None:

@@ -244,8 +244,16 @@ def test_opencl_backend_runs_the_runtime_kernels_and_rejects_the_rest():
     r = b.measure(b.adapt(CONFIGS[0]))
     assert r["median_ms"] > 0 and r["count"] >= 5
     assert b.measure({"kernel": "FULLY_CONNECTED", "Input_channel": 64, "Filter": 16})["median_ms"] > 0
-    with pytest.raises(BackendError, match="no OpenCL kernel .* for MEAN"):
-        b.measure(CONFIGS[5])
+    assert CONFIGS[5]["kernel"] == "MEAN" and b.measure(CONFIGS[5])["median_ms"] > 0  # through the graph runtime
+    for cfg in ({"kernel": "DEPTHWISE_CONV_2D", "Input_shape": 14, "Input_channel": 16, "Kernel": 3, "Stride": 2,
+                 "linked": []},
+                {"kernel": "MUL", "Input_dims": [1, 16, 7, 7], "Other_dims": [1, 16, 1, 1]},
+                {"kernel": "SOFTMAX", "Rows": 12, "Cols": 50}):
+        assert b.measure(cfg)["median_ms"] > 0
+    with pytest.raises(BackendError, match="no OpenCL kernel .* for GELU"):
+        b.measure({"kernel": "GELU", "Input_dims": [1, 8, 16]})
+    with pytest.raises(BackendError, match="no OpenCL kernel .* for CONCATENATION"):
+        b.measure({"kernel": "CONCATENATION", "Input_shape": 7, "Input_channel": 8, "Filter": 16, "Kernel": 2})
     assert b.settings["opencl_device"]
 
 

@@ -474,8 +474,10 @@ class LiteRTCpuBackend(Backend):
 
 class OpenCLBackend(Backend):
     """The OpenCL device through pyopencl, running the co-execution runtime's own kernels
-    (:mod:`coexec.runtime`: direct conv, vectorised stride-1 conv, blocked linear) on
-    fine-grained SVM buffers, completion signalled by the SVM flag the runtime polls.
+    (:mod:`coexec.runtime`: direct conv, vectorised stride-1 conv, blocked linear; depthwise
+    conv, pools, global average, element-wise, activations, softmax and layer norm through
+    the graph runtime) on fine-grained SVM buffers, completion signalled by the SVM flag
+    the runtime polls.
 
     Kernels the runtime has no OpenCL kernel for are rejected (recorded as failed).
     ``cores`` pins the device's worker threads (PoCL's CPU device) at creation.
@@ -484,6 +486,9 @@ class OpenCLBackend(Backend):
     name = "opencl"
     lowering = ("tflite-cpu", "cpu")
     fusable_links: frozenset[str] = frozenset()
+    # measured through the graph runtime (:meth:`_measure_graph`)
+    GRAPH_KERNELS = ("DEPTHWISE_CONV_2D", "MEAN", "MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "MUL", "RELU",
+                     "HARD_SWISH", "SIGMOID", "HARD_SIGMOID", "SOFTMAX", "LAYER_NORM")
 
     def __init__(self, threads: int = 1, cores: Sequence[int] | None = None) -> None:
         self.threads = threads
@@ -522,6 +527,8 @@ class OpenCLBackend(Backend):
             layer = LayerSpec("linear", rng.standard_normal((f, c)).astype(np.float32) / np.sqrt(c),
                               np.zeros(f, np.float32))
             x_shape = (c,)
+        elif k in self.GRAPH_KERNELS:
+            return self._measure_graph(cfg)
         else:
             raise BackendError(f"no OpenCL kernel in the co-execution runtime for {k}"
                                + (" with several rows" if k == "FULLY_CONNECTED" else ""))
@@ -563,6 +570,39 @@ class OpenCLBackend(Backend):
             # the device is done with every command before its kernels and SVM buffers go
             o.queue.finish()
             del launch
+
+
+    def _measure_graph(self, cfg: dict[str, Any]) -> dict[str, float]:
+        """Kernels other than dense conv and one-row linear: the single-op model run by the
+        graph runtime with every node on the device, as a co-executed model launches it
+        (inputs written from the host core each run, completion flag polled)."""
+        from coexec.graph_runtime import GraphRunner
+        from coexec.runtime import RuntimeUnavailable, SyncTimeout, pinned
+
+        m = onnx_single_op(cfg)
+        # the builders end in an Identity to name the output ``y``: name the op's own output
+        # so instead (an Identity would run on the CPU after the kernel)
+        last = m.graph.node[-1]
+        if last.op_type == "Identity":
+            for node in m.graph.node:
+                node.output[:] = ["y" if o == last.input[0] else o for o in node.output]
+                node.input[:] = ["y" if i == last.input[0] else i for i in node.input]
+            m.graph.node.remove(m.graph.node[-1])
+        try:
+            runner = GraphRunner(m, self.ocl, sync="svm", force="gpu")
+        except (RuntimeUnavailable, OplatError) as e:
+            raise BackendError(str(e).splitlines()[0]) from None
+        if runner.gpu_fallback:
+            ops = sorted({st["op"] for st in runner.steps if st["name"] in runner.gpu_fallback})
+            raise BackendError(f"no OpenCL kernel in the co-execution runtime for {cfg['kernel']} ({', '.join(ops)})")
+        feeds = runner.random_feeds()
+        try:
+            with pinned(self.host_cores):
+                return time_runs(lambda: runner.run(feeds)["seconds"])
+        except (RuntimeUnavailable, SyncTimeout) as e:
+            raise BackendError(str(e).splitlines()[0]) from None
+        finally:
+            self.ocl.queue.finish()
 
 
 BACKENDS = {"ort-cpu": OrtCpuBackend, "litert-cpu": LiteRTCpuBackend, "opencl": OpenCLBackend}
