@@ -412,7 +412,11 @@ def padded_dims(h: int, w: int, pad: int) -> tuple[int, int]:
 class OclExecutor:
     """OpenCL side: SVM buffers, conv/linear kernels, flag signalling."""
 
-    def __init__(self, cores: Sequence[int] | None = None) -> None:
+    def __init__(self, cores: Sequence[int] | None = None, require_svm: bool = True) -> None:
+        """The first OpenCL device with fine-grained SVM buffers (or the one whose device or
+        platform name contains ``$COEXEC_OPENCL_DEVICE``). ``require_svm=False`` accepts a
+        device without them, for running kernels on plain buffers (``buffer``): the kernel
+        check of another machine's device; co-execution needs the shared memory."""
         try:
             import pyopencl as cl
         except ImportError as e:  # pragma: no cover - dependency declared
@@ -427,11 +431,17 @@ class OclExecutor:
             except cl.Error:
                 platforms = []
             devices = [d for p in platforms for d in p.get_devices()]
+            want = os.environ.get("COEXEC_OPENCL_DEVICE", "").lower()
+            if want:
+                devices = [d for d in devices if want in f"{d.name} {d.platform.name}".lower()]
             if not devices:
-                raise RuntimeUnavailable("no OpenCL device (install pocl-opencl-icd, or run with --cpu-only)")
-            dev = devices[0]
+                raise RuntimeUnavailable("no OpenCL device" + (f" matching {want!r}" if want else "")
+                                         + " (install pocl-opencl-icd, or run with --cpu-only)")
+            fine = cl.device_svm_capabilities.FINE_GRAIN_BUFFER
+            dev = next((d for d in devices if getattr(d, "svm_capabilities", 0) & fine), devices[0])
             caps = getattr(dev, "svm_capabilities", 0)
-            if not caps & cl.device_svm_capabilities.FINE_GRAIN_BUFFER:
+            self.fine_svm = bool(caps & fine)
+            if require_svm and not self.fine_svm:
                 raise RuntimeUnavailable(f"{dev.name}: no fine-grained SVM buffers")
             self.device = dev
             self.ctx = cl.Context([dev])
@@ -446,13 +456,23 @@ class OclExecutor:
                 "dwconv", "pool2d", "global_avg", "binary", "unary", "softmax_rows", "layernorm_rows")}
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
-            self._warm()
+            if self.fine_svm:
+                self._warm()
         self.atomics = bool(caps & cl.device_svm_capabilities.ATOMICS)
 
     def _warm(self) -> None:
         f = self.svm((1,), np.int32)
         self.signal(f, 0)
         self.queue.finish()
+
+    def _mem(self, a):
+        """A kernel argument for ``a``: an SVM array, or a plain buffer as it is."""
+        return a if isinstance(a, self.cl.MemoryObjectHolder) else self.cl.SVM(a)
+
+    def buffer(self, a: np.ndarray):
+        """A plain device buffer holding a copy of ``a`` (devices without fine-grained SVM)."""
+        mf = self.cl.mem_flags
+        return self.cl.Buffer(self.ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=np.ascontiguousarray(a))
 
     def svm(self, shape: Sequence[int], dtype=np.float32) -> np.ndarray:
         """A host-visible numpy array in fine-grained SVM."""
@@ -471,7 +491,7 @@ class OclExecutor:
         c, h, w = x_shape[-3:]
         hp, wp = padded_dims(h, w, pad)
         cl = self.cl
-        return "pad_chw", (cl.SVM(x), cl.SVM(xpad), np.int32(h), np.int32(w), np.int32(pad), np.int32(hp),
+        return "pad_chw", (self._mem(x), self._mem(xpad), np.int32(h), np.int32(w), np.int32(pad), np.int32(hp),
                            np.int32(wp)), (wp, hp, c)
 
     def _layer_call(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int],
@@ -484,23 +504,23 @@ class OclExecutor:
         if layer.kind == "linear":
             if x_shape[-1] % 16:
                 raise RuntimeUnavailable(f"linear input size {x_shape[-1]} is not a multiple of 16")
-            return "linear16", (cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(x_shape[-1] // 16),
+            return "linear16", (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(x_shape[-1] // 16),
                                 np.int32(c0), *clamp), (c1 - c0,)
         c, h, wd = x_shape[-3:]
         _, ho, wo = layer.out_shape(x_shape)
         k = layer.w.shape[-1]
         if is_pointwise(layer) and (c1 - c0) % 4 == 0:
-            return "conv1x1_v8", (cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(h * wd),
+            return "conv1x1_v8", (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(c), np.int32(h * wd),
                                   np.int32(layer.out_channels), np.int32(c0), *clamp), ((h * wd + 7) // 8, 1,
                                                                                         (c1 - c0) // 4)
         if xpad is not None and layer.stride == 1 and (c1 - c0) % 4 == 0:
             hp, wp = padded_dims(h, wd, layer.pad)
-            return "conv_v8", (cl.SVM(xpad), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(hp),
+            return "conv_v8", (self._mem(xpad), self._mem(w), self._mem(b), self._mem(y), np.int32(c), np.int32(hp),
                                np.int32(wp), np.int32(layer.out_channels), np.int32(ho), np.int32(wo),
                                np.int32(k), np.int32(c0), *clamp), ((wo + 7) // 8, ho, (c1 - c0) // 4)
         block = 8 if (c1 - c0) % 8 == 0 else 4 if (c1 - c0) % 4 == 0 else 1
         return {8: "conv2d_oc8", 4: "conv2d_oc4", 1: "conv2d_nchw"}[block], (
-            cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(c), np.int32(h), np.int32(wd),
+            self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(c), np.int32(h), np.int32(wd),
             np.int32(layer.out_channels), np.int32(ho), np.int32(wo), np.int32(k), np.int32(layer.stride),
             np.int32(layer.pad), np.int32(c0), *clamp), (wo, ho, (c1 - c0) // block)
 
@@ -515,25 +535,48 @@ class OclExecutor:
             _, ho, wo = layer.out_shape(x_shape)
             geo = (np.int32(h), np.int32(wd), np.int32(ho), np.int32(wo))
             if kind == "dwconv":
-                return "dwconv", (cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), *geo, np.int32(layer.w.shape[-1]),
+                return "dwconv", (self._mem(x), self._mem(w), self._mem(b), self._mem(y), *geo, np.int32(layer.w.shape[-1]),
                                   np.int32(layer.stride), np.int32(layer.pad), np.int32(c0), *clamp), (wo, ho, n)
-            return "pool2d", (cl.SVM(x), cl.SVM(y), *geo, np.int32(layer.k), np.int32(layer.stride),
+            return "pool2d", (self._mem(x), self._mem(y), *geo, np.int32(layer.k), np.int32(layer.stride),
                               np.int32(layer.pad), np.int32(c0), np.int32(kind == "avgpool")), (wo, ho, n)
         if kind == "gap":
-            return "global_avg", (cl.SVM(x), cl.SVM(y), np.int32(inner), np.int32(c0)), (n,)
+            return "global_avg", (self._mem(x), self._mem(y), np.int32(inner), np.int32(c0)), (n,)
         if kind in ("add", "mul"):
-            per_channel = np.size(w) != int(np.prod(x_shape))
-            return "binary", (cl.SVM(x), cl.SVM(w), cl.SVM(y), np.int32(inner if per_channel else 1),
+            # the second operand's size says how it broadcasts (a plain buffer counts bytes)
+            size = w.size if isinstance(w, np.ndarray) else w.size // 4
+            per_channel = size != int(np.prod(x_shape))
+            return "binary", (self._mem(x), self._mem(w), self._mem(y), np.int32(inner if per_channel else 1),
                               np.int32(c0 * inner), np.int32(kind == "mul"), *clamp), (n * inner,)
         if kind == "unary":
-            return "unary", (cl.SVM(x), cl.SVM(y), np.int32(c0 * inner), np.int32(layer.mode), np.float32(layer.alpha),
+            return "unary", (self._mem(x), self._mem(y), np.int32(c0 * inner), np.int32(layer.mode), np.float32(layer.alpha),
                              np.float32(layer.beta), *clamp), (n * inner,)
         if kind == "softmax":
-            return "softmax_rows", (cl.SVM(x), cl.SVM(y), np.int32(inner), np.int32(c0)), (n,)
+            return "softmax_rows", (self._mem(x), self._mem(y), np.int32(inner), np.int32(c0)), (n,)
         if kind == "layernorm":
-            return "layernorm_rows", (cl.SVM(x), cl.SVM(w), cl.SVM(b), cl.SVM(y), np.int32(inner), np.int32(c0),
+            return "layernorm_rows", (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(inner), np.int32(c0),
                                       np.float32(layer.alpha)), (n,)
         raise RuntimeUnavailable(f"no OpenCL kernel for layer kind {kind!r}")
+
+    def run_buffers(self, layer: LayerSpec, x: np.ndarray, runs: int = 1) -> tuple[np.ndarray, float]:
+        """Run ``layer`` whole on plain device buffers (no SVM: any OpenCL device) ``runs``
+        times; its output and the median time of its kernels (device events, the padded
+        copy included)."""
+        xb, wb, bb = self.buffer(x), self.buffer(layer.w), self.buffer(layer.b)
+        y = np.full(layer.out_shape(x.shape), np.nan, np.float32)
+        yb = self.buffer(y)
+        xpad, calls = None, []
+        if wants_padded_input(layer):
+            hp, wp = padded_dims(x.shape[-2], x.shape[-1], layer.pad)
+            xpad = self.buffer(np.zeros(x.shape[-3] * hp * wp + 16, np.float32))
+            calls.append(self._pad_call(xb, xpad, x.shape, layer.pad))
+        calls.append(self._layer_call(layer, xb, wb, bb, yb, 0, layer.out_channels, x.shape, xpad))
+        times = []
+        for _ in range(max(runs, 1)):
+            evs = [self._enqueue_call(c) for c in calls]
+            evs[-1].wait()
+            times.append((evs[-1].profile.end - evs[0].profile.start) * 1e-6)
+        self.cl.enqueue_copy(self.queue, y, yb).wait()
+        return y, float(np.median(times))
 
     def _enqueue_call(self, call: tuple[str, tuple, tuple[int, ...]]):
         name, args, size = call

@@ -144,6 +144,20 @@ def test_every_layer_kind_matches_onnxruntime_whole_and_split(ocl, kind):
         np.testing.assert_allclose(np.asarray(r.y), ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
 
 
+def test_kernels_run_on_plain_buffers_for_devices_without_svm(ocl):
+    """The kernel check of a device without fine-grained SVM: the same kernels on plain
+    buffers (an Add's second operand read by its size in bytes there)."""
+    plain = OclExecutor(require_svm=False)
+    for kind in ("add + relu", "mul per channel", "dwconv 3x3 relu6", "layernorm"):
+        layer, x = _kinds()[kind]
+        y, ms = plain.run_buffers(layer, x, runs=2)
+        np.testing.assert_allclose(y, reference(layer, x), rtol=1e-5, atol=1e-5)
+        assert ms > 0
+    layer, x = _conv()
+    y, _ = plain.run_buffers(layer, x)  # the padded copy first, then the vectorised conv
+    np.testing.assert_allclose(y, reference(layer, x), rtol=1e-4, atol=1e-4)
+
+
 def test_gpu_writes_are_visible_to_the_cpu_without_copies(ocl):
     flag = ocl.svm((1,), np.int32)
     flag[0] = 0
