@@ -98,6 +98,7 @@ class GraphRunner:
         # is a set of contiguous slices of its output, so the parts write straight into it
         produced = {o for node in m.graph.node for o in node.output}
         self.joins: set[str] = set()
+        self._parts: set[str] = set()  # tensors that are slices of a join's output
         # consumers first: a join that feeds another join is a slice of that one's output
         for node in reversed(m.graph.node):
             if node.op_type != "Concat" or node.output[0] not in self.buf:
@@ -114,8 +115,16 @@ class GraphRunner:
             for x in ins:
                 n = int(np.prod(shapes[x]))
                 self.buf[x] = flat[off:off + n].reshape(shapes[x])
+                self._parts.add(x)
                 off += n
             self.joins.add(node.name or node.output[0])
+        # zero-copy channel slices: a Slice placed on the GPU (the OpenCL side has no Slice
+        # kernel) that takes channels [s, e) of a batch-1 tensor is a view of its input,
+        # so a split depthwise conv or pool reads its channels where they are (treated as
+        # a join of one part: ready when its input is)
+        for node in m.graph.node:
+            if (force or _placement(node)) == "gpu" and self._channel_view(node, shapes):
+                self.joins.add(node.name or node.output[0])
         self.so = ort.SessionOptions()
         self.so.intra_op_num_threads = threads
         self.so.inter_op_num_threads = 1
@@ -402,6 +411,28 @@ class GraphRunner:
                 spec.alpha, spec.beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
             return spec, x_shape, live[0], None
         return None
+
+    def _channel_view(self, node: onnx.NodeProto, shapes) -> bool:
+        """Make ``node``'s output a view of its input's channels when it is a Slice of
+        constant channel bounds (axis 1, step 1) of a batch-1 tensor; whether it did."""
+        if (node.op_type != "Slice" or len(node.input) < 4 or node.output[0] in self.outputs
+                or node.output[0] in self._parts):
+            return False
+        src, out = node.input[0], node.output[0]
+        params = [self.consts.get(x) for x in node.input[1:]]
+        shape = shapes.get(src)
+        if (src not in self.buf or out not in self.buf or any(v is None for v in params) or shape is None
+                or len(shape) < 2 or shape[0] != 1 or any(np.size(v) != 1 for v in params)):
+            return False
+        start, end, axis = (int(np.asarray(v).reshape(-1)[0]) for v in params[:3])
+        if axis % len(shape) != 1 or (len(params) > 3 and int(np.asarray(params[3]).reshape(-1)[0]) != 1):
+            return False
+        c = shape[1]
+        start, end = (min(max(v + c if v < 0 else v, 0), c) for v in (start, end))
+        if end <= start or tuple(shapes.get(out, ())) != (1, end - start, *shape[2:]):
+            return False
+        self.buf[out] = self.buf[src].reshape(c, -1)[start:end].reshape(shapes[out])
+        return True
 
     def _clip_bounds(self, node: onnx.NodeProto) -> tuple[float, float] | None:
         """A Clip's (min, max) from its attributes or constant inputs; None if not constant."""

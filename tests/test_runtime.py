@@ -512,3 +512,28 @@ def test_mobile_and_attention_ops_run_on_the_opencl_device(ocl, tmp_path, sync):
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     for _ in range(2):
         np.testing.assert_allclose(runner.run({"x": x})["outputs"]["y"], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_split_depthwise_and_pool_read_their_channels_in_place(ocl, tmp_path):
+    """A split depthwise conv, pool, Mul and softmax: the GPU parts' channel Slices become
+    views of their inputs (no Slice runs on the CPU before the GPU part: nothing falls
+    back), and the co-executed outputs match onnxruntime's."""
+    from coexec.graph_runtime import GraphRunner, run_plan
+    from coexec.split import split_model
+
+    path = _mobile_blocks(tmp_path / "blocks.onnx")
+    model = onnx.load(path)
+    placement = {n.name: ("cpu", 0.0) for n in model.graph.node}
+    placement.update({"dw": ("split", 0.5), "expand": ("gpu", 1.0), "hswish": ("gpu", 1.0), "se_scale": ("split", 0.5),
+                      "maxpool": ("split", 0.5), "residual": ("gpu", 1.0), "ln": ("gpu", 1.0),
+                      "softmax": ("split", 0.5)})
+    plan = _plan_for(path, placement)
+    res = run_plan(str(path), plan, runs=2)
+    assert res["outputs_match"], res["max_rel_err"]
+    assert res["gpu_fallback"] == []
+    on = {o["name"]: o["on"] for o in res["ops"]}
+    assert on["dw/gpu"] == "gpu" and on["maxpool/gpu"] == "gpu" and on["dw/gpu/slice"] == "join"
+    split, _ = split_model(path, plan)
+    runner = GraphRunner(split, ocl)
+    sl = next(n for n in split.graph.node if n.name == "dw/gpu/slice")
+    assert np.shares_memory(runner.buf[sl.output[0]], runner.buf[sl.input[0]])
