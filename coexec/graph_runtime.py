@@ -42,15 +42,17 @@ from onnx import helper, numpy_helper
 
 from oplat.errors import OplatError
 
-from .runtime import UNARY_MODES, LayerSpec, OclExecutor, pinned, poll, wants_padded_input
+from .runtime import BROADCAST, UNARY_MODES, LayerSpec, OclExecutor, pinned, poll, wants_padded_input
 
 # activations an OpenCL kernel applies as an output clamp
 CLAMPS = {"Relu", "Clip"}
 # layer kinds whose kernel takes output bounds (the others cannot take a fused clamp)
-CLAMPED_KINDS = ("conv", "linear", "dwconv", "add", "mul", "unary")
+CLAMPED_KINDS = ("conv", "linear", "dwconv", "add", "mul", "sub", "div", "unary", "matmul")
 # ONNX element-wise activations -> the ``unary`` kernel's mode (coexec.runtime.UNARY_MODES)
 UNARY_OPS = {"Relu": "clamp", "Clip": "clamp", "HardSwish": "hardswish", "Sigmoid": "sigmoid",
-             "HardSigmoid": "hardsigmoid"}
+             "HardSigmoid": "hardsigmoid", "Erf": "erf", "Gelu": "gelu"}
+# nodes that only rename a tensor's shape: placed on the GPU, their output is a view of their input
+RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -59,6 +61,106 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 def _placement(node: onnx.NodeProto) -> str:
     return "gpu" if node.doc_string == "coexec:gpu" else "cpu"
+
+
+def _row_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
+               consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
+    """Softmax or LayerNormalization over the last axis (constant scale and bias)."""
+    if int(a.get("axis", -1)) % len(xs) != len(xs) - 1:
+        return None
+    rows, none = int(np.prod(xs[:-1], dtype=np.int64)), np.zeros(1, np.float32)
+    if node.op_type == "Softmax":
+        return LayerSpec("softmax", none, none, channels=rows)
+    if len(node.input) < 2 or len(node.output) != 1 or any(x not in consts for x in node.input[1:] if x):
+        return None
+    d = int(xs[-1])
+    vec = lambda i: np.ascontiguousarray(np.broadcast_to(  # noqa: E731
+        consts[node.input[i]].astype(np.float32).reshape(-1) if len(node.input) > i and node.input[i] else none,
+        (d,)))
+    return LayerSpec("layernorm", vec(1), vec(2), alpha=float(a.get("epsilon", 1e-5)), channels=rows)
+
+
+def _conv_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
+                consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
+    """A dense or depthwise Conv with a square kernel, equal strides and symmetric pads."""
+    w = consts[node.input[1]].astype(np.float32)
+    pads, strides = list(a.get("pads", [0, 0, 0, 0])), list(a.get("strides", [1, 1]))
+    if (w.ndim != 4 or w.shape[2] != w.shape[3] or len(set(pads)) != 1 or len(set(strides)) != 1
+            or any(d != 1 for d in a.get("dilations", [1, 1])) or len(xs) != 4):
+        return None
+    group = int(a.get("group", 1))
+    if group == 1:
+        kind = "conv"
+    elif group == xs[1] == w.shape[0] and w.shape[1] == 1:
+        kind = "dwconv"
+    else:
+        return None
+    b = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0])
+    return LayerSpec(kind, w, b.astype(np.float32), int(strides[0]), int(pads[0]))
+
+
+def _batchnorm_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
+                     consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
+    """An inference BatchNormalization (constant statistics) as a 1x1 depthwise conv:
+    per channel ``x * scale / sqrt(var + eps) + (B - mean * that)``."""
+    if len(xs) != 4 or len(node.input) < 5 or any(x not in consts for x in node.input[1:5]):
+        return None
+    scale, bias, mean, var = (consts[x].astype(np.float64).reshape(-1) for x in node.input[1:5])
+    g = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+    return LayerSpec("dwconv", g.astype(np.float32).reshape(-1, 1, 1, 1), (bias - mean * g).astype(np.float32), 1, 0)
+
+
+def _linear_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
+                  consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
+    """A Gemm (no transA, unit alpha/beta) or MatMul over one row of 16k inputs."""
+    op = node.op_type
+    if len(xs) != 2 or xs[1] % 16:
+        return None
+    if op == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
+        return None
+    w = consts[node.input[1]].astype(np.float32)
+    w = w if op == "Gemm" and a.get("transB", 0) else w.T
+    b = (consts[node.input[2]].reshape(-1) if op == "Gemm" and len(node.input) > 2 and node.input[2]
+         else np.zeros(w.shape[0]))
+    return LayerSpec("linear", np.ascontiguousarray(w), b.astype(np.float32))
+
+
+def _pool_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int]) -> LayerSpec | None:
+    """Max/average pools with a square window (ONNX defaults otherwise), global average
+    pools and a ReduceMean over H and W."""
+    op, none = node.op_type, np.zeros(1, np.float32)
+    if len(xs) != 4:
+        return None
+    if op == "GlobalAveragePool" or (op == "ReduceMean" and len(node.input) == 1 and a.get("keepdims", 1)
+                                     and sorted(int(v) % 4 for v in a.get("axes", [])) == [2, 3]):
+        return LayerSpec("gap", none, none, channels=int(xs[1]))
+    if op not in ("MaxPool", "AveragePool"):
+        return None
+    ks, pads = list(a.get("kernel_shape", [])), list(a.get("pads", [0, 0, 0, 0]))
+    strides = list(a.get("strides", [1, 1]))
+    if (len(ks) != 2 or ks[0] != ks[1] or len(set(pads)) != 1 or len(set(strides)) != 1
+            or a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1]))
+            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or (op == "AveragePool" and a.get("count_include_pad", 0))):
+        return None
+    return LayerSpec("maxpool" if op == "MaxPool" else "avgpool", none, none, int(strides[0]), int(pads[0]),
+                     k=int(ks[0]), channels=int(xs[1]))
+
+
+def _unary_layer(node: onnx.NodeProto, a: dict[str, Any], channels: int,
+                 bounds: tuple[float, float] | None) -> LayerSpec | None:
+    """An element-wise activation (``bounds``: a Relu's or constant Clip's, else None)."""
+    op, none = node.op_type, np.zeros(1, np.float32)
+    spec = LayerSpec("unary", none, none, mode=UNARY_MODES[UNARY_OPS[op]], channels=channels)
+    if op in ("Relu", "Clip"):
+        if bounds is None:
+            return None
+        spec.lo, spec.hi = bounds
+    elif op == "HardSwish":
+        spec.alpha, spec.beta = 1.0 / 6.0, 0.5
+    elif op == "HardSigmoid":
+        spec.alpha, spec.beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    return spec
 
 
 class GraphRunner:
@@ -123,7 +225,8 @@ class GraphRunner:
         # so a split depthwise conv or pool reads its channels where they are (treated as
         # a join of one part: ready when its input is)
         for node in m.graph.node:
-            if (force or _placement(node)) == "gpu" and self._channel_view(node, shapes):
+            if (force or _placement(node)) == "gpu" and (self._channel_view(node, shapes)
+                                                          or self._reshape_view(node, shapes)):
                 self.joins.add(node.name or node.output[0])
         self.so = ort.SessionOptions()
         self.so.intra_op_num_threads = threads
@@ -325,92 +428,129 @@ class GraphRunner:
         xs = shapes.get(live[0]) if live else None
         if xs is None or len(xs) < 2:
             return None
-        rows = int(np.prod(xs[:-1], dtype=np.int64))
-        if op == "Softmax" and int(a.get("axis", -1)) % len(xs) == len(xs) - 1:
-            return LayerSpec("softmax", np.zeros(1, np.float32), np.zeros(1, np.float32), channels=rows), tuple(xs), \
-                live[0], None
-        if (op == "LayerNormalization" and int(a.get("axis", -1)) % len(xs) == len(xs) - 1
-                and len(node.input) >= 2 and all(x in self.consts for x in node.input[1:] if x)
-                and len(node.output) == 1):
-            d = int(xs[-1])
-            g = np.broadcast_to(self.consts[node.input[1]].astype(np.float32).reshape(-1), (d,))
-            bias = (self.consts[node.input[2]].astype(np.float32).reshape(-1) if len(node.input) > 2 and node.input[2]
-                    else np.zeros(1, np.float32))
-            return (LayerSpec("layernorm", np.ascontiguousarray(g), np.ascontiguousarray(np.broadcast_to(bias, (d,))),
-                              alpha=float(a.get("epsilon", 1e-5)), channels=rows), tuple(xs), live[0], None)
+        if op in ("Softmax", "LayerNormalization"):  # rows of any leading shape
+            spec = _row_layer(node, a, xs, self.consts)
+            return None if spec is None else (spec, tuple(xs), live[0], None)
+        if op in ("Gemm", "MatMul"):
+            if node.input[0] != live[0]:
+                return None
+            spec = _linear_layer(node, a, xs, self.consts) if node.input[1] in self.consts else None
+            if spec is not None:
+                return spec, tuple(int(d) for d in xs[1:]), live[0], None
+            return self._matmul_layer(node, a, xs, shapes, live)
+        if op in ("Add", "Mul", "Sub", "Div"):
+            return self._binary_layer(node, shapes, live)
+        if op == "Transpose":
+            perm = [int(v) for v in a.get("perm", reversed(range(len(xs))))]
+            if len(xs) > 6 or sorted(perm) != list(range(len(xs))):
+                return None
+            return (LayerSpec("transpose", np.zeros(1, np.float32), np.zeros(1, np.float32), channels=int(xs[0]),
+                              perm=tuple(perm)), tuple(int(d) for d in xs), live[0], None)
+        if op in UNARY_OPS and xs[0] != 1:  # element-wise over any batch: rows of the last axis
+            spec = _unary_layer(node, a, int(np.prod(xs[:-1])), self._clip_bounds(node) if op == "Clip" else (0.0, np.inf))
+            return None if spec is None else (spec, (int(np.prod(xs[:-1])), int(xs[-1])), live[0], None)
         if xs[0] != 1:  # the other kinds work on one image (channels first after the batch)
             return None
-        x_shape, c = tuple(int(d) for d in xs[1:]), int(xs[1])
-        none = np.zeros(1, np.float32)  # weights of kinds that have none
-        if op == "Conv" and node.input[1] in self.consts:
-            w = self.consts[node.input[1]].astype(np.float32)
-            pads, strides = list(a.get("pads", [0, 0, 0, 0])), list(a.get("strides", [1, 1]))
-            group = int(a.get("group", 1))
-            if (w.ndim != 4 or w.shape[2] != w.shape[3] or len(set(pads)) != 1 or len(set(strides)) != 1
-                    or any(d != 1 for d in a.get("dilations", [1, 1])) or len(xs) != 4):
-                return None
-            if group == 1:
-                kind = "conv"
-            elif group == c == w.shape[0] and w.shape[1] == 1:
-                kind = "dwconv"
-            else:
-                return None
-            b = self.consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0])
-            return LayerSpec(kind, w, b.astype(np.float32), int(strides[0]), int(pads[0])), x_shape, live[0], None
-        if op in ("Gemm", "MatMul") and node.input[1] in self.consts:
-            if len(xs) != 2 or xs[1] % 16:
-                return None
-            if op == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
-                return None
-            w = self.consts[node.input[1]].astype(np.float32)
-            w = w if op == "Gemm" and a.get("transB", 0) else w.T
-            b = (self.consts[node.input[2]].reshape(-1) if op == "Gemm" and len(node.input) > 2
-                 and node.input[2] else np.zeros(w.shape[0]))
-            return LayerSpec("linear", np.ascontiguousarray(w), b.astype(np.float32)), x_shape, live[0], None
-        if op in ("MaxPool", "AveragePool") and len(xs) == 4:
-            ks, pads = list(a.get("kernel_shape", [])), list(a.get("pads", [0, 0, 0, 0]))
-            strides = list(a.get("strides", [1, 1]))
-            if (len(ks) != 2 or ks[0] != ks[1] or len(set(pads)) != 1 or len(set(strides)) != 1
-                    or a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1]))
-                    or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-                    or (op == "AveragePool" and a.get("count_include_pad", 0))):
-                return None
-            return (LayerSpec("maxpool" if op == "MaxPool" else "avgpool", none, none, int(strides[0]), int(pads[0]),
-                              k=int(ks[0]), channels=c), x_shape, live[0], None)
-        if (op == "GlobalAveragePool" or (op == "ReduceMean" and sorted(int(v) % 4 for v in a.get("axes", [])) == [2, 3]
-                                          and a.get("keepdims", 1) and len(node.input) == 1)) and len(xs) == 4:
-            return LayerSpec("gap", none, none, channels=c), x_shape, live[0], None
-        if op in ("Add", "Mul") and len(node.input) == 2:
-            out = shapes.get(node.output[0])
-            full = [x for x in node.input if shapes.get(x, self.consts[x].shape if x in self.consts else None) == out]
-            if out is None or len(out) < 2 or not full or full[0] not in live:
-                return None
-            other = node.input[1] if node.input[0] == full[0] else node.input[0]
-            o_shape = tuple(self.consts[other].shape) if other in self.consts else shapes.get(other)
-            per_channel = (1, out[1]) + (1,) * (len(out) - 2)
-            if o_shape not in (tuple(out), per_channel) or (other not in self.consts and other not in self.buf):
-                return None
-            kind = "add" if op == "Add" else "mul"
+        if op in ("Conv", "BatchNormalization") and (len(node.input) < 2 or node.input[1] not in self.consts):
+            return None
+        if op == "Conv":
+            spec = _conv_layer(node, a, xs, self.consts)
+        elif op == "BatchNormalization":
+            spec = _batchnorm_layer(node, a, xs, self.consts)
+        elif op in ("MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean"):
+            spec = _pool_layer(node, a, xs)
+        elif op in UNARY_OPS:
+            spec = _unary_layer(node, a, int(xs[1]), self._clip_bounds(node) if op == "Clip" else (0.0, np.inf))
+        else:
+            spec = None
+        return None if spec is None else (spec, tuple(int(d) for d in xs[1:]), live[0], None)
+
+    def _binary_layer(self, node: onnx.NodeProto, shapes, live: list[str]):
+        """An Add/Mul of a tensor and a second operand of its shape, one value per channel
+        (batch 1), per last-axis position or a scalar: a constant (the layer's weights) or
+        a computed tensor (read live). Other batches run as rows of the last axis."""
+        out = shapes.get(node.output[0])
+        shape_of = lambda x: tuple(self.consts[x].shape) if x in self.consts else shapes.get(x)  # noqa: E731
+        full = [x for x in node.input if shape_of(x) == out]
+        if out is None or len(out) < 2 or not full or full[0] not in live:
+            return None
+        if node.op_type in ("Sub", "Div") and full[0] != node.input[0]:  # the kernel's b is the right operand
+            return None
+        other = node.input[1] if node.input[0] == full[0] else node.input[0]
+        o_shape = shape_of(other)
+        if o_shape is None:
+            return None
+        size = int(np.prod(o_shape, dtype=np.int64))
+        squeezed = tuple(d for d in o_shape if d != 1)
+        if tuple(o_shape) == tuple(out):
+            mode = BROADCAST["auto"]
+        elif size == 1:
+            mode = BROADCAST["scalar"]
+        elif squeezed == (out[-1],) and o_shape[-1] == out[-1]:
+            mode = BROADCAST["last"]
+        elif out[0] == 1 and len(out) > 2 and squeezed == (out[1],) and tuple(o_shape[-(len(out) - 1):])[0] == out[1]:
+            mode = BROADCAST["auto"]  # one value per channel
+        else:
+            return None
+        if out[0] == 1:
             x_shape, c = tuple(int(d) for d in out[1:]), int(out[1])
-            if other in self.consts:
-                return (LayerSpec(kind, self.consts[other].astype(np.float32).reshape(-1), none, channels=c), x_shape,
-                        full[0], None)
-            return LayerSpec(kind, none, none, channels=c), x_shape, full[0], other
-        if op in UNARY_OPS and len(xs) >= 2:
-            spec = LayerSpec("unary", none, none, mode=UNARY_MODES[UNARY_OPS[op]], channels=c)
-            if op == "Relu":
-                spec.lo = 0.0
-            elif op == "Clip":
-                bounds = self._clip_bounds(node)
-                if bounds is None:
+        elif mode != BROADCAST["auto"] or tuple(o_shape) == tuple(out):
+            c = int(np.prod(out[:-1], dtype=np.int64))
+            x_shape = (c, int(out[-1]))
+        else:
+            return None
+        kind, none = node.op_type.lower(), np.zeros(1, np.float32)
+        if other in self.consts:
+            return LayerSpec(kind, self.consts[other].astype(np.float32).reshape(-1), none, mode=mode, channels=c), \
+                x_shape, full[0], None
+        if other not in self.buf:
+            return None
+        return LayerSpec(kind, none, none, mode=mode, channels=c), x_shape, full[0], other
+
+    def _matmul_layer(self, node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int], shapes, live: list[str]):
+        """Rows times a matrix: a MatMul by a constant [K, N] or a Gemm (no transA, unit
+        alpha/beta) by constant weights, plus bias; or a MatMul of two computed tensors
+        with one [K, N] matrix per batch (attention's batched products)."""
+        out = shapes.get(node.output[0])
+        if out is None or len(xs) < 2:
+            return None
+        k, none = int(xs[-1]), np.zeros(1, np.float32)
+        rows, m = int(np.prod(xs[:-1], dtype=np.int64)), int(xs[-2])
+        second = node.input[1]
+        if second in self.consts:
+            w = self.consts[second].astype(np.float32)
+            if node.op_type == "Gemm":
+                if (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0
+                        or len(xs) != 2 or w.ndim != 2):
                     return None
-                spec.lo, spec.hi = bounds
-            elif op == "HardSwish":
-                spec.alpha, spec.beta = 1.0 / 6.0, 0.5
-            elif op == "HardSigmoid":
-                spec.alpha, spec.beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
-            return spec, x_shape, live[0], None
-        return None
+                w = w.T if a.get("transB", 0) else w
+            if w.ndim != 2 or w.shape[0] != k:
+                return None
+            bias = none
+            if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
+                if node.input[2] not in self.consts or self.consts[node.input[2]].size != w.shape[1]:
+                    return None
+                bias = self.consts[node.input[2]].astype(np.float32).reshape(-1)
+            spec = LayerSpec("matmul", np.ascontiguousarray(w), bias, channels=rows, cols=int(w.shape[1]))
+            return spec, (rows // m, m, k) if len(xs) > 2 else (rows, k), live[0], None
+        bs = shapes.get(second)
+        if (node.op_type != "MatMul" or bs is None or second not in self.buf or len(bs) != len(xs)
+                or tuple(bs[:-2]) != tuple(xs[:-2]) or bs[-2] != k):
+            return None
+        spec = LayerSpec("matmul", none, none, channels=rows, cols=int(bs[-1]))
+        return spec, (rows // m, m, k), live[0], second
+
+    def _reshape_view(self, node: onnx.NodeProto, shapes) -> bool:
+        """Make ``node``'s output a view of its input when it only renames the shape
+        (Reshape, Flatten, Squeeze, Unsqueeze); whether it did."""
+        if node.op_type not in RESHAPES or not node.input or node.output[0] in self.outputs:
+            return False
+        src, out = node.input[0], node.output[0]
+        if (out in self._parts or src not in self.buf or out not in self.buf
+                or self.buf[src].size != self.buf[out].size):
+            return False
+        self.buf[out] = self.buf[src].reshape(shapes[out])
+        return True
 
     def _channel_view(self, node: onnx.NodeProto, shapes) -> bool:
         """Make ``node``'s output a view of its input's channels when it is a Slice of

@@ -251,23 +251,39 @@ __kernel void global_avg(__global const float *x, __global float *y, int HW, int
 }
 
 __kernel void binary(__global const float *a, __global const float *b, __global float *y, int inner_b,
-                     int n0, int mul, float lo, float hi) {
-    /* y = a + b or a * b over a's elements [n0, ...); b has a's shape (inner_b = 1) or one
-       value per channel (inner_b = the channel's element count: squeeze-excite scales) */
+                     int outer_b, int n0, int mul, float lo, float hi) {
+    /* y = a + b or a * b over a's elements [n0, ...); element i reads b[(i / inner_b) % outer_b]:
+       b of a's shape (1, size), one value per channel (the channel's element count, channels:
+       squeeze-excite scales), one per last-axis position (1, its length: a bias), a scalar (1, 1) */
     int i = get_global_id(0) + n0;
-    float v = b[i / inner_b];
-    y[i] = clamp(mul ? a[i] * v : a[i] + v, lo, hi);
+    float v = b[(i / inner_b) % outer_b], u = a[i];
+    /* op: 0 a + b, 1 a * b, 2 a - b, 3 a / b */
+    y[i] = clamp(mul == 0 ? u + v : mul == 1 ? u * v : mul == 2 ? u - v : u / v, lo, hi);
+}
+
+__kernel void transpose6(__global const float *x, __global float *y, int d1, int d2, int d3, int d4, int d5,
+                         int s0, int s1, int s2, int s3, int s4, int s5) {
+    /* y (dims d0..d5, row-major) = x permuted: output coordinate j reads x at stride sj */
+    int i = get_global_id(0), r = i;
+    int c5 = r % d5; r /= d5;
+    int c4 = r % d4; r /= d4;
+    int c3 = r % d3; r /= d3;
+    int c2 = r % d2; r /= d2;
+    int c1 = r % d1; r /= d1;
+    y[i] = x[r * s0 + c1 * s1 + c2 * s2 + c3 * s3 + c4 * s4 + c5 * s5];
 }
 
 __kernel void unary(__global const float *x, __global float *y, int n0, int mode, float a, float c,
                     float lo, float hi) {
     /* mode 0: clamp(x, lo, hi) (Relu, Clip); 1: x * clamp(a * x + c, 0, 1) (HardSwish);
-       2: sigmoid; 3: clamp(a * x + c, 0, 1) (HardSigmoid) */
+       2: sigmoid; 3: clamp(a * x + c, 0, 1) (HardSigmoid); 4: erf; 5: GELU (erf form) */
     int i = get_global_id(0) + n0;
     float v = x[i], r;
     if (mode == 1) r = v * clamp(a * v + c, 0.0f, 1.0f);
     else if (mode == 2) r = 1.0f / (1.0f + exp(-v));
     else if (mode == 3) r = clamp(a * v + c, 0.0f, 1.0f);
+    else if (mode == 4) r = erf(v);
+    else if (mode == 5) r = 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
     else r = v;
     y[i] = clamp(r, lo, hi);
 }
@@ -294,6 +310,18 @@ __kernel void layernorm_rows(__global const float *x, __global const float *g, _
     for (int i = 0; i < D; ++i) { float d = xr[i] - mean; var += d * d; }
     float inv = rsqrt(var / (float)D + eps);
     for (int i = 0; i < D; ++i) yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
+}
+
+__kernel void matmul_rows(__global const float *a, __global const float *bm, __global const float *bias,
+                          __global float *c, int M, int K, int N, int b_stride, int has_bias, int r0,
+                          float lo, float hi) {
+    /* C[r, n] = sum_k A[r, k] B[r / M][k, n] (+ bias[n]) over rows [r0, ...) of A
+       (rows of all batches in a row); b_stride 0: one B (weights) for every row */
+    int n = get_global_id(0), r = get_global_id(1) + r0;
+    __global const float *ar = a + r * K, *bb = bm + (r / M) * b_stride + n;
+    float acc = has_bias ? bias[n] : 0.0f;
+    for (int q = 0; q < K; ++q) acc += ar[q] * bb[q * N];
+    c[r * N + n] = clamp(acc, lo, hi);
 }
 
 __kernel void set_flag(__global volatile int *flag, int value) {
@@ -338,9 +366,15 @@ __kernel void wait_go(__global volatile int *go, __global volatile int *started,
 
 # kinds computed per channel (rows for softmax / layernorm): a part of channels [c0, c1)
 # reads only those channels of its input
-CHANNELWISE = ("dwconv", "maxpool", "avgpool", "gap", "add", "mul", "unary", "softmax", "layernorm")
+CHANNELWISE = ("dwconv", "maxpool", "avgpool", "gap", "add", "mul", "sub", "div", "unary", "softmax", "layernorm",
+               "matmul", "transpose")
+# how an Add/Mul's second operand broadcasts (its ``mode``): "auto" is the first's shape or
+# one value per channel, told apart by size; "last": one value per last-axis position
+BROADCAST = {"auto": 0, "last": 2, "scalar": 3}
 # unary modes (the ``unary`` kernel): clamp (Relu, Clip; bounds in lo/hi), HardSwish, Sigmoid, HardSigmoid
-UNARY_MODES = {"clamp": 0, "hardswish": 1, "sigmoid": 2, "hardsigmoid": 3}
+UNARY_MODES = {"clamp": 0, "hardswish": 1, "sigmoid": 2, "hardsigmoid": 3, "erf": 4, "gelu": 5}
+# element-wise binary ops (the ``binary`` kernel's op): the second operand on the right
+BINARY_OPS = {"add": 0, "mul": 1, "sub": 2, "div": 3}
 
 
 @dataclass
@@ -353,7 +387,9 @@ class LayerSpec:
     ``add`` / ``mul`` (``w`` is the second operand: the first's shape, or one value per
     channel), ``unary`` (``mode`` of :data:`UNARY_MODES`, parameters ``alpha``/``beta``),
     ``softmax`` and ``layernorm`` (last axis; ``w``/``b`` scale and bias, ``alpha`` the
-    epsilon). Kinds without weights give ``channels`` (rows for the last two)."""
+    epsilon), ``matmul`` (rows of the input times ``w`` [K, ``cols``], plus ``b`` when it
+    has ``cols`` values; ``w`` of another size is a second operand of one [K, cols]
+    matrix per batch). Kinds without weights give ``channels`` (rows for the last three)."""
 
     kind: str
     w: np.ndarray
@@ -367,6 +403,8 @@ class LayerSpec:
     alpha: float = 0.0
     beta: float = 0.0
     channels: int = 0
+    cols: int = 0
+    perm: tuple[int, ...] = ()
 
     @property
     def out_channels(self) -> int:
@@ -377,6 +415,10 @@ class LayerSpec:
             return (self.out_channels,)
         if self.kind == "gap":
             return (int(x_shape[-3]), 1, 1)
+        if self.kind == "matmul":
+            return (*(int(d) for d in x_shape[:-1]), self.cols)
+        if self.kind == "transpose":
+            return tuple(int(x_shape[p]) for p in self.perm)
         if self.kind not in ("conv", "dwconv", "maxpool", "avgpool"):
             return tuple(int(d) for d in x_shape)
         c, h, w = x_shape[-3:]
@@ -385,9 +427,19 @@ class LayerSpec:
                 (w + 2 * self.pad - k) // self.stride + 1)
 
 
+def transpose_args(x_shape: Sequence[int], perm: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The ``transpose6`` kernel's output dims and, per output axis, the input's stride
+    (both padded in front to six axes)."""
+    if len(x_shape) > 6:
+        raise RuntimeUnavailable(f"transpose of {len(x_shape)} axes (the kernel takes up to 6)")
+    strides = [int(np.prod(x_shape[i + 1:], dtype=np.int64)) for i in range(len(x_shape))]
+    pad = 6 - len(x_shape)
+    return [1] * pad + [int(x_shape[p]) for p in perm], [0] * pad + [strides[p] for p in perm]
+
+
 def inner_size(layer: LayerSpec, x_shape: Sequence[int]) -> int:
     """Elements of the input per channel (per row for softmax / layernorm)."""
-    if layer.kind in ("softmax", "layernorm"):
+    if layer.kind in ("softmax", "layernorm", "matmul"):
         return int(x_shape[-1])
     return int(np.prod(x_shape[1:], dtype=np.int64)) if len(x_shape) > 1 else 1
 
@@ -453,7 +505,8 @@ class OclExecutor:
             # one kernel object each: retrieving from the program creates a new kernel every time
             self._shared = {name: cl.Kernel(self.prog, name) for name in (
                 "conv2d_nchw", "conv2d_oc8", "conv2d_oc4", "conv_v8", "conv1x1_v8", "linear16", "pad_chw",
-                "dwconv", "pool2d", "global_avg", "binary", "unary", "softmax_rows", "layernorm_rows")}
+                "dwconv", "pool2d", "global_avg", "binary", "unary", "softmax_rows", "layernorm_rows", "matmul_rows",
+                "transpose6")}
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
             if self.fine_svm:
@@ -541,17 +594,33 @@ class OclExecutor:
                               np.int32(layer.pad), np.int32(c0), np.int32(kind == "avgpool")), (wo, ho, n)
         if kind == "gap":
             return "global_avg", (self._mem(x), self._mem(y), np.int32(inner), np.int32(c0)), (n,)
-        if kind in ("add", "mul"):
-            # the second operand's size says how it broadcasts (a plain buffer counts bytes)
-            size = w.size if isinstance(w, np.ndarray) else w.size // 4
-            per_channel = size != int(np.prod(x_shape))
-            return "binary", (self._mem(x), self._mem(w), self._mem(y), np.int32(inner if per_channel else 1),
-                              np.int32(c0 * inner), np.int32(kind == "mul"), *clamp), (n * inner,)
+        if kind == "transpose":  # whole tensors only: mode holds no channel range
+            dims, strides = transpose_args(x_shape, layer.perm)
+            return "transpose6", (self._mem(x), self._mem(y), *(np.int32(d) for d in dims[1:]),
+                                  *(np.int32(t) for t in strides)), (int(np.prod(x_shape)),)
+        if kind in BINARY_OPS:
+            total = int(np.prod(x_shape))
+            if layer.mode == BROADCAST["last"]:
+                inner_b, outer_b = 1, int(x_shape[-1])
+            elif layer.mode == BROADCAST["scalar"]:
+                inner_b, outer_b = 1, 1
+            else:  # the second operand's size says which (a plain buffer counts bytes)
+                size = w.size if isinstance(w, np.ndarray) else w.size // 4
+                inner_b, outer_b = (1, total) if size == total else (inner, int(x_shape[0]))
+            return "binary", (self._mem(x), self._mem(w), self._mem(y), np.int32(inner_b), np.int32(outer_b),
+                              np.int32(c0 * inner), np.int32(BINARY_OPS[kind]), *clamp), (n * inner,)
         if kind == "unary":
             return "unary", (self._mem(x), self._mem(y), np.int32(c0 * inner), np.int32(layer.mode), np.float32(layer.alpha),
                              np.float32(layer.beta), *clamp), (n * inner,)
         if kind == "softmax":
             return "softmax_rows", (self._mem(x), self._mem(y), np.int32(inner), np.int32(c0)), (n,)
+        if kind == "matmul":
+            m, kk, cols = int(x_shape[-2]) if len(x_shape) > 1 else 1, inner, layer.cols
+            size = w.size if isinstance(w, np.ndarray) else w.size // 4
+            has_bias = (b.size if isinstance(b, np.ndarray) else b.size // 4) == cols
+            return "matmul_rows", (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(m), np.int32(kk),
+                                   np.int32(cols), np.int32(0 if size == kk * cols else kk * cols),
+                                   np.int32(has_bias), np.int32(c0), *clamp), (cols, n)
         if kind == "layernorm":
             return "layernorm_rows", (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(inner), np.int32(c0),
                                       np.float32(layer.alpha)), (n,)
@@ -711,12 +780,12 @@ class CpuExecutor:
             return
         sess, xs, ys = self._session(layer, c0, c1, x_shape)
         io = sess.io_binding()
-        if layer.kind in CHANNELWISE:  # the part reads its own channels (rows) only
+        if layer.kind in CHANNELWISE and layer.kind != "transpose":  # the part reads its own channels (rows) only
             inner = inner_size(layer, x_shape)
             x = x.reshape(-1)[c0 * inner: c1 * inner]
         io.bind_cpu_input("x", x.reshape(xs))
         per = int(np.prod(ys[2:] or [1]))
-        out = y.reshape(-1)[c0 * per: c1 * per]
+        out = y.reshape(-1) if layer.kind == "transpose" else y.reshape(-1)[c0 * per: c1 * per]
         io.bind_output("y", "cpu", 0, np.float32, ys, out.ctypes.data)
         sess.run_with_iobinding(io)
 
@@ -729,6 +798,7 @@ def layer_model(layer: LayerSpec, c0: int, c1: int, x_shape: Sequence[int]) -> t
 
     n, kind = c1 - c0, layer.kind
     inits: list = []
+    nodes_pre: list = []  # nodes before the layer's last one (a MatMul's before its bias Add)
 
     def const(name: str, a: np.ndarray) -> str:
         inits.append(numpy_helper.from_array(np.ascontiguousarray(a, dtype=np.float32), name))
@@ -747,38 +817,54 @@ def layer_model(layer: LayerSpec, c0: int, c1: int, x_shape: Sequence[int]) -> t
         xs = [1, *x_shape[-3:]] if kind == "conv" else [1, n, *x_shape[-2:]]
         ys = [1, n, ho, wo]
     else:
-        xs = [1, n, *x_shape[1:]] if kind not in ("softmax", "layernorm") else [1, n, int(x_shape[-1])]
+        xs = [1, n, *x_shape[1:]] if kind not in ("softmax", "layernorm", "matmul") else [1, n, int(x_shape[-1])]
         ys = [1, *layer.out_shape(xs[1:])]
         if kind in ("maxpool", "avgpool"):
             node = helper.make_node("MaxPool" if kind == "maxpool" else "AveragePool", ["x"], ["y"],
                                     kernel_shape=[layer.k] * 2, strides=[layer.stride] * 2, pads=[layer.pad] * 4)
         elif kind == "gap":
             node = helper.make_node("GlobalAveragePool", ["x"], ["y"])
-        elif kind in ("add", "mul"):
-            per_channel = np.size(layer.w) != int(np.prod(x_shape))
-            w = layer.w.reshape(int(x_shape[0]), -1)[c0:c1]
-            w = w.reshape([1, n] + [1] * (len(xs) - 2)) if per_channel else w.reshape(xs)
-            node = helper.make_node("Add" if kind == "add" else "Mul", ["x", const("w", w)], ["y"])
+        elif kind == "transpose":
+            xs, ys = [1, *x_shape], [1, *layer.out_shape(x_shape)]
+            node = helper.make_node("Transpose", ["x"], ["y"], perm=[0] + [p + 1 for p in layer.perm])
+        elif kind in BINARY_OPS:
+            if layer.mode == BROADCAST["last"]:
+                w = layer.w.reshape(-1)
+            elif layer.mode == BROADCAST["scalar"]:
+                w = layer.w.reshape(())
+            elif np.size(layer.w) != int(np.prod(x_shape)):  # per channel
+                w = layer.w.reshape(-1)[c0:c1].reshape([1, n] + [1] * (len(xs) - 2))
+            else:
+                w = layer.w.reshape(int(x_shape[0]), -1)[c0:c1].reshape(xs)
+            node = helper.make_node(kind.capitalize(), ["x", const("w", w)], ["y"])
         elif kind == "unary":
             mode = {v: k for k, v in UNARY_MODES.items()}[layer.mode]
-            op = {"clamp": "Identity", "hardswish": "HardSwish", "sigmoid": "Sigmoid", "hardsigmoid": "HardSigmoid"}
-            node = helper.make_node(op[mode], ["x"], ["y"],
+            op = {"clamp": "Identity", "hardswish": "HardSwish", "sigmoid": "Sigmoid", "hardsigmoid": "HardSigmoid",
+                  "erf": "Erf", "gelu": "Gelu"}
+            node = helper.make_node(op[mode], ["x"], ["y"], domain="com.microsoft" if mode == "gelu" else "",
                                     **({"alpha": layer.alpha, "beta": layer.beta} if mode == "hardsigmoid" else {}))
         elif kind == "softmax":
             node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
+        elif kind == "matmul":
+            ys = [1, n, layer.cols]
+            node = helper.make_node("MatMul", ["x", const("w", layer.w.reshape(-1, layer.cols))], ["y"])
+            if layer.b.size == layer.cols:
+                node.output[0] = "mm"
+                nodes_pre = [node]
+                node = helper.make_node("Add", ["mm", const("b", layer.b)], ["y"])
         elif kind == "layernorm":
             node = helper.make_node("LayerNormalization", ["x", const("g", layer.w), const("b", layer.b)], ["y"],
                                     axis=-1, epsilon=layer.alpha)
         else:
             raise ValueError(f"unknown layer kind {kind!r}")
-    nodes = [node]
+    nodes = [*nodes_pre, node]
     if np.isfinite(layer.lo) or np.isfinite(layer.hi):  # the fused activation
         node.output[0] = "acc"
         nodes.append(helper.make_node("Clip", ["acc", const("lo", np.array(layer.lo)), const("hi", np.array(layer.hi))],
                                       ["y"]))
     g = helper.make_graph(nodes, "part", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ys)], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     m.ir_version = 8
     return m.SerializeToString(), xs, ys
 
