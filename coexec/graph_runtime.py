@@ -182,9 +182,14 @@ class GraphRunner:
         self.consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
         shapes: dict[str, tuple[int, ...]] = {}
         for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
+            if not vi.type.tensor_type.HasField("shape"):  # unknown, not a scalar
+                continue
             dims = vi.type.tensor_type.shape.dim
             if all(d.HasField("dim_value") for d in dims):
                 shapes[vi.name] = tuple(d.dim_value for d in dims)
+        for node in m.graph.node:  # activations onnx cannot infer (contrib Gelu): the input's shape
+            if node.op_type in UNARY_OPS and node.input and node.input[0] in shapes:
+                shapes.setdefault(node.output[0], shapes[node.input[0]])
         self.shapes = shapes
         self.inputs = [i.name for i in m.graph.input if i.name not in self.consts]
         self.outputs = [o.name for o in m.graph.output]

@@ -250,8 +250,13 @@ def test_opencl_backend_runs_the_runtime_kernels_and_rejects_the_rest():
                 {"kernel": "MUL", "Input_dims": [1, 16, 7, 7], "Other_dims": [1, 16, 1, 1]},
                 {"kernel": "SOFTMAX", "Rows": 12, "Cols": 50}):
         assert b.measure(cfg)["median_ms"] > 0
-    with pytest.raises(BackendError, match="no OpenCL kernel .* for GELU"):
-        b.measure({"kernel": "GELU", "Input_dims": [1, 8, 16]})
+    for cfg in ({"kernel": "FULLY_CONNECTED", "Input_channel": 24, "Filter": 16, "Rows": 10},
+                {"kernel": "BATCH_MATMUL", "Batch": 3, "M": 10, "K": 8, "N": 10},
+                {"kernel": "TRANSPOSE", "Input_dims": [1, 10, 3, 8], "Perm": [0, 2, 1, 3]},
+                {"kernel": "GELU", "Input_dims": [1, 8, 16]}):
+        assert b.measure(cfg)["median_ms"] > 0  # the transformer kernels, through the graph runtime
+    with pytest.raises(BackendError, match="no OpenCL kernel .* for SPLIT"):
+        b.measure({"kernel": "SPLIT", "Input_dims": [1, 8, 4, 4], "Axis": 1, "Parts": 2})
     with pytest.raises(BackendError, match="no OpenCL kernel .* for CONCATENATION"):
         b.measure({"kernel": "CONCATENATION", "Input_shape": 7, "Input_channel": 8, "Filter": 16, "Kernel": 2})
     assert b.settings["opencl_device"]

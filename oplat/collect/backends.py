@@ -474,10 +474,10 @@ class LiteRTCpuBackend(Backend):
 
 class OpenCLBackend(Backend):
     """The OpenCL device through pyopencl, running the co-execution runtime's own kernels
-    (:mod:`coexec.runtime`: direct conv, vectorised stride-1 conv, blocked linear; depthwise
-    conv, pools, global average, element-wise, activations, softmax and layer norm through
-    the graph runtime) on fine-grained SVM buffers, completion signalled by the SVM flag
-    the runtime polls.
+    (:mod:`coexec.runtime`: direct conv, vectorised stride-1 conv, blocked one-row linear;
+    depthwise conv, pools, global average, element-wise, activations, softmax, layer norm,
+    token-row and batched matmuls and transposes through the graph runtime) on
+    fine-grained SVM buffers, completion signalled by the SVM flag the runtime polls.
 
     Kernels the runtime has no OpenCL kernel for are rejected (recorded as failed).
     ``cores`` pins the device's worker threads (PoCL's CPU device) at creation.
@@ -488,7 +488,8 @@ class OpenCLBackend(Backend):
     fusable_links: frozenset[str] = frozenset()
     # measured through the graph runtime (:meth:`_measure_graph`)
     GRAPH_KERNELS = ("DEPTHWISE_CONV_2D", "MEAN", "MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "MUL", "RELU",
-                     "HARD_SWISH", "SIGMOID", "HARD_SIGMOID", "SOFTMAX", "LAYER_NORM")
+                     "HARD_SWISH", "SIGMOID", "HARD_SIGMOID", "SOFTMAX", "LAYER_NORM", "BATCH_MATMUL", "TRANSPOSE",
+                     "GELU", "SWISH")
 
     def __init__(self, threads: int = 1, cores: Sequence[int] | None = None) -> None:
         self.threads = threads
@@ -523,15 +524,14 @@ class OpenCLBackend(Backend):
             layer = LayerSpec("conv", rng.standard_normal((f, c, ks, ks)).astype(np.float32) / np.sqrt(c * ks * ks),
                               np.zeros(f, np.float32), int(cfg.get("Stride", 1)), ks // 2)
             x_shape: tuple[int, ...] = (c, h, h)
-        elif k == "FULLY_CONNECTED" and int(cfg.get("Rows", 1)) == 1:
+        elif k == "FULLY_CONNECTED" and int(cfg.get("Rows", 1)) == 1 and c % 16 == 0:
             layer = LayerSpec("linear", rng.standard_normal((f, c)).astype(np.float32) / np.sqrt(c),
                               np.zeros(f, np.float32))
             x_shape = (c,)
-        elif k in self.GRAPH_KERNELS:
+        elif k in self.GRAPH_KERNELS or k == "FULLY_CONNECTED":  # token rows: the row matmul
             return self._measure_graph(cfg)
         else:
-            raise BackendError(f"no OpenCL kernel in the co-execution runtime for {k}"
-                               + (" with several rows" if k == "FULLY_CONNECTED" else ""))
+            raise BackendError(f"no OpenCL kernel in the co-execution runtime for {k}")
         o = self.ocl
         x, w, b = o.svm(x_shape), o.svm(layer.w.shape), o.svm(layer.b.shape)
         x[...] = rng.standard_normal(x_shape)
@@ -588,6 +588,9 @@ class OpenCLBackend(Backend):
                 node.output[:] = ["y" if o == last.input[0] else o for o in node.output]
                 node.input[:] = ["y" if i == last.input[0] else i for i in node.input]
             m.graph.node.remove(m.graph.node[-1])
+        # outputs declared with symbolic dims: left for shape inference to fill
+        for o in m.graph.output:
+            o.type.tensor_type.ClearField("shape")
         try:
             runner = GraphRunner(m, self.ocl, sync="svm", force="gpu")
         except (RuntimeUnavailable, OplatError) as e:
