@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from coexec.runtime import UNARY_MODES, LayerSpec, OclExecutor, reference  # noqa: E402
+from coexec.runtime import BROADCAST, UNARY_MODES, LayerSpec, OclExecutor, reference  # noqa: E402
 
 
 def layers(seed: int = 0) -> dict[str, tuple[LayerSpec, np.ndarray]]:
@@ -63,6 +63,13 @@ def layers(seed: int = 0) -> dict[str, tuple[LayerSpec, np.ndarray]]:
                                            channels=96), x),
         "softmax 6x197x197": (LayerSpec("softmax", none, none, channels=6 * 197), r(6, 197, 197)),
         "layernorm 197x384": (LayerSpec("layernorm", r(384), r(384), alpha=1e-5, channels=197), r(197, 384)),
+        "matmul 197x384->1536 + bias": (LayerSpec("matmul", r(384, 1536, scale=1 / np.sqrt(384)), r(1536),
+                                                  channels=197, cols=1536), r(197, 384)),
+        "gelu 197x1536": (LayerSpec("unary", none, none, mode=UNARY_MODES["gelu"], channels=197), r(197, 1536)),
+        "div by a scalar 197x384": (LayerSpec("div", np.array([1.4142], np.float32), none, mode=BROADCAST["scalar"],
+                                              channels=197), r(197, 384)),
+        "transpose 197x6x64 -> 6x197x64": (LayerSpec("transpose", none, none, channels=197, perm=(1, 0, 2)),
+                                           r(197, 6, 64)),
     }
 
 

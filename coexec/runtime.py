@@ -324,6 +324,28 @@ __kernel void matmul_rows(__global const float *a, __global const float *bm, __g
     c[r * N + n] = clamp(acc, lo, hi);
 }
 
+__kernel void matmul_rows8(__global const float *a, __global const float *bm, __global const float *bias,
+                           __global float *c, int M, int K, int N, int b_stride, int has_bias, int r0, int r1,
+                           float lo, float hi) {
+    /* matmul_rows for N a multiple of 8: 8 consecutive columns of 2 rows per work-item
+       (the second when it is below r1 and reads the same B) */
+    int n = 8 * get_global_id(0), r = 2 * get_global_id(1) + r0;
+    int two = r + 1 < r1 && (b_stride == 0 || (r + 1) % M != 0);
+    __global const float *a0 = a + r * K, *a1 = a0 + K, *bb = bm + (r / M) * b_stride + n;
+    float8 acc0 = has_bias ? vload8(0, bias + n) : (float8)(0.0f), acc1 = acc0;
+    if (two) {
+        for (int q = 0; q < K; ++q) {
+            float8 bv = vload8(0, bb + q * N);
+            acc0 += a0[q] * bv;
+            acc1 += a1[q] * bv;
+        }
+        vstore8(clamp(acc1, lo, hi), 0, c + (r + 1) * N + n);
+    } else {
+        for (int q = 0; q < K; ++q) acc0 += a0[q] * vload8(0, bb + q * N);
+    }
+    vstore8(clamp(acc0, lo, hi), 0, c + r * N + n);
+}
+
 __kernel void set_flag(__global volatile int *flag, int value) {
     atomic_xchg(flag, value);
 }
@@ -506,7 +528,7 @@ class OclExecutor:
             self._shared = {name: cl.Kernel(self.prog, name) for name in (
                 "conv2d_nchw", "conv2d_oc8", "conv2d_oc4", "conv_v8", "conv1x1_v8", "linear16", "pad_chw",
                 "dwconv", "pool2d", "global_avg", "binary", "unary", "softmax_rows", "layernorm_rows", "matmul_rows",
-                "transpose6")}
+                "matmul_rows8", "transpose6")}
             self.k_flag = cl.Kernel(self.prog, "set_flag")
             self.k_wait_go = cl.Kernel(self.prog, "wait_go")
             if self.fine_svm:
@@ -618,9 +640,12 @@ class OclExecutor:
             m, kk, cols = int(x_shape[-2]) if len(x_shape) > 1 else 1, inner, layer.cols
             size = w.size if isinstance(w, np.ndarray) else w.size // 4
             has_bias = (b.size if isinstance(b, np.ndarray) else b.size // 4) == cols
-            return "matmul_rows", (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(m), np.int32(kk),
-                                   np.int32(cols), np.int32(0 if size == kk * cols else kk * cols),
-                                   np.int32(has_bias), np.int32(c0), *clamp), (cols, n)
+            args = (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(m), np.int32(kk), np.int32(cols),
+                    np.int32(0 if size == kk * cols else kk * cols), np.int32(has_bias), np.int32(c0))
+            batched = size != kk * cols
+            if cols % 8 == 0 and (not batched or (m % 2 == 0 and c0 % 2 == 0)):  # no pair straddles a batch
+                return "matmul_rows8", (*args, np.int32(c1), *clamp), (cols // 8, (n + 1) // 2)
+            return "matmul_rows", (*args, *clamp), (cols, n)
         if kind == "layernorm":
             return "layernorm_rows", (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(inner), np.int32(c0),
                                       np.float32(layer.alpha)), (n,)

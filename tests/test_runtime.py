@@ -134,6 +134,8 @@ def _kinds(c=24, seed=0):
             "erf": (LayerSpec("unary", none, none, mode=4, channels=16), r(16, 40)),
             "gelu": (LayerSpec("unary", none, none, mode=5, channels=16), r(16, 40)),
             "matmul rows + bias": (LayerSpec("matmul", r(40, 24), r(24), channels=16, cols=24), r(16, 40)),
+            "matmul odd rows, 20 columns": (LayerSpec("matmul", r(40, 20), none, channels=15, cols=20), r(15, 40)),
+            "matmul odd rows, 24 columns": (LayerSpec("matmul", r(40, 24), none, channels=15, cols=24), r(15, 40)),
             "transpose 4d": (LayerSpec("transpose", none, none, channels=3, perm=(1, 0, 3, 2)), r(3, 4, 5, 6))}
 
 
