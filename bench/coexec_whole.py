@@ -82,8 +82,9 @@ def main() -> None:
                "planned_sync_ms": res["planned_sync_ms"], "outputs_match": res["outputs_match"],
                "gpu_fallback": len(res["gpu_fallback"]), "gpu_only_cpu_ops": res["gpu_only_cpu_ops"],
                "ops_on_gpu": sum(o["on"] == "gpu" for o in res["ops"]), "actions": len(res["ops"])}
-        # the OpenCL profile in context: GPU-only run's kernels against their predictions
-        pairs = [(o["predicted_ms"], o["ms"]) for o in res["gpu_kernels"] if o.get("predicted_ms")]
+        # the OpenCL profile in context: per plan op, the GPU-only run's kernels against the
+        # op's prediction
+        pairs = [(o["predicted_ms"], o["ms"]) for o in res["gpu_ops"] if o["ms"] > 0]
         err = [abs(p - m) / m for p, m in pairs]
         row["gpu_kernels"] = {"n": len(pairs), "mape": float(np.mean(err)) if err else None,
                               "within_10": float(np.mean([e <= 0.1 for e in err])) if err else None,

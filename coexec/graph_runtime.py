@@ -797,10 +797,17 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
         # ran back to back): drift on a shared machine cancels in each ratio
         f = "cpu" if med["cpu"] <= med["gpu"] else "gpu"
         out["paired_speedup"] = float(np.median(np.array(times[f]) / np.array(times["planned"])))
+    # per plan op, its kernels' measured sum against its predicted GPU time (an op's Add or
+    # activation may run as kernels of their own here while the profile predicts the op)
+    by_op: dict[int, dict[str, Any]] = {}
     for o in gpu_kernels:
         p = plan_op.get(o["name"])
         if p is not None and p.get("whole_gpu_ms") is not None:
-            o["predicted_ms"] = p["whole_gpu_ms"]
+            g = by_op.setdefault(id(p), {"name": p["name"], "predicted_ms": p["whole_gpu_ms"], "ms": 0.0,
+                                         "kernels": 0})
+            g["ms"] += o["ms"]
+            g["kernels"] += 1
+    out["gpu_ops"] = list(by_op.values())
     for o in detail:
         ops = {id(p): p for n in o.get("nodes", [o["name"]]) if (p := plan_op.get(n.split("/")[0])) is not None}
         if ops:
