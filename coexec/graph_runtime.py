@@ -114,7 +114,7 @@ def _linear_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
                   consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
     """A Gemm (no transA, unit alpha/beta) or MatMul over one row of 16k inputs."""
     op = node.op_type
-    if len(xs) != 2 or xs[1] % 16:
+    if len(xs) != 2 or xs[0] != 1 or xs[1] % 16:
         return None
     if op == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
         return None
@@ -258,6 +258,17 @@ class GraphRunner:
                 steps.append(step)
                 continue
             layer = self._ocl_layer(node, shapes) if place == "gpu" and ocl is not None else None
+            gelu = self._erf_gelu(node, consumers, force) if place == "gpu" and ocl is not None else None
+            if gelu is not None:  # x / sqrt(2) -> Erf -> +1 -> * x -> * 0.5: one GELU kernel
+                x_in, chain = gelu
+                rows = int(np.prod(shapes[x_in][:-1], dtype=np.int64))
+                none = np.zeros(1, np.float32)
+                layer = (LayerSpec("unary", none, none, mode=UNARY_MODES["gelu"], channels=rows),
+                         (rows, int(shapes[x_in][-1])), x_in, None)
+                step.update(op="Gelu", inputs=[x_in], outputs=list(chain[-1].output),
+                            fused_nodes=[n.name or n.output[0] for n in chain[1:]])
+                for n in chain[1:]:
+                    fused[n.name or n.output[0]] = step
             if layer is not None:
                 spec, x_shape, x_in, operand = layer
                 act = self._clamp_after(node, consumers, force) if spec.kind in CLAMPED_KINDS else None
@@ -578,6 +589,39 @@ class GraphRunner:
             return False
         self.buf[out] = self.buf[src].reshape(c, -1)[start:end].reshape(shapes[out])
         return True
+
+    def _erf_gelu(self, node: onnx.NodeProto, consumers, force: str | None):
+        """The erf GELU as exporters write it, starting at ``node``: Div(x, sqrt 2) (or
+        Mul(x, 1/sqrt 2)), Erf, Add 1, Mul by x, Mul by 0.5, every node on the GPU and each
+        intermediate read only by the next; (x, the five nodes) or None."""
+        def const(name: str, value: float) -> bool:
+            v = self.consts.get(name)
+            return v is not None and v.size == 1 and abs(float(v.reshape(-1)[0]) - value) < 1e-3 * abs(value)
+
+        def only_user(out: str, op: str):
+            users = consumers.get(out, [])
+            if len(users) != 1 or users[0].op_type != op or (force or _placement(users[0])) != "gpu" \
+                    or out in self.outputs:
+                return None
+            return users[0]
+
+        if node.op_type == "Div" and len(node.input) == 2 and const(node.input[1], 2 ** 0.5):
+            x = node.input[0]
+        elif node.op_type == "Mul" and len(node.input) == 2 and const(node.input[1], 2 ** -0.5):
+            x = node.input[0]
+        else:
+            return None
+        erf = only_user(node.output[0], "Erf")
+        add = erf and only_user(erf.output[0], "Add")
+        if add is None or not any(const(i, 1.0) for i in add.input):
+            return None
+        mul = only_user(add.output[0], "Mul")
+        if mul is None or x not in mul.input:
+            return None
+        half = only_user(mul.output[0], "Mul")
+        if half is None or not any(const(i, 0.5) for i in half.input) or x not in self.buf:
+            return None
+        return x, [node, erf, add, mul, half]
 
     def _clip_bounds(self, node: onnx.NodeProto) -> tuple[float, float] | None:
         """A Clip's (min, max) from its attributes or constant inputs; None if not constant."""
