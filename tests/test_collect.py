@@ -262,6 +262,27 @@ def test_opencl_backend_runs_the_runtime_kernels_and_rejects_the_rest():
     assert b.settings["opencl_device"]
 
 
+def test_opencl_collection_rejects_a_config_whose_device_result_is_wrong(monkeypatch):
+    """A kernel that computes the wrong thing is recorded as failed, never timed."""
+    from coexec.graph_runtime import GraphRunner
+
+    try:
+        b = make_backend("opencl", threads=1)
+    except BackendError as e:
+        pytest.skip(f"no OpenCL device: {e}")
+    cfg = {"kernel": "SOFTMAX", "Rows": 12, "Cols": 50}
+    assert b.measure(cfg)["median_ms"] > 0
+    real = GraphRunner.run
+
+    def wrong(self, feeds, record=False):
+        res = real(self, feeds, record)
+        return {**res, "outputs": {k: v * 0.5 for k, v in res["outputs"].items()}}
+
+    monkeypatch.setattr(GraphRunner, "run", wrong)
+    with pytest.raises(BackendError, match="differs from onnxruntime"):
+        b.measure(cfg)
+
+
 def test_a_profile_trained_on_opencl_rows_predicts_with_the_lowering_that_named_them(tmp_path):
     """Rows are named (kernel, impl, features) by the collecting backend's lowering; the
     profile must lower models the same way, or its regressors see other features."""

@@ -537,7 +537,8 @@ class OpenCLBackend(Backend):
         return {**t, **{k: max(t[k] - floor, 0.05 * t[k]) for k in _LEVELS}, "call_floor_ms": floor}
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
-        from coexec.runtime import LayerSpec, RuntimeUnavailable, SyncTimeout, pinned, poll, wants_padded_input
+        from coexec.runtime import (LayerSpec, RuntimeUnavailable, SyncTimeout, pinned, poll, reference,
+                                    wants_padded_input)
 
         rng = np.random.default_rng(0)
         k = cfg["kernel"]
@@ -586,6 +587,12 @@ class OpenCLBackend(Backend):
 
         try:
             with pinned(self.host_cores):
+                run()
+                ref = reference(layer, xs)  # the result, checked before it is timed
+                err = float(np.abs(np.asarray(y) - ref).max() / max(float(np.abs(ref).max()), 1e-12))
+                if not err <= 1e-3:
+                    raise BackendError(f"the OpenCL result differs from onnxruntime's (max relative difference "
+                                       f"{err:.2g})")
                 t = time_runs(run)
             return self._net(t)
         except (RuntimeUnavailable, SyncTimeout) as e:  # recorded as a failed config; collection goes on
@@ -624,6 +631,7 @@ class OpenCLBackend(Backend):
             raise BackendError(f"no OpenCL kernel in the co-execution runtime for {cfg['kernel']} ({', '.join(ops)})")
         feeds = runner.random_feeds()
         try:
+            self._check_outputs(m, runner, feeds)
             with pinned(self.host_cores):
                 t = time_runs(lambda: runner.run(feeds)["seconds"])
             return self._net(t)
@@ -631,6 +639,20 @@ class OpenCLBackend(Backend):
             raise BackendError(str(e).splitlines()[0]) from None
         finally:
             self.ocl.queue.finish()
+
+    @staticmethod
+    def _check_outputs(model, runner, feeds: dict[str, np.ndarray]) -> None:
+        """The device's outputs of a config against onnxruntime's before it is timed: a
+        kernel computing the wrong thing would otherwise be timed as the config."""
+        import onnxruntime as ort
+
+        got = runner.run(feeds)["outputs"]
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        for name, ref in zip(runner.outputs, sess.run(None, feeds)):
+            err = float(np.abs(got[name].reshape(ref.shape) - ref).max() / max(float(np.abs(ref).max()), 1e-12))
+            if not err <= 1e-3:
+                raise BackendError(f"the OpenCL result of {name!r} differs from onnxruntime's "
+                                   f"(max relative difference {err:.2g})")
 
 
 BACKENDS = {"ort-cpu": OrtCpuBackend, "litert-cpu": LiteRTCpuBackend, "opencl": OpenCLBackend}
