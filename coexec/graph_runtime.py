@@ -42,7 +42,8 @@ from onnx import helper, numpy_helper
 
 from oplat.errors import OplatError
 
-from .runtime import BROADCAST, UNARY_MODES, LayerSpec, OclExecutor, pinned, poll, wants_padded_input
+from .runtime import (BROADCAST, UNARY_MODES, LayerSpec, OclExecutor, max_rel_err, pinned, poll,
+                      wants_padded_input)
 
 # activations an OpenCL kernel applies as an output clamp
 CLAMPS = {"Relu", "Clip"}
@@ -225,10 +226,11 @@ class GraphRunner:
                 self._parts.add(x)
                 off += n
             self.joins.add(node.name or node.output[0])
-        # zero-copy channel slices: a Slice placed on the GPU (the OpenCL side has no Slice
-        # kernel) that takes channels [s, e) of a batch-1 tensor is a view of its input,
-        # so a split depthwise conv or pool reads its channels where they are (treated as
-        # a join of one part: ready when its input is)
+        # zero-copy views: a Slice placed on the GPU (the OpenCL side has no Slice kernel)
+        # that takes channels [s, e) of a batch-1 tensor is a view of its input, so a split
+        # depthwise conv or pool reads its channels where they are, and so is a Reshape,
+        # Flatten, Squeeze or Unsqueeze there (each treated as a join of one part: ready
+        # when its input is)
         for node in m.graph.node:
             if (force or _placement(node)) == "gpu" and (self._channel_view(node, shapes)
                                                           or self._reshape_view(node, shapes)):
@@ -257,8 +259,9 @@ class GraphRunner:
                 step.update(kind="join")
                 steps.append(step)
                 continue
-            layer = self._ocl_layer(node, shapes) if place == "gpu" and ocl is not None else None
-            gelu = self._erf_gelu(node, consumers, force) if place == "gpu" and ocl is not None else None
+            on_device = place == "gpu" and ocl is not None
+            gelu = self._erf_gelu(node, consumers, force) if on_device else None
+            layer = self._ocl_layer(node, shapes) if on_device and gelu is None else None
             if gelu is not None:  # x / sqrt(2) -> Erf -> +1 -> * x -> * 0.5: one GELU kernel
                 x_in, chain = gelu
                 rows = int(np.prod(shapes[x_in][:-1], dtype=np.int64))
@@ -462,9 +465,10 @@ class GraphRunner:
                 return None
             return (LayerSpec("transpose", np.zeros(1, np.float32), np.zeros(1, np.float32), channels=int(xs[0]),
                               perm=tuple(perm)), tuple(int(d) for d in xs), live[0], None)
-        if op in UNARY_OPS and xs[0] != 1:  # element-wise over any batch: rows of the last axis
-            spec = _unary_layer(node, a, int(np.prod(xs[:-1])), self._clip_bounds(node) if op == "Clip" else (0.0, np.inf))
-            return None if spec is None else (spec, (int(np.prod(xs[:-1])), int(xs[-1])), live[0], None)
+        if op in UNARY_OPS:  # one image's channels, or over any batch the rows of the last axis
+            x_shape = tuple(int(d) for d in xs[1:]) if xs[0] == 1 else (int(np.prod(xs[:-1])), int(xs[-1]))
+            spec = _unary_layer(node, a, x_shape[0], self._clip_bounds(node) if op == "Clip" else (0.0, np.inf))
+            return None if spec is None else (spec, x_shape, live[0], None)
         if xs[0] != 1:  # the other kinds work on one image (channels first after the batch)
             return None
         if op in ("Conv", "BatchNormalization") and (len(node.input) < 2 or node.input[1] not in self.consts):
@@ -475,8 +479,6 @@ class GraphRunner:
             spec = _batchnorm_layer(node, a, xs, self.consts)
         elif op in ("MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean"):
             spec = _pool_layer(node, a, xs)
-        elif op in UNARY_OPS:
-            spec = _unary_layer(node, a, int(xs[1]), self._clip_bounds(node) if op == "Clip" else (0.0, np.inf))
         else:
             spec = None
         return None if spec is None else (spec, tuple(int(d) for d in xs[1:]), live[0], None)
@@ -504,7 +506,8 @@ class GraphRunner:
             mode = BROADCAST["scalar"]
         elif squeezed == (out[-1],) and o_shape[-1] == out[-1]:
             mode = BROADCAST["last"]
-        elif out[0] == 1 and len(out) > 2 and squeezed == (out[1],) and tuple(o_shape[-(len(out) - 1):])[0] == out[1]:
+        elif (out[0] == 1 and len(out) > 2 and squeezed == (out[1],) and len(o_shape) >= len(out) - 1
+              and o_shape[len(o_shape) - (len(out) - 1)] == out[1]):  # right-aligned on the channel axis
             mode = BROADCAST["auto"]  # one value per channel
         else:
             return None
@@ -797,8 +800,7 @@ def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = 
     for name, r in runners.items():
         out = r.run(feeds)["outputs"]
         got = [out[o] for o in r.outputs]
-        errs[name] = max(float(np.abs(g.reshape(e.shape) - e).max() / max(float(np.abs(e).max()), 1e-12))
-                         for g, e in zip(got, ref))
+        errs[name] = max(max_rel_err(g, e) for g, e in zip(got, ref))
     times: dict[str, list[float]] = {k: [] for k in runners}
     syncs: list[float] = []
     orders = list(itertools.permutations(runners))

@@ -393,7 +393,8 @@ CHANNELWISE = ("dwconv", "maxpool", "avgpool", "gap", "add", "mul", "sub", "div"
 # how an Add/Mul's second operand broadcasts (its ``mode``): "auto" is the first's shape or
 # one value per channel, told apart by size; "last": one value per last-axis position
 BROADCAST = {"auto": 0, "last": 2, "scalar": 3}
-# unary modes (the ``unary`` kernel): clamp (Relu, Clip; bounds in lo/hi), HardSwish, Sigmoid, HardSigmoid
+# unary modes (the ``unary`` kernel): clamp (Relu, Clip; bounds in lo/hi), HardSwish, Sigmoid, HardSigmoid,
+# Erf, GELU (erf form)
 UNARY_MODES = {"clamp": 0, "hardswish": 1, "sigmoid": 2, "hardsigmoid": 3, "erf": 4, "gelu": 5}
 # element-wise binary ops (the ``binary`` kernel's op): the second operand on the right
 BINARY_OPS = {"add": 0, "mul": 1, "sub": 2, "div": 3}
@@ -406,12 +407,13 @@ class LayerSpec:
 
     Kinds: ``conv`` (NCHW, square kernel), ``linear`` (one row), ``dwconv`` (weights
     [C, 1, k, k]), ``maxpool`` / ``avgpool`` (window ``k``), ``gap`` (global average),
-    ``add`` / ``mul`` (``w`` is the second operand: the first's shape, or one value per
-    channel), ``unary`` (``mode`` of :data:`UNARY_MODES`, parameters ``alpha``/``beta``),
+    ``add`` / ``mul`` / ``sub`` / ``div`` (``w`` is the second operand, broadcast by
+    ``mode`` of :data:`BROADCAST`), ``unary`` (``mode`` of :data:`UNARY_MODES`, parameters ``alpha``/``beta``),
     ``softmax`` and ``layernorm`` (last axis; ``w``/``b`` scale and bias, ``alpha`` the
     epsilon), ``matmul`` (rows of the input times ``w`` [K, ``cols``], plus ``b`` when it
     has ``cols`` values; ``w`` of another size is a second operand of one [K, cols]
-    matrix per batch). Kinds without weights give ``channels`` (rows for the last three)."""
+    matrix per batch), ``transpose`` (``perm``, whole tensors). Kinds without weights give
+    ``channels`` (rows for softmax, layernorm and matmul)."""
 
     kind: str
     w: np.ndarray
@@ -457,6 +459,18 @@ def transpose_args(x_shape: Sequence[int], perm: Sequence[int]) -> tuple[list[in
     strides = [int(np.prod(x_shape[i + 1:], dtype=np.int64)) for i in range(len(x_shape))]
     pad = 6 - len(x_shape)
     return [1] * pad + [int(x_shape[p]) for p in perm], [0] * pad + [strides[p] for p in perm]
+
+
+def _elements(a) -> int:
+    """Float32 elements of an SVM array or of a plain device buffer (which counts bytes)."""
+    return a.size if isinstance(a, np.ndarray) else a.size // 4
+
+
+def max_rel_err(got: np.ndarray, ref: np.ndarray) -> float:
+    """Largest absolute difference over the reference's largest magnitude (NaN if ``got``
+    holds NaN, so a check ``err <= tol`` fails on it)."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    return float(np.abs(got.reshape(ref.shape) - ref).max() / max(float(np.abs(ref).max()), 1e-12))
 
 
 def inner_size(layer: LayerSpec, x_shape: Sequence[int]) -> int:
@@ -565,14 +579,12 @@ class OclExecutor:
     def _pad_call(self, x, xpad, x_shape: Sequence[int], pad: int) -> tuple[str, tuple, tuple[int, ...]]:
         c, h, w = x_shape[-3:]
         hp, wp = padded_dims(h, w, pad)
-        cl = self.cl
         return "pad_chw", (self._mem(x), self._mem(xpad), np.int32(h), np.int32(w), np.int32(pad), np.int32(hp),
                            np.int32(wp)), (wp, hp, c)
 
     def _layer_call(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int, x_shape: Sequence[int],
                     xpad=None) -> tuple[str, tuple, tuple[int, ...]]:
         """Kernel name, arguments and global size computing channels [c0, c1) of ``layer``."""
-        cl = self.cl
         clamp = (np.float32(layer.lo), np.float32(layer.hi))
         if layer.kind in CHANNELWISE:
             return self._other_call(layer, x, w, b, y, c0, c1, x_shape)
@@ -602,7 +614,7 @@ class OclExecutor:
     def _other_call(self, layer: LayerSpec, x, w, b, y, c0: int, c1: int,
                     x_shape: Sequence[int]) -> tuple[str, tuple, tuple[int, ...]]:
         """The kernel call of the kinds other than dense conv and linear (channels [c0, c1))."""
-        cl, kind, n = self.cl, layer.kind, c1 - c0
+        kind, n = layer.kind, c1 - c0
         clamp = (np.float32(layer.lo), np.float32(layer.hi))
         inner = inner_size(layer, x_shape)
         if kind in ("dwconv", "maxpool", "avgpool"):
@@ -616,7 +628,7 @@ class OclExecutor:
                               np.int32(layer.pad), np.int32(c0), np.int32(kind == "avgpool")), (wo, ho, n)
         if kind == "gap":
             return "global_avg", (self._mem(x), self._mem(y), np.int32(inner), np.int32(c0)), (n,)
-        if kind == "transpose":  # whole tensors only: mode holds no channel range
+        if kind == "transpose":  # whole tensors only (no channel range)
             dims, strides = transpose_args(x_shape, layer.perm)
             return "transpose6", (self._mem(x), self._mem(y), *(np.int32(d) for d in dims[1:]),
                                   *(np.int32(t) for t in strides)), (int(np.prod(x_shape)),)
@@ -626,9 +638,8 @@ class OclExecutor:
                 inner_b, outer_b = 1, int(x_shape[-1])
             elif layer.mode == BROADCAST["scalar"]:
                 inner_b, outer_b = 1, 1
-            else:  # the second operand's size says which (a plain buffer counts bytes)
-                size = w.size if isinstance(w, np.ndarray) else w.size // 4
-                inner_b, outer_b = (1, total) if size == total else (inner, int(x_shape[0]))
+            else:  # the second operand's size says which
+                inner_b, outer_b = (1, total) if _elements(w) == total else (inner, int(x_shape[0]))
             return "binary", (self._mem(x), self._mem(w), self._mem(y), np.int32(inner_b), np.int32(outer_b),
                               np.int32(c0 * inner), np.int32(BINARY_OPS[kind]), *clamp), (n * inner,)
         if kind == "unary":
@@ -638,11 +649,9 @@ class OclExecutor:
             return "softmax_rows", (self._mem(x), self._mem(y), np.int32(inner), np.int32(c0)), (n,)
         if kind == "matmul":
             m, kk, cols = int(x_shape[-2]) if len(x_shape) > 1 else 1, inner, layer.cols
-            size = w.size if isinstance(w, np.ndarray) else w.size // 4
-            has_bias = (b.size if isinstance(b, np.ndarray) else b.size // 4) == cols
+            batched = _elements(w) != kk * cols  # one [K, cols] matrix per batch, not weights
             args = (self._mem(x), self._mem(w), self._mem(b), self._mem(y), np.int32(m), np.int32(kk), np.int32(cols),
-                    np.int32(0 if size == kk * cols else kk * cols), np.int32(has_bias), np.int32(c0))
-            batched = size != kk * cols
+                    np.int32(kk * cols if batched else 0), np.int32(_elements(b) == cols), np.int32(c0))
             if cols % 8 == 0 and (not batched or (m % 2 == 0 and c0 % 2 == 0)):  # no pair straddles a batch
                 return "matmul_rows8", (*args, np.int32(c1), *clamp), (cols // 8, (n + 1) // 2)
             return "matmul_rows", (*args, *clamp), (cols, n)
@@ -1264,7 +1273,7 @@ def bench_layer(layer: LayerSpec, x_shape: Sequence[int], steps: int = 16, sync:
                 again[q].append(measure(lambda q=q: r.run(q), runs=runs))
         planned_s, best_s = (float(np.median(again[q])) for q in (planned_ratio, best))
         r.run(planned_ratio)
-        err = float(np.abs(np.asarray(r.y) - ref).max() / max(float(np.abs(ref).max()), 1e-12))
+        err = max_rel_err(r.y, ref)
         fast = min(cpu_s, gpu_s)
         out.update(gpu_ms=gpu_s * 1e3, planned_ms=planned_s * 1e3, oracle_ms=best_s * 1e3,
                    oracle_grid_ms=grid[best] * 1e3, host_launch_us=host_s * 1e6,

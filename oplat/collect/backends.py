@@ -179,6 +179,15 @@ class Backend:
             self._floor = (now, recent)
         return statistics.median(self._floor[1])
 
+    def net_of_call_floor(self, t: dict[str, float]) -> dict[str, float]:
+        """The timing ``t`` less the call floor when this backend subtracts it: a whole model
+        pays the call once, not once per kernel; what is left is kept >= 5% of the figure
+        (a kernel faster than the floor's noise is still a positive time)."""
+        floor = self.call_floor_ms() if self.subtract_call_floor else 0.0
+        if not floor:
+            return t
+        return {**t, **{k: max(t[k] - floor, 0.05 * t[k]) for k in _LEVELS}, "call_floor_ms": floor}
+
     def measure_call_floor_ms(self) -> float:
         """One fresh sample of the call floor (ms): the median run of a do-nothing model."""
         sess = self.session(_floor_model())
@@ -227,13 +236,7 @@ def _time_single_op(backend: Backend, model_bytes: bytes, framework: str) -> dic
         raise BackendError(f"{framework} rejected the config: {str(e).splitlines()[0]}") from None
     feeds = random_feeds(sess.get_inputs())
     t = time_runs(sess.prepare(feeds) if hasattr(sess, "prepare") else (lambda: sess.run(None, feeds)))
-    floor = backend.call_floor_ms() if backend.subtract_call_floor else 0.0
-    if not floor:
-        return t
-    # a whole model pays the call once, not once per kernel; what is left is kept >= 5%
-    # of the figure (a kernel faster than the floor's noise is still a positive time)
-    net = {k: max(t[k] - floor, 0.05 * t[k]) for k in _LEVELS}
-    return {**t, **net, "call_floor_ms": floor}
+    return backend.net_of_call_floor(t)
 
 
 def _floor_model() -> bytes:
@@ -520,21 +523,16 @@ class OpenCLBackend(Backend):
     def measure_call_floor_ms(self) -> float:
         """One sample of the launch floor (ms): a ReLU over 8 floats launched and waited for
         as every measured kernel is (graph runtime, completion flag polled)."""
+        import onnx
+
         from coexec.graph_runtime import GraphRunner
         from coexec.runtime import pinned
-
-        import onnx
 
         runner = GraphRunner(onnx.load_from_string(_floor_model()), self.ocl, sync="svm", force="gpu")
         feeds = runner.random_feeds()
         with pinned(self.host_cores):
             return time_runs(lambda: runner.run(feeds)["seconds"], warmup=20, min_runs=200, max_runs=1000,
                              max_seconds=0.1)["median_ms"]
-
-    def _net(self, t: dict[str, float]) -> dict[str, float]:
-        """``t`` less the launch floor (what is left kept >= 5% of the figure)."""
-        floor = self.call_floor_ms()
-        return {**t, **{k: max(t[k] - floor, 0.05 * t[k]) for k in _LEVELS}, "call_floor_ms": floor}
 
     def measure(self, cfg: dict[str, Any]) -> dict[str, float]:
         from coexec.runtime import (LayerSpec, RuntimeUnavailable, SyncTimeout, pinned, poll, reference,
@@ -588,13 +586,9 @@ class OpenCLBackend(Backend):
         try:
             with pinned(self.host_cores):
                 run()
-                ref = reference(layer, xs)  # the result, checked before it is timed
-                err = float(np.abs(np.asarray(y) - ref).max() / max(float(np.abs(ref).max()), 1e-12))
-                if not err <= 1e-3:
-                    raise BackendError(f"the OpenCL result differs from onnxruntime's (max relative difference "
-                                       f"{err:.2g})")
+                _require_match(y, reference(layer, xs))  # the result, checked before it is timed
                 t = time_runs(run)
-            return self._net(t)
+            return self.net_of_call_floor(t)
         except (RuntimeUnavailable, SyncTimeout) as e:  # recorded as a failed config; collection goes on
             raise BackendError(str(e).splitlines()[0]) from None
         finally:
@@ -634,7 +628,7 @@ class OpenCLBackend(Backend):
             self._check_outputs(m, runner, feeds)
             with pinned(self.host_cores):
                 t = time_runs(lambda: runner.run(feeds)["seconds"])
-            return self._net(t)
+            return self.net_of_call_floor(t)
         except (RuntimeUnavailable, SyncTimeout) as e:
             raise BackendError(str(e).splitlines()[0]) from None
         finally:
@@ -649,10 +643,17 @@ class OpenCLBackend(Backend):
         got = runner.run(feeds)["outputs"]
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         for name, ref in zip(runner.outputs, sess.run(None, feeds)):
-            err = float(np.abs(got[name].reshape(ref.shape) - ref).max() / max(float(np.abs(ref).max()), 1e-12))
-            if not err <= 1e-3:
-                raise BackendError(f"the OpenCL result of {name!r} differs from onnxruntime's "
-                                   f"(max relative difference {err:.2g})")
+            _require_match(got[name], ref, f" of {name!r}")
+
+
+def _require_match(got: np.ndarray, ref: np.ndarray, what: str = "") -> None:
+    """A BackendError unless the OpenCL result ``got`` matches onnxruntime's ``ref``
+    (relative 1e-3; NaN fails)."""
+    from coexec.runtime import max_rel_err
+
+    err = max_rel_err(got, ref)
+    if not err <= 1e-3:
+        raise BackendError(f"the OpenCL result{what} differs from onnxruntime's (max relative difference {err:.2g})")
 
 
 BACKENDS = {"ort-cpu": OrtCpuBackend, "litert-cpu": LiteRTCpuBackend, "opencl": OpenCLBackend}
