@@ -7,7 +7,19 @@
    summed per kernel implementation, plus a constant and the kernel count, fitted to the
    end-to-end latency by least squares on relative error and scored leave-one-model-out.
    Its MAPE is what a linear end-to-end term reaches with perfect per-op predictions;
-   ``oplat evaluate`` (held-out per-op predictions) is compared with it.
+   ``oplat evaluate`` (held-out per-op predictions) is compared with it. The same term
+   fitted and scored on all models (``in_sample``) is the best any linear term over these
+   columns can do on this data; a held-out fit does worse.
+3. Near twins: zoo CNNs whose kernels differ only by a fused activation (pytorchcv's
+   ``mobilenet``/``mobilenetb``) or by one small block (``mobilenetv2``/``mobilenetv2b``):
+   their end-to-end ratio next to their measured per-op sums' ratio. Where the sums agree
+   and the end-to-end times do not, the difference is the measurement's, not a model's.
+4. PyTorch GPU per-op rows: how far apart identical kernels (same op, shapes, fused
+   activation) in different models were timed, and each model's per-op sum against its
+   end-to-end time, per phone.
+5. Exact twins among the ViTs (identical kernels once lowered: any predictor that reads
+   the model file gives them one prediction): their end-to-end disagreement per core set,
+   and the least MAPE that core set can have on them alone, as a share of its models.
 
     python bench/e2e_noise_floor.py [--devices s10,a03s]
 """
@@ -103,6 +115,90 @@ def oracle_loo(device: str, ridge: float = 1e-3, min_models: int = 8) -> dict[st
     err = np.abs(pred / y - 1)
     out["worst"] = [(models[i], round(float(err[i]), 4)) for i in np.argsort(-err)[:5]]
     out["groups"] = groups
+    lhs = np.vstack([a, np.sqrt(ridge) * np.eye(a.shape[1])])
+    coef = np.linalg.lstsq(lhs, np.concatenate([np.ones(len(y)), np.zeros(a.shape[1])]), rcond=None)[0]
+    out["in_sample"] = error_metrics((x / scale) @ coef, y)
+    return out
+
+
+NEAR_TWINS = [(f"mobilenet_{w}", f"mobilenetb_{w}") for w in ("wd4", "wd2", "w3d4", "w1")] + [
+    (f"mobilenetv2_{w}", f"mobilenetv2b_{w}") for w in ("wd4", "wd2", "w3d4", "w1")]
+
+
+def near_twins(device: str) -> dict:
+    """End-to-end ratio and measured per-op sum ratio of each :data:`NEAR_TWINS` pair."""
+    sums: dict[str, float] = collections.Counter()
+    for r in load_phone_gpu_ops(devices=[device]):
+        sums[r.model] += r.latency_ms
+    e2e = load_phone_e2e(processor="gpu").get(device, {})
+    pairs = []
+    for a, b in NEAR_TWINS:
+        if a in e2e and b in e2e and sums[a] > 0 and sums[b] > 0:
+            pairs.append({"pair": [a, b], "e2e_ratio": round(e2e[b] / e2e[a], 4),
+                          "per_op_sum_ratio": round(sums[b] / sums[a], 4)})
+    gap = [abs(np.log(p["e2e_ratio"] / p["per_op_sum_ratio"])) for p in pairs]
+    return {"pairs": pairs, "max_unexplained": round(float(np.expm1(max(gap))), 4) if gap else None}
+
+
+def torch_per_op_consistency() -> dict:
+    """Per phone of ``torch_cnn_ops_gpu.csv``: spread of identical kernels' per-op times
+    across models, and per-op sums against end-to-end times."""
+    from oplat.datasets import load_torch_gpu_ops
+
+    e2e = load_phone_e2e(SHARED_DATA / "torch_cnn_e2e.csv", processor="gpu")
+    rows = load_torch_gpu_ops()
+    out = {}
+    for dev in sorted({r.device for r in rows}):
+        same: dict[str, list[float]] = collections.defaultdict(list)
+        sums: dict[str, float] = collections.Counter()
+        for r in rows:
+            if r.device == dev:
+                same[json.dumps([r.kernel, r.impl, r.params, r.linked], sort_keys=True, default=str)].append(
+                    r.latency_ms)
+                sums[r.model] += r.latency_ms
+        groups = [np.asarray(v) for v in same.values() if len(v) >= 3]
+        ratio = [sums[m] / e2e[dev][m] for m in sums if m in e2e.get(dev, {})]
+        out[dev] = {"identical_kernel_groups": len(groups),
+                    "log_sd_median": round(float(np.median([np.std(np.log(g)) for g in groups])), 4),
+                    "log_sd_p90": round(float(np.percentile([np.std(np.log(g)) for g in groups], 90)), 4),
+                    "max_over_min_largest": round(float(max(g.max() / g.min() for g in groups)), 1),
+                    "per_op_sum_over_e2e_median": round(float(np.median(ratio)), 4),
+                    "per_op_sum_over_e2e_p10_p90": [round(float(q), 4) for q in np.percentile(ratio, [10, 90])]}
+    return out
+
+
+def vit_exact_twins() -> dict:
+    """Groups of benchmark ViTs with identical lowered kernels, and per core set their
+    end-to-end disagreement and the least MAPE share they force (best single prediction)."""
+    from oplat.datasets import e2e_configs
+    from oplat.lowering import lower
+    from oplat.train import load_graphs
+
+    graphs = load_graphs(ROOT / "models" / "vit_zoo")
+    sig: dict[str, list[str]] = collections.defaultdict(list)
+    for name, g in graphs.items():
+        lm = lower(g, "tflite-cpu")
+        sig[json.dumps(sorted(json.dumps([k.type, k.impl, k.params, k.linked], sort_keys=True, default=str)
+                              for k in lm.kernels if k.type != "RESHAPE"))].append(name)
+    groups = sorted(sorted(v) for v in sig.values() if len(v) > 1)
+    out: dict = {"groups": groups, "configs": {}}
+    for csv_name, fw in (("tflite_transformer_e2e.csv", "tflite"), ("torch_transformer_e2e.csv", "torch")):
+        path = SHARED_DATA / csv_name
+        for dev, cfg, prec in e2e_configs(path):
+            if prec != "float" or cfg == "gpu":
+                continue
+            lat = load_phone_e2e(path, processor=cfg).get(dev, {})
+            n = sum(1 for m in lat if m in graphs)
+            floor, worst = 0.0, 0.0
+            for g in groups:
+                ys = np.array([lat[m] for m in g if m in lat])
+                if len(ys) < 2:
+                    continue
+                floor += min(float(np.sum(np.abs(p / ys - 1))) for p in ys)  # optimum sits at a measurement
+                worst = max(worst, float(ys.max() / ys.min() - 1))
+            if n:
+                out["configs"][f"{dev}/{fw}-cpu-{cfg}-vit"] = {"models": n, "twin_spread_max": round(worst, 4),
+                                                              "mape_floor_from_twins": round(floor / n, 4)}
     return out
 
 
@@ -113,16 +209,26 @@ def main() -> None:
     args = ap.parse_args()
     result = {}
     for dev in args.devices.split(","):
-        result[dev] = {"run_to_run_rel_std": run_spread(dev), "measured_ops_linear_loo": oracle_loo(dev)}
+        result[dev] = {"run_to_run_rel_std": run_spread(dev), "measured_ops_linear_loo": oracle_loo(dev),
+                       "near_twins": near_twins(dev)}
         o = result[dev]["measured_ops_linear_loo"]
         print(f"{dev}: run-to-run std {result[dev]['run_to_run_rel_std']['median']:.1%} (median); "
               f"linear term on measured per-op sums, leave-one-out: MAPE {o['mape']:.2%}, "
-              f"within ±10% {o['within_10']:.1%}", flush=True)
+              f"within ±10% {o['within_10']:.1%}; in sample: MAPE {o['in_sample']['mape']:.2%}, "
+              f"within ±10% {o['in_sample']['within_10']:.1%}; near twins: up to "
+              f"{result[dev]['near_twins']['max_unexplained']:.1%} apart beyond their per-op sums", flush=True)
     cpu = cpu_spread_vs_accuracy()
     result["cpu_core_sets"] = cpu
     print(f"CPU core sets: run-to-run std median {cpu['meeting_90']['median_spread']:.2%} on the "
           f"{cpu['meeting_90']['n']} whose profile meets 90% within ±10%, "
           f"{cpu['missing_90']['median_spread']:.2%} on the {cpu['missing_90']['n']} that miss it")
+    result["torch_gpu_per_op"] = torch_per_op_consistency()
+    for dev, t in result["torch_gpu_per_op"].items():
+        print(f"torch GPU per-op rows, {dev}: identical kernels' log-sd median {t['log_sd_median']:.3f}, "
+              f"p90 {t['log_sd_p90']:.3f}, widest {t['max_over_min_largest']}x; per-op sum / end-to-end "
+              f"median {t['per_op_sum_over_e2e_median']:.2f}")
+    result["vit_exact_twins"] = vit_exact_twins()
+    print("ViT exact twins:", result["vit_exact_twins"]["groups"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 

@@ -236,15 +236,16 @@ class E2EDecomposer:
 
 
 def kernel_tables(graphs: Mapping[str, Graph], backend: str = "tflite-cpu", bytes_per_elem: float = 4.0,
-                  cache: dict | None = None) -> dict[str, KernelTable]:
-    """Lower every graph for ``backend`` and tabulate its kernels (memoised in ``cache``)."""
+                  cache: dict | None = None, gpu_family: str = "adreno") -> dict[str, KernelTable]:
+    """Lower every graph for ``backend`` (and ``gpu_family``, for GPU lowerings) and tabulate
+    its kernels (memoised in ``cache``)."""
     out = {}
     for name, g in graphs.items():
-        key = (name, backend, bytes_per_elem)
+        key = (name, backend, bytes_per_elem, gpu_family)
         if cache is not None and key in cache:
             out[name] = cache[key]
             continue
-        out[name] = KernelTable(lower(g, backend), bytes_per_elem)
+        out[name] = KernelTable(lower(g, backend, gpu_family), bytes_per_elem)
         if cache is not None:
             cache[key] = out[name]
     return out

@@ -162,6 +162,12 @@ class Profile:
         tmp = folder / "profile.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
         tmp.replace(folder / "profile.json")
+        # regressors of a profile this one replaced: not listed, so never loaded; removed
+        used = set(meta.get("models", {}).values()) | {
+            f for m in meta.get("blend", {}).get("members", []) for f in m.get("models", {}).values()}
+        for stale in folder.glob("*.ubj"):
+            if stale.name not in used:
+                stale.unlink()
         self.meta, self.path = meta, folder
         return folder
 

@@ -307,3 +307,17 @@ def test_a_host_profile_from_another_cpu_is_flagged(tmp_path, capsys):
     (folder / "profile.json").write_text(json.dumps(meta))
     assert load_profile(folder).measured_elsewhere() is None
     assert load_profile("pixel4/tflite-gpu").measured_elsewhere() is None
+
+
+def test_saving_over_a_profile_leaves_none_of_its_old_regressors(tmp_path):
+    prof = load_profile("pixel4/tflite-gpu")
+    folder = tmp_path / "p"
+    prof.save(folder)
+    (folder / "notes.txt").write_text("kept")
+    smaller = Profile(dict(prof.meta), {k: b for k, b in prof.boosters.items() if k != "POOL_2D"})
+    smaller.save(folder)
+    files = sorted(p.name for p in folder.glob("*.ubj"))
+    meta = json.loads((folder / "profile.json").read_text())
+    assert files == sorted(meta["models"].values()) and "POOL_2D.ubj" not in files
+    assert (folder / "notes.txt").read_text() == "kept"
+    assert "POOL_2D" not in load_profile(folder).boosters

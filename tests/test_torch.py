@@ -41,3 +41,29 @@ def test_torch_rows_match_the_lowering_of_the_same_model():
     assert ours[("CONV_2D", "conv2d_pw_2x2")] == data[("CONV_2D", "conv2d_pw_2x2")]
     assert ours[("ADD", "add")] == data[("ADD", "add")]
     assert all(r.latency_ms > 0 for r in rows)
+
+
+def test_a_metal_profile_fitted_from_end_to_end_times_predicts_through_the_metal_lowering(tmp_path):
+    import numpy as np
+
+    from oplat.decompose import E2EDecomposer, KernelTable, kernel_tables
+    from oplat.profile import Profile
+    from oplat.train import load_graphs
+
+    names = ["resnet18", "mobilenetv2_w1", "mobilenetv3_large_w1", "squeezenet_v1_1", "mobilenetv2_wd2",
+             "resnet10", "mobilenet_w1", "ghostnet"]
+    tables = kernel_tables(load_graphs(ZOO, names), backend="torch-gpu", bytes_per_elem=2.0, gpu_family="metal")
+    assert {i[1] for t in tables.values() for i in t.items.get("CONV_2D", [])} == {"prepack_conv2d"}
+    vulkan = kernel_tables(load_graphs(ZOO, ["resnet18"]), backend="torch-gpu", gpu_family="vulkan")
+    assert {i[1] for i in vulkan["resnet18"].items["CONV_2D"]} != {"prepack_conv2d"}
+    # a synthetic phone: per-kernel cost from GFLOPs and MB, plus a fixed cost
+    measured = [0.3 + sum(float(np.sum(w[:, 0] * 2.0 + w[:, 1] * 0.05 + 0.004)) for w in tables[m].work.values())
+                for m in sorted(tables)]
+    d = E2EDecomposer().fit([tables[m] for m in sorted(tables)], measured)
+    meta = {"id": "synthetic/torch-gpu", "device": "synthetic", "framework": "torch", "processor": "gpu",
+            "lowering": "torch-gpu", "gpu_family": "metal"}
+    prof = Profile.load(d.to_profile(meta).save(tmp_path / "p"))
+    g = load_onnx(ZOO / "resnet18.onnx")
+    res = prof.predict(g)
+    assert not res.unsupported and {o.impl for o in res.ops if o.kernel == "CONV_2D"} == {"prepack_conv2d"}
+    assert res.total_ms == pytest.approx(float(d.predict_totals([KernelTable(prof.lower(g), 2.0)])[0]), rel=1e-5)
