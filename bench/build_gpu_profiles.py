@@ -6,6 +6,7 @@ that accuracy in its metadata. Also writes the CV table as JSON and a scatter PN
 
     python bench/build_gpu_profiles.py [--devices pixel4,s10] [--folds 10]
         [--factor-ridge 0.1 | 0.01,0.1,1,...] [--factor-units scaled|raw] [--signed-counts] [--layout-by-type]
+        [--e2e-term auto | l2 | huber | signed | a comma list]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import load_phone_e2e, load_phone_gpu_ops  # noqa: E402
 from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
+from oplat.overhead import E2E_TERMS  # noqa: E402
 from oplat.train import load_graphs, train_profile  # noqa: E402
 
 
@@ -36,10 +38,14 @@ def main() -> None:
     ap.add_argument("--signed-counts", action="store_true", help="per-type kernel counts may take either sign")
     ap.add_argument("--layout-by-type", action="store_true",
                     help="the end-to-end term's layout work in columns per kernel type (SLICE, RESIZE, ...)")
+    ap.add_argument("--e2e-term", default="auto",
+                    help="end-to-end term fit (oplat.overhead.E2E_TERMS); a list or auto is chosen per device "
+                         "and fold by inner 10-fold CV over the fitting models")
     args = ap.parse_args()
     ridges = [float(r) for r in args.factor_ridge.split(",")]
     options = {"factor_ridge": ridges[0] if len(ridges) == 1 else ridges, "factor_units": args.factor_units,
-               "signed_counts": args.signed_counts, "layout_by_type": args.layout_by_type}
+               "signed_counts": args.signed_counts, "layout_by_type": args.layout_by_type,
+               "e2e_term": list(E2E_TERMS) if args.e2e_term == "auto" else args.e2e_term.split(",")}
     devices = args.devices.split(",")
     rows = load_phone_gpu_ops(devices=devices)
     e2e = load_phone_e2e(processor="gpu")

@@ -133,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data:
         return _train_from_collected(args)
 
+    terms = _e2e_terms(args.e2e_term)
     rows, e2e, devs, source = _load_training_data(args)
     excl = _csv_list(args.exclude_models)
     graphs = load_graphs(args.graphs)
@@ -143,11 +144,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         for dev in devs:
             prog.update(task, description=f"training {dev}")
             prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, exclude_models=excl,
-                                 source=source, lowered_cache=cache)
+                                 source=source, lowered_cache=cache, e2e_term=terms)
             folder = prof.save(out / dev / "tflite-gpu")
             prog.advance(task)
             prog.console.print(f"{prof.id}: {prof.meta['training']['rows']} rows -> {folder}")
     return 0
+
+
+def _e2e_terms(spec: str) -> list[str]:
+    """``--e2e-term``: ``auto`` (every known term, chosen by CV) or a comma list of names."""
+    from .overhead import E2E_TERMS
+
+    terms = list(E2E_TERMS) if spec == "auto" else _csv_list(spec)
+    unknown = [t for t in terms if t not in E2E_TERMS]
+    if unknown or not terms:
+        raise OplatError(f"unknown --e2e-term {','.join(unknown) or spec!r} (known: auto, {', '.join(E2E_TERMS)})")
+    return terms
 
 
 def _train_from_collected(args: argparse.Namespace) -> int:
@@ -200,12 +212,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import cross_validate, scatter_png
     from .train import load_graphs
 
+    terms = _e2e_terms(args.e2e_term)
     rows, e2e, devs, source = _load_training_data(args)
     graphs = load_graphs(args.graphs)
     with _progress() as prog:
         task = prog.add_task("cross-validation", total=len(devs) * args.folds)
         res = cross_validate(rows, e2e, graphs, devs, folds=args.folds, seed=args.seed,
-                             progress=lambda s: prog.update(task, advance=1, description=s), source=source)
+                             progress=lambda s: prog.update(task, advance=1, description=s), source=source,
+                             e2e_term=terms)
     points = res.pop("_points")
     res["graphs"] = str(args.graphs)
     if args.plot:
@@ -438,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--e2e-csv", help="end-to-end CSV (default: the shared phone benchmark)")
         p.add_argument("--devices", help="comma-separated devices (default: all in the data)")
         p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="folder of <model>.onnx graphs")
+        p.add_argument("--e2e-term", default="auto",
+                       help="end-to-end term fit: l2, huber, signed, a comma list, or auto (all three, "
+                            "the least CV error over the fitting models chosen per device)")
         p.set_defaults(fn=fn)
         if name == "train":
             p.add_argument("--data", action="append", help="an 'oplat collect' dataset (repeatable); "

@@ -23,6 +23,10 @@ from .features import KEYS, predictor_key
 from .lowering.kernels import LAYOUT, LoweredModel
 
 SUM_FEATURES = tuple(f"sum_ms:{k}" for k in KEYS)
+# the end-to-end terms a profile can be fitted with (fit_overhead arguments), and how
+# many reweighting rounds the Huber fit takes
+E2E_TERMS = {"l2": {}, "huber": {"loss": "huber"}, "signed": {"signed_counts": True}}
+HUBER_ROUNDS = 30
 COUNT_FEATURES = tuple(f"count:{k}" for k in KEYS)
 OVERHEAD_FEATURES = SUM_FEATURES + ("const_ms",) + COUNT_FEATURES + (
     "glue_ops", "glue_mb", "layout_ops", "layout_mb", "rows_small")
@@ -138,7 +142,8 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
 
 def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
                  ridge: float = 1e-3, factor_ridge: float = 0.1, signed_counts: bool = False,
-                 names: Sequence[str] = OVERHEAD_FEATURES, factor_units: str = "scaled") -> np.ndarray:
+                 names: Sequence[str] = OVERHEAD_FEATURES, factor_units: str = "scaled",
+                 loss: str = "l2", huber_delta: float = 0.05) -> np.ndarray:
     """Coefficients minimising relative squared error.
 
     Per-kernel-type sum factors are shrunk towards 1 (trust the per-op predictions
@@ -155,7 +160,13 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     ``factor_ridge * (factor - 1)^2`` alike for every family, so a family the fitting
     models hardly exercise keeps a factor near 1 (what a test model where it weighs more
     needs).
+
+    ``loss``: ``"l2"`` (squared relative error) or ``"huber"``: squared up to
+    ``huber_delta`` relative error and linear beyond (iteratively reweighted), so a few
+    models whose measurements disagree with their siblings' do not pull the term.
     """
+    if loss not in ("l2", "huber"):
+        raise ValueError(f"loss must be 'l2' or 'huber', not {loss!r}")
     x = np.asarray(features, dtype=float)
     y = np.asarray(measured_ms, dtype=float)
     is_sum = np.array([n.startswith("sum_ms:") for n in names])
@@ -171,18 +182,26 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     if factor_units == "raw":
         raw[:len(names)] = is_sum
     coef = relative_nnls(cols, y, ridges, prior, raw=raw)
+    if loss == "huber":
+        for _ in range(HUBER_ROUNDS):
+            err = np.abs(cols @ coef - y) / y
+            coef = relative_nnls(cols, y, ridges, prior, raw=raw,
+                                 weights=np.where(err <= huber_delta, 1.0, huber_delta / np.maximum(err, 1e-12)))
     out = coef[:x.shape[1]].copy()
     out[counts] -= coef[x.shape[1]:]
     return out
 
 
 def relative_nnls(a: np.ndarray, measured: np.ndarray, ridge: float | np.ndarray,
-                  prior: np.ndarray | None = None, raw: np.ndarray | None = None) -> np.ndarray:
+                  prior: np.ndarray | None = None, raw: np.ndarray | None = None,
+                  weights: np.ndarray | None = None) -> np.ndarray:
     """Non-negative ``x`` minimising the relative error of ``a @ x`` against ``measured``
     plus ``ridge * |x - prior|^2`` measured in column-scaled units (each column of the
     relative problem scaled to a maximum of 1, so ridges are comparable across columns
     of any unit). ``ridge``: one value or one per column; ``prior``: zeros when None;
-    ``raw``: a mask of columns whose ridge is in the coefficient's own units instead.
+    ``raw``: a mask of columns whose ridge is in the coefficient's own units instead;
+    ``weights``: one per row on its squared relative error (the ridge keeps its strength
+    against their mean).
     """
     wts = 1.0 / measured
     a = a * wts[:, None]
@@ -190,8 +209,12 @@ def relative_nnls(a: np.ndarray, measured: np.ndarray, ridge: float | np.ndarray
     lam = np.sqrt(np.broadcast_to(np.asarray(ridge, dtype=float), scale.shape))
     if raw is not None and raw.any():  # floored: a column of zeros keeps a finite weight
         lam = np.where(raw, lam / np.maximum(scale, 1e-6), lam)
+    b = measured * wts
+    if weights is not None:
+        sw = np.sqrt(np.asarray(weights, dtype=float))
+        a, b, lam = a * sw[:, None], b * sw, lam * float(np.sqrt(np.mean(weights)))
     target = np.zeros(len(scale)) if prior is None else lam * (prior * scale)
-    return nnls(np.vstack([a / scale, np.diag(lam)]), np.concatenate([measured * wts, target])) / scale
+    return nnls(np.vstack([a / scale, np.diag(lam)]), np.concatenate([b, target])) / scale
 
 
 def apply_overhead(coef: Sequence[float], features: Sequence[float],
@@ -237,3 +260,34 @@ def choose_factor_ridge(features: Sequence[Sequence[float]], targets: Sequence[f
     least = min(grid, key=lambda lam: table[str(lam)])
     bound = table[str(least)] + float(np.std(errors[least], ddof=1) / np.sqrt(len(y)))
     return float(max(lam for lam in grid if table[str(lam)] <= bound)), table
+
+
+def choose_e2e_term(features: Sequence[Sequence[float]], targets: Sequence[float],
+                    measured_ms: Sequence[float], models: Sequence[str], candidates: Sequence[str],
+                    folds: int = 10, seed: int = 7, **fit_kwargs) -> tuple[str, dict[str, float]]:
+    """The end-to-end term (a name of :data:`E2E_TERMS`) with the least cross-validated
+    MAPE over the fitting models, and each candidate's CV MAPE.
+
+    K-fold over the fitting models (``models`` names them; groups drawn as
+    :func:`oplat.train.group_folds` draws them, with its own seed): each candidate is
+    fitted on the other folds and scored on the end-to-end total, ``measured_ms``.
+    """
+    x = np.asarray(features, dtype=float)
+    y = np.asarray(targets, dtype=float)
+    m = np.asarray(measured_ms, dtype=float)
+    outside = m - y
+    names = sorted(models)
+    np.random.default_rng(seed).shuffle(names)
+    index = {n: i for i, n in enumerate(models)}
+    groups = [[index[n] for n in names[i::folds]] for i in range(min(folds, len(names)))]
+    feature_names = fit_kwargs.get("names", OVERHEAD_FEATURES)
+    table = {}
+    for name in candidates:
+        kw = dict(fit_kwargs, **E2E_TERMS[name])
+        err = []
+        for held in groups:
+            train = np.setdiff1d(np.arange(len(y)), held)
+            coef = fit_overhead(x[train], y[train], **kw)
+            err += [abs(apply_overhead(coef, x[i], feature_names)[0] + outside[i] - m[i]) / m[i] for i in held]
+        table[name] = float(np.mean(err))
+    return min(candidates, key=lambda n: table[n]), table

@@ -20,8 +20,8 @@ from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
 from .features import EXTRA_KEYS, GLUE_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
-from .overhead import (OVERHEAD_FEATURES, choose_factor_ridge, fit_overhead, graph_features, layout_types_of,
-                       overhead_features)
+from .overhead import (E2E_TERMS, OVERHEAD_FEATURES, choose_e2e_term, choose_factor_ridge, fit_overhead,
+                       graph_features, layout_types_of, overhead_features)
 from .profile import Profile
 
 XGB_PARAMS = {"objective": "reg:squarederror", "eta": 0.05, "max_depth": 6, "subsample": 0.8,
@@ -111,7 +111,8 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
                   source: str = "", lowered_cache: dict | None = None, lowering: str = "tflite-gpu",
                   profile_id: str | None = None, factor_ridge: float | Sequence[float] = 0.1,
                   signed_counts: bool = False, extra_factors: bool = False,
-                  factor_units: str = "scaled", layout_by_type: bool = False) -> Profile:
+                  factor_units: str = "scaled", layout_by_type: bool = False,
+                  e2e_term: str | Sequence[str] = "l2") -> Profile:
     """Train a profile for one device from its per-op rows and end-to-end measurements.
 
     With ``extra_factors`` the end-to-end term also scales the predicted sums of the
@@ -122,8 +123,16 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     (:func:`~oplat.overhead.choose_factor_ridge`; the CV table goes into the metadata).
     ``factor_units``: how the ridge measures a factor's distance from 1
     (:func:`~oplat.overhead.fit_overhead`). ``layout_by_type``: layout work in columns
-    per kernel type (:func:`~oplat.overhead.overhead_features`).
+    per kernel type (:func:`~oplat.overhead.overhead_features`). ``e2e_term``: how the
+    end-to-end term is fitted, a name of :data:`~oplat.overhead.E2E_TERMS` (``"l2"``,
+    ``"huber"``, ``"signed"``: per-kernel counts of either sign) or a list of them, of
+    which the one with the least 10-fold CV MAPE over the fitting models is used
+    (:func:`~oplat.overhead.choose_e2e_term`; its CV table goes into the metadata).
     """
+    terms = [e2e_term] if isinstance(e2e_term, str) else list(e2e_term)
+    unknown = [t for t in terms if t not in E2E_TERMS]
+    if unknown or not terms:
+        raise ValueError(f"unknown end-to-end term {unknown or terms} (known: {', '.join(E2E_TERMS)})")
     excl = set(exclude_models)
     rows = [r for r in rows if r.model not in excl and r.device == device]
     family = gpu_family or PHONE_GPU_FAMILY.get(device, "adreno")
@@ -137,7 +146,7 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     fitted = fit_regressors(rows)
     usable = {m: g for m, g in graphs.items() if m in e2e_ms and m not in excl}
     lowered = lowered_for(usable, family, backend=lowering, cache=lowered_cache)
-    coef, ridge_cv = None, None
+    coef, ridge_cv, term_cv = None, None, None
     names = OVERHEAD_FEATURES
     if len(lowered) >= 5:
         if {r.model for r in rows} & set(lowered):
@@ -159,12 +168,19 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
             factor_ridge, ridge_cv = choose_factor_ridge(feats, targets, [e2e_ms[m] for m in models], factor_ridge,
                                                          signed_counts=signed_counts, names=names,
                                                          factor_units=factor_units)
-        coef = fit_overhead(feats, targets, factor_ridge=factor_ridge, signed_counts=signed_counts,
-                            names=names, factor_units=factor_units).tolist()
+        fit_kw = {"factor_ridge": factor_ridge, "names": names, "factor_units": factor_units}
+        if len(terms) > 1:
+            chosen, term_cv = choose_e2e_term(feats, targets, [e2e_ms[m] for m in models], models, terms, **fit_kw)
+            terms = [chosen]
+        fit_kw["signed_counts"] = signed_counts
+        fit_kw.update(E2E_TERMS[terms[0]])
+        coef = fit_overhead(feats, targets, **fit_kw).tolist()
     meta["overhead"] = {"features": list(names), "coef": coef, "factor_ridge": factor_ridge,
                         "factor_units": factor_units,
                         **({"factor_ridge_cv_mape": ridge_cv} if ridge_cv else {}),
-                        "signed_counts": signed_counts,
+                        "e2e_term": terms[0] if coef is not None else None,
+                        **({"e2e_term_cv_mape": term_cv} if term_cv else {}),
+                        "signed_counts": signed_counts or terms[0] == "signed",
                         "fitted_on_models": len(lowered),
                         "glue_types_seen": glue_types(lowered.values())}
     meta["training"] = {"source": source, "rows": len(rows),

@@ -130,3 +130,10 @@ def test_custom_domain_op_is_listed_and_the_rest_predicted(tmp_path, net):
     assert [u["op_type"] for u in res["unsupported"]] == ["Foo"]
     assert "assumed" in res["unsupported"][0]["reason"]
     assert [o["kernel"] for o in res["ops"]] == ["CONV_2D", "CONV_2D"]
+
+
+def test_unknown_end_to_end_term_is_a_one_line_error(tmp_path):
+    for cmd in (["train", "--out", tmp_path / "p"], ["evaluate"]):
+        line = one_line_error(run(*cmd, "--e2e-term", "l2,cubic"))
+        assert "cubic" in line and "huber" in line
+    assert not (tmp_path / "p").exists()

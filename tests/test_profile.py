@@ -176,6 +176,32 @@ def test_signed_counts_can_subtract_a_per_kernel_cost():
     assert (np.delete(np.asarray(c), i_count) >= 0).all()
 
 
+def test_huber_end_to_end_term_is_not_pulled_by_a_few_wrong_measurements():
+    feats, (i_sum, i_const, i_count) = conv_overhead_features(6, (2, 50), (10, 100))
+    y = np.array([1.2 * f[i_sum] + 0.5 + 0.01 * f[i_count] for f in feats])
+    y[:5] *= 1.6  # five runs that went wrong on the phone
+    l2 = fit_overhead(feats, y, ridge=1e-8, factor_ridge=1e-8)
+    hub = fit_overhead(feats, y, ridge=1e-8, factor_ridge=1e-8, loss="huber")
+    assert abs(hub[i_sum] - 1.2) < 0.02 and abs(hub[i_count] - 0.01) < 0.002
+    assert abs(l2[i_sum] - 1.2) > 2 * abs(hub[i_sum] - 1.2)
+    with pytest.raises(ValueError, match="loss"):
+        fit_overhead(feats, y, loss="l1")
+
+
+def test_the_end_to_end_term_is_chosen_by_cross_validation():
+    from oplat.overhead import choose_e2e_term
+
+    feats, (i_sum, i_const, i_count) = conv_overhead_features(4, (5, 50), (10, 100))
+    y = [f[i_sum] + 0.5 - 0.02 * f[i_count] for f in feats]  # only a signed count term can fit this
+    names = [f"m{i:02d}" for i in range(len(y))]
+    best, table = choose_e2e_term(feats, y, y, names, ["l2", "huber", "signed"])
+    assert best == "signed" and set(table) == {"l2", "huber", "signed"}
+    assert table["signed"] < 0.5 * min(table["l2"], table["huber"])
+    # models measured slower than their kernels add up: no term needs a negative count
+    y2 = [f[i_sum] + 0.5 + 0.02 * f[i_count] for f in feats]
+    assert choose_e2e_term(feats, y2, y2, names, ["l2"])[0] == "l2"
+
+
 def test_overhead_fit_recovers_a_factor_for_an_extra_kernel_family():
     from oplat.overhead import apply_overhead, overhead_features
 
