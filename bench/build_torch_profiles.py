@@ -4,7 +4,8 @@ Per-op rows from ``torch_cnn_ops_gpu.csv`` (aten / vulkan_prepack ops mapped to 
 project's kernel vocabulary), end-to-end latencies from ``torch_cnn_e2e.csv``, graphs
 from ``models/cnn_zoo`` lowered with the ``torch-gpu`` rules. Grouped 10-fold CV over
 models (seed 0), then a profile on all models per device saved to
-``device_profiles/<device>/torch-gpu``.
+``device_profiles/<device>/torch-gpu``; the end-to-end term's fit is chosen per phone
+by inner CV, as for the TFLite GPU profiles (:func:`oplat.overhead.choose_e2e_term`).
 
 Each device is also fitted from its end-to-end latencies alone (the decomposition of
 :mod:`oplat.decompose`, as the CPU profiles are), scored by the same grouped 10-fold
@@ -33,6 +34,7 @@ from oplat.datasets import (ATTRIBUTION, PHONE_FACTS, SHARED_DATA, TORCH_GPU_FAM
                             load_torch_gpu_ops)
 from oplat.decompose import E2EDecomposer, cross_validate_e2e, kernel_tables  # noqa: E402
 from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
+from oplat.overhead import E2E_TERMS  # noqa: E402
 from oplat.train import load_graphs, train_profile  # noqa: E402
 
 
@@ -49,7 +51,7 @@ def main() -> None:
     graphs = load_graphs(ROOT / "models" / "cnn_zoo")
     source = "mobile-ml-benchmark:torch_cnn_ops_gpu.csv+torch_cnn_e2e.csv"
     kw = {"framework": "torch", "lowering": "torch-gpu", "gpu_family": lambda d: TORCH_GPU_FAMILY[d],
-          "profile_id": lambda d: f"{d}/torch-gpu"}
+          "profile_id": lambda d: f"{d}/torch-gpu", "e2e_term": list(E2E_TERMS)}
     t0 = time.time()
     cv = cross_validate(rows, e2e, graphs, devices, folds=args.folds, seed=0, source=source,
                         progress=lambda s: print(s, flush=True), **kw)
@@ -84,7 +86,8 @@ def main() -> None:
             continue
         cv["shipped"][dev] = "per-op"
         prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, framework="torch", gpu_family=TORCH_GPU_FAMILY[dev],
-                             lowering="torch-gpu", profile_id=f"{dev}/torch-gpu", source=source, lowered_cache=cache)
+                             lowering="torch-gpu", profile_id=f"{dev}/torch-gpu", source=source, lowered_cache=cache,
+                             e2e_term=list(E2E_TERMS))
         prof.meta["framework_version"] = _version(dev)
         prof.meta["precision"] = "fp16"
         prof.meta.update({k: v for k, v in PHONE_FACTS.get(dev, {}).items()})
