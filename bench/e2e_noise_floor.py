@@ -52,6 +52,12 @@ def _e2e_rows() -> tuple[dict[str, str], ...]:
         return tuple(csv.DictReader(f))
 
 
+@functools.lru_cache(maxsize=None)
+def _gpu_data(device: str) -> tuple[tuple, dict[str, float]]:
+    """One phone's per-op GPU rows and end-to-end GPU latencies, read once for every use."""
+    return tuple(load_phone_gpu_ops(devices=[device])), load_phone_e2e(processor="gpu").get(device, {})
+
+
 def run_spread(device: str, processor: str = "gpu", precision: str = "float") -> dict[str, float]:
     """Relative run-to-run standard deviation of one phone's end-to-end measurements
     (``<device>|<processor>|<precision>`` columns of ``tflite_cnn_e2e.csv``)."""
@@ -85,8 +91,7 @@ def cpu_spread_vs_accuracy() -> dict:
 
 def oracle_loo(device: str, ridge: float = 1e-3, min_models: int = 8) -> dict[str, float]:
     """Leave-one-model-out end-to-end error of a linear term over measured per-op sums."""
-    rows = load_phone_gpu_ops(devices=[device])
-    e2e = load_phone_e2e(processor="gpu").get(device, {})
+    rows, e2e = _gpu_data(device)
     by_model: dict[str, list] = collections.defaultdict(list)
     for r in rows:
         by_model[r.model].append(r)
@@ -127,10 +132,10 @@ NEAR_TWINS = [(f"mobilenet_{w}", f"mobilenetb_{w}") for w in ("wd4", "wd2", "w3d
 
 def near_twins(device: str) -> dict:
     """End-to-end ratio and measured per-op sum ratio of each :data:`NEAR_TWINS` pair."""
+    rows, e2e = _gpu_data(device)
     sums: dict[str, float] = collections.Counter()
-    for r in load_phone_gpu_ops(devices=[device]):
+    for r in rows:
         sums[r.model] += r.latency_ms
-    e2e = load_phone_e2e(processor="gpu").get(device, {})
     pairs = []
     for a, b in NEAR_TWINS:
         if a in e2e and b in e2e and sums[a] > 0 and sums[b] > 0:
@@ -157,10 +162,11 @@ def torch_per_op_consistency() -> dict:
                     r.latency_ms)
                 sums[r.model] += r.latency_ms
         groups = [np.asarray(v) for v in same.values() if len(v) >= 3]
+        log_sd = [np.std(np.log(g)) for g in groups]
         ratio = [sums[m] / e2e[dev][m] for m in sums if m in e2e.get(dev, {})]
         out[dev] = {"identical_kernel_groups": len(groups),
-                    "log_sd_median": round(float(np.median([np.std(np.log(g)) for g in groups])), 4),
-                    "log_sd_p90": round(float(np.percentile([np.std(np.log(g)) for g in groups], 90)), 4),
+                    "log_sd_median": round(float(np.median(log_sd)), 4),
+                    "log_sd_p90": round(float(np.percentile(log_sd, 90)), 4),
                     "max_over_min_largest": round(float(max(g.max() / g.min() for g in groups)), 1),
                     "per_op_sum_over_e2e_median": round(float(np.median(ratio)), 4),
                     "per_op_sum_over_e2e_p10_p90": [round(float(q), 4) for q in np.percentile(ratio, [10, 90])]}
