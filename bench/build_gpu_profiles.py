@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import load_phone_e2e, load_phone_gpu_ops  # noqa: E402
 from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
-from oplat.overhead import E2E_TERMS  # noqa: E402
+from oplat.overhead import e2e_terms  # noqa: E402
 from oplat.train import load_graphs, train_profile  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     ridges = [float(r) for r in args.factor_ridge.split(",")]
     options = {"factor_ridge": ridges[0] if len(ridges) == 1 else ridges, "factor_units": args.factor_units,
                "signed_counts": args.signed_counts, "layout_by_type": args.layout_by_type,
-               "e2e_term": list(E2E_TERMS) if args.e2e_term == "auto" else args.e2e_term.split(",")}
+               "e2e_term": e2e_terms(args.e2e_term)}
     devices = args.devices.split(",")
     rows = load_phone_gpu_ops(devices=devices)
     e2e = load_phone_e2e(processor="gpu")

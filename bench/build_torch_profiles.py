@@ -34,7 +34,7 @@ from oplat.datasets import (ATTRIBUTION, PHONE_FACTS, SHARED_DATA, TORCH_GPU_FAM
                             load_torch_gpu_ops)
 from oplat.decompose import E2EDecomposer, cross_validate_e2e, kernel_tables  # noqa: E402
 from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
-from oplat.overhead import E2E_TERMS  # noqa: E402
+from oplat.overhead import e2e_terms  # noqa: E402
 from oplat.train import load_graphs, train_profile  # noqa: E402
 
 
@@ -51,17 +51,19 @@ def main() -> None:
     graphs = load_graphs(ROOT / "models" / "cnn_zoo")
     source = "mobile-ml-benchmark:torch_cnn_ops_gpu.csv+torch_cnn_e2e.csv"
     kw = {"framework": "torch", "lowering": "torch-gpu", "gpu_family": lambda d: TORCH_GPU_FAMILY[d],
-          "profile_id": lambda d: f"{d}/torch-gpu", "e2e_term": list(E2E_TERMS)}
+          "profile_id": lambda d: f"{d}/torch-gpu", "e2e_term": e2e_terms("auto")}
     t0 = time.time()
     cv = cross_validate(rows, e2e, graphs, devices, folds=args.folds, seed=0, source=source,
                         progress=lambda s: print(s, flush=True), **kw)
     points = cv.pop("_points")
     cv["seconds"] = round(time.time() - t0, 1)
     cache: dict = {}
+    table_cache: dict = {}  # one lowering per GPU family
     cv["decomposition"], cv["shipped"] = {}, {}
     for dev in devices:
         # the same models, fitted from their end-to-end latencies alone
-        tables = kernel_tables(graphs, backend="torch-gpu", bytes_per_elem=2.0, gpu_family=TORCH_GPU_FAMILY[dev])
+        tables = kernel_tables(graphs, backend="torch-gpu", bytes_per_elem=2.0, gpu_family=TORCH_GPU_FAMILY[dev],
+                               cache=table_cache)
         dcv = cross_validate_e2e(tables, e2e.get(dev, {}), folds=args.folds, seed=0)
         dpoints = dcv.pop("_points")
         cv["decomposition"][dev] = dcv
@@ -69,15 +71,15 @@ def main() -> None:
         if dcv["end_to_end"]["mape"] < per_op_mape:
             cv["shipped"][dev] = "e2e-decomposition"
             points[dev]["e2e"] = dpoints[:2]
-            measured = {m: v for m, v in e2e[dev].items() if m in tables}
-            d = E2EDecomposer().fit([tables[m] for m in sorted(measured)], [measured[m] for m in sorted(measured)])
+            names = sorted(m for m in e2e[dev] if m in tables)
+            d = E2EDecomposer().fit([tables[m] for m in names], [e2e[dev][m] for m in names])
             meta = {"id": f"{dev}/torch-gpu", "device": dev, "framework": "torch", "processor": "gpu",
                     "gpu_family": TORCH_GPU_FAMILY[dev], "lowering": "torch-gpu", "precision": "fp16",
                     "framework_version": _version(dev), **PHONE_FACTS.get(dev, {}),
                     "accuracy": {"method": f"grouped {args.folds}-fold CV over models, seed 0",
                                  "end_to_end": dcv["end_to_end"],
                                  "per_op_method_end_to_end": cv["devices"][dev]["end_to_end"]},
-                    "training": {"source": "mobile-ml-benchmark:torch_cnn_e2e.csv", "models": sorted(measured),
+                    "training": {"source": "mobile-ml-benchmark:torch_cnn_e2e.csv", "models": names,
                                  "why": "per-op rows of this device are not per-op times (see "
                                         "bench/build_torch_profiles.py); fitted from end-to-end latencies",
                                  "attribution": ATTRIBUTION}}
@@ -87,7 +89,7 @@ def main() -> None:
         cv["shipped"][dev] = "per-op"
         prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, framework="torch", gpu_family=TORCH_GPU_FAMILY[dev],
                              lowering="torch-gpu", profile_id=f"{dev}/torch-gpu", source=source, lowered_cache=cache,
-                             e2e_term=list(E2E_TERMS))
+                             e2e_term=e2e_terms("auto"))
         prof.meta["framework_version"] = _version(dev)
         prof.meta["precision"] = "fp16"
         prof.meta.update({k: v for k, v in PHONE_FACTS.get(dev, {}).items()})

@@ -153,13 +153,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _e2e_terms(spec: str) -> list[str]:
     """``--e2e-term``: ``auto`` (every known term, chosen by CV) or a comma list of names."""
-    from .overhead import E2E_TERMS
+    from .overhead import e2e_terms
 
-    terms = list(E2E_TERMS) if spec == "auto" else _csv_list(spec)
-    unknown = [t for t in terms if t not in E2E_TERMS]
-    if unknown or not terms:
-        raise OplatError(f"unknown --e2e-term {','.join(unknown) or spec!r} (known: auto, {', '.join(E2E_TERMS)})")
-    return terms
+    try:
+        return e2e_terms(spec)
+    except ValueError as e:
+        raise OplatError(f"--e2e-term: {e}") from None
 
 
 def _train_from_collected(args: argparse.Namespace) -> int:

@@ -268,18 +268,18 @@ def choose_e2e_term(features: Sequence[Sequence[float]], targets: Sequence[float
     """The end-to-end term (a name of :data:`E2E_TERMS`) with the least cross-validated
     MAPE over the fitting models, and each candidate's CV MAPE.
 
-    K-fold over the fitting models (``models`` names them; groups drawn as
-    :func:`oplat.train.group_folds` draws them, with its own seed): each candidate is
-    fitted on the other folds and scored on the end-to-end total, ``measured_ms``.
+    K-fold over the fitting models (``models`` names them; groups of
+    :func:`oplat.train.group_folds`, with its own seed): each candidate is fitted on the
+    other folds and scored on the end-to-end total, ``measured_ms``.
     """
+    from .train import group_folds  # train imports this module
+
     x = np.asarray(features, dtype=float)
     y = np.asarray(targets, dtype=float)
     m = np.asarray(measured_ms, dtype=float)
     outside = m - y
-    names = sorted(models)
-    np.random.default_rng(seed).shuffle(names)
     index = {n: i for i, n in enumerate(models)}
-    groups = [[index[n] for n in names[i::folds]] for i in range(min(folds, len(names)))]
+    groups = [[index[n] for n in g] for g in group_folds(models, folds, seed)]
     feature_names = fit_kwargs.get("names", OVERHEAD_FEATURES)
     table = {}
     for name in candidates:
@@ -291,3 +291,15 @@ def choose_e2e_term(features: Sequence[Sequence[float]], targets: Sequence[float
             err += [abs(apply_overhead(coef, x[i], feature_names)[0] + outside[i] - m[i]) / m[i] for i in held]
         table[name] = float(np.mean(err))
     return min(candidates, key=lambda n: table[n]), table
+
+
+def e2e_terms(spec: str | Sequence[str]) -> list[str]:
+    """Names of :data:`E2E_TERMS` from ``"auto"`` (all of them), a comma list or a sequence;
+    ``ValueError`` naming any unknown one."""
+    terms = list(E2E_TERMS) if spec == "auto" else (
+        [t.strip() for t in spec.split(",") if t.strip()] if isinstance(spec, str) else list(spec))
+    unknown = [t for t in terms if t not in E2E_TERMS]
+    if unknown or not terms:
+        raise ValueError(f"unknown end-to-end term {','.join(unknown) or spec!r} "
+                         f"(known: auto, {', '.join(E2E_TERMS)})")
+    return terms

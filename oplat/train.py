@@ -20,8 +20,8 @@ from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
 from .features import EXTRA_KEYS, GLUE_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel, lower
-from .overhead import (E2E_TERMS, OVERHEAD_FEATURES, choose_e2e_term, choose_factor_ridge, fit_overhead,
-                       graph_features, layout_types_of, overhead_features)
+from .overhead import (E2E_TERMS, OVERHEAD_FEATURES, choose_e2e_term, choose_factor_ridge, e2e_terms,
+                       fit_overhead, graph_features, layout_types_of, overhead_features)
 from .profile import Profile
 
 XGB_PARAMS = {"objective": "reg:squarederror", "eta": 0.05, "max_depth": 6, "subsample": 0.8,
@@ -125,14 +125,12 @@ def train_profile(rows: Sequence[OpRow], e2e_ms: Mapping[str, float], graphs: Ma
     (:func:`~oplat.overhead.fit_overhead`). ``layout_by_type``: layout work in columns
     per kernel type (:func:`~oplat.overhead.overhead_features`). ``e2e_term``: how the
     end-to-end term is fitted, a name of :data:`~oplat.overhead.E2E_TERMS` (``"l2"``,
-    ``"huber"``, ``"signed"``: per-kernel counts of either sign) or a list of them, of
+    ``"huber"``, ``"signed"``: per-kernel counts of either sign) or a list of them (``"auto"``:
+    all; :func:`~oplat.overhead.e2e_terms`), of
     which the one with the least 10-fold CV MAPE over the fitting models is used
     (:func:`~oplat.overhead.choose_e2e_term`; its CV table goes into the metadata).
     """
-    terms = [e2e_term] if isinstance(e2e_term, str) else list(e2e_term)
-    unknown = [t for t in terms if t not in E2E_TERMS]
-    if unknown or not terms:
-        raise ValueError(f"unknown end-to-end term {unknown or terms} (known: {', '.join(E2E_TERMS)})")
+    terms = e2e_terms(e2e_term)
     excl = set(exclude_models)
     rows = [r for r in rows if r.model not in excl and r.device == device]
     family = gpu_family or PHONE_GPU_FAMILY.get(device, "adreno")
