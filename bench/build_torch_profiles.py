@@ -12,7 +12,7 @@ Each device is also fitted from its end-to-end latencies alone (the decompositio
 CV, and the method with the lower held-out end-to-end MAPE is shipped; the JSON keeps
 both (``devices`` holds the per-op method's figures, ``decomposition`` the other's,
 ``shipped`` which one went out). The iPhone XS's Metal per-op column is why: identical
-convolutions in different models were timed up to 100x apart there (0.004 and 0.041 ms
+convolutions in different models were timed up to 177x apart there (e.g. 0.004 and 0.041 ms
 for the same 128-channel 3x3 conv; the profiler charges a whole batch of GPU work to
 whichever op waits for it), while each model's rows still sum to its end-to-end time.
 
