@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from oplat.errors import OplatError
+from oplat.zoo import zoo_dir
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -123,7 +124,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     from .collect import collect_phone, phone_configs
 
-    graphs = load_graphs(Path(__file__).resolve().parents[1] / "models" / "cnn_zoo", names=args.zoo_models or None)
+    graphs = load_graphs(zoo_dir("cnn_zoo"), names=args.zoo_models or None)
     configs = phone_configs(graphs.values(), args.configs, seed=args.seed)
     budget = parse_budget(args.budget) if args.budget else None
     serials = [s for s in args.serial.split(",") if s]

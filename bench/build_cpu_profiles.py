@@ -31,6 +31,7 @@ from oplat.datasets import (ATTRIBUTION, PHONE_FACTS, coreset_threads, e2e_confi
 from oplat.decompose import E2EDecomposer, cross_validate_e2e, kernel_tables  # noqa: E402
 from oplat.evaluate import scatter_png  # noqa: E402
 from oplat.train import load_graphs  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 SOURCE = "mobile-ml-benchmark:tflite_cnn_e2e.csv"
 
@@ -56,7 +57,7 @@ def main() -> None:
     precisions = args.precisions.split(",")
     configs = [c for c in e2e_configs() if c[1] != "gpu" and c[2] in precisions
                and (devices is None or c[0] in devices)]
-    graphs = load_graphs(ROOT / "models" / "cnn_zoo")
+    graphs = load_graphs(zoo_dir("cnn_zoo"))
     tables = {p: kernel_tables(graphs, bytes_per_elem=4.0 if p == "float" else 1.0) for p in precisions}
     flagged = inconsistent_e2e()
     result: dict = {"folds": args.folds, "seed": 0, "iterations": args.iterations, "shrink": shrink, "profiles": {}}

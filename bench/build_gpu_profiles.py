@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 from oplat.datasets import load_phone_e2e, load_phone_gpu_ops  # noqa: E402
 from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
 from oplat.overhead import e2e_terms  # noqa: E402
-from oplat.train import load_graphs, train_profile  # noqa: E402
+from oplat.train import ProfileTrainer, load_graphs  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     devices = args.devices.split(",")
     rows = load_phone_gpu_ops(devices=devices)
     e2e = load_phone_e2e(processor="gpu")
-    graphs = load_graphs(ROOT / "models" / "cnn_zoo")
+    graphs = load_graphs(zoo_dir("cnn_zoo"))
     source = "mobile-ml-benchmark:tflite_cnn_ops_gpu.csv+tflite_cnn_e2e.csv"
     t0 = time.time()
     cv = cross_validate(rows, e2e, graphs, devices, folds=args.folds, seed=0, source=source,
@@ -59,7 +60,7 @@ def main() -> None:
     cv["options"] = options
     cache: dict = {}
     for dev in devices:
-        prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, source=source, lowered_cache=cache, **options)
+        prof = ProfileTrainer(source=source, **options).fit(rows, e2e.get(dev, {}), graphs, dev, lowered_cache=cache)
         acc = cv["devices"][dev]
         prof.meta["accuracy"] = {"method": f"grouped {args.folds}-fold CV over models, seed 0",
                                  "per_op": acc["per_op"], "end_to_end": acc["end_to_end"]}

@@ -2,7 +2,7 @@
 
 Per-op rows from ``torch_cnn_ops_gpu.csv`` (aten / vulkan_prepack ops mapped to this
 project's kernel vocabulary), end-to-end latencies from ``torch_cnn_e2e.csv``, graphs
-from ``models/cnn_zoo`` lowered with the ``torch-gpu`` rules. Grouped 10-fold CV over
+from ``oplat/zoo/cnn_zoo`` lowered with the ``torch-gpu`` rules. Grouped 10-fold CV over
 models (seed 0), then a profile on all models per device saved to
 ``device_profiles/<device>/torch-gpu``; the end-to-end term's fit is chosen per phone
 by inner CV, as for the TFLite GPU profiles (:func:`oplat.overhead.choose_e2e_term`).
@@ -35,7 +35,8 @@ from oplat.datasets import (ATTRIBUTION, PHONE_FACTS, SHARED_DATA, TORCH_GPU_FAM
 from oplat.decompose import E2EDecomposer, cross_validate_e2e, kernel_tables  # noqa: E402
 from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
 from oplat.overhead import e2e_terms  # noqa: E402
-from oplat.train import load_graphs, train_profile  # noqa: E402
+from oplat.train import ProfileTrainer, load_graphs  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 
 def main() -> None:
@@ -48,9 +49,9 @@ def main() -> None:
     devices = args.devices.split(",")
     rows = load_torch_gpu_ops(devices=devices)
     e2e = load_phone_e2e(SHARED_DATA / "torch_cnn_e2e.csv", processor="gpu")
-    graphs = load_graphs(ROOT / "models" / "cnn_zoo")
+    graphs = load_graphs(zoo_dir("cnn_zoo"))
     source = "mobile-ml-benchmark:torch_cnn_ops_gpu.csv+torch_cnn_e2e.csv"
-    kw = {"framework": "torch", "lowering": "torch-gpu", "gpu_family": lambda d: TORCH_GPU_FAMILY[d],
+    kw = {"framework": "torch", "lowering": "torch-gpu", "variant": lambda d: TORCH_GPU_FAMILY[d],
           "profile_id": lambda d: f"{d}/torch-gpu", "e2e_term": e2e_terms("auto")}
     t0 = time.time()
     cv = cross_validate(rows, e2e, graphs, devices, folds=args.folds, seed=0, source=source,
@@ -62,7 +63,7 @@ def main() -> None:
     cv["decomposition"], cv["shipped"] = {}, {}
     for dev in devices:
         # the same models, fitted from their end-to-end latencies alone
-        tables = kernel_tables(graphs, backend="torch-gpu", bytes_per_elem=2.0, gpu_family=TORCH_GPU_FAMILY[dev],
+        tables = kernel_tables(graphs, backend="torch-gpu", bytes_per_elem=2.0, variant=TORCH_GPU_FAMILY[dev],
                                cache=table_cache)
         dcv = cross_validate_e2e(tables, e2e.get(dev, {}), folds=args.folds, seed=0)
         dpoints = dcv.pop("_points")
@@ -87,9 +88,9 @@ def main() -> None:
             print(dev, "e2e-decomposition", json.dumps(dcv["end_to_end"]), flush=True)
             continue
         cv["shipped"][dev] = "per-op"
-        prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, framework="torch", gpu_family=TORCH_GPU_FAMILY[dev],
-                             lowering="torch-gpu", profile_id=f"{dev}/torch-gpu", source=source, lowered_cache=cache,
-                             e2e_term=e2e_terms("auto"))
+        prof = ProfileTrainer("torch", lowering="torch-gpu", variant=TORCH_GPU_FAMILY[dev], profile_id=f"{dev}/torch-gpu",
+                              source=source, e2e_term=e2e_terms("auto")).fit(rows, e2e.get(dev, {}), graphs, dev,
+                                                                            lowered_cache=cache)
         prof.meta["framework_version"] = _version(dev)
         prof.meta["precision"] = "fp16"
         prof.meta.update({k: v for k, v in PHONE_FACTS.get(dev, {}).items()})

@@ -1,6 +1,6 @@
 """Build CPU profiles for Vision Transformers from ``tflite_transformer_e2e.csv``.
 
-The benchmark ViTs this project builds (``models/export_vit_hf.py`` -> ``models/vit_zoo``:
+The benchmark ViTs this project builds (``tools/export_vit_hf.py`` -> ``oplat/zoo/vit_zoo``:
 ViT/DeiT/BEiT/DINOv2/ViT-MSN, Swin, MobileViT, EfficientFormer, LeViT, SegFormer MiT,
 PVT, CvT, PoolFormer, VAN; each within 1-4% of the benchmark's FLOPs) are decomposed
 per core set like the CNN CPU profiles (:mod:`oplat.decompose`; TFLite 2.15 XNNPACK
@@ -41,8 +41,9 @@ from rich.progress import Progress  # noqa: E402
 from oplat.datasets import (ATTRIBUTION, PHONE_FACTS, SHARED_DATA, coreset_threads, e2e_configs,  # noqa: E402
                             inconsistent_e2e, load_phone_e2e)
 from oplat.decompose import E2EDecomposer, kernel_tables  # noqa: E402
-from oplat.evaluate import error_metrics  # noqa: E402
+from oplat.fitting import error_metrics  # noqa: E402
 from oplat.train import load_graphs  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 FRAMEWORKS = {
     "tflite": {"csv": "tflite_transformer_e2e.csv", "version": "TensorFlow Lite 2.15 (XNNPACK)",
@@ -66,7 +67,7 @@ def main() -> None:
     csv_path = SHARED_DATA / fw["csv"]
     args.results = args.results or ROOT / "bench" / "results" / fw["results"]
     devices = set(args.devices.split(",")) if args.devices else None
-    graphs = load_graphs(ROOT / "models" / "vit_zoo")
+    graphs = load_graphs(zoo_dir("vit_zoo"))
     tables = kernel_tables(graphs)
     configs = [(d, c) for d, c, p in e2e_configs(csv_path)
                if p == "float" and c != "gpu" and (devices is None or d in devices)]

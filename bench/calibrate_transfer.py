@@ -47,10 +47,11 @@ from oplat.calibrate import (apply_fit, blend_weights, choose_method, design_poi
                              spearman)
 from oplat.datasets import e2e_configs, inconsistent_e2e, load_phone_e2e  # noqa: E402
 from oplat.decompose import E2EDecomposer, kernel_tables  # noqa: E402
-from oplat.evaluate import error_metrics  # noqa: E402
+from oplat.fitting import error_metrics, group_folds  # noqa: E402
 from oplat.lowering import lower  # noqa: E402
 from oplat.profile import load_profile  # noqa: E402
-from oplat.train import group_folds, load_graphs  # noqa: E402
+from oplat.train import load_graphs  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 STRATEGIES = ("random", "suggested")
 GRID_COMPONENTS = (2, 3, 4, 5, 6, 8, 10, 15, 100)
@@ -96,7 +97,7 @@ def main() -> None:
     suffix = "" if args.precision == "float" else "_int8"
     out = args.out or ROOT / "bench" / "results" / f"calibrate_transfer{suffix}.json"
     t0 = time.time()
-    graphs = load_graphs(ROOT / "models" / "cnn_zoo")
+    graphs = load_graphs(zoo_dir("cnn_zoo"))
     names = sorted(graphs)
     tables = kernel_tables(graphs, bytes_per_elem=4.0 if args.precision == "float" else 1.0)
     flagged = inconsistent_e2e()

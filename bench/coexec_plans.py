@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import onnx  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
-import models.zoo as zoo  # noqa: E402
+import oplat.zoo as zoo  # noqa: E402
 from coexec.cost import CostModel, build_units  # noqa: E402
 from coexec.plan import default_profiles, make_plan  # noqa: E402
 from coexec.planner import oracle_search, plan, simulate  # noqa: E402

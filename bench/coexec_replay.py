@@ -25,11 +25,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
-from coexec.graph_runtime import GraphRunner  # noqa: E402
+from coexec.graph_runner import GraphRunner  # noqa: E402
 from coexec.plan import make_plan  # noqa: E402
-from coexec.runtime import OclExecutor  # noqa: E402
+from coexec.opencl import OclExecutor  # noqa: E402
 from coexec.split import split_model  # noqa: E402
-from models.zoo import build  # noqa: E402
+from oplat.zoo import build  # noqa: E402
 
 
 def main() -> None:

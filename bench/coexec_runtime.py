@@ -6,7 +6,7 @@ whole-layer times) and oracle (grid search over GPU shares on measured times), a
 medians measured in one run, plus the per-op synchronisation cost of the SVM path
 (launches enqueued ahead behind device-side gates the host releases with a store; the
 host polls a flag the device stores), of enqueue-then-poll, event waits and clFinish
-(``sync_us``, :func:`coexec.runtime.sync_costs`) and the time from a running
+(``sync_us``, :func:`coexec.probes.sync_costs`) and the time from a running
 kernel's release to the host knowing it finished (``notify_us``, launch latency
 excluded).
 
@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from coexec.runtime import LayerSpec, bench_layer  # noqa: E402
+from coexec.corun import bench_layer  # noqa: E402
+from coexec.layers import LayerSpec  # noqa: E402
 
 LAYERS = {
     "conv 56x56x64->64 3x3": ("conv", (64, 56, 56), (64, 64, 3, 3)),

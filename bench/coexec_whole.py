@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
-from coexec.graph_runtime import run_plan  # noqa: E402
+from coexec.calibration import run_plan  # noqa: E402
 from coexec.plan import make_plan  # noqa: E402
-from models.zoo import build  # noqa: E402
+from oplat.zoo import build  # noqa: E402
 
 MODELS = "squeezenet1_1,resnet10,resnet18_w0.5,mobilenet_v1_0.5,regnetx_200mf,mnasnet_0.5"
 
@@ -54,7 +54,7 @@ def main() -> None:
                     help="plans predicted to gain less than this run on the faster processor alone "
                          "(default: what 'coexec boundary' measured and stored in the CPU profile)")
     args = ap.parse_args()
-    from oplat.collect.backends import cpu_identity
+    from oplat.machine import cpu_identity
     from oplat.profile import load_profile
 
     facts = cpu_identity()

@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import SHARED_DATA, load_phone_e2e, load_phone_gpu_ops  # noqa: E402
-from oplat.evaluate import error_metrics  # noqa: E402
+from oplat.fitting import error_metrics  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 DEVICES = "pixel4,s10,mi8se,a03s,iphonexs,iphone7"
 
@@ -180,7 +181,7 @@ def vit_exact_twins() -> dict:
     from oplat.lowering import lower
     from oplat.train import load_graphs
 
-    graphs = load_graphs(ROOT / "models" / "vit_zoo")
+    graphs = load_graphs(zoo_dir("vit_zoo"))
     sig: dict[str, list[str]] = collections.defaultdict(list)
     for name, g in graphs.items():
         lm = lower(g, "tflite-cpu")

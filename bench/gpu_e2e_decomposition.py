@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import load_phone_e2e, load_phone_gpu_ops  # noqa: E402
-from oplat.evaluate import cross_validate, error_metrics  # noqa: E402
+from oplat.evaluate import cross_validate  # noqa: E402
+from oplat.fitting import error_metrics  # noqa: E402
 from oplat.train import load_graphs  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 
 def decompose(points: dict, measured_ops: dict[str, float]) -> dict[str, dict]:
@@ -49,7 +51,7 @@ def main() -> None:
     devices = args.devices.split(",")
     rows = load_phone_gpu_ops(devices=devices)
     e2e = load_phone_e2e(processor="gpu")
-    graphs = load_graphs(ROOT / "models" / "cnn_zoo")
+    graphs = load_graphs(zoo_dir("cnn_zoo"))
     t0 = time.time()
     points = cross_validate(rows, e2e, graphs, devices, folds=10, seed=0)["_points"]
     result: dict = {"folds": 10, "seed": 0, "devices": {}}

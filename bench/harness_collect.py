@@ -29,9 +29,10 @@ import numpy as np  # noqa: E402
 from android_harness.collect import phone_configs  # noqa: E402
 from fake_adb import FakeAdbServer, install_fake_benchmark, make_phone  # noqa: E402
 from oplat.collect.run import read_collected  # noqa: E402
-from oplat.evaluate import error_metrics  # noqa: E402
+from oplat.fitting import error_metrics, group_folds  # noqa: E402
 from oplat.store import DatasetStore  # noqa: E402
-from oplat.train import group_folds, train_profile  # noqa: E402
+from oplat.train import ProfileTrainer  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
     binary = install_fake_benchmark(tmp / "benchmark_model")
     from oplat.train import load_graphs
 
-    graphs = load_graphs(ROOT / "models" / "cnn_zoo", ["mobilenetv2_w1", "resnet18", "mobilenetv3_large_w1",
+    graphs = load_graphs(zoo_dir("cnn_zoo"), ["mobilenetv2_w1", "resnet18", "mobilenetv3_large_w1",
                                                        "squeezenet_v1_1", "regnetx004", "mnasnet_b1"])
     configs = phone_configs(graphs.values(), args.configs, seed=0)
     dataset = tmp / "phone.csv"
@@ -67,8 +68,8 @@ def main() -> None:
     train = [r for r in rows if r.extra["config_id"] not in test_ids]
     test = [r for r in rows if r.extra["config_id"] in test_ids]
     device = rows[0].device  # the phone's model name, as recorded by the harness
-    prof = train_profile(train, {}, {}, device, "tflite", "cpu", gpu_family="cpu", lowering="tflite-cpu",
-                         profile_id="pixel4-emulated/tflite-cpu-1large")
+    prof = ProfileTrainer("tflite", "cpu", lowering="tflite-cpu", variant="cpu",
+                          profile_id="pixel4-emulated/tflite-cpu-1large").fit(train, {}, {}, device)
     pred = prof.predict_kernels([(r.kernel, r.impl, r.params, r.linked) for r in test])
     ok = ~np.isnan(pred)
     metrics = error_metrics(pred[ok], np.array([r.latency_ms for r in test])[ok])

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.zoo import build  # noqa: E402
+from oplat.zoo import build  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402
 from oplat.collect.sampler import kernel_config  # noqa: E402
 from oplat.features import predictor_key  # noqa: E402
@@ -57,7 +57,7 @@ def ort_nodes(name: str, threads: int, runs: int = 10) -> dict[str, dict[str, fl
 
     import onnxruntime as ort
 
-    from oplat.collect.backends import random_feeds
+    from oplat.onnx_utils import random_feeds
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads

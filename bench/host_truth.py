@@ -4,8 +4,8 @@ whole zoo models measured on the same machine in the same run.
 1. per-op collection (resumable) for ``--budget`` into bench/results/host_<backend>_<t>t_ops.csv
 2. whole-model measurements, in rounds, of two sets measured in turn within each round
    (so a slow spell of the machine touches both alike): the fitting set, the pytorchcv
-   exports (models/cnn_zoo) plus, with ``--vit-fit``, the Hugging Face ViT exports
-   (models/vit_zoo) of at most ``--vit-fit-max-gflops``, which fit the end-to-end term
+   exports (oplat/zoo/cnn_zoo) plus, with ``--vit-fit``, the Hugging Face ViT exports
+   (oplat/zoo/vit_zoo) of at most ``--vit-fit-max-gflops``, which fit the end-to-end term
    only; and the test set, the generated zoo (CNNs and ViTs, never used in training).
    A fitting model that lowers to exactly the kernels of a test model (pytorchcv's
    mobilenet_w1 is the zoo's mobilenet_v1_1.0; the ViT exports share the zoo's
@@ -32,15 +32,16 @@ sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
 
-from models.zoo import ZOO, build, is_transformer  # noqa: E402
+from oplat.zoo import ZOO, build, is_transformer  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402
 from oplat.collect.run import collect, open_store, read_collected  # noqa: E402
 from oplat.collect.sampler import default_configs, select_kernels  # noqa: E402
 from oplat.collect.whole import measure_models  # noqa: E402
-from oplat.evaluate import error_metrics  # noqa: E402
+from oplat.fitting import error_metrics  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 from oplat.overhead import factored_keys  # noqa: E402
-from oplat.train import load_graphs, lowered_for, train_profile  # noqa: E402
+from oplat.train import ProfileTrainer, load_graphs, lowered_for  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 
 def round_spread(path: Path) -> dict[str, float]:
@@ -91,7 +92,7 @@ def main() -> None:
                     help="passes over the whole models; each model's figure is its fastest round's median")
     ap.add_argument("--compare", help="also score this profile (id or folder) on the same measurements")
     ap.add_argument("--vit-fit", action="store_true",
-                    help="fit the end-to-end term on the ViT exports of models/vit_zoo too")
+                    help="fit the end-to-end term on the ViT exports of oplat/zoo/vit_zoo too")
     ap.add_argument("--vit-fit-max-gflops", type=float, default=40.0)
     ap.add_argument("--factor-units", choices=("scaled", "raw"), default="scaled",
                     help="how the ridge measures a factor's distance from 1 (oplat.overhead.fit_overhead)")
@@ -110,7 +111,7 @@ def main() -> None:
     backend = make_backend(args.backend, args.threads)
     if args.lowering_variant:
         backend.lowering = (backend.lowering[0], args.lowering_variant)
-    graphs = load_graphs(ROOT / "models" / "cnn_zoo")
+    graphs = load_graphs(zoo_dir("cnn_zoo"))
 
     t0 = time.time()
     store = open_store(res_dir / f"{tag}_ops.csv", backend, "host")
@@ -131,7 +132,7 @@ def main() -> None:
         return lowered_for(gs, backend.lowering[1], backend.lowering[0], cache)
 
     if args.vit_fit:
-        vit_graphs = load_graphs(ROOT / "models" / "vit_zoo")
+        vit_graphs = load_graphs(zoo_dir("vit_zoo"))
         vits = {n: vit_graphs[n] for n, lm in lowered(vit_graphs).items()
                 if model_gflops(lm) <= args.vit_fit_max_gflops}
         graphs.update(vits)
@@ -151,12 +152,11 @@ def main() -> None:
     rows = read_collected(res_dir / f"{tag}_ops.csv")
     pid = f"host/{args.backend}-{args.threads}t"
     framework = {"ort-cpu": "onnxruntime", "litert-cpu": "litert", "opencl": "opencl"}[args.backend]
-    prof = train_profile(rows, fit_e2e, graphs, "host", framework, "cpu", gpu_family=backend.lowering[1],
-                         lowering=backend.lowering[0],
-                         source=f"oplat collect ({args.backend}, {args.threads} thread(s)) on this machine",
-                         profile_id=pid, factor_ridge=ridges[0] if len(ridges) == 1 else ridges,
-                         signed_counts=args.signed_counts, extra_factors=args.extra_factors,
-                         factor_units=args.factor_units, lowered_cache=cache)
+    prof = ProfileTrainer(framework, "cpu", lowering=backend.lowering[0], variant=backend.lowering[1],
+                          source=f"oplat collect ({args.backend}, {args.threads} thread(s)) on this machine",
+                          profile_id=pid, factor_ridge=ridges[0] if len(ridges) == 1 else ridges,
+                          signed_counts=args.signed_counts, extra_factors=args.extra_factors,
+                          factor_units=args.factor_units).fit(rows, fit_e2e, graphs, "host", lowered_cache=cache)
 
     def score(profile) -> tuple[dict, dict]:
         per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}

@@ -6,7 +6,7 @@ front of some model families' convs and pools and not others; the PyTorch graph 
 show which, so ``share_ignoring_input_padding`` also reports the match with the recorded
 (padded or not) input size left out.
 
-For every model with an export in ``models/cnn_zoo``, lower it for each GPU family and
+For every model with an export in ``oplat/zoo/cnn_zoo``, lower it for each GPU family and
 compare the kernel rows (operation and every feature, plus the GPU kernel family and
 linked ops) with the dataset's rows of that model, as multisets. Writes JSON.
 
@@ -27,10 +27,11 @@ sys.path.insert(0, str(ROOT))
 from oplat.datasets import PHONE_GPU_FAMILY, load_phone_gpu_ops, row_identity as row_key  # noqa: E402
 from oplat.lowering import lower  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--zoo", type=Path, default=ROOT / "models" / "cnn_zoo")
+    ap.add_argument("--zoo", type=Path, default=zoo_dir("cnn_zoo"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lowering_match.json")
     ap.add_argument("--show", type=int, default=0, help="print up to N mismatching models")
     args = ap.parse_args()

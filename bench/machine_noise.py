@@ -19,7 +19,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from oplat.collect.backends import make_backend, machine_facts  # noqa: E402
+from oplat.collect.backends import make_backend  # noqa: E402
+from oplat.machine import machine_facts  # noqa: E402
 
 CANARY = {"kernel": "CONV_2D", "Input_shape": 28, "Input_channel": 64, "Filter": 64, "Kernel": 3, "Stride": 1,
           "linked": ["relu"]}

@@ -23,7 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from coexec.runtime import BROADCAST, UNARY_MODES, LayerSpec, OclExecutor, reference  # noqa: E402
+from coexec.cpu import reference  # noqa: E402
+from coexec.layers import BROADCAST, LayerSpec, UNARY_MODES  # noqa: E402
+from coexec.opencl import OclExecutor  # noqa: E402
 
 
 def layers(seed: int = 0) -> dict[str, tuple[LayerSpec, np.ndarray]]:

@@ -19,8 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.zoo import build  # noqa: E402
-from oplat.collect.backends import make_backend, machine_facts  # noqa: E402
+from oplat.zoo import build  # noqa: E402
+from oplat.collect.backends import make_backend  # noqa: E402
+from oplat.machine import machine_facts  # noqa: E402
 from oplat.collect.sampler import zoo_configs  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 

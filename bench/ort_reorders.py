@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.zoo import build, list_models  # noqa: E402
+from oplat.zoo import build, list_models  # noqa: E402
 from oplat.graph_only import with_random_weights  # noqa: E402
 from oplat.lowering import lower  # noqa: E402
 from oplat.lowering.ort_cpu import host_nchwc_block  # noqa: E402
@@ -30,7 +30,7 @@ from oplat.onnx_loader import load_onnx  # noqa: E402
 
 def ort_reorders(backend, model) -> tuple[int, int]:
     """(ReorderInput, ReorderOutput) nodes onnxruntime ran for ``model``, from its profiler
-    (:meth:`oplat.collect.backends.OrtCpuBackend.reorders`)."""
+    (:meth:`oplat.collect.ort_cpu.OrtCpuBackend.reorders`)."""
     found, _ = backend.reorders(with_random_weights(model).SerializeToString(), runs=1, warmup=0)
     directions = [r["direction"] for r in found]
     return directions.count("in"), directions.count("out")

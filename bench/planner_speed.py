@@ -3,7 +3,7 @@ import sys, time, json, statistics, tempfile, onnx
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import models.zoo as zoo
+import oplat.zoo as zoo
 from coexec.plan import make_plan
 from oplat.profile import load_profile
 cpu, gpu = load_profile("pixel4/tflite-cpu-3med"), load_profile("pixel4/tflite-gpu")

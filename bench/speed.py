@@ -4,7 +4,7 @@
 
 - predict_ms: ``profile.predict(graph)`` on an already-loaded graph of ~150 kernels
   (hrnet_w18_small_v2 export), median of 30 runs
-- cli_s: ``oplat predict models/samples/resnet18.onnx --profile ... --json`` as a new
+- cli_s: ``oplat predict oplat/zoo/samples/resnet18.onnx --profile ... --json`` as a new
   process, median of 5 runs
 - batch_models_per_s: ``profile.predict_many`` over 200 random NAS-Bench-201 networks
   (graph-only, loaded before the timer starts), median of 3 runs
@@ -26,9 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.zoo.nb201 import nb201_model, random_arch  # noqa: E402
+from oplat.zoo.nb201 import nb201_model, random_arch  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 from oplat.profile import load_profile  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 
 def median_time(fn, n: int) -> float:
@@ -46,9 +47,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
     args = ap.parse_args()
     prof = load_profile(args.profile)
-    g = load_onnx(ROOT / "models" / "cnn_zoo" / "hrnet_w18_small_v2.onnx")
+    g = load_onnx(zoo_dir("cnn_zoo") / "hrnet_w18_small_v2.onnx")
     n_kernels = len(prof.predict(g).ops)
-    onnx_path = ROOT / "models" / "cnn_zoo" / "hrnet_w18_small_v2.onnx"
+    onnx_path = zoo_dir("cnn_zoo") / "hrnet_w18_small_v2.onnx"
     ts = []
     for _ in range(30):  # a freshly loaded graph each time; only predict() is timed
         g = load_onnx(onnx_path)
@@ -58,7 +59,7 @@ def main() -> None:
         ts.append(time.perf_counter() - t)
     predict_s = statistics.median(ts)
 
-    cmd = [sys.executable, "-m", "oplat.cli", "predict", str(ROOT / "models" / "samples" / "resnet18.onnx"),
+    cmd = [sys.executable, "-m", "oplat.cli", "predict", str(zoo_dir("samples") / "resnet18.onnx"),
            "--profile", args.profile, "--json"]
     cli_s = median_time(lambda: subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT), 5)
 

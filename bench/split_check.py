@@ -24,7 +24,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
-import models.zoo as zoo  # noqa: E402
+import oplat.zoo as zoo  # noqa: E402
 from coexec.plan import make_plan  # noqa: E402
 from coexec.split import split_model  # noqa: E402
 from oplat.profile import load_profile  # noqa: E402

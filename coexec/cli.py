@@ -106,7 +106,9 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .runtime import RuntimeUnavailable, bench_layer, layer_from_onnx
+    from .corun import bench_layer
+    from .errors import RuntimeUnavailable
+    from .translate import layer_from_onnx
 
     layer, x_shape = layer_from_onnx(args.model)
     cores = (lambda s: [int(c) for c in s.split(",")] if s else None)
@@ -130,7 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .graph_runtime import run_plan
+    from .calibration import run_plan
     from .plan import PlanError
 
     try:
@@ -165,7 +167,7 @@ CONTEXT_MODELS = "regnety_400mf,resnet50,mobilenet_v2_0.35,densenet169,resnext26
 
 
 def _measure_context(args: argparse.Namespace, prof, res: dict, ocl, cores) -> dict:
-    """Fit the context costs (:func:`coexec.graph_runtime.fit_context`) on planned runs of
+    """Fit the context costs (:func:`coexec.calibration.fit_context`) on planned runs of
     ``--context-models``, planned with the boundary costs just measured (``res``)."""
     import tempfile
 
@@ -174,7 +176,7 @@ def _measure_context(args: argparse.Namespace, prof, res: dict, ocl, cores) -> d
 
     from oplat.profile import load_profile
 
-    from .graph_runtime import context_rows, fit_context, plan_speedup
+    from .calibration import context_rows, fit_context, plan_speedup
     from .plan import make_plan
 
     prof.meta["boundary"] = dict(res)
@@ -188,7 +190,7 @@ def _measure_context(args: argparse.Namespace, prof, res: dict, ocl, cores) -> d
             if name.endswith(".onnx"):
                 path = name
             else:
-                from models.zoo import build
+                from oplat.zoo import build
 
                 path = str(Path(tmp) / f"{name}.onnx")
                 onnx.save(build(name), path)
@@ -222,8 +224,9 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     from oplat.errors import OplatError
     from oplat.profile import Profile
 
-    from .graph_runtime import boundary_cost
-    from .runtime import CpuExecutor, channel_block
+    from .calibration import boundary_cost
+    from .cpu import CpuExecutor
+    from .probes import channel_block
 
     prof = Profile.load(args.profile)
     if prof.meta.get("processor") != "cpu":
@@ -233,7 +236,7 @@ def cmd_boundary(args: argparse.Namespace) -> int:
         if name.endswith(".onnx"):
             models[Path(name).stem] = onnx.load(name)
         else:
-            from models.zoo import build
+            from oplat.zoo import build
 
             models[name] = build(name)
     cores = [int(c) for c in args.cores.split(",")] if args.cores else None
@@ -244,8 +247,9 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     cpu.pin()
     res["channel_probe"] = channel_block(cpu)
     if args.gpu_cores:
-        from .graph_runtime import crossing_cost
-        from .runtime import OclExecutor, contention
+        from .calibration import crossing_cost
+        from .opencl import OclExecutor
+        from .probes import contention
 
         ocl = OclExecutor([int(c) for c in args.gpu_cores.split(",")])
         res["crossing"] = crossing_cost(ocl, cores)

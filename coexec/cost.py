@@ -27,7 +27,7 @@ import numpy as np
 
 from oplat.ir import Graph
 from oplat.lowering import Kernel
-from oplat.lowering.tflite_gpu import winograd_suitable
+from oplat.lowering.classify import winograd_suitable
 from oplat.profile import Profile
 
 GPU_ALIGN = 4  # GPU kernels work on slices of 4 channels
@@ -96,7 +96,7 @@ def _out_rows(k: Kernel) -> int:
 
 
 def scale_kernel(k: Kernel, kind: str, part: int, total: int, dim: str = "channel",
-                 gpu_family: str | None = None) -> tuple[str, str, dict[str, Any], list[str]]:
+                 variant: str | None = None) -> tuple[str, str, dict[str, Any], list[str]]:
     """The ``(type, impl, params, linked)`` item of the part of ``k`` that computes ``part``
     of ``total`` channels (or output rows with ``dim="row"``)."""
     p = dict(k.params)
@@ -140,11 +140,11 @@ def scale_kernel(k: Kernel, kind: str, part: int, total: int, dim: str = "channe
         if len(shape) >= 2:
             shape[1] = part
             p["Output_shape"] = tuple(shape)
-    if gpu_family is not None and k.type == "CONV_2D" and impl in ("winograd", "convolution_2d"):
+    if variant is not None and k.type == "CONV_2D" and impl in ("winograd", "convolution_2d"):
         impl = "winograd" if winograd_suitable(int(p.get("Kernel", 1)), int(p.get("Stride", 1)),
                                                int(p.get("Dilation", 1)), int(p["Input_channel"]),
                                                int(p["Filter"]), int(p["Output_shape"]),
-                                               int(p.get("Output_w", p["Output_shape"])), gpu_family) \
+                                               int(p.get("Output_w", p["Output_shape"])), variant) \
             else "convolution_2d"
     return k.type, impl, p, list(k.linked)
 
@@ -226,7 +226,7 @@ class CostModel:
                  dims: Sequence[str] = ("channel",), cpu_boundary: tuple[float, float] = (0.0, 0.0),
                  channel_align: int = GPU_ALIGN, context: Mapping[str, float] | None = None) -> None:
         """``context``: what planned runs cost on the executors beyond per-op predictions
-        (``coexec boundary`` with ``--gpu-cores``, :func:`coexec.graph_runtime.fit_context`):
+        (``coexec boundary`` with ``--gpu-cores``, :func:`coexec.calibration.fit_context`):
         a factor on CPU work that reads GPU output or is half of a split (``cpu_factor``),
         CPU work per such cut (``cpu_us``, ``cpu_ms_per_mb`` of what it reads), a factor
         on GPU kernels (``gpu_factor``) and the driver's time per GPU launch (``host_us``,
@@ -269,7 +269,7 @@ class CostModel:
     def _tabulate(self, dim: str) -> None:
         gitems, citems, gidx, cidx = [], [], [], []
         parts_all = []
-        fam = self.gpu.gpu_family
+        fam = self.gpu.variant
         for ui, u in enumerate(self.units):
             parts, total = self._parts(u, dim)
             parts_all.append(parts)

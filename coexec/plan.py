@@ -74,7 +74,7 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
     what cutting its executor's work costs to the CPU's work wherever it reads GPU output,
     and what reading device-written data costs (``crossing``) to every synchronisation.
     A CPU profile whose boundary costs carry ``context`` (measured planned runs, see
-    :func:`coexec.graph_runtime.fit_context`) adds those too, unless ``use_context`` is
+    :func:`coexec.calibration.fit_context`) adds those too, unless ``use_context`` is
     false (how they are measured). ``min_gain``: a plan predicted to beat the faster
     processor alone by less than this fraction is replaced by that processor alone (a gain smaller than the
     profiles' error is a coin toss); None: the overestimate measured with the context

@@ -25,23 +25,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from oplat.onnx_utils import attr as _attr
+from oplat.onnx_utils import attrs as _attrs
+from oplat.onnx_utils import set_attrs as _set_attrs
+
 from .plan import PlanError, validate_plan
-
-
-def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _set_attrs(node: onnx.NodeProto, **values: Any) -> None:
-    keep = [a for a in node.attribute if a.name not in values]
-    del node.attribute[:]
-    node.attribute.extend(keep)
-    for k, v in values.items():
-        if v is not None:
-            node.attribute.append(helper.make_attribute(k, v))
 
 
 class _Rewriter:
@@ -131,7 +119,7 @@ class _Rewriter:
         kh, kw = (_attr(n, "kernel_shape") or list(w.shape[2:]))[:2]
         sh, sw = (_attr(n, "strides") or [1, 1])[:2]
         dh, dw = (_attr(n, "dilations") or [1, 1])[:2]
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        attrs = _attrs(n)
         pads = spatial_pads(attrs, (x_shape[2], x_shape[3]), (kh, kw), (sh, sw))
         h_in, h_out = x_shape[2], y_shape[2]
         r1 = int(round(ratio * h_out))

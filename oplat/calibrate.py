@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import OplatError
-from .overhead import nnls, relative_nnls
+from .fitting import nnls, relative_nnls
 from .profile import BlendProfile, Profile, list_profiles, load_profile
 
 METHODS = ("scale", "scale+fixed", "per-key", "per-key-smooth", "blend")

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import OplatError
+from .zoo import zoo_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_GRAPHS = ROOT / "models" / "cnn_zoo"
+DEFAULT_GRAPHS = zoo_dir("cnn_zoo")
 
 
 def _csv_list(s: str | None) -> list[str]:
@@ -128,7 +128,7 @@ def _progress(stderr: bool = False):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import load_graphs, train_profile
+    from .train import ProfileTrainer, load_graphs
 
     if args.data:
         return _train_from_collected(args)
@@ -143,8 +143,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         task = prog.add_task("training", total=len(devs))
         for dev in devs:
             prog.update(task, description=f"training {dev}")
-            prof = train_profile(rows, e2e.get(dev, {}), graphs, dev, exclude_models=excl,
-                                 source=source, lowered_cache=cache, e2e_term=terms)
+            prof = ProfileTrainer(e2e_term=terms, source=source).fit(rows, e2e.get(dev, {}), graphs, dev,
+                                                                     exclude_models=excl, lowered_cache=cache)
             folder = prof.save(out / dev / "tflite-gpu")
             prog.advance(task)
             prog.console.print(f"{prof.id}: {prof.meta['training']['rows']} rows -> {folder}")
@@ -165,7 +165,7 @@ def _train_from_collected(args: argparse.Namespace) -> int:
     """Profiles from ``oplat collect`` datasets, one per device/framework/processor in them."""
     from .collect.run import read_collected
     from .store import DatasetStore
-    from .train import train_profile
+    from .train import ProfileTrainer
 
     out = Path(args.out)
     for path in args.data:
@@ -189,16 +189,19 @@ def _train_from_collected(args: argparse.Namespace) -> int:
                     lowering, family = "tflite-cpu", "cpu"
             else:
                 # rows were named by the collecting backend's lowering: predict with the same
-                from .collect.backends import BACKENDS
+                from .collect.backends import BackendError, backend_class
 
-                backend_cls = BACKENDS.get(meta.get("backend", ""))
+                try:
+                    backend_cls = backend_class(meta.get("backend", ""))
+                except BackendError:
+                    backend_cls = None
                 if meta.get("lowering"):  # as recorded (a machine's NCHWc block size, for one)
                     lowering, family = meta["lowering"]
                 elif backend_cls is not None:
                     lowering, family = backend_cls.lowering
                 pid = f"{device}/{name}-{processor}-{threads}t"
-            prof = train_profile(rs, {}, {}, device, framework, processor, gpu_family=family,
-                                 source=f"oplat collect:{Path(path).name}", profile_id=pid, lowering=lowering)
+            prof = ProfileTrainer(framework, processor, lowering=lowering, variant=family, profile_id=pid,
+                                  source=f"oplat collect:{Path(path).name}").fit(rs, {}, {}, device)
             prof.meta["collection"] = {k: meta.get(k) for k in ("backend", "threads", "cores", "machine")}
             if meta.get("backend") == "opencl":  # the runtime has OpenCL kernels for these ops only
                 prof.meta["runs_only_predicted_kernels"] = True
@@ -351,12 +354,8 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from .errors import OplatError
+    from .zoo import build, list_models
 
-    try:
-        from models.zoo import build, list_models
-    except ImportError:
-        raise OplatError("the model zoo (package 'models') is not installed; install oplat from its repository") from None
     if args.zoo_cmd == "list":
         for name in list_models():
             print(name)

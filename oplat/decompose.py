@@ -33,7 +33,8 @@ import xgboost as xgb
 from .features import EXTRA_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key, work_terms
 from .ir import Graph
 from .lowering import LoweredModel, lower
-from .overhead import OVERHEAD_FEATURES, nnls, relative_nnls
+from .fitting import error_metrics, fit_baseline, fit_linear, group_folds, nnls, relative_nnls
+from .overhead import OVERHEAD_FEATURES
 from .profile import Profile
 
 DECOMP_KEYS = KEYS + EXTRA_KEYS
@@ -80,11 +81,6 @@ class KernelTable:
                 v[3 * i:3 * i + 3] = (w[:, 0].sum(), w[:, 1].sum(), len(w))
         v[-1] = 1.0
         return v
-
-
-def fit_linear(rows: np.ndarray, measured: np.ndarray, ridge: float = 1e-4) -> np.ndarray:
-    """Non-negative coefficients minimising the relative error of the sums."""
-    return relative_nnls(rows, measured, ridge)
 
 
 # Kernel families that cost alike per FLOP and per byte: GEMM microkernels, depthwise
@@ -153,7 +149,6 @@ class E2EDecomposer:
 
     def fit(self, tables: Sequence[KernelTable], measured_ms: Sequence[float]) -> "E2EDecomposer":
         """Fit on models' kernel tables and their measured end-to-end milliseconds."""
-        from .train import fit_baseline
 
         y = np.asarray(measured_ms, dtype=float)
         if len(tables) < 5:
@@ -236,16 +231,16 @@ class E2EDecomposer:
 
 
 def kernel_tables(graphs: Mapping[str, Graph], backend: str = "tflite-cpu", bytes_per_elem: float = 4.0,
-                  cache: dict | None = None, gpu_family: str = "adreno") -> dict[str, KernelTable]:
-    """Lower every graph for ``backend`` (and ``gpu_family``, for GPU lowerings) and tabulate
+                  cache: dict | None = None, variant: str = "adreno") -> dict[str, KernelTable]:
+    """Lower every graph for ``backend`` (and ``variant``, for GPU lowerings) and tabulate
     its kernels (memoised in ``cache``)."""
     out = {}
     for name, g in graphs.items():
-        key = (name, backend, bytes_per_elem, gpu_family)
+        key = (name, backend, bytes_per_elem, variant)
         if cache is not None and key in cache:
             out[name] = cache[key]
             continue
-        out[name] = KernelTable(lower(g, backend, gpu_family), bytes_per_elem)
+        out[name] = KernelTable(lower(g, backend, variant), bytes_per_elem)
         if cache is not None:
             cache[key] = out[name]
     return out
@@ -261,8 +256,6 @@ def cross_validate_e2e(tables: Mapping[str, KernelTable], measured: Mapping[str,
     :func:`oplat.datasets.inconsistent_e2e`) are never trained on and are still
     predicted: ``end_to_end`` scores the other models, ``end_to_end_all`` every model.
     """
-    from .evaluate import error_metrics
-    from .train import group_folds
 
     bad = set(unreliable)
     models = sorted(m for m in measured if m in tables)

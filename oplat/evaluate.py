@@ -8,17 +8,8 @@ import numpy as np
 
 from .datasets import OpRow
 from .ir import Graph
-from .train import group_folds, train_profile
-
-
-def error_metrics(pred: Sequence[float], true: Sequence[float]) -> dict[str, float]:
-    """MAPE, RMSPE and the shares within +-10% / +-5% (fractions, not percent)."""
-    p, t = np.asarray(pred, float), np.asarray(true, float)
-    if len(t) == 0:
-        return {"n": 0}
-    e = (p - t) / t
-    return {"n": int(len(t)), "mape": float(np.mean(np.abs(e))), "rmspe": float(np.sqrt(np.mean(e ** 2))),
-            "within_10": float(np.mean(np.abs(e) <= 0.10)), "within_5": float(np.mean(np.abs(e) <= 0.05))}
+from .fitting import error_metrics, group_folds
+from .train import ProfileTrainer
 
 
 def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]],
@@ -40,8 +31,8 @@ def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]]
         op_pred, op_true, e_pred, e_true, e_models, e_parts = [], [], [], [], [], []
         for k, held in enumerate(group_folds(models, folds, seed)):
             kw = {k: (v(dev) if callable(v) else v) for k, v in train_kwargs.items()}
-            prof = train_profile(drows, e2e.get(dev, {}), graphs, dev, exclude_models=held,
-                                 source=source, lowered_cache=cache, **kw)
+            prof = ProfileTrainer(source=source, **kw).fit(drows, e2e.get(dev, {}), graphs, dev,
+                                                           exclude_models=held, lowered_cache=cache)
             hs = set(held)
             test = [r for r in drows if r.model in hs]
             if test:

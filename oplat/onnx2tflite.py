@@ -15,7 +15,7 @@ the result can be measured with LiteRT (host truth) or pushed to a phone.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -23,6 +23,8 @@ from onnx import numpy_helper
 
 from .errors import ModelLoadError
 from .graph_only import is_graph_only, with_random_weights
+from .onnx_utils import attrs as _attrs
+from .onnx_utils import clip_bounds, scalar_of
 from .tflite_writer import TFLiteBuilder
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
@@ -50,10 +52,6 @@ def onnx_to_tflite(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[i
     if is_graph_only(model):
         model = with_random_weights(model)
     return _Converter(model, input_shapes or {}, nhwc_inputs).run()
-
-
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
 class _Converter:
@@ -332,8 +330,8 @@ class _Converter:
         if n.op_type == "Relu":
             code = 1
         else:
-            lo, hi = _clip_bounds(n, self.consts)
-            code = {(0.0, 6.0): 3, (-1.0, 1.0): 2, (0.0, float("inf")): 1}.get((lo, hi))
+            bounds = self._clip_bounds(n)
+            code = None if bounds is None else {(0.0, 6.0): 3, (-1.0, 1.0): 2, (0.0, float("inf")): 1}.get(bounds)
             if code is None:
                 return 0, name
         self._skip(n)
@@ -502,8 +500,14 @@ class _Converter:
 
     op_Dropout = op_Identity
 
+    def _clip_bounds(self, node: onnx.NodeProto) -> tuple[float, float] | None:
+        return clip_bounds(_attrs(node), node.input, lambda t: scalar_of(self.consts, t))
+
     def op_Clip(self, node, a) -> None:
-        lo, hi = _clip_bounds(node, self.consts)
+        bounds = self._clip_bounds(node)
+        if bounds is None:
+            raise ConvertError(f"Clip {node.name!r}: bounds computed at run time cannot be converted")
+        lo, hi = bounds
         if (lo, hi) == (0.0, 6.0):
             return self._unary(node, "RELU6")
         if (lo, hi) == (0.0, float("inf")):
@@ -757,16 +761,6 @@ def _const_nhwc(arr: np.ndarray) -> np.ndarray:
         return arr
     a4 = arr.reshape((1,) * (4 - arr.ndim) + arr.shape) if arr.ndim < 4 else arr
     return a4.transpose(NCHW_TO_NHWC)
-
-
-def _clip_bounds(node: onnx.NodeProto, consts: Mapping[str, np.ndarray]) -> tuple[float, float]:
-    a = _attrs(node)
-    lo, hi = a.get("min", -float("inf")), a.get("max", float("inf"))
-    if len(node.input) > 1 and node.input[1]:
-        lo = float(np.asarray(consts[node.input[1]]).reshape(-1)[0])
-    if len(node.input) > 2 and node.input[2]:
-        hi = float(np.asarray(consts[node.input[2]]).reshape(-1)[0])
-    return float(lo), float(hi)
 
 
 def _is_const_value(consts: Mapping[str, np.ndarray], name: str, value: float) -> bool:

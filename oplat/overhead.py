@@ -20,6 +20,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .features import KEYS, predictor_key
+from .fitting import group_folds, relative_nnls
 from .lowering.kernels import LAYOUT, LoweredModel
 
 SUM_FEATURES = tuple(f"sum_ms:{k}" for k in KEYS)
@@ -115,31 +116,6 @@ def _out_elems(k) -> float:
     return float(ho) * float(p.get("Output_w", ho)) * float(p.get("Filter", p.get("Input_channel", 1)))
 
 
-def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
-    """Lawson-Hanson non-negative least squares: argmin ||a x - b|| subject to x >= 0."""
-    m, n = a.shape
-    x = np.zeros(n)
-    passive = np.zeros(n, dtype=bool)
-    w = a.T @ (b - a @ x)
-    it = 0
-    while (~passive).any() and w[~passive].max(initial=-np.inf) > 1e-10 and it < max_iter:
-        it += 1
-        j = np.argmax(np.where(passive, -np.inf, w))
-        passive[j] = True
-        while True:
-            z = np.zeros(n)
-            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
-            if (z[passive] > 0).all():
-                x = z
-                break
-            mask = passive & (z <= 0)
-            alpha = np.min(x[mask] / (x[mask] - z[mask]))
-            x = x + alpha * (z - x)
-            passive &= x > 1e-12
-        w = a.T @ (b - a @ x)
-    return x
-
-
 def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[float],
                  ridge: float = 1e-3, factor_ridge: float = 0.1, signed_counts: bool = False,
                  names: Sequence[str] = OVERHEAD_FEATURES, factor_units: str = "scaled",
@@ -190,31 +166,6 @@ def fit_overhead(features: Sequence[Sequence[float]], measured_ms: Sequence[floa
     out = coef[:x.shape[1]].copy()
     out[counts] -= coef[x.shape[1]:]
     return out
-
-
-def relative_nnls(a: np.ndarray, measured: np.ndarray, ridge: float | np.ndarray,
-                  prior: np.ndarray | None = None, raw: np.ndarray | None = None,
-                  weights: np.ndarray | None = None) -> np.ndarray:
-    """Non-negative ``x`` minimising the relative error of ``a @ x`` against ``measured``
-    plus ``ridge * |x - prior|^2`` measured in column-scaled units (each column of the
-    relative problem scaled to a maximum of 1, so ridges are comparable across columns
-    of any unit). ``ridge``: one value or one per column; ``prior``: zeros when None;
-    ``raw``: a mask of columns whose ridge is in the coefficient's own units instead;
-    ``weights``: one per row on its squared relative error (the ridge keeps its strength
-    against their mean).
-    """
-    wts = 1.0 / measured
-    a = a * wts[:, None]
-    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
-    lam = np.sqrt(np.broadcast_to(np.asarray(ridge, dtype=float), scale.shape))
-    if raw is not None and raw.any():  # floored: a column of zeros keeps a finite weight
-        lam = np.where(raw, lam / np.maximum(scale, 1e-6), lam)
-    b = measured * wts
-    if weights is not None:
-        sw = np.sqrt(np.asarray(weights, dtype=float))
-        a, b, lam = a * sw[:, None], b * sw, lam * float(np.sqrt(np.mean(weights)))
-    target = np.zeros(len(scale)) if prior is None else lam * (prior * scale)
-    return nnls(np.vstack([a / scale, np.diag(lam)]), np.concatenate([b, target])) / scale
 
 
 def apply_overhead(coef: Sequence[float], features: Sequence[float],
@@ -272,7 +223,6 @@ def choose_e2e_term(features: Sequence[Sequence[float]], targets: Sequence[float
     :func:`oplat.train.group_folds`, with its own seed): each candidate is fitted on the
     other folds and scored on the end-to-end total, ``measured_ms``.
     """
-    from .train import group_folds  # train imports this module
 
     x = np.asarray(features, dtype=float)
     y = np.asarray(targets, dtype=float)

@@ -6,11 +6,8 @@ provenance) and one ``<KEY>.ubj`` XGBoost model per predictor key. No pickle.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -18,10 +15,11 @@ import numpy as np
 import xgboost as xgb
 
 from .errors import ProfileError
-from .features import EXTRA_KEYS, FEATURE_SCHEMA_VERSION, GLUE_KEYS, features_and_baseline, predictor_key
+from .features import FEATURE_SCHEMA_VERSION
 from .ir import Graph
 from .lowering import LoweredModel, lower
-from .overhead import OVERHEAD_FEATURES, apply_overhead, factored_keys, graph_features
+from .overhead import OVERHEAD_FEATURES
+from .predict import OpPrediction, PredictionResult, predict_models, regressor_predictions
 
 PROFILE_FORMAT = 1
 SHIPPED = Path(__file__).resolve().parents[1] / "device_profiles"
@@ -56,46 +54,6 @@ def resolve_profile(id_or_path: str | os.PathLike) -> Path:
     raise ProfileError(f"unknown profile {str(id_or_path)!r} (known: {known})")
 
 
-@dataclass(slots=True)
-class OpPrediction:
-    """One kernel's prediction."""
-
-    name: str
-    kernel: str
-    impl: str
-    linked: list[str]
-    predicted_ms: float | None
-    params: dict[str, Any]
-    sources: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kernel": self.kernel, "impl": self.impl, "linked": self.linked,
-                "predicted_ms": self.predicted_ms,
-                "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params.items()},
-                "sources": self.sources}
-
-
-@dataclass
-class PredictionResult:
-    """End-to-end and per-kernel predictions for one model."""
-
-    model: str
-    profile: str
-    total_ms: float
-    ops_ms: float
-    overhead_ms: float
-    ops: list[OpPrediction]
-    unsupported: list[dict[str, str]]
-    glue: list[dict[str, Any]]
-    key_sums: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "profile": self.profile, "total_ms": self.total_ms,
-                "ops_ms": self.ops_ms, "overhead_ms": self.overhead_ms,
-                "ops": [o.to_dict() for o in self.ops], "unsupported": self.unsupported,
-                "glue_kernels": self.glue}
-
-
 class Profile:
     """A trained device profile: ``Profile.load(id_or_path)`` then ``predict(model)``."""
 
@@ -118,12 +76,15 @@ class Profile:
         machine = (self.meta.get("collection") or {}).get("machine") or {}
         if self.meta.get("device") != "host" or not machine:
             return None
-        from .collect.backends import other_cpu
+        from .machine import other_cpu
 
         return other_cpu(machine)
 
     @property
-    def gpu_family(self) -> str:
+    def variant(self) -> str:
+        """The lowering variant: a GPU family (``adreno``, ``mali``, ``powervr``, ``apple``),
+        ``vulkan``/``metal`` for PyTorch, ``cpu``, or ``nchwc<block>`` for onnxruntime
+        (stored as ``gpu_family`` in ``profile.json``, format 1)."""
         return self.meta.get("gpu_family", "adreno")
 
     @property
@@ -174,123 +135,22 @@ class Profile:
     # prediction -----------------------------------------------------------------
     def lower(self, graph: Graph) -> LoweredModel:
         """Lower a graph the way this profile's framework runs it."""
-        return lower(graph, self.backend, self.gpu_family)
-
-    CACHE_SIZE = 200_000
+        return lower(graph, self.backend, self.variant)
 
     def predict_kernels(self, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
-        """Milliseconds for ``(kernel, impl, params, linked)`` items (NaN where no regressor).
-
-        Kernels already predicted (same type, parameters and links) come from a cache:
-        NAS populations and repeated blocks share most of their kernels.
-        """
-        out = np.full(len(items), np.nan)
-        cache = self._cache
-        groups: dict[str, list[int]] = {}
-        sigs: list[Any] = [None] * len(items)
-        for i, (k, impl, params, linked) in enumerate(items):
-            # key order is part of the signature: a different order can only miss, never collide
-            sig = (k, impl, tuple((a, tuple(b) if isinstance(b, list) else b) for a, b in params.items()),
-                   tuple(linked))
-            hit = cache.get(sig)
-            if hit is not None:
-                out[i] = hit
-                continue
-            key = predictor_key(k, impl)
-            if key in self.boosters:
-                sigs[i] = sig
-                groups.setdefault(key, []).append(i)
-        base = self.meta.get("baseline", {})
-        if len(cache) > self.CACHE_SIZE:
-            cache.clear()
-        n_new = sum(len(v) for v in groups.values())
-        threads = (os.cpu_count() or 1) if n_new > 2000 else 1  # threads only pay off on big batches
-        for key, idx in groups.items():
-            self.boosters[key].set_param({"nthread": threads})
-            sel = [items[i] for i in idx]
-            x, xb = features_and_baseline(key, sel)
-            margin = xb @ np.asarray(base[key]) if key in base else None
-            vals = np.exp(self.boosters[key].inplace_predict(x, base_margin=margin))
-            out[idx] = vals
-            for i, v in zip(idx, vals.tolist()):
-                cache[sigs[i]] = v
-        return out
+        """Milliseconds for ``(kernel, impl, params, linked)`` items (NaN where no regressor);
+        see :func:`oplat.predict.regressor_predictions`."""
+        return regressor_predictions(self, items)
 
     def predict(self, model: str | os.PathLike | Graph | LoweredModel,
                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> PredictionResult:
         """Predict a model file, IR graph or lowered model."""
-        return self.predict_many([model], input_shapes)[0]
+        return predict_models(self, [model], input_shapes)[0]
 
     def predict_many(self, models: Iterable[str | os.PathLike | Graph | LoweredModel],
                      input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[PredictionResult]:
         """Batch prediction: one regressor call per kernel type for all models together."""
-        with _gc_paused():
-            return self._predict_many(models, input_shapes)
-
-    def _predict_many(self, models, input_shapes) -> list[PredictionResult]:
-        from .model_io import load_model
-
-        lowered: list[LoweredModel] = []
-        for m in models:
-            if isinstance(m, LoweredModel):
-                lowered.append(m)
-            else:
-                g = m if isinstance(m, Graph) else load_model(m, input_shapes)
-                lm = self.lower(g)
-                assumed = set(g.meta.get("assumed_shapes", ()))
-                for u in lm.unsupported:
-                    if u["name"] in assumed:
-                        u["reason"] = "unknown op; its output shape was assumed equal to its input's"
-                lowered.append(lm)
-        # glue kernels this profile has a regressor for (a CPU profile's TRANSPOSE) count as ops
-        glue_keys = {key for key in self.boosters if key in GLUE_KEYS}
-        predicted: list[list] = []
-        items = []
-        for mi, lm in enumerate(lowered):
-            ks = lm.rows if not glue_keys else [
-                k for k in lm.kernels if k.is_row or predictor_key(k.type, k.impl) in glue_keys]
-            predicted.append(ks)
-            for k in ks:
-                items.append((k.type, k.impl, k.params, k.linked))
-        preds = (self.predict_kernels(items) if items else np.zeros(0)).tolist()
-        results = []
-        pos = 0
-        coef = self.meta.get("overhead", {}).get("coef")
-        names = tuple(self.meta.get("overhead", {}).get("features") or OVERHEAD_FEATURES)
-        factored = factored_keys(names)
-        for mi, lm in enumerate(lowered):
-            ops, unsupported = [], list(lm.unsupported)
-            key_sums: dict[str, float] = {}
-            for k in predicted[mi]:
-                v = preds[pos]
-                pos += 1
-                if v != v:  # NaN: no regressor for this kernel type
-                    v = None
-                    unsupported.append({"name": k.name, "op_type": k.type, "reason": "no regressor in profile"})
-                else:
-                    key = predictor_key(k.type, k.impl)
-                    key_sums[key] = key_sums.get(key, 0.0) + v
-                ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources))
-            ops_sum = sum(key_sums.values())
-            extra = sum(v for key, v in key_sums.items() if key in EXTRA_KEYS and key not in factored)
-            if coef:
-                total, overhead = apply_overhead(coef, graph_features(lm, key_sums, glue_keys, names=names), names)
-                total += extra  # kernel families without a factor sit outside the end-to-end term
-            else:
-                total, overhead = ops_sum, 0.0
-            seen = self.meta.get("overhead", {}).get("glue_types_seen")
-            if seen is not None:
-                seen_set = set(seen)
-                for k in lm.glue:
-                    if k.type not in seen_set and predictor_key(k.type, k.impl) not in glue_keys:
-                        unsupported.append({"name": k.name, "op_type": k.type,
-                                            "reason": "not in this profile's training models; only counted "
-                                                      "as generic glue in the end-to-end term"})
-            glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]
-            res = PredictionResult(lm.name, self.id, total, ops_sum, overhead, ops, unsupported, glue)
-            res.key_sums = key_sums
-            results.append(res)
-        return results
+        return predict_models(self, models, input_shapes)
 
 
 def _save_boosters(folder: Path, boosters: Mapping[str, xgb.Booster], prefix: str = "") -> dict[str, str]:
@@ -360,20 +220,6 @@ class BlendProfile(Profile):
             mm = {k: v for k, v in m.meta.items() if k not in ("models", "accuracy", "decomposition")}
             blend.append({"id": m.id, "weight": w, "meta": mm, "models": _save_boosters(folder, m.boosters, f"m{i}-")})
         return self._write_meta(folder, models={}, blend=dict(self.meta.get("blend", {}), members=blend))
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector: lowering creates many short-lived, acyclic
-    objects whose generation-2 scans (over every loaded graph) otherwise halve the
-    batch throughput. Reference counting still frees them at once."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def load_profile(id_or_path: str | os.PathLike) -> Profile:

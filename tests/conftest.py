@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import SHARED_DATA  # noqa: E402
+from oplat.zoo import zoo_dir
 
 # Tests that train on or compare with the shared phone measurements run where the data is
 # (../shared/data/mobile-ml-benchmark or OPLAT_SHARED_DATA) and are skipped, saying why, elsewhere.
@@ -70,4 +71,4 @@ def net():
 
 @pytest.fixture(scope="session")
 def zoo() -> Path:
-    return ROOT / "models" / "cnn_zoo"
+    return zoo_dir("cnn_zoo")

@@ -2,7 +2,6 @@
 """Emulated ``onnxruntime_perf_test`` for the fake phone: runs the model with onnxruntime on
 this machine (``-m times -r N -x T -I model``) and prints the real tool's summary format."""
 
-import statistics
 import sys
 import time
 

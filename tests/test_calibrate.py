@@ -11,8 +11,9 @@ from oplat.calibrate import (CalibrationError, blend_library, calibrate_profile,
 from oplat.cli import main
 from oplat.onnx_loader import load_onnx
 from oplat.profile import load_profile
+from oplat.zoo import zoo_dir
 
-ZOO = Path(__file__).resolve().parents[1] / "models" / "cnn_zoo"
+ZOO = zoo_dir("cnn_zoo")
 MODELS = ["resnet10", "resnet18_wd2", "mobilenet_wd2", "mobilenetv2_wd2", "squeezenet_v1_1", "regnetx002",
           "mnasnet_b1", "fdmobilenet_wd2", "seresnet10", "mobilenetv3_small_w1", "ghostnet", "preresnet10"]
 

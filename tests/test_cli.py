@@ -2,14 +2,14 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import onnx
 import pytest
 
 from conftest import ROOT
 from conftest import needs_shared
+from oplat.zoo import zoo_dir
 
-SAMPLE = ROOT / "models" / "samples" / "mobilenetv2_w1.onnx"
+SAMPLE = zoo_dir("samples") / "mobilenetv2_w1.onnx"
 
 
 def run(*args):

@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-import models.zoo as zoo
+import oplat.zoo as zoo
 from coexec.cli import main as coexec_main
 from coexec.cost import CostModel, build_units
 from coexec.plan import PlanError, make_plan, validate_plan
@@ -16,6 +16,7 @@ from coexec.planner import SMALL_MODEL_UNITS, Decision, Timeline, oracle_search,
 from coexec.split import split_model
 from oplat.onnx_loader import load_onnx
 from oplat.profile import load_profile
+from oplat.zoo import zoo_dir
 
 CPU, GPU = "pixel4/tflite-cpu-3med", "pixel4/tflite-gpu"
 
@@ -205,7 +206,7 @@ def test_a_measured_boundary_cost_in_the_cpu_profile_joins_every_sync(tmp_path):
 
 
 def test_boundary_fit_recovers_known_costs():
-    from coexec.graph_runtime import fit_boundary
+    from coexec.calibration import fit_boundary
 
     rows = [{"model": str(i), "whole_ms": 5.0, "boundaries": n, "crossing_mb": mb,
              "cut_ms": 5.0 + n * 0.04 + mb * 0.02} for i, (n, mb) in enumerate([(50, 20), (80, 10), (120, 40), (30, 30)])]
@@ -285,7 +286,7 @@ def test_a_cpu_op_reading_gpu_output_pays_the_cut_as_work(tmp_path, profiles):
 
 
 def test_context_fit_recovers_known_costs():
-    from coexec.graph_runtime import fit_context
+    from coexec.calibration import fit_context
 
     rng = np.random.default_rng(0)
     rows = []
@@ -308,18 +309,6 @@ def test_context_fit_recovers_known_costs():
     fit = fit_context(rows)
     assert fit["cpu_us"] >= 0 and fit["cpu_ms_per_mb"] >= 0 and fit["cpu_factor"] > 0
     assert fit["cpu_mape_after"] <= fit["cpu_mape_before"]  # the constrained fit never does worse than none
-
-
-def test_nonneg_lstsq_keeps_the_best_feasible_subset():
-    from coexec.graph_runtime import nonneg_lstsq
-
-    rng = np.random.default_rng(1)
-    x = rng.uniform(0, 1, (50, 3))
-    y = x @ np.array([2.0, 0.5, 0.0]) + 0.01 * rng.standard_normal(50)
-    assert nonneg_lstsq(x, y) == pytest.approx([2.0, 0.5, 0.0], abs=0.05)
-    y = x @ np.array([1.0, -3.0, 0.2])  # the unconstrained fit is negative in one term
-    c = nonneg_lstsq(x, y)
-    assert c.min() >= 0 and c[1] == 0.0
 
 
 def test_context_costs_make_gpu_work_dearer_on_the_timeline(tmp_path, profiles):
@@ -355,7 +344,7 @@ def test_a_plan_made_with_a_profile_of_another_cpu_says_so(tmp_path, capsys):
     from coexec.plan import make_plan
     from conftest import ROOT
 
-    from oplat.collect.backends import cpu_identity
+    from oplat.machine import cpu_identity
 
     folders = {}
     for name, machine in (("coexec-cpu", cpu_identity()), ("coexec-ocl", {"cpu": "Fake CPU", "cpu_id": "1/2/3"})):
@@ -365,7 +354,7 @@ def test_a_plan_made_with_a_profile_of_another_cpu_says_so(tmp_path, capsys):
         meta["collection"]["machine"].update(machine)
         (folders[name] / "profile.json").write_text(json.dumps(meta))
     cpu, ocl = folders["coexec-cpu"], folders["coexec-ocl"]
-    model = ROOT / "models" / "samples" / "resnet18.onnx"
+    model = zoo_dir("samples") / "resnet18.onnx"
     plan = make_plan(model, cpu, ocl, dims=("channel",))
     assert list(plan["profiles_measured_elsewhere"]) == ["host/coexec-ocl"]  # this machine's CPU profile is not
     assert "Fake CPU 1/2/3" in plan["profiles_measured_elsewhere"]["host/coexec-ocl"]

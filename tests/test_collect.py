@@ -3,8 +3,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from oplat.collect.backends import BackendError, make_backend, time_runs
+from oplat.collect.backends import BackendError, make_backend
+from oplat.collect.timing import time_runs
 from oplat.collect.ops import config_id, onnx_single_op
+from oplat.zoo import zoo_dir
 
 CONFIGS = [
     {"kernel": "CONV_2D", "Input_shape": 14, "Input_channel": 16, "Filter": 32, "Kernel": 3, "Stride": 2, "linked": ["relu"]},
@@ -173,7 +175,7 @@ def test_collect_then_train_cli(tmp_path):
     meta = json.loads((tmp_path / "prof" / "host" / "ort-cpu-1t" / "profile.json").read_text())
     assert DatasetStore(data).meta["lowering"] == ["ort-cpu", f"nchwc{host_nchwc_block()}"]
     assert (meta["lowering"], meta["gpu_family"]) == ("ort-cpu", f"nchwc{host_nchwc_block()}")
-    q = run("predict", ROOT / "models" / "samples" / "mobilenetv2_w1.onnx", "--profile",
+    q = run("predict", zoo_dir("samples") / "mobilenetv2_w1.onnx", "--profile",
             tmp_path / "prof" / "host" / "ort-cpu-1t", "--json")
     assert q.returncode == 0 and json.loads(q.stdout)["total_ms"] > 0
     bad = run("collect", "--backend", "tpu", "--out", tmp_path / "x.csv")
@@ -185,7 +187,7 @@ from oplat.store import DatasetStore  # noqa: E402
 
 def test_whole_model_measurement_resumes(tmp_path):
     from oplat.collect.whole import measure_models
-    from models.zoo import build
+    from oplat.zoo import build
 
     b = make_backend("ort-cpu", threads=1)
     calls = []
@@ -216,7 +218,7 @@ def test_transformer_kernels_are_built_measured_and_lowered():
 
 
 def test_litert_backend_measures_converted_single_ops_and_whole_models():
-    from models.zoo import build
+    from oplat.zoo import build
     from oplat.collect.run import kernel_of
     from oplat.collect.whole import measure_model
 
@@ -264,7 +266,7 @@ def test_opencl_backend_runs_the_runtime_kernels_and_rejects_the_rest():
 
 def test_opencl_collection_rejects_a_config_whose_device_result_is_wrong(monkeypatch):
     """A kernel that computes the wrong thing is recorded as failed, never timed."""
-    from coexec.graph_runtime import GraphRunner
+    from coexec.graph_runner import GraphRunner
 
     try:
         b = make_backend("opencl", threads=1)
@@ -408,7 +410,7 @@ def test_collect_kernel_filter_names_unknown_types():
 
 
 def test_resuming_on_another_machine_warns_but_keeps_the_rows(tmp_path, capsys):
-    from oplat.collect.backends import machine_facts, machine_mismatch
+    from oplat.machine import machine_facts, machine_mismatch
     from oplat.collect.run import open_store
 
     facts = machine_facts()
@@ -430,7 +432,7 @@ def test_single_op_timing_is_net_of_the_call_floor(tmp_path):
     """A backend that subtracts its fixed cost per call records the kernel's time less
     the do-nothing model's, never below 5% of the raw figure, and says what it took off;
     a dataset collected without that refuses to be resumed with it."""
-    from oplat.collect.backends import Backend, _floor_model, _time_single_op
+    from oplat.collect.backends import Backend, floor_model, time_single_op
     from oplat.collect.run import open_store
     from oplat.errors import DatasetError
     from oplat.store import DatasetStore
@@ -452,23 +454,23 @@ def test_single_op_timing_is_net_of_the_call_floor(tmp_path):
         kernel_s = 0.0012
 
         def session(self, model_bytes):
-            return _Sess(0.0002 if model_bytes == _floor_model() else self.kernel_s)
+            return _Sess(0.0002 if model_bytes == floor_model() else self.kernel_s)
 
     b = Fake()
-    t = _time_single_op(b, b"kernel", "fake")
+    t = time_single_op(b, b"kernel", "fake")
     assert t["call_floor_ms"] == pytest.approx(0.2) and t["median_ms"] == pytest.approx(1.0)
     assert t["min_ms"] == pytest.approx(1.0) and t["std_ms"] == pytest.approx(0.0)
     b.kernel_s = 0.0001
-    assert _time_single_op(b, b"kernel", "fake")["median_ms"] == pytest.approx(0.005)
+    assert time_single_op(b, b"kernel", "fake")["median_ms"] == pytest.approx(0.005)
     b.subtract_call_floor = False
-    assert "call_floor_ms" not in _time_single_op(b, b"kernel", "fake")
+    assert "call_floor_ms" not in time_single_op(b, b"kernel", "fake")
     floors = iter([0.0002, 0.0009, 0.0002, 0.0003])  # the second sample in a slow spell
 
     class Drifting(Fake):
         floor_refresh_s = 0.0  # a new sample on every call
 
         def session(self, model_bytes):
-            return _Sess(next(floors) if model_bytes == _floor_model() else self.kernel_s)
+            return _Sess(next(floors) if model_bytes == floor_model() else self.kernel_s)
 
     d = Drifting()
     assert [round(d.call_floor_ms(), 4) for _ in range(4)] == [0.2, 0.55, 0.2, 0.3]

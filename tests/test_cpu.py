@@ -1,6 +1,5 @@
 """CPU (XNNPACK) lowering and per-op models learned from end-to-end latencies."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ from oplat.lowering import lower
 from oplat.onnx_loader import load_onnx
 from oplat.profile import Profile
 from oplat.train import load_graphs
+from oplat.zoo import zoo_dir
 
-ZOO = Path(__file__).resolve().parents[1] / "models" / "cnn_zoo"
+ZOO = zoo_dir("cnn_zoo")
 NAMES = ["mobilenet_wd4", "mobilenet_wd2", "mobilenetv2_wd4", "mobilenetv2_wd2", "mobilenetv2_w3d4",
          "mobilenetv3_small_w7d20", "mobilenetv3_small_wd2", "mobilenetv3_small_w1", "resnet10",
          "resnet18_wd4", "resnet18_wd2", "squeezenet_v1_1", "squeezenet_v1_0", "fdmobilenet_wd4",
@@ -119,7 +119,8 @@ def test_inconsistent_e2e_flags_a_run_gone_wrong_but_not_a_family_that_scales_di
 
 
 def test_shrunk_linear_fit_pulls_a_rare_key_towards_its_family_and_predicts_a_new_model_better():
-    from oplat.decompose import fit_linear, fit_linear_shrunk
+    from oplat.decompose import fit_linear_shrunk
+    from oplat.fitting import fit_linear
 
     # two gemm keys with the same true cost per GFLOP; MEAN (memory family, like ADD)
     # appears in only two training models, which carry an extra 30% nobody explains

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import time
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -225,7 +224,7 @@ def test_onnxruntime_perf_test_runner(phone, tmp_path):
     tool.chmod(0o755)
     import onnx
 
-    import models.zoo as zoo
+    import oplat.zoo as zoo
 
     model = tmp_path / "mnv2.onnx"
     onnx.save(zoo.build("mobilenet_v2_0.35"), model)
@@ -239,7 +238,7 @@ def test_measure_fills_a_suggest_template_resumably_and_for_one_phone_only(phone
     import onnx
 
     from android_harness.measure import measure_csv
-    from models.zoo.nb201 import nb201_model, random_arch
+    from oplat.zoo.nb201 import nb201_model, random_arch
     from oplat.calibrate import read_measurements, write_template
     from oplat.cli import main as oplat_main
 

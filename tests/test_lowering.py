@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from oplat.lowering import lower
-from oplat.lowering.tflite_gpu import winograd_suitable
+from oplat.lowering.classify import winograd_suitable
 from oplat.onnx_loader import load_onnx
 from conftest import needs_shared
 
@@ -254,7 +254,7 @@ def test_ort_lowering_places_the_nchwc_reorders_onnxruntime_runs(name):
     Mix-FFN conv; PoolFormer blocks one per Sub; ShuffleNet's two branches share one:
     counted against onnxruntime's own profiler on the same model, with this machine's
     block size."""
-    from models.zoo import build
+    from oplat.zoo import build
 
     m = build(name, graph_only=True)
     lm = lower(load_onnx(m), "ort-cpu", "cpu")
@@ -279,7 +279,7 @@ def test_nchwc_reorders_follow_the_block_size(net, block, expected):
 
 
 def test_ort_lowering_fuses_hard_swish_into_convs_and_keeps_gelu_apart():
-    from models.zoo import build
+    from oplat.zoo import build
 
     lm = lower(load_onnx(build("mobilenet_v3_small_0.75", graph_only=True)), "ort-cpu", "cpu")
     assert not [k for k in lm.kernels if k.type == "HARD_SWISH"]
@@ -295,7 +295,7 @@ def test_ort_lowering_fuses_hard_swish_into_convs_and_keeps_gelu_apart():
 def test_ort_lowering_runs_an_unfused_swish_as_quick_gelu():
     """MobileViT's x*sigmoid(x) after its convs and MLP layers: onnxruntime runs each as
     a QuickGelu node (its profiler), the lowering as a SWISH kernel of its own family."""
-    from models.zoo import build
+    from oplat.zoo import build
     from oplat.features import predictor_key
 
     m = build("mobilevit_xxs", graph_only=True)
@@ -311,7 +311,7 @@ def test_ort_lowering_keeps_relu6_apart_from_relu():
     the features tell the two apart, and the collection sampler builds and explores it."""
     import random
 
-    from models.zoo import build
+    from oplat.zoo import build
     from oplat.collect.ops import onnx_single_op
     from oplat.collect.sampler import explore, kernel_config
     from oplat.features import feature_vector, predictor_key
@@ -336,7 +336,7 @@ def test_ort_lowering_keeps_relu6_apart_from_relu():
 
 
 def test_signature_tells_the_same_network_under_another_name(zoo):
-    from models.zoo import build
+    from oplat.zoo import build
 
     from oplat.train import load_graphs
 

@@ -10,10 +10,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from models.zoo import build
+from oplat.zoo import build
 from oplat.graph_only import with_random_weights
 from oplat.onnx2tflite import ConvertError, onnx_to_tflite
 from oplat.tflite_loader import load_tflite
+from oplat.zoo import zoo_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +43,8 @@ def test_zoo_models_match_onnxruntime(name: str) -> None:
     assert np.abs(y - ref).max() <= 1e-4 * (np.abs(ref).max() + 1e-6)
 
 
-@pytest.mark.parametrize("path", ["models/cnn_zoo/efficientnet_edge_small_b.onnx", "models/cnn_zoo/bninception.onnx",
-                                  "models/cnn_zoo/preresnet18_wd4.onnx"])
+@pytest.mark.parametrize("path", ["oplat/zoo/cnn_zoo/efficientnet_edge_small_b.onnx", "oplat/zoo/cnn_zoo/bninception.onnx",
+                                  "oplat/zoo/cnn_zoo/preresnet18_wd4.onnx"])
 def test_pytorch_exports_with_shape_chains_and_ceil_pooling(path: str) -> None:
     """Pad sizes computed by Shape->Gather->Concat chains fold; ceil-mode pools pad at the end;
     BatchNorm variances shared through Identity nodes get positive random values."""
@@ -102,7 +103,7 @@ def test_convert_cli_and_prediction_agree_across_formats(tmp_path: Path) -> None
         return subprocess.run([sys.executable, "-m", "oplat.cli", *map(str, a)], capture_output=True, text=True,
                               cwd=ROOT, timeout=300)
 
-    src = ROOT / "models" / "samples" / "mobilenetv2_w1.onnx"
+    src = zoo_dir("samples") / "mobilenetv2_w1.onnx"
     p = run("convert", src, "-o", out)
     assert p.returncode == 0, p.stderr
     a = json.loads(run("predict", src, "--profile", "pixel4/tflite-gpu", "--json").stdout)["total_ms"]

@@ -5,12 +5,13 @@ import pytest
 
 from oplat.datasets import load_phone_e2e, load_phone_gpu_ops
 from oplat.errors import ProfileError
-from oplat.evaluate import error_metrics
+from oplat.fitting import error_metrics, group_folds, nnls
 from oplat.features import KEYS, feature_vector, predictor_key
-from oplat.overhead import fit_overhead, nnls
+from oplat.overhead import fit_overhead
 from oplat.profile import Profile, load_profile
-from oplat.train import group_folds, load_graphs, train_profile
+from oplat.train import ProfileTrainer, load_graphs
 from conftest import needs_shared
+from oplat.zoo import zoo_dir
 
 
 def test_predictor_keys():
@@ -84,7 +85,7 @@ def trained(tmp_path_factory, zoo):
     keep = set(train_names) | set(held)
     graphs = load_graphs(zoo, sorted(keep))
     rows = [r for r in rows if r.model in keep]
-    prof = train_profile(rows, e2e, graphs, "pixel4", exclude_models=held, source="test")
+    prof = ProfileTrainer(source="test").fit(rows, e2e, graphs, "pixel4", exclude_models=held)
     return prof, rows, e2e, graphs, held, tmp_path_factory.mktemp("prof")
 
 
@@ -220,7 +221,7 @@ def test_overhead_fit_recovers_a_factor_for_an_extra_kernel_family():
 def test_a_factored_extra_family_is_scaled_and_not_added_again():
     import copy
 
-    from models.zoo import build
+    from oplat.zoo import build
     from oplat.onnx_loader import load_onnx
     from oplat.overhead import overhead_features
 
@@ -312,7 +313,7 @@ def test_a_host_profile_from_another_cpu_is_flagged(tmp_path, capsys):
 
     from conftest import ROOT
     from oplat.cli import main
-    from oplat.collect.backends import cpu_identity, other_cpu
+    from oplat.machine import cpu_identity, other_cpu
     from oplat.profile import load_profile
 
     here = cpu_identity()
@@ -325,7 +326,7 @@ def test_a_host_profile_from_another_cpu_is_flagged(tmp_path, capsys):
     meta["collection"]["machine"].update(cpu="Fake CPU", cpu_id="1/2/3")
     (folder / "profile.json").write_text(json.dumps(meta))
     assert "Fake CPU" in load_profile(folder).measured_elsewhere()
-    model = str(ROOT / "models" / "samples" / "resnet18.onnx")
+    model = str(zoo_dir("samples") / "resnet18.onnx")
     assert main(["predict", model, "--profile", str(folder), "--json"]) == 0
     err = capsys.readouterr().err
     assert "measured on Fake CPU 1/2/3" in err
@@ -347,3 +348,13 @@ def test_saving_over_a_profile_leaves_none_of_its_old_regressors(tmp_path):
     assert files == sorted(meta["models"].values()) and "POOL_2D.ubj" not in files
     assert (folder / "notes.txt").read_text() == "kept"
     assert "POOL_2D" not in load_profile(folder).boosters
+
+
+def test_nnls_keeps_the_best_feasible_subset():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (50, 3))
+    y = x @ np.array([2.0, 0.5, 0.0]) + 0.01 * rng.standard_normal(50)
+    assert nnls(x, y) == pytest.approx([2.0, 0.5, 0.0], abs=0.05)
+    y = x @ np.array([1.0, -3.0, 0.2])  # the unconstrained fit is negative in one term
+    c = nnls(x, y)
+    assert c.min() >= 0 and c[1] == 0.0

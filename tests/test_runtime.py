@@ -8,8 +8,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from coexec.cli import main as coexec_main
-from coexec.runtime import (CoRunner, CpuExecutor, LayerSpec, OclExecutor, RuntimeUnavailable, SyncTimeout,
-                            layer_from_onnx, poll, reference, sync_costs)
+from coexec.corun import CoRunner
+from coexec.cpu import CpuExecutor, reference
+from coexec.errors import RuntimeUnavailable, SyncTimeout
+from coexec.layers import LayerSpec
+from coexec.translate import layer_from_onnx
+from coexec.opencl import OclExecutor
+from coexec.probes import sync_costs
+from coexec.sync import poll
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +94,7 @@ def test_gpu_part_kernels_by_channel_count(ocl, channels):
 def test_pointwise_conv_runs_as_a_gemm_over_flattened_pixels(ocl, h):
     """1x1 convs take the GEMM kernel (no padded copy); maps whose pixel count is not a
     multiple of 8 end in a partial block, with nothing read or written past it."""
-    from coexec.runtime import is_pointwise, wants_padded_input
+    from coexec.layers import is_pointwise, wants_padded_input
 
     layer, x = _conv(c=12, h=h, k=16, ks=1, stride=1, pad=0, seed=5)
     assert is_pointwise(layer) and not wants_padded_input(layer)
@@ -189,7 +195,7 @@ def test_poll_sees_a_flag_set_during_each_backoff_phase():
     in the timeout error."""
     import threading
 
-    from coexec import runtime
+    from coexec import sync as runtime
 
     for delay in (runtime.POLL_SPIN_S * 3, runtime.POLL_YIELD_S * 1.5):
         flag = np.zeros(1, np.int32)
@@ -295,7 +301,7 @@ def _plan_for(model, placement):
 
 @pytest.mark.parametrize("sync", ["svm", "event", "finish"])
 def test_whole_model_plan_runs_on_both_sides_and_matches(ocl, tmp_path, sync):
-    from coexec.graph_runtime import run_plan
+    from coexec.calibration import run_plan
 
     model = _tiny_cnn(tmp_path / "tiny.onnx")
     plan = _plan_for(model, {"conv1": ("split", 0.5), "relu1": ("cpu", 0.0), "conv2": ("gpu", 1.0),
@@ -311,7 +317,8 @@ def test_whole_model_plan_runs_on_both_sides_and_matches(ocl, tmp_path, sync):
 
 
 def test_split_op_keeps_its_activation_fused_on_both_sides(ocl, tmp_path):
-    from coexec.graph_runtime import GraphRunner, run_plan
+    from coexec.calibration import run_plan
+    from coexec.graph_runner import GraphRunner
     from coexec.split import split_model
 
     model = _tiny_cnn(tmp_path / "tiny.onnx")
@@ -347,7 +354,7 @@ def test_run_refuses_a_plan_of_another_model(tmp_path, capsys):
 
 
 def test_crossing_cost_is_measured_per_size_and_fitted_non_negative(ocl):
-    from coexec.graph_runtime import crossing_cost
+    from coexec.calibration import crossing_cost
 
     res = crossing_cost(ocl, [0], runs=3)
     assert [r["tensor_mb"] for r in res["sizes"]] == sorted(r["tensor_mb"] for r in res["sizes"])
@@ -358,7 +365,7 @@ def test_crossing_cost_is_measured_per_size_and_fitted_non_negative(ocl):
 def test_channel_block_is_read_from_the_steps_not_from_one_reading():
     import math
 
-    from coexec.runtime import block_from_times
+    from coexec.probes import block_from_times
 
     # two probes (channel_block) of onnxruntime's conv on this machine while it was loaded;
     # the first has a spike at 60 channels that a rule reading single steps would take
@@ -377,7 +384,7 @@ def test_channel_block_is_read_from_the_steps_not_from_one_reading():
 
 
 def test_only_launches_something_waits_for_store_a_flag(ocl, tmp_path):
-    from coexec.graph_runtime import GraphRunner
+    from coexec.graph_runner import GraphRunner
     from coexec.split import split_model
 
     model = _tiny_cnn(tmp_path / "tiny.onnx")
@@ -403,7 +410,7 @@ def test_only_launches_something_waits_for_store_a_flag(ocl, tmp_path):
 def _chained_split_convs(tmp_path, ocl):
     """The tiny CNN with conv1 (its Relu fused) and conv2 both split in half, run with SVM
     sync: conv2's GPU half reads conv1's join."""
-    from coexec.graph_runtime import GraphRunner
+    from coexec.graph_runner import GraphRunner
     from coexec.split import split_model
 
     model = _tiny_cnn(tmp_path / "tiny.onnx")
@@ -509,7 +516,7 @@ def test_mobile_and_attention_ops_run_on_the_opencl_device(ocl, tmp_path, sync):
     the outputs match onnxruntime's."""
     import onnxruntime as ort
 
-    from coexec.graph_runtime import GraphRunner
+    from coexec.graph_runner import GraphRunner
 
     path = _mobile_blocks(tmp_path / "blocks.onnx")
     runner = GraphRunner(onnx.load(path), ocl, sync=sync, force="gpu")
@@ -530,7 +537,8 @@ def test_split_depthwise_and_pool_read_their_channels_in_place(ocl, tmp_path):
     """A split depthwise conv, pool, Mul and softmax: the GPU parts' channel Slices become
     views of their inputs (no Slice runs on the CPU before the GPU part: nothing falls
     back), and the co-executed outputs match onnxruntime's."""
-    from coexec.graph_runtime import GraphRunner, run_plan
+    from coexec.calibration import run_plan
+    from coexec.graph_runner import GraphRunner
     from coexec.split import split_model
 
     path = _mobile_blocks(tmp_path / "blocks.onnx")
@@ -597,7 +605,7 @@ def test_a_vision_transformer_block_runs_on_the_opencl_device(ocl, tmp_path):
     onnxruntime's."""
     import onnxruntime as ort
 
-    from coexec.graph_runtime import GraphRunner
+    from coexec.graph_runner import GraphRunner
 
     path = _attention_block(tmp_path / "block.onnx")
     runner = GraphRunner(onnx.load(path), ocl, force="gpu")
@@ -612,7 +620,7 @@ def test_a_vision_transformer_block_runs_on_the_opencl_device(ocl, tmp_path):
 
 
 def test_a_gpu_placed_op_without_a_kernel_runs_on_the_cpu_and_is_reported(ocl, tmp_path):
-    from coexec.graph_runtime import GraphRunner
+    from coexec.graph_runner import GraphRunner
 
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
                            helper.make_node("Tanh", ["r"], ["t"], name="tanh"),
@@ -631,7 +639,7 @@ def test_a_gpu_placed_op_without_a_kernel_runs_on_the_cpu_and_is_reported(ocl, t
 def test_gemm_of_one_or_several_rows_on_the_device_matches(ocl, rows, k):
     """A Gemm over one row of 16k inputs runs the one-row linear kernel; several rows (a
     token-wise layer) or other widths run the row matmul: every row computed."""
-    from coexec.graph_runtime import GraphRunner
+    from coexec.graph_runner import GraphRunner
 
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((16, k)).astype(np.float32), "w")

@@ -1,7 +1,6 @@
 """PyTorch Mobile GPU lowering and per-op data loading."""
 
 import collections
-from pathlib import Path
 
 import pytest
 
@@ -9,8 +8,9 @@ from oplat.datasets import SHARED_DATA, load_torch_gpu_ops
 from oplat.features import predictor_key
 from oplat.lowering import lower
 from oplat.onnx_loader import load_onnx
+from oplat.zoo import zoo_dir
 
-ZOO = Path(__file__).resolve().parents[1] / "models" / "cnn_zoo"
+ZOO = zoo_dir("cnn_zoo")
 
 
 def test_vulkan_lowering_keeps_elementwise_ops_as_kernels():
@@ -52,9 +52,9 @@ def test_a_metal_profile_fitted_from_end_to_end_times_predicts_through_the_metal
 
     names = ["resnet18", "mobilenetv2_w1", "mobilenetv3_large_w1", "squeezenet_v1_1", "mobilenetv2_wd2",
              "resnet10", "mobilenet_w1", "ghostnet"]
-    tables = kernel_tables(load_graphs(ZOO, names), backend="torch-gpu", bytes_per_elem=2.0, gpu_family="metal")
+    tables = kernel_tables(load_graphs(ZOO, names), backend="torch-gpu", bytes_per_elem=2.0, variant="metal")
     assert {i[1] for t in tables.values() for i in t.items.get("CONV_2D", [])} == {"prepack_conv2d"}
-    vulkan = kernel_tables(load_graphs(ZOO, ["resnet18"]), backend="torch-gpu", gpu_family="vulkan")
+    vulkan = kernel_tables(load_graphs(ZOO, ["resnet18"]), backend="torch-gpu", variant="vulkan")
     assert {i[1] for i in vulkan["resnet18"].items["CONV_2D"]} != {"prepack_conv2d"}
     # a synthetic phone: per-kernel cost from GFLOPs and MB, plus a fixed cost
     measured = [0.3 + sum(float(np.sum(w[:, 0] * 2.0 + w[:, 1] * 0.05 + 0.004)) for w in tables[m].work.values())

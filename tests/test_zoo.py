@@ -3,7 +3,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from models.zoo.nb201 import nb201_model, parse_arch, random_arch
+from oplat.zoo.nb201 import nb201_model, parse_arch, random_arch
 from oplat.graph_only import is_graph_only
 from oplat.lowering import lower
 from oplat.onnx_loader import load_onnx
@@ -35,7 +35,7 @@ def test_nb201_graph_only_lowers():
 
 
 def test_every_zoo_model_is_valid_and_fully_lowered():
-    from models.zoo import build, list_models
+    from oplat.zoo import build, list_models
 
     names = list_models()
     assert len(names) >= 40
@@ -48,7 +48,7 @@ def test_every_zoo_model_is_valid_and_fully_lowered():
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small_1.0", "shufflenet_v2_0.5", "ghostnet_1.0", "regnety_200mf"])
 def test_zoo_models_run_in_onnxruntime(name):
-    from models.zoo import build
+    from oplat.zoo import build
 
     m = build(name)
     onnx.checker.check_model(m)
@@ -78,7 +78,7 @@ def test_zoo_cli(tmp_path):
 @pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "swin_tiny_patch4_window7_224", "mobilevit_xxs",
                                   "efficientformer_l1", "levit_128s", "mit_b0", "pvt_tiny_224", "cvt_13"])
 def test_vit_families_run_in_onnxruntime(name):
-    from models.zoo import build
+    from oplat.zoo import build
 
     m = build(name)
     onnx.checker.check_model(m)
@@ -88,7 +88,7 @@ def test_vit_families_run_in_onnxruntime(name):
 
 
 def test_cnn_trained_profile_flags_transformer_kernels():
-    from models.zoo import build
+    from oplat.zoo import build
     from oplat.profile import load_profile
 
     prof = load_profile("pixel4/tflite-gpu")
@@ -110,7 +110,7 @@ PUBLISHED_GFLOPS = {"mit-b0": 0.901, "mit-b5": 23.40, "pvt-small-224": 7.614, "c
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_GFLOPS))
 def test_benchmark_vit_builds_have_the_published_flops(name):
-    from models.export_vit_hf import HF_VITS
+    from tools.export_vit_hf import HF_VITS
     from oplat.decompose import kernel_tables
 
     t = kernel_tables({name: load_onnx(HF_VITS[name](graph_only=True))})[name]

@@ -28,7 +28,7 @@ def committee_disagreement(measured: Sequence[OpRow], items: Sequence[tuple[str,
 
     Items whose predictor key has fewer than ``MIN_ROWS`` measured rows get +inf.
     """
-    from ..train import _profile, fit_regressors
+    from ..train import fit_regressors, profile_from_fit
 
     rng = np.random.default_rng(seed)
     counts: dict[str, int] = {}
@@ -38,7 +38,7 @@ def committee_disagreement(measured: Sequence[OpRow], items: Sequence[tuple[str,
     preds = []
     for _ in range(members):
         idx = rng.integers(0, len(measured), len(measured))
-        prof = _profile({}, fit_regressors([measured[i] for i in idx]))
+        prof = profile_from_fit({}, fit_regressors([measured[i] for i in idx]))
         preds.append(np.log(prof.predict_kernels(items)))
     p = np.vstack(preds)
     import warnings
@@ -88,13 +88,13 @@ def out_of_sample_errors(before: Sequence[OpRow], new: Sequence[OpRow]) -> np.nd
     """|log(predicted / measured)| of ``new`` rows under a profile fitted on ``before``
     (NaN where it has no regressor): errors the sampler learns from without measuring
     anything twice, since each batch is scored before it joins the training rows."""
-    from ..train import _profile, fit_regressors
+    from ..train import fit_regressors, profile_from_fit
 
     if not new:
         return np.zeros(0)
     if len(before) < 2 * MIN_ROWS:
         return np.full(len(new), np.nan)
-    prof = _profile({}, fit_regressors(before))
+    prof = profile_from_fit({}, fit_regressors(before))
     pred = prof.predict_kernels([(r.kernel, r.impl, r.params, r.linked) for r in new])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.abs(np.log(pred / np.array([r.latency_ms for r in new])))

@@ -14,7 +14,8 @@ from ..features import GLUE_KEYS, predictor_key
 from ..lowering import lower
 from ..onnx_loader import load_onnx
 from ..store import DatasetStore
-from .backends import Backend, BackendError, machine_facts, machine_mismatch
+from ..machine import machine_facts, machine_mismatch
+from .backends import Backend, BackendError
 from .ops import config_id, onnx_single_op
 
 COLUMNS = ["config_id", "model", "device", "framework", "processor", "kernel", "impl", "linked", "params",

@@ -9,7 +9,10 @@ import onnx
 
 from ..graph_only import is_graph_only, with_random_weights
 from ..store import DatasetStore
-from .backends import Backend, BackendError, machine_facts, random_feeds, time_runs
+from ..machine import machine_facts
+from ..onnx_utils import random_feeds
+from .backends import Backend, BackendError
+from .timing import time_runs
 
 E2E_COLUMNS = ["config_id", "model", "device", "latency_ms", "mean_ms", "std_ms", "min_ms", "count", "status", "error"]
 

@@ -1,25 +1,39 @@
 """Lowering: turn an IR graph into the kernels a framework would run.
 
 The pipeline follows nn-Meter's separation: the IR converter (``oplat.onnx_loader``)
-feeds a kernel detector per backend (here: fusion and kernel-choice rules, each a small
-named pass) whose kernels are predicted one by one and summed.
+feeds a kernel detector per backend whose kernels are predicted one by one and summed.
+A pipeline package:
+
+- :mod:`.work`: the working graph the passes rewrite;
+- :mod:`.passes`: converter passes (fusions, folds, absorbed pads), each small and named;
+- :mod:`.classify`: the kernel each node becomes (conv flavour, Winograd, pools, ...);
+- :mod:`.link`: element-wise kernels fused into their producer;
+- :mod:`.pipeline`: the driver running them in order;
+- one module per backend: :mod:`.tflite_gpu`, :mod:`.tflite_cpu`, :mod:`.torch_gpu`,
+  :mod:`.ort_cpu` (hosts, links and implementation names of that framework).
+
+``variant`` names what a backend's kernels depend on: the GPU family for TFLite GPU,
+``vulkan``/``metal`` for PyTorch, ``nchwc<block>`` for onnxruntime, ``cpu`` otherwise.
 """
 
 from .kernels import Kernel, LoweredModel
 from .ort_cpu import lower_ort_cpu
-from .tflite_gpu import lower_tflite_cpu, lower_tflite_gpu, lower_torch_gpu
+from .tflite_cpu import lower_tflite_cpu
+from .tflite_gpu import lower_tflite_gpu
+from .torch_gpu import lower_torch_gpu
 
 BACKENDS = {"tflite-gpu": lower_tflite_gpu, "tflite-cpu": lower_tflite_cpu, "torch-gpu": lower_torch_gpu,
             "ort-cpu": lower_ort_cpu}
 
 
-def lower(graph, backend: str = "tflite-gpu", gpu_family: str = "adreno") -> LoweredModel:
+def lower(graph, backend: str = "tflite-gpu", variant: str = "adreno") -> LoweredModel:
     """Lower ``graph`` for ``backend`` (see :data:`BACKENDS`)."""
     try:
         fn = BACKENDS[backend]
     except KeyError:
         raise ValueError(f"unknown lowering backend {backend!r} (known: {', '.join(BACKENDS)})") from None
-    return fn(graph, gpu_family=gpu_family)
+    return fn(graph, variant=variant)
 
 
-__all__ = ["Kernel", "LoweredModel", "lower", "lower_tflite_gpu", "lower_tflite_cpu", "lower_ort_cpu", "BACKENDS"]
+__all__ = ["Kernel", "LoweredModel", "lower", "lower_tflite_gpu", "lower_tflite_cpu", "lower_torch_gpu", "lower_ort_cpu",
+           "BACKENDS"]

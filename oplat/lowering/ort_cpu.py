@@ -37,7 +37,8 @@ import math
 
 from ..ir import Graph
 from .kernels import Kernel, LoweredModel
-from .tflite_gpu import CPU_LINK_HOSTS, _cpu_impl, _lower
+from .pipeline import lower_graph
+from .tflite_cpu import CPU_LINK_HOSTS, cpu_impl
 
 # FusedConv takes ReLU/Clip, HardSwish and Sigmoid (a squeeze-excite gate) as its activation
 ORT_LINK_TOKENS = frozenset(("relu", "hard_swish", "sigmoid"))
@@ -209,12 +210,12 @@ def relu6_links(lm: LoweredModel, graph: Graph) -> None:
         k.linked = linked
 
 
-def lower_ort_cpu(g: Graph, gpu_family: str = "cpu") -> LoweredModel:
+def lower_ort_cpu(g: Graph, variant: str = "cpu") -> LoweredModel:
     """Lower an IR graph to the kernels onnxruntime's CPU execution provider runs."""
-    lm = _lower(g, "cpu", "ort-cpu", CPU_LINK_HOSTS, ORT_LINK_TOKENS)
+    lm = lower_graph(g, "cpu", "ort-cpu", CPU_LINK_HOSTS, ORT_LINK_TOKENS)
     for k in lm.kernels:
-        k.impl = {"GELU": "gelu", "SWISH": "swish"}.get(k.type) or _cpu_impl(k)
+        k.impl = {"GELU": "gelu", "SWISH": "swish"}.get(k.type) or cpu_impl(k)
     relu6_links(lm, g)
-    lm = nchwc_reorders(lm, g, nchwc_block(gpu_family))
+    lm = nchwc_reorders(lm, g, nchwc_block(variant))
     lm.backend = "ort-cpu"
     return lm

@@ -7,7 +7,7 @@ project; run it in a separate environment:
 
     python -m venv /opt/exportenv
     /opt/exportenv/bin/pip install torch==2.13.0 onnx numpy && /opt/exportenv/bin/pip install --no-deps pytorchcv
-    /opt/exportenv/bin/python models/export_pytorchcv.py --out models/cnn_zoo [NAMES...]
+    /opt/exportenv/bin/python tools/export_pytorchcv.py --out oplat/zoo/cnn_zoo [NAMES...]
 
 pytorchcv's model_provider imports every module (one of them needs torchvision), so the
 models are imported module by module from the names model_provider lists.
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from oplat.graph_only import strip_weights  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "mobile-ml-benchmark"
 
@@ -74,7 +75,7 @@ def export(name: str, module: str, out_dir: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="model names (default: every model of the dataset)")
-    ap.add_argument("--out", type=Path, default=ROOT / "models" / "cnn_zoo")
+    ap.add_argument("--out", type=Path, default=zoo_dir("cnn_zoo"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     modules = model_modules()

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from oplat.graph_only import strip_weights
+from ..graph_only import strip_weights
 
 
 class OnnxBuilder:

@@ -1,5 +1,5 @@
-"""Whole-model co-execution: run a split model (``coexec split``) on the CPU executor and
-the OpenCL device at once.
+"""Whole-model co-execution: the graph runner runs a split model (``coexec split``) on the
+CPU executor and the OpenCL device at once.
 
 Every tensor lives in fine-grained SVM, so the two sides read each other's outputs
 without copies. The graph is turned once into a schedule of actions that one driver
@@ -31,137 +31,30 @@ slices). GPU-placed nodes without an OpenCL kernel run on the CPU and are report
 from __future__ import annotations
 
 import heapq
-import itertools
-import os
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from oplat.errors import OplatError
+from oplat.machine import pinned
+from oplat.onnx_utils import attrs as _attrs
+from oplat.onnx_utils import clip_bounds, scalar_of
 
-from .runtime import (BROADCAST, UNARY_MODES, LayerSpec, OclExecutor, max_rel_err, pinned, poll,
-                      wants_padded_input)
+from .layers import BROADCAST, UNARY_MODES, LayerSpec, wants_padded_input
+from .translate import (CLAMPED_KINDS, CLAMPS, UNARY_OPS, batchnorm_layer, conv_layer, linear_layer, pool_layer,
+                        row_layer, unary_layer)
+from .opencl import OclExecutor
+from .sync import poll
 
-# activations an OpenCL kernel applies as an output clamp
-CLAMPS = {"Relu", "Clip"}
-# layer kinds whose kernel takes output bounds (the others cannot take a fused clamp)
-CLAMPED_KINDS = ("conv", "linear", "dwconv", "add", "mul", "sub", "div", "unary", "matmul")
-# ONNX element-wise activations -> the ``unary`` kernel's mode (coexec.runtime.UNARY_MODES)
-UNARY_OPS = {"Relu": "clamp", "Clip": "clamp", "HardSwish": "hardswish", "Sigmoid": "sigmoid",
-             "HardSigmoid": "hardsigmoid", "Erf": "erf", "Gelu": "gelu"}
 # nodes that only rename a tensor's shape: placed on the GPU, their output is a view of their input
 RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _placement(node: onnx.NodeProto) -> str:
     return "gpu" if node.doc_string == "coexec:gpu" else "cpu"
-
-
-def _row_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
-               consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
-    """Softmax or LayerNormalization over the last axis (constant scale and bias)."""
-    if int(a.get("axis", -1)) % len(xs) != len(xs) - 1:
-        return None
-    rows, none = int(np.prod(xs[:-1], dtype=np.int64)), np.zeros(1, np.float32)
-    if node.op_type == "Softmax":
-        return LayerSpec("softmax", none, none, channels=rows)
-    if len(node.input) < 2 or len(node.output) != 1 or any(x not in consts for x in node.input[1:] if x):
-        return None
-    d = int(xs[-1])
-    vec = lambda i: np.ascontiguousarray(np.broadcast_to(  # noqa: E731
-        consts[node.input[i]].astype(np.float32).reshape(-1) if len(node.input) > i and node.input[i] else none,
-        (d,)))
-    return LayerSpec("layernorm", vec(1), vec(2), alpha=float(a.get("epsilon", 1e-5)), channels=rows)
-
-
-def _conv_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
-                consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
-    """A dense or depthwise Conv with a square kernel, equal strides and symmetric pads."""
-    w = consts[node.input[1]].astype(np.float32)
-    pads, strides = list(a.get("pads", [0, 0, 0, 0])), list(a.get("strides", [1, 1]))
-    if (w.ndim != 4 or w.shape[2] != w.shape[3] or len(set(pads)) != 1 or len(set(strides)) != 1
-            or any(d != 1 for d in a.get("dilations", [1, 1])) or len(xs) != 4):
-        return None
-    group = int(a.get("group", 1))
-    if group == 1:
-        kind = "conv"
-    elif group == xs[1] == w.shape[0] and w.shape[1] == 1:
-        kind = "dwconv"
-    else:
-        return None
-    b = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0])
-    return LayerSpec(kind, w, b.astype(np.float32), int(strides[0]), int(pads[0]))
-
-
-def _batchnorm_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
-                     consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
-    """An inference BatchNormalization (constant statistics) as a 1x1 depthwise conv:
-    per channel ``x * scale / sqrt(var + eps) + (B - mean * that)``."""
-    if len(xs) != 4 or len(node.input) < 5 or any(x not in consts for x in node.input[1:5]):
-        return None
-    scale, bias, mean, var = (consts[x].astype(np.float64).reshape(-1) for x in node.input[1:5])
-    g = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
-    return LayerSpec("dwconv", g.astype(np.float32).reshape(-1, 1, 1, 1), (bias - mean * g).astype(np.float32), 1, 0)
-
-
-def _linear_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int],
-                  consts: Mapping[str, np.ndarray]) -> LayerSpec | None:
-    """A Gemm (no transA, unit alpha/beta) or MatMul over one row of 16k inputs."""
-    op = node.op_type
-    if len(xs) != 2 or xs[0] != 1 or xs[1] % 16:
-        return None
-    if op == "Gemm" and (a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0):
-        return None
-    w = consts[node.input[1]].astype(np.float32)
-    w = w if op == "Gemm" and a.get("transB", 0) else w.T
-    b = (consts[node.input[2]].reshape(-1) if op == "Gemm" and len(node.input) > 2 and node.input[2]
-         else np.zeros(w.shape[0]))
-    return LayerSpec("linear", np.ascontiguousarray(w), b.astype(np.float32))
-
-
-def _pool_layer(node: onnx.NodeProto, a: dict[str, Any], xs: Sequence[int]) -> LayerSpec | None:
-    """Max/average pools with a square window (ONNX defaults otherwise), global average
-    pools and a ReduceMean over H and W."""
-    op, none = node.op_type, np.zeros(1, np.float32)
-    if len(xs) != 4:
-        return None
-    if op == "GlobalAveragePool" or (op == "ReduceMean" and len(node.input) == 1 and a.get("keepdims", 1)
-                                     and sorted(int(v) % 4 for v in a.get("axes", [])) == [2, 3]):
-        return LayerSpec("gap", none, none, channels=int(xs[1]))
-    if op not in ("MaxPool", "AveragePool"):
-        return None
-    ks, pads = list(a.get("kernel_shape", [])), list(a.get("pads", [0, 0, 0, 0]))
-    strides = list(a.get("strides", [1, 1]))
-    if (len(ks) != 2 or ks[0] != ks[1] or len(set(pads)) != 1 or len(set(strides)) != 1
-            or a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1]))
-            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-            or (op == "AveragePool" and a.get("count_include_pad", 0))):
-        return None
-    return LayerSpec("maxpool" if op == "MaxPool" else "avgpool", none, none, int(strides[0]), int(pads[0]),
-                     k=int(ks[0]), channels=int(xs[1]))
-
-
-def _unary_layer(node: onnx.NodeProto, a: dict[str, Any], channels: int,
-                 bounds: tuple[float, float] | None) -> LayerSpec | None:
-    """An element-wise activation (``bounds``: a Relu's or constant Clip's, else None)."""
-    op, none = node.op_type, np.zeros(1, np.float32)
-    spec = LayerSpec("unary", none, none, mode=UNARY_MODES[UNARY_OPS[op]], channels=channels)
-    if op in ("Relu", "Clip"):
-        if bounds is None:
-            return None
-        spec.lo, spec.hi = bounds
-    elif op == "HardSwish":
-        spec.alpha, spec.beta = 1.0 / 6.0, 0.5
-    elif op == "HardSigmoid":
-        spec.alpha, spec.beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
-    return spec
 
 
 class GraphRunner:
@@ -181,6 +74,27 @@ class GraphRunner:
         m = onnx.shape_inference.infer_shapes(model)
         self.opsets = list(m.opset_import)
         self.consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+        self.shapes = self._static_shapes(m)
+        self.inputs = [i.name for i in m.graph.input if i.name not in self.consts]
+        self.outputs = [o.name for o in m.graph.output]
+        self._allocate()
+        consumers = _consumers(m)
+        self.joins: set[str] = set()
+        self._parts: set[str] = set()  # tensors that are slices of a join's output
+        self._zero_copy_joins(m, consumers)
+        self._device_views(m, force)
+        self.so = _session_options(ort, threads)
+        steps = self._steps(m, consumers, force)
+        self.flag = ocl.svm((1,), np.int32) if ocl is not None else np.zeros(1, np.int32)
+        self.flag[0] = 0
+        self.steps = _gpu_first_order(steps)
+        self.actions = self._schedule(self.steps)
+        self._prepare_launches()
+        self.events: dict[int, Any] = {}
+
+    def _static_shapes(self, m: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+        """Every tensor's static shape (inferred by onnx; activations onnx cannot infer take their
+        input's)."""
         shapes: dict[str, tuple[int, ...]] = {}
         for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
             if not vi.type.tensor_type.HasField("shape"):  # unknown, not a scalar
@@ -191,27 +105,25 @@ class GraphRunner:
         for node in m.graph.node:  # activations onnx cannot infer (contrib Gelu): the input's shape
             if node.op_type in UNARY_OPS and node.input and node.input[0] in shapes:
                 shapes.setdefault(node.output[0], shapes[node.input[0]])
-        self.shapes = shapes
-        self.inputs = [i.name for i in m.graph.input if i.name not in self.consts]
-        self.outputs = [o.name for o in m.graph.output]
+        return shapes
+
+    def _allocate(self) -> None:
+        """One buffer per computed tensor: SVM when there is a device, plain memory otherwise."""
         self.buf: dict[str, np.ndarray] = {}
-        for name, shape in shapes.items():
+        for name, shape in self.shapes.items():
             if name not in self.consts:
-                self.buf[name] = ocl.svm(shape) if ocl is not None else np.empty(shape, np.float32)
-        consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in m.graph.node:
-            for x in node.input:
-                consumers.setdefault(x, []).append(node)
+                self.buf[name] = self.ocl.svm(shape) if self.ocl is not None else np.empty(shape, np.float32)
+
+    def _zero_copy_joins(self, m: onnx.ModelProto, consumers: dict[str, list[onnx.NodeProto]]) -> None:
+        """Concats whose parts write straight into slices of their output."""
         # zero-copy joins: a Concat along channels (batch 1) whose inputs feed nothing else
         # is a set of contiguous slices of its output, so the parts write straight into it
         produced = {o for node in m.graph.node for o in node.output}
-        self.joins: set[str] = set()
-        self._parts: set[str] = set()  # tensors that are slices of a join's output
         # consumers first: a join that feeds another join is a slice of that one's output
         for node in reversed(m.graph.node):
             if node.op_type != "Concat" or node.output[0] not in self.buf:
                 continue
-            out_shape = shapes[node.output[0]]
+            out_shape = self.shapes[node.output[0]]
             axis = int(_attrs(node).get("axis", 0)) % len(out_shape)
             ins = list(node.input)
             if (axis != 1 or out_shape[0] != 1 or len(set(ins)) != len(ins)
@@ -221,26 +133,30 @@ class GraphRunner:
             flat = self.buf[node.output[0]].reshape(-1)
             off = 0
             for x in ins:
-                n = int(np.prod(shapes[x]))
-                self.buf[x] = flat[off:off + n].reshape(shapes[x])
+                n = int(np.prod(self.shapes[x]))
+                self.buf[x] = flat[off:off + n].reshape(self.shapes[x])
                 self._parts.add(x)
                 off += n
             self.joins.add(node.name or node.output[0])
+
+    def _device_views(self, m: onnx.ModelProto, force: str | None) -> None:
+        """GPU-placed Slices and reshapes that are views of their input."""
         # zero-copy views: a Slice placed on the GPU (the OpenCL side has no Slice kernel)
         # that takes channels [s, e) of a batch-1 tensor is a view of its input, so a split
         # depthwise conv or pool reads its channels where they are, and so is a Reshape,
         # Flatten, Squeeze or Unsqueeze there (each treated as a join of one part: ready
         # when its input is)
         for node in m.graph.node:
-            if (force or _placement(node)) == "gpu" and (self._channel_view(node, shapes)
-                                                          or self._reshape_view(node, shapes)):
+            if (force or _placement(node)) == "gpu" and (self._channel_view(node, self.shapes)
+                                                          or self._reshape_view(node, self.shapes)):
                 self.joins.add(node.name or node.output[0])
-        self.so = ort.SessionOptions()
-        self.so.intra_op_num_threads = threads
-        self.so.inter_op_num_threads = 1
-        self.so.log_severity_level = 3
-        # as the CPU profile was measured: onnxruntime's full optimisation (fusions, NCHWc)
-        self.so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+    def _steps(self, m: onnx.ModelProto, consumers: dict[str, list[onnx.NodeProto]],
+               force: str | None) -> list[dict[str, Any]]:
+        """One step per node in graph order: a join, a GPU launch (its layer, buffers and a fused
+        clamp or GELU chain) or a CPU node (a GPU-placed node without a kernel is recorded in
+        ``gpu_fallback``)."""
+        ocl = self.ocl
         steps: list[dict[str, Any]] = []
         self.gpu_fallback: list[str] = []
         fused: dict[str, dict[str, Any]] = {}  # activation node name -> the GPU step it went into
@@ -261,13 +177,13 @@ class GraphRunner:
                 continue
             on_device = place == "gpu" and ocl is not None
             gelu = self._erf_gelu(node, consumers, force) if on_device else None
-            layer = self._ocl_layer(node, shapes) if on_device and gelu is None else None
+            layer = self._ocl_layer(node, self.shapes) if on_device and gelu is None else None
             if gelu is not None:  # x / sqrt(2) -> Erf -> +1 -> * x -> * 0.5: one GELU kernel
                 x_in, chain = gelu
-                rows = int(np.prod(shapes[x_in][:-1], dtype=np.int64))
+                rows = int(np.prod(self.shapes[x_in][:-1], dtype=np.int64))
                 none = np.zeros(1, np.float32)
                 layer = (LayerSpec("unary", none, none, mode=UNARY_MODES["gelu"], channels=rows),
-                         (rows, int(shapes[x_in][-1])), x_in, None)
+                         (rows, int(self.shapes[x_in][-1])), x_in, None)
                 step.update(op="Gelu", inputs=[x_in], outputs=list(chain[-1].output),
                             fused_nodes=[n.name or n.output[0] for n in chain[1:]])
                 for n in chain[1:]:
@@ -296,10 +212,12 @@ class GraphRunner:
                     self.gpu_fallback.append(name)
                 step.update(kind="cpu")
             steps.append(step)
-        self.flag = ocl.svm((1,), np.int32) if ocl is not None else np.zeros(1, np.int32)
-        self.flag[0] = 0
-        self.steps = _gpu_first_order(steps)
-        self.actions = self._schedule(self.steps)
+        return steps
+
+    def _prepare_launches(self) -> None:
+        """Gates and release numbers of the schedule, and every GPU launch with its arguments set
+        once."""
+        ocl, sync = self.ocl, self.sync
         # only launches something waits for store their sequence number (one enqueue less
         # for the others; the queue is in order, so a flag at k means all before k are done)
         waited = {a[1] for a in self.actions if a[0] == "wait"}
@@ -335,7 +253,6 @@ class GraphRunner:
                                            st.get("xpad"), flag=flag, value=a[2],
                                            gate=(self.go, need, self.gate_timeout) if need else None)
                 st["gate_need"] = need  # 0: no gate
-        self.events: dict[int, Any] = {}
 
     def random_feeds(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Standard-normal float32 inputs of the graph's input shapes."""
@@ -448,12 +365,12 @@ class GraphRunner:
         if xs is None or len(xs) < 2:
             return None
         if op in ("Softmax", "LayerNormalization"):  # rows of any leading shape
-            spec = _row_layer(node, a, xs, self.consts)
+            spec = row_layer(node, a, xs, self.consts)
             return None if spec is None else (spec, tuple(xs), live[0], None)
         if op in ("Gemm", "MatMul"):
             if node.input[0] != live[0]:
                 return None
-            spec = _linear_layer(node, a, xs, self.consts) if node.input[1] in self.consts else None
+            spec = linear_layer(node, a, xs, self.consts) if node.input[1] in self.consts else None
             if spec is not None:
                 return spec, tuple(int(d) for d in xs[1:]), live[0], None
             return self._matmul_layer(node, a, xs, shapes, live)
@@ -467,18 +384,18 @@ class GraphRunner:
                               perm=tuple(perm)), tuple(int(d) for d in xs), live[0], None)
         if op in UNARY_OPS:  # one image's channels, or over any batch the rows of the last axis
             x_shape = tuple(int(d) for d in xs[1:]) if xs[0] == 1 else (int(np.prod(xs[:-1])), int(xs[-1]))
-            spec = _unary_layer(node, a, x_shape[0], self._clip_bounds(node) if op == "Clip" else (0.0, np.inf))
+            spec = unary_layer(node, a, x_shape[0], self._clip_bounds(node) if op == "Clip" else (0.0, np.inf))
             return None if spec is None else (spec, x_shape, live[0], None)
         if xs[0] != 1:  # the other kinds work on one image (channels first after the batch)
             return None
         if op in ("Conv", "BatchNormalization") and (len(node.input) < 2 or node.input[1] not in self.consts):
             return None
         if op == "Conv":
-            spec = _conv_layer(node, a, xs, self.consts)
+            spec = conv_layer(node, a, xs, self.consts)
         elif op == "BatchNormalization":
-            spec = _batchnorm_layer(node, a, xs, self.consts)
+            spec = batchnorm_layer(node, a, xs, self.consts)
         elif op in ("MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean"):
-            spec = _pool_layer(node, a, xs)
+            spec = pool_layer(node, a, xs)
         else:
             spec = None
         return None if spec is None else (spec, tuple(int(d) for d in xs[1:]), live[0], None)
@@ -628,15 +545,7 @@ class GraphRunner:
 
     def _clip_bounds(self, node: onnx.NodeProto) -> tuple[float, float] | None:
         """A Clip's (min, max) from its attributes or constant inputs; None if not constant."""
-        at = _attrs(node)
-        lo, hi = at.get("min", -np.inf), at.get("max", np.inf)
-        for i, attr in ((1, "min"), (2, "max")):
-            if len(node.input) > i and node.input[i]:
-                if node.input[i] not in self.consts:
-                    return None
-                v = float(self.consts[node.input[i]])
-                lo, hi = (v, hi) if attr == "min" else (lo, v)
-        return float(lo), float(hi)
+        return clip_bounds(_attrs(node), node.input, lambda t: scalar_of(self.consts, t))
 
     def _wait(self, seq: int) -> float:
         t0 = time.perf_counter()
@@ -735,6 +644,26 @@ class GraphRunner:
         return sync_s, host
 
 
+def _consumers(m: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes reading each tensor."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in m.graph.node:
+        for x in node.input:
+            consumers.setdefault(x, []).append(node)
+    return consumers
+
+
+def _session_options(ort, threads: int):
+    """onnxruntime options of the CPU segments."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    # as the CPU profile was measured: onnxruntime's full optimisation (fusions, NCHWc)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return so
+
+
 def _gpu_first_order(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A topological order of ``steps`` that takes a GPU step as soon as its inputs exist
     (so it is enqueued before CPU work that can run beside it), else graph order."""
@@ -758,360 +687,3 @@ def _gpu_first_order(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if len(order) != len(steps):
         raise OplatError("model graph has a cycle or a node whose input nothing produces")
     return order
-
-
-def run_plan(model_path: str, plan: dict[str, Any], runs: int = 10, sync: str = "svm",
-             cpu_cores: Sequence[int] | None = None, gpu_cores: Sequence[int] | None = None,
-             cpu_only: bool = False, seed: int = 0) -> dict[str, Any]:
-    """CPU-only, GPU-only and planned co-execution of a whole model, measured side by side
-    (interleaved runs, medians), outputs checked against onnxruntime on the original."""
-    import onnxruntime as ort
-
-    from .runtime import RuntimeUnavailable
-    from .split import fold_batchnorm, split_model
-
-    ncpu = os.cpu_count() or 1
-    gpu_cores = list(gpu_cores) if gpu_cores else [ncpu - 1]
-    cpu_cores = list(cpu_cores) if cpu_cores else [c for c in range(ncpu) if c not in gpu_cores] or [0]
-    split, kept = split_model(model_path, plan)
-    original = onnx.load(model_path)
-    folded = fold_batchnorm(original)  # as in the split model (and in every runtime)
-    ocl = None
-    if not cpu_only:
-        try:
-            ocl = OclExecutor(gpu_cores)
-        except RuntimeUnavailable as e:
-            raise RuntimeUnavailable(f"{e} (use --cpu-only to run on the CPU executor alone)") from None
-    runners = {"cpu": GraphRunner(folded, ocl, cpu_cores, sync, force="cpu")}
-    if ocl is not None:
-        runners["gpu"] = GraphRunner(folded, ocl, cpu_cores, sync, force="gpu")
-        sides = {o.get("placement") for o in plan.get("ops", [])}
-        # a plan that keeps every op on one processor runs as that executor does: the
-        # same runner (a second onnxruntime session of the same graph can differ by
-        # several percent for where its buffers landed, which is not the plan's doing)
-        single = next(iter(sides)) if len(sides) == 1 and sides <= {"cpu", "gpu"} else None
-        runners["planned"] = runners[single] if single else GraphRunner(split, ocl, cpu_cores, sync)
-    rng = np.random.default_rng(seed)
-    sess = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-             for i in sess.get_inputs()}
-    ref = sess.run(None, feeds)
-    errs = {}
-    for name, r in runners.items():
-        out = r.run(feeds)["outputs"]
-        got = [out[o] for o in r.outputs]
-        errs[name] = max(max_rel_err(g, e) for g, e in zip(got, ref))
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    syncs: list[float] = []
-    orders = list(itertools.permutations(runners))
-    for i in range(runs):  # interleaved: drift on a shared machine hits all three alike
-        # every order in turn: a run right after the OpenCL runner's is slower (3-13% for
-        # the very same CPU runner here), so no runner may keep that place or its neighbour
-        for name in orders[i % len(orders)]:
-            r = runners[name]
-            # the run before warms this runner's caches (the other runners' runs evicted
-            # them): each time is that of back-to-back inferences, whatever ran before
-            r.run(feeds)
-            res = r.run(feeds)
-            times[name].append(res["seconds"])
-            if name == "planned":
-                syncs.append(res["sync_seconds"])
-    med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-    detail = runners.get("planned", runners["cpu"]).run(feeds, record=True)["ops"]
-    # the OpenCL kernels of the GPU-only run, each whole: their measured time against the
-    # GPU profile's prediction of the whole op (the profile's accuracy in context)
-    gpu_kernels = ([o for o in runners["gpu"].run(feeds, record=True)["ops"] if o["on"] == "gpu"]
-                   if "gpu" in runners else [])
-    # plan op of every node of the split graph (a part "X/gpu" belongs to plan op X)
-    plan_op = {s: o for o in plan.get("ops", []) for s in o.get("sources") or [o["name"]]}
-    out = {"model": os.path.basename(model_path), "plan_profiles": plan.get("profiles"), "sync": sync,
-           "cpu_cores": cpu_cores, "gpu_cores": gpu_cores, "device": ocl.device.name if ocl else None, "runs": runs,
-           "cpu_ms": med["cpu"], "gpu_ms": med.get("gpu"), "planned_ms": med.get("planned"),
-           # the runner the planned runs used: "cpu"/"gpu" when the plan keeps every op there
-           "planned_runner": (single or "split") if ocl is not None else None,
-           "runs_ms": {k: [round(t * 1e3, 4) for t in v] for k, v in times.items()},
-           "planned_sync_ms": float(np.median(syncs)) * 1e3 if syncs else None,
-           "max_rel_err": errs, "outputs_match": all(v <= 1e-4 for v in errs.values()),
-           "gpu_fallback": runners["planned"].gpu_fallback if "planned" in runners else [],
-           # "GPU only" runs on the CPU what has no OpenCL kernel (depthwise, pools, ...): so many ops
-           "gpu_only_cpu_ops": len(runners["gpu"].gpu_fallback) if "gpu" in runners else None,
-           "kept_whole": kept, "predicted_ms": plan.get("predicted_ms"), "ops": detail, "gpu_kernels": gpu_kernels}
-    if ocl is not None:
-        fast = min(med["cpu"], med["gpu"])
-        out["speedup"] = fast / med["planned"]
-        # per round, the faster single executor's time over the planned run's (the three
-        # ran back to back): drift on a shared machine cancels in each ratio
-        f = "cpu" if med["cpu"] <= med["gpu"] else "gpu"
-        out["paired_speedup"] = float(np.median(np.array(times[f]) / np.array(times["planned"])))
-    # per plan op, its kernels' measured sum against its predicted GPU time (an op's Add or
-    # activation may run as kernels of their own here while the profile predicts the op)
-    by_op: dict[int, dict[str, Any]] = {}
-    for o in gpu_kernels:
-        p = plan_op.get(o["name"])
-        if p is not None and p.get("whole_gpu_ms") is not None:
-            g = by_op.setdefault(id(p), {"name": p["name"], "predicted_ms": p["whole_gpu_ms"], "ms": 0.0,
-                                         "kernels": 0})
-            g["ms"] += o["ms"]
-            g["kernels"] += 1
-    out["gpu_ops"] = list(by_op.values())
-    for o in detail:
-        ops = {id(p): p for n in o.get("nodes", [o["name"]]) if (p := plan_op.get(n.split("/")[0])) is not None}
-        if ops:
-            key = "predicted_gpu_ms" if o["on"] == "gpu" else "predicted_cpu_ms"
-            o["predicted_ms"] = round(sum(p[key] for p in ops.values()), 5)
-    return out
-
-
-def boundary_cost(models: Mapping[str, onnx.ModelProto], cores: Sequence[int] | None = None,
-                  runs: int = 9, progress: Callable[[], None] | None = None) -> dict[str, Any]:
-    """What cutting the CPU executor's work at a processor boundary costs, measured:
-    :func:`boundary_row` per model (``progress`` called after each), fitted by
-    :func:`fit_boundary` with one segment call (:func:`segment_call_us`) as the least a
-    boundary costs."""
-    rows = []
-    for name, m in models.items():
-        rows.append(boundary_row(name, m, cores, runs))
-        if progress:
-            progress()
-    return fit_boundary(rows, segment_call_us(cores, runs)) | {"runs": runs, "cores": list(cores) if cores else None}
-
-
-def boundary_row(name: str, model: onnx.ModelProto, cores: Sequence[int] | None = None,
-                 runs: int = 9) -> dict[str, Any]:
-    """One model on the CPU executor as one segment and with every node its own segment
-    (interleaved runs, medians), with the boundaries and MB crossing of the cut run: the
-    extra time is onnxruntime's layout changes and the session call at every cut."""
-    from .split import fold_batchnorm
-
-    m = fold_batchnorm(model)  # as the runtime runs it
-    whole = GraphRunner(m, None, cores, force="cpu")
-    cut = GraphRunner(m, None, cores, force="cpu", per_node=True)
-    feeds = whole.random_feeds()
-    t: dict[str, list[float]] = {"whole": [], "cut": []}
-    for k in range(runs + 2):
-        for key, r in (("whole", whole), ("cut", cut)):
-            sec = r.run(feeds)["seconds"]
-            if k >= 2:  # two warm-up runs
-                t[key].append(sec)
-    segs = [a[1] for a in cut.actions if a[0] == "cpu"]
-    n = len(segs) - sum(a[0] == "cpu" for a in whole.actions)
-    mb = sum(sg["out_bytes"] for sg in segs) / 1e6
-    return {"model": name, "whole_ms": float(np.median(t["whole"])) * 1e3,
-            "cut_ms": float(np.median(t["cut"])) * 1e3, "boundaries": n, "crossing_mb": round(mb, 3)}
-
-
-def segment_call_us(cores: Sequence[int] | None = None, runs: int = 9) -> float:
-    """Microseconds one segment costs however little it computes: a one-node segment
-    (a Relu over 64 floats) run through its bound session, median of ``runs`` x 50 calls."""
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "tiny",
-                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 4, 4])],
-                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 4, 4])])
-    r = GraphRunner(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), None, cores, force="cpu")
-    seg = next(a[1] for a in r.actions if a[0] == "cpu")
-    ts = []
-    with pinned(cores):
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            for _ in range(50):
-                seg["sess"].run_with_iobinding(seg["io"])
-            ts.append((time.perf_counter() - t0) / 50)
-    return float(np.median(ts)) * 1e6
-
-
-def fit_boundary(rows: Sequence[Mapping[str, Any]], floor_us: float = 0.0) -> dict[str, Any]:
-    """Fit per-model extra time (cut - whole, ms) as ``us`` per boundary + ``ms_per_mb``
-    per MB crossing, both non-negative; ``us`` is at least ``floor_us`` (what a segment
-    costs however small: the fit across models of other sizes can put it under that)."""
-    rows = list(rows)
-    extra = np.array([r["cut_ms"] - r["whole_ms"] for r in rows])
-    x = np.array([[r["boundaries"], r["crossing_mb"]] for r in rows], float)
-    coef = np.linalg.lstsq(x, extra, rcond=None)[0] if len(rows) >= 2 else np.array([-1.0, -1.0])
-    if coef[0] * 1e3 < floor_us:  # the per-boundary term held at the floor, the rest per MB
-        a = floor_us / 1e3
-        coef = np.array([a, max(float((extra - a * x[:, 0]) @ x[:, 1] / max(x[:, 1] @ x[:, 1], 1e-12)), 0.0)])
-    if coef.min() < 0:
-        coef = nonneg_lstsq(x, extra)
-    fitted = x @ coef
-    return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "floor_us": round(floor_us, 2),
-            "fit_mape": round(float(np.mean(np.abs(fitted - extra) / np.maximum(np.abs(extra), 1e-9))), 4),
-            "models": rows}
-
-
-def crossing_cost(ocl: OclExecutor, cores: Sequence[int] | None = None, runs: int = 40) -> dict[str, Any]:
-    """What the CPU side pays to read a tensor the OpenCL device just wrote, measured.
-
-    A pointwise conv on the device writes a tensor that a depthwise conv segment on the
-    CPU reads; the segment is timed after the device wrote its input and after the host
-    core rewrote the same input (medians), for four tensor sizes. The difference (cache
-    lines moving between the processors' caches) is fitted as ``us`` per crossing plus
-    ``ms_per_mb``; the planner adds both to every synchronisation and shared byte.
-    """
-    from onnx import TensorProto
-
-    rng = np.random.default_rng(0)
-    rows = []
-    for c, h in ((256, 7), (128, 14), (128, 28), (64, 56)):
-        w1 = numpy_helper.from_array((rng.standard_normal((c, c, 1, 1)) * 0.1).astype(np.float32), "w1")
-        w2 = numpy_helper.from_array(rng.standard_normal((c, 1, 3, 3)).astype(np.float32), "w2")
-        nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="pw", doc_string="coexec:gpu"),
-                 helper.make_node("Conv", ["a", "w2"], ["y"], name="dw", group=c, pads=[1, 1, 1, 1],
-                                  doc_string="coexec:cpu")]
-        g = helper.make_graph(nodes, "crossing", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, h])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, h, h])], [w1, w2])
-        r = GraphRunner(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), ocl, cores)
-        seg = next(a[1] for a in r.actions if a[0] == "cpu")
-        feeds = {"x": rng.standard_normal((1, c, h, h)).astype(np.float32)}
-        after_gpu, after_cpu = [], []
-        for k in range(runs + 3):
-            ops = r.run(feeds, record=True)["ops"]
-            with pinned(cores):
-                a = r.buf["a"]
-                a[...] = np.array(a)  # the same values, now written by this core
-                t0 = time.perf_counter()
-                seg["sess"].run_with_iobinding(seg["io"])
-                dt = time.perf_counter() - t0
-            if k >= 3:
-                after_gpu.append(next(o["ms"] for o in ops if o["on"] == "cpu"))
-                after_cpu.append(dt * 1e3)
-        rows.append({"tensor_mb": round(4e-6 * c * h * h, 4), "after_gpu_ms": float(np.median(after_gpu)),
-                     "after_cpu_ms": float(np.median(after_cpu))})
-    extra = np.array([r["after_gpu_ms"] - r["after_cpu_ms"] for r in rows])
-    x = np.array([[1.0, r["tensor_mb"]] for r in rows])
-    coef = nonneg_lstsq(x, extra)
-    return {"us": round(float(coef[0]) * 1e3, 2), "ms_per_mb": round(float(coef[1]), 5), "sizes": rows}
-
-
-def nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares of ``y`` on the columns of ``x`` with every coefficient >= 0: the best
-    of the unconstrained fits on each subset of columns (the others 0) that come out
-    non-negative (exact for the few columns used here)."""
-    k = x.shape[1]
-    best, best_err = np.zeros(k), float(y @ y)
-    for mask in range(1, 2 ** k):
-        cols = [j for j in range(k) if mask >> j & 1]
-        c = np.linalg.lstsq(x[:, cols], y, rcond=None)[0]
-        if c.min() < 0:
-            continue
-        err = float(np.sum((y - x[:, cols] @ c) ** 2))
-        if err < best_err:
-            best, best_err = np.zeros(k), err
-            best[cols] = c
-    return best
-
-
-def context_rows(model_path: str, plan: Mapping[str, Any], ocl: OclExecutor, cores: Sequence[int] | None = None,
-                 sync: str = "svm", runs: int = 15) -> dict[str, Any]:
-    """One planned run of ``model_path`` measured action by action against its plan.
-
-    Returns the CPU segments (median in-run ms, the plan's CPU ms of the ops they hold,
-    MB they read that the GPU took part in making), the GPU launches (median kernel ms,
-    the plan's GPU ms) and the driver thread's time enqueueing and flushing GPU work
-    (median over plain runs, ms per run). What a plan costs in context beyond its per-op
-    predictions is fitted from these by :func:`fit_context`.
-    """
-    from .split import split_model
-
-    split, _ = split_model(model_path, plan)
-    r = GraphRunner(split, ocl, cores, sync)
-    feeds = r.random_feeds()
-    for _ in range(3):
-        r.run(feeds)
-    gpu_made: set[str] = set()
-    for a in r.actions:
-        if a[0] == "gpu":
-            gpu_made.update(a[1]["outputs"])
-        elif a[0] == "join" and any(x in gpu_made for x in a[1]["inputs"]):
-            gpu_made.update(a[1]["outputs"])
-    recs, host = [], []
-    for _ in range(runs):  # recorded and plain runs alternate
-        recs.append([o["ms"] for o in r.run(feeds, record=True)["ops"]])
-        host.append(r.run(feeds)["host_seconds"] * 1e3)
-    med = np.median(np.array(recs), axis=0)
-    plan_op = {s: o for o in plan.get("ops", []) for s in o.get("sources") or [o["name"]]}
-    seen: dict[str, set[int]] = {"cpu": set(), "gpu": set()}  # a plan op counted once per side
-    segs, launches = [], []
-    step_of = {st["name"]: st for st in r.steps}
-    rec_i = 0
-    for a in r.actions:
-        if a[0] not in ("cpu", "gpu", "join"):
-            continue
-        ms = float(med[rec_i])
-        rec_i += 1
-        if a[0] == "join":
-            continue
-        names = a[1]["names"] if a[0] == "cpu" else [a[1]["name"]] + ([a[1]["fused"]] if "fused" in a[1] else [])
-        pred = 0.0
-        for n in names:
-            p = plan_op.get(n.split("/")[0])
-            if p is not None and id(p) not in seen[a[0]]:
-                seen[a[0]].add(id(p))
-                pred += p["predicted_cpu_ms" if a[0] == "cpu" else "predicted_gpu_ms"]
-        if a[0] == "cpu":
-            made = {o for n in names for o in step_of[n]["outputs"]}
-            ins = dict.fromkeys(x for n in names for x in step_of[n]["inputs"] if x in r.buf and x not in made)
-            segs.append({"ms": ms, "predicted_ms": pred, "nodes": len(names),
-                         "gpu_in_mb": sum(r.buf[x].nbytes for x in ins if x in gpu_made) / 1e6})
-        else:
-            launches.append({"ms": ms, "predicted_ms": pred})
-    return {"model": os.path.basename(model_path), "segments": segs, "launches": launches,
-            "host_ms": float(np.median(host)), "gpu_launches": len(launches)}
-
-
-def fit_context(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """What planned runs cost beyond their plans' per-op predictions, fitted on
-    :func:`context_rows` of several models (every term non-negative):
-
-    - CPU segments after the first (runs of CPU ops cut where they read GPU output):
-      ``ms = cpu_factor * predicted + cpu_us + cpu_ms_per_mb * MB read that the GPU
-      helped make``, least squares on relative error (cold caches at every cut, the
-      session call, parts slower than whole ops);
-    - GPU launches: ``ms = gpu_factor * predicted`` (relative least squares, at least 1);
-    - ``host_us``: the driver thread's time per GPU launch (enqueues, flush),
-      time the CPU executor's core spends not computing.
-    """
-    segs = [s for r in rows for s in r["segments"][1:]]
-    seg_y = np.array([s["ms"] for s in segs])
-    seg_x = np.array([[s["predicted_ms"], 1.0, s["gpu_in_mb"]] for s in segs]).reshape(-1, 3)
-    coef = np.array([1.0, 0.0, 0.0])
-    if len(segs) >= 3:
-        w = 1.0 / np.maximum(seg_y, 0.05)  # relative error; tiny segments do not dominate
-        coef = nonneg_lstsq(seg_x * w[:, None], seg_y * w)
-    launches = [ln for r in rows for ln in r["launches"] if ln["predicted_ms"] > 0]
-    gpu_factor = 1.0
-    if launches:
-        y = np.array([ln["ms"] for ln in launches])
-        p = np.array([ln["predicted_ms"] for ln in launches])
-        w2 = 1.0 / np.maximum(y, 0.05) ** 2
-        gpu_factor = max(float(np.sum(w2 * p * y) / np.sum(w2 * p * p)), 1.0)
-    n = sum(r["gpu_launches"] for r in rows)
-    host_us = max(sum(r["host_ms"] for r in rows) / n * 1e3, 0.0) if n else 0.0
-    out = {"cpu_factor": round(float(coef[0]), 4), "cpu_us": round(float(coef[1]) * 1e3, 2),
-           "cpu_ms_per_mb": round(float(coef[2]), 5), "gpu_factor": round(gpu_factor, 4), "host_us": round(host_us, 2),
-           "segments": len(segs), "launches": len(launches)}
-    if segs:
-        out["cpu_mape_before"] = round(float(np.mean(np.abs(seg_x[:, 0] - seg_y) / seg_y)), 4)
-        out["cpu_mape_after"] = round(float(np.mean(np.abs(seg_x @ coef - seg_y) / seg_y)), 4)
-    out["models"] = [{"model": r["model"], "segments": len(r["segments"]), "gpu_launches": r["gpu_launches"],
-                      "host_ms": round(r["host_ms"], 4)} for r in rows]
-    return out
-
-
-def plan_speedup(model_path: str, plan: Mapping[str, Any], ocl: OclExecutor, cores: Sequence[int] | None = None,
-                 sync: str = "svm", runs: int = 11) -> float:
-    """Measured speedup of ``plan`` over the processor its plan predicts faster alone:
-    the median of per-round ratios, the two run back to back (after a warm run each)."""
-    from .split import fold_batchnorm, split_model
-
-    split, _ = split_model(model_path, plan)
-    side = plan.get("faster_single", "cpu")
-    single = GraphRunner(fold_batchnorm(onnx.load(model_path)), ocl, cores, sync, force=side)
-    planned = GraphRunner(split, ocl, cores, sync)
-    feeds = single.random_feeds()
-    ratios = []
-    for _ in range(runs):
-        t = []
-        for r in (single, planned):
-            r.run(feeds)
-            t.append(r.run(feeds)["seconds"])
-        ratios.append(t[0] / t[1])
-    return float(np.median(ratios))

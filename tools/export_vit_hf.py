@@ -1,13 +1,13 @@
 """Graph-only ONNX builds of the Hugging Face ViTs measured in the shared benchmark.
 
 Names are the benchmark's (Hugging Face ids without the organisation); the architectures
-come from this project's ViT generators (``models/zoo/vit.py``) with the published
+come from this project's ViT generators (``oplat/zoo/vit.py``) with the published
 configurations (width, depth, heads, patch, window, resolution). Weights are absent
 (graph-only): latency depends on the graph, not the weights. Each build's FLOPs are
 within 1-4% of the benchmark's ``flops`` column (checked in tests/test_zoo.py). Not built
 yet: SwinV2, FocalNet, SwiftFormer, MobileViTV2 and the BiT-hybrid ViT.
 
-    python models/export_vit_hf.py [--out models/vit_zoo]
+    python tools/export_vit_hf.py [--out oplat/zoo/vit_zoo]
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
 
-from models.zoo import vit  # noqa: E402
+from oplat.zoo import vit  # noqa: E402
+from oplat.zoo import zoo_dir  # noqa: E402
 
 HF_VITS = {
     "deit-tiny-distilled-patch16-224": partial(vit.vit, 192, 12, 3, 16, distilled=True),
@@ -64,7 +65,7 @@ HF_VITS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=ROOT / "models" / "vit_zoo")
+    ap.add_argument("--out", type=Path, default=zoo_dir("vit_zoo"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name, fn in HF_VITS.items():

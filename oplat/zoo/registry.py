@@ -1,8 +1,5 @@
-"""ONNX model zoo built with onnx.helper (no torch): ``list_models()``, ``build(name)``.
-
-Names are ``family_variant`` (``resnet18``, ``mobilenet_v2_1.0``, ...) plus
-``nb201:<architecture string>`` for NAS-Bench-201 cells.
-"""
+"""The zoo's model builders by name (``resnet18``, ``mobilenet_v2_1.0``, ... and
+``nb201:<arch>``)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,0 @@
-"""Model zoo: ONNX generators (no torch), pytorchcv exports and samples."""

@@ -1,0 +1,39 @@
+"""The lowering driver: working graph -> converter passes -> classification -> linking."""
+
+from __future__ import annotations
+
+from ..ir import Graph
+from .classify import classify
+from .kernels import Kernel, LoweredModel
+from .link import link_elementwise
+from .passes import PASSES, absorb_explicit_pads, detect_pre_activation
+from .work import Node, Work, all_const_outputs
+
+
+def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | None = None,
+                tokens: frozenset[str] | None = None) -> LoweredModel:
+    """Lower ``g`` for ``backend``: converter passes, then each node classified as the kernel
+    ``variant`` runs, then element-wise kernels linked into their ``hosts`` (every kernel
+    type when None) where their activation is one of ``tokens`` (any when None)."""
+    # attrs are shared with the IR, never mutated in place (passes assign new dicts)
+    if g.meta.get("folded_marked"):  # the loader flagged constant-only ops already
+        ops = [op for op in g.ops() if not op.folded]
+    else:
+        ops = [op for op in g.ops() if not all_const_outputs(g, op.outputs)]
+    nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), op.attrs, [op.name]) for op in ops]
+    w = Work(g, nodes)
+    for p in PASSES + [absorb_explicit_pads, detect_pre_activation]:
+        p(w)
+    w.compact()
+    kernels: list[Kernel] = []
+    for n in w.nodes:
+        k = classify(w, n, variant)
+        if k is None:
+            w.unsupported.append({"name": n.name, "op_type": n.type})
+            continue
+        k.params["_out_shape"] = tuple(w.shape(n.outputs[0]))
+        kernels.append(k)
+    kernels = link_elementwise(kernels, g.outputs, hosts, tokens)
+    for k in kernels:
+        k.params.pop("_out_shape", None)
+    return LoweredModel(g.name, kernels, w.unsupported, backend)

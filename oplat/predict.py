@@ -1,0 +1,222 @@
+"""Prediction: a model -> its lowered kernels -> per-kernel regressors -> the end-to-end
+term -> a result with coverage.
+
+The one place where a profile's total is defined (:func:`end_to_end_ms`); training fits
+the end-to-end term against the same decomposition (:func:`outside_term_ms`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from .features import EXTRA_KEYS, GLUE_KEYS, features_and_baseline, predictor_key
+from .ir import Graph
+from .lowering import LoweredModel
+from .overhead import OVERHEAD_FEATURES, apply_overhead, factored_keys, graph_features
+
+
+class Profile(Protocol):
+    """What prediction needs of a profile (:class:`oplat.profile.Profile` is one)."""
+
+    meta: dict[str, Any]
+    boosters: dict[str, Any]
+    _cache: dict[Any, float]
+
+    @property
+    def id(self) -> str: ...
+
+    def lower(self, graph: Graph) -> LoweredModel: ...
+
+    def predict_kernels(self, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray: ...
+
+# kernel predictions kept per profile (NAS populations and repeated blocks share most kernels)
+CACHE_SIZE = 200_000
+
+
+def outside_term_ms(key_sums: Mapping[str, float], factored: Sequence[str]) -> float:
+    """The predicted time of the kernel families that sit outside the end-to-end term: the
+    extra families (:data:`~oplat.features.EXTRA_KEYS`) without a factor of their own are
+    added at factor 1. Training subtracts it from its targets; prediction adds it back."""
+    return sum(v for key, v in key_sums.items() if key in EXTRA_KEYS and key not in factored)
+
+
+def end_to_end_ms(coef: Sequence[float] | None, names: Sequence[str], lm: LoweredModel,
+                  key_sums: Mapping[str, float], glue_keys: Iterable[str]) -> tuple[float, float]:
+    """A model's (end-to-end ms, overhead ms) from its per-family kernel sums: the end-to-end
+    term (coefficients ``coef`` over the features ``names``) plus the families outside it;
+    the plain kernel sum where the profile has no term."""
+    if not coef:
+        return sum(key_sums.values()), 0.0
+    total, overhead = apply_overhead(coef, graph_features(lm, key_sums, glue_keys, names=names), names)
+    return total + outside_term_ms(key_sums, factored_keys(names)), overhead
+
+
+@dataclass(slots=True)
+class OpPrediction:
+    """One kernel's prediction."""
+
+    name: str
+    kernel: str
+    impl: str
+    linked: list[str]
+    predicted_ms: float | None
+    params: dict[str, Any]
+    sources: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kernel": self.kernel, "impl": self.impl, "linked": self.linked,
+                "predicted_ms": self.predicted_ms,
+                "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params.items()},
+                "sources": self.sources}
+
+
+@dataclass
+class PredictionResult:
+    """End-to-end and per-kernel predictions for one model."""
+
+    model: str
+    profile: str
+    total_ms: float
+    ops_ms: float
+    overhead_ms: float
+    ops: list[OpPrediction]
+    unsupported: list[dict[str, str]]
+    glue: list[dict[str, Any]]
+    key_sums: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "profile": self.profile, "total_ms": self.total_ms,
+                "ops_ms": self.ops_ms, "overhead_ms": self.overhead_ms,
+                "ops": [o.to_dict() for o in self.ops], "unsupported": self.unsupported,
+                "glue_kernels": self.glue}
+
+
+def regressor_predictions(profile: Profile, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
+    """Milliseconds for ``(kernel, impl, params, linked)`` items from ``profile``'s own
+regressors (NaN where it has none).
+
+    Kernels already predicted (same type, parameters and links) come from a cache:
+    NAS populations and repeated blocks share most of their kernels.
+    """
+    out = np.full(len(items), np.nan)
+    cache = profile._cache
+    groups: dict[str, list[int]] = {}
+    sigs: list[Any] = [None] * len(items)
+    for i, (k, impl, params, linked) in enumerate(items):
+        # key order is part of the signature: a different order can only miss, never collide
+        sig = (k, impl, tuple((a, tuple(b) if isinstance(b, list) else b) for a, b in params.items()),
+               tuple(linked))
+        hit = cache.get(sig)
+        if hit is not None:
+            out[i] = hit
+            continue
+        key = predictor_key(k, impl)
+        if key in profile.boosters:
+            sigs[i] = sig
+            groups.setdefault(key, []).append(i)
+    base = profile.meta.get("baseline", {})
+    if len(cache) > CACHE_SIZE:
+        cache.clear()
+    n_new = sum(len(v) for v in groups.values())
+    threads = (os.cpu_count() or 1) if n_new > 2000 else 1  # threads only pay off on big batches
+    for key, idx in groups.items():
+        profile.boosters[key].set_param({"nthread": threads})
+        sel = [items[i] for i in idx]
+        x, xb = features_and_baseline(key, sel)
+        margin = xb @ np.asarray(base[key]) if key in base else None
+        vals = np.exp(profile.boosters[key].inplace_predict(x, base_margin=margin))
+        out[idx] = vals
+        for i, v in zip(idx, vals.tolist()):
+            cache[sigs[i]] = v
+    return out
+
+def predict_models(profile: Profile, models: Iterable[str | os.PathLike | Graph | LoweredModel],
+                   input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[PredictionResult]:
+    """Predict model files, IR graphs or lowered models with ``profile``: one regressor call
+    per kernel type for all models together."""
+    with _gc_paused():
+        return _predict_models(profile, models, input_shapes)
+
+
+def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionResult]:
+    from .model_io import load_model
+
+    lowered: list[LoweredModel] = []
+    for m in models:
+        if isinstance(m, LoweredModel):
+            lowered.append(m)
+        else:
+            g = m if isinstance(m, Graph) else load_model(m, input_shapes)
+            lm = profile.lower(g)
+            assumed = set(g.meta.get("assumed_shapes", ()))
+            for u in lm.unsupported:
+                if u["name"] in assumed:
+                    u["reason"] = "unknown op; its output shape was assumed equal to its input's"
+            lowered.append(lm)
+    # glue kernels this profile has a regressor for (a CPU profile's TRANSPOSE) count as ops
+    glue_keys = {key for key in profile.boosters if key in GLUE_KEYS}
+    predicted: list[list] = []
+    items = []
+    for mi, lm in enumerate(lowered):
+        ks = lm.rows if not glue_keys else [
+            k for k in lm.kernels if k.is_row or predictor_key(k.type, k.impl) in glue_keys]
+        predicted.append(ks)
+        for k in ks:
+            items.append((k.type, k.impl, k.params, k.linked))
+    preds = (profile.predict_kernels(items) if items else np.zeros(0)).tolist()
+    results = []
+    pos = 0
+    coef = profile.meta.get("overhead", {}).get("coef")
+    names = tuple(profile.meta.get("overhead", {}).get("features") or OVERHEAD_FEATURES)
+    for mi, lm in enumerate(lowered):
+        ops, unsupported = [], list(lm.unsupported)
+        key_sums: dict[str, float] = {}
+        for k in predicted[mi]:
+            v = preds[pos]
+            pos += 1
+            if v != v:  # NaN: no regressor for this kernel type
+                v = None
+                unsupported.append({"name": k.name, "op_type": k.type, "reason": "no regressor in profile"})
+            else:
+                key = predictor_key(k.type, k.impl)
+                key_sums[key] = key_sums.get(key, 0.0) + v
+            ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources))
+        ops_sum = sum(key_sums.values())
+        total, overhead = end_to_end_ms(coef, names, lm, key_sums, glue_keys)
+        seen = profile.meta.get("overhead", {}).get("glue_types_seen")
+        if seen is not None:
+            seen_set = set(seen)
+            for k in lm.glue:
+                if k.type not in seen_set and predictor_key(k.type, k.impl) not in glue_keys:
+                    unsupported.append({"name": k.name, "op_type": k.type,
+                                        "reason": "not in this profile's training models; only counted "
+                                                  "as generic glue in the end-to-end term"})
+        glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]
+        res = PredictionResult(lm.name, profile.id, total, ops_sum, overhead, ops, unsupported, glue)
+        res.key_sums = key_sums
+        results.append(res)
+    return results
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: lowering creates many short-lived, acyclic
+    objects whose generation-2 scans (over every loaded graph) otherwise halve the
+    batch throughput. Reference counting still frees them at once."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+__all__ = ["OpPrediction", "PredictionResult", "predict_models", "regressor_predictions", "end_to_end_ms",
+           "outside_term_ms", "CACHE_SIZE"]
