@@ -8,7 +8,7 @@ disagreement or, nn-Meter style, near the measured configs the predictor erred o
 (:mod:`oplat.collect.adaptive`), never looking at the latencies of what it has not
 "measured" yet. Both are scored by per-op MAPE on the test set.
 
-    python bench/adaptive_sampling.py [--pool DATASET] [--max 4000]
+    python -m bench.adaptive_sampling [--pool DATASET] [--max 4000]
 
 Writes bench/results/adaptive_sampling.json and .png.
 """
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.collect.adaptive import choose_batch  # noqa: E402
 from oplat.collect.run import read_collected  # noqa: E402

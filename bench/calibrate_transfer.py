@@ -12,7 +12,7 @@ held-out models. Two ways to pick the 10:
 
 Member predictions are **out-of-fold** by default (``--members oof``): each member
 core set's end-to-end decomposition is refitted in grouped 10-fold CV over models
-(the folds of ``bench/build_cpu_profiles.py``) and predicts each model from the fold
+(the folds of ``tools/build_profiles/cpu.py``) and predicts each model from the fold
 that did not train on it, so calibration is scored on models no profile has seen, as
 for a user's new architecture. ``--members shipped`` scores with the shipped profiles
 (trained on every model: the protocol of the first version of this script, which
@@ -24,7 +24,7 @@ the base alone (the per-base methods of ``oplat calibrate``) and the uncalibrate
 base's MAPE, all on the same draws; and per target, the ceiling of the blend: its share
 within +-10% when 90% of the target's models are measured (grouped 10-fold).
 
-    python bench/calibrate_transfer.py [--shots 10] [--seed 0] [--precision float] [--members oof]
+    python -m bench.calibrate_transfer [--shots 10] [--seed 0] [--precision float] [--members oof]
 """
 
 from __future__ import annotations
@@ -33,12 +33,10 @@ import argparse
 import itertools
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from rich.progress import Progress  # noqa: E402
@@ -106,7 +104,7 @@ def main() -> None:
     for d, c, p in e2e_configs():
         if p == args.precision and c != "gpu":
             m = {k: v for k, v in load_phone_e2e(processor=c, precision=p).get(d, {}).items() if k in graphs and v > 0}
-            if len(m) >= 20:  # as bench/build_cpu_profiles.py: fewer measured models get no profile
+            if len(m) >= 20:  # as tools/build_profiles/cpu.py: fewer measured models get no profile
                 measured_all[(d, c)] = m
     tag = "" if args.precision == "float" else "-int8"
     pids = {dc: f"{dc[0]}/tflite-cpu-{dc[1]}{tag}" for dc in measured_all}

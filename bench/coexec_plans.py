@@ -5,7 +5,7 @@ For each device (its default CPU core set + GPU profiles) and each sync cost (10
 over the faster processor, share of ops split and planner time; at the middle sync
 cost also the exhaustive per-op oracle on the same predictions.
 
-    python bench/coexec_plans.py [--devices pixel4,s10] [--models a,b] [--no-oracle]
+    python -m bench.coexec_plans [--devices pixel4,s10] [--models a,b] [--no-oracle]
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
 from rich.progress import Progress  # noqa: E402

@@ -4,7 +4,7 @@ next to the same segment replayed alone right after it (same buffers, GPU idle).
 Equal times mean the CPU side's excess over the plan's prediction is work the segments
 do (cuts, layout changes), not waiting or contention with the OpenCL device.
 
-    python bench/coexec_replay.py [--models a,b] [--runs 15]
+    python -m bench.coexec_replay [--models a,b] [--runs 15]
 
 Writes bench/results/coexec_replay.json.
 """
@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402

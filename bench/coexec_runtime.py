@@ -10,7 +10,7 @@ host polls a flag the device stores), of enqueue-then-poll, event waits and clFi
 kernel's release to the host knowing it finished (``notify_us``, launch latency
 excluded).
 
-    python bench/coexec_runtime.py [--runs 9]
+    python -m bench.coexec_runtime [--runs 9]
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 

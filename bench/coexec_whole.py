@@ -14,7 +14,7 @@ timed runs are the same code in other slots, so the summary also gives their rat
 noise floor of the comparison) and the speedup by construction (1 when the plan kept the
 measured faster processor, else the two executors' measured ratio).
 
-    python bench/coexec_whole.py [--models a,b] [--runs 12] [--min-gain F] [--out FILE]
+    python -m bench.coexec_whole [--models a,b] [--runs 12] [--min-gain F] [--out FILE]
 
 Writes bench/results/coexec_whole.json.
 """
@@ -24,13 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402

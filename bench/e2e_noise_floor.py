@@ -21,7 +21,7 @@
    the model file gives them one prediction): their end-to-end disagreement per core set,
    and the least MAPE that core set can have on them alone, as a share of its models.
 
-    python bench/e2e_noise_floor.py [--devices s10,a03s]
+    python -m bench.e2e_noise_floor [--devices s10,a03s]
 """
 
 from __future__ import annotations
@@ -31,13 +31,11 @@ import collections
 import csv
 import functools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import SHARED_DATA, load_phone_e2e, load_phone_gpu_ops  # noqa: E402
 from oplat.fitting import error_metrics  # noqa: E402

@@ -1,6 +1,6 @@
 """Where a phone GPU profile's held-out end-to-end error comes from: per-op sum or end-to-end term.
 
-    python bench/gpu_e2e_decomposition.py [--devices s10,a03s] [--out bench/results/gpu_e2e_decomposition.json]
+    python -m bench.gpu_e2e_decomposition [--devices s10,a03s] [--out bench/results/gpu_e2e_decomposition.json]
 
 Grouped 10-fold CV over models (seed 0, the shipped profiles' settings;
 :func:`oplat.evaluate.cross_validate`, as ``oplat evaluate``): for every held-out model,
@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import load_phone_e2e, load_phone_gpu_ops  # noqa: E402
 from oplat.evaluate import cross_validate  # noqa: E402

@@ -1,13 +1,13 @@
 """Collect a new phone's profile through the harness, on the emulated phone.
 
-Starts the fake adb server (tests/fake_adb.py: the adb host protocol, a sandboxed
+Starts the fake adb server (android_harness/testing/fake_adb.py: the adb host protocol, a sandboxed
 phone whose ``benchmark_model`` runs the pushed .tflite with LiteRT on this machine),
 collects N op configs with ``android-harness collect``'s pipeline while the transport
 is dropped 3 times, checks that no row is lost or duplicated, trains with
 ``oplat train --data``, and reports per-op accuracy on held-out configs (trained on
 80% of the configs, tested on the other 20%).
 
-    python bench/harness_collect.py [--configs 200]
+    python -m bench.harness_collect [--configs 200]
 """
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
 
 from android_harness.collect import phone_configs  # noqa: E402
-from fake_adb import FakeAdbServer, install_fake_benchmark, make_phone  # noqa: E402
+from android_harness.testing import FakeAdbServer, install_fake_benchmark, make_phone  # noqa: E402
 from oplat.collect.run import read_collected  # noqa: E402
 from oplat.fitting import error_metrics, group_folds  # noqa: E402
 from oplat.store import DatasetStore  # noqa: E402

@@ -9,7 +9,7 @@ differently from how they run alone. On onnxruntime the script also records what
 own profiler says the optimised graph runs (node count and share of the time per op
 type) next to the lowering's kernel counts per type.
 
-    python bench/host_kernel_check.py --backend ort-cpu mobilenet_v3_small_1.0 squeezenet1_1
+    python -m bench.host_kernel_check --backend ort-cpu mobilenet_v3_small_1.0 squeezenet1_1
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.zoo import build  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402

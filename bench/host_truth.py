@@ -15,20 +15,18 @@ whole zoo models measured on the same machine in the same run.
 4. the test set's measurements compared with predictions: share within ±10% and MAPE,
    CNNs and ViTs separately.
 
-    python bench/host_truth.py --budget 300 [--threads 1] [--ship]
+    python -m bench.host_truth --budget 300 [--threads 1] [--ship]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
 

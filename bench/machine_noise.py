@@ -3,21 +3,19 @@ kinds are timed one after the other, over and over, for ``--seconds``; the JSON 
 each kernel's coefficient of variation raw and divided by the canary timed just before
 it (what a drift correction could remove), and the canary's range.
 
-    python bench/machine_noise.py --seconds 120 [--backend ort-cpu]
+    python -m bench.machine_noise --seconds 120 [--backend ort-cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.collect.backends import make_backend  # noqa: E402
 from oplat.machine import machine_facts  # noqa: E402

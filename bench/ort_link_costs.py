@@ -5,7 +5,7 @@ gives), the single-op time with no activation, ReLU, ReLU6 (Clip 0..6) and HardS
 linked, side by side in one pass; plus the call floor (a do-nothing model's run time)
 that single-op timings are net of, measured beside each shape. Writes JSON.
 
-    python bench/ort_link_costs.py [--model mobilenet_v2_1.0]
+    python -m bench.ort_link_costs [--model mobilenet_v2_1.0]
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.zoo import build  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402

@@ -1,6 +1,6 @@
 """Layout reorders: the ``ort-cpu`` lowering's REORDER kernels against onnxruntime's own.
 
-    python bench/ort_reorders.py [--models a,b] [--out bench/results/ort_reorders.json]
+    python -m bench.ort_reorders [--models a,b] [--out bench/results/ort_reorders.json]
         [--stored bench/results/host_ort-cpu_1t_kernel_check.json --stored-variant nchwc8]
 
 For every model of the generated zoo (CNNs and ViTs), the number of ``ReorderInput`` and
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.zoo import build, list_models  # noqa: E402
 from oplat.graph_only import with_random_weights  # noqa: E402

@@ -1,8 +1,7 @@
-"""Planner time per model (pixel4 profiles, sync 100 us): python bench/planner_speed.py -> bench/results/planner_speed.json."""
-import sys, time, json, statistics, tempfile, onnx
+"""Planner time per model (pixel4 profiles, sync 100 us): python -m bench.planner_speed -> bench/results/planner_speed.json."""
+import time, json, statistics, tempfile, onnx
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 import oplat.zoo as zoo
 from coexec.plan import make_plan
 from oplat.profile import load_profile

@@ -1,6 +1,6 @@
 """Prediction speed: per-model API, whole CLI call, and batch throughput. Writes JSON.
 
-    python bench/speed.py [--profile pixel4/tflite-gpu] [--out bench/results/speed.json]
+    python -m bench.speed [--profile pixel4/tflite-gpu] [--out bench/results/speed.json]
 
 - predict_ms: ``profile.predict(graph)`` on an already-loaded graph of ~150 kernels
   (hrnet_w18_small_v2 export), median of 30 runs
@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.zoo.nb201 import nb201_model, random_arch  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402

@@ -440,8 +440,28 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ra @ rb) / d if d else 0.0
 
 
+def setting_mismatches(csv_path: Path, meta: dict) -> list[str]:
+    """How the run recorded beside a measurements CSV (``android-harness measure``'s
+    ``<csv>.phone.json``) differs from what the base profile models: thread count, GPU or CPU."""
+    sidecar = measure_record_path(csv_path)
+    if not sidecar.is_file():
+        return []
+    try:
+        run = json.loads(sidecar.read_text())
+    except ValueError:
+        return [f"{sidecar} is not JSON; the measurement settings were not checked"]
+    out = []
+    if bool(run.get("gpu")) != (meta.get("processor") == "gpu"):
+        where = "the GPU" if run.get("gpu") else "the CPU"
+        out.append(f"{csv_path.name} was measured on {where}; {meta.get('id')} models the {meta.get('processor')}")
+    elif not run.get("gpu") and meta.get("threads") and run.get("threads") != meta.get("threads"):
+        out.append(f"{csv_path.name} was measured with {run.get('threads')} thread(s); {meta.get('id')} models "
+                   f"{meta.get('threads')} (a base of the same thread count transfers best)")
+    return out
+
+
 __all__ = ["Measurement", "read_measurements", "measured_model_path", "measure_record_path", "calibrate_profile",
            "calibrate_blend", "blend_library", "choose_base",
            "blend_fit", "blend_weights", "member_predictions", "choose_method", "fit_method", "apply_fit",
            "design_points", "suggest_models", "write_template",
-           "write_profile", "refuse_overwrite", "spearman", "CalibrationError", "METHODS"]
+           "write_profile", "refuse_overwrite", "spearman", "setting_mismatches", "CalibrationError", "METHODS"]

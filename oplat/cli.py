@@ -37,12 +37,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     graph = load_model(args.model, parse_input_shapes(args.input_shape))
     res = profile.predict(graph)
     if args.plot:
-        _plot_breakdown(res, args.plot)
+        from .report import breakdown_png
+
+        breakdown_png(res, args.plot)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
     from rich.console import Console
     from rich.table import Table
+
+    from .report import kernel_shape
 
     console = Console()
     table = Table(title=f"{Path(args.model).name} on {profile.id}", show_lines=False)
@@ -50,7 +54,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                       ("shape", "left"), ("ms", "right")):
         table.add_column(col, justify=just)
     for i, o in enumerate(res.ops):
-        shape = _kernel_shape(o.kernel, o.params)
+        shape = kernel_shape(o.kernel, o.params)
         table.add_row(str(i), o.kernel, o.impl, "+".join(o.linked), shape,
                       "-" if o.predicted_ms is None else f"{o.predicted_ms:.3f}")
     if args.top is None or args.top > 0:
@@ -63,47 +67,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         names = ", ".join(f"{u['op_type']} ({u['name']})" for u in res.unsupported[:10])
         console.print(f"[yellow]unsupported ops, not counted: {len(res.unsupported)}: {names}[/yellow]")
     return 0
-
-
-def _kernel_shape(kernel: str, p: dict) -> str:
-    """Short geometry of a kernel for the per-op table (``56x64->56x64 k3s1``)."""
-    if "Output_elements" in p:  # element-wise and layout kernels
-        return "x".join(str(d) for d in p.get("Output_shape") or ()) or str(p["Output_elements"])
-    if kernel == "BATCH_MATMUL":
-        return f"{p.get('Batch')}x[{p.get('M')}x{p.get('K')}]x[{p.get('K')}x{p.get('N')}]"
-    if kernel in ("SOFTMAX", "LAYER_NORM"):
-        return f"{p.get('Rows')}x{p.get('Cols')}"
-    c_out = p.get("Filter", p.get("Input_channel"))
-    if kernel == "DEPTHWISE_CONV_2D":
-        c_out = p.get("Input_channel", 1) * p.get("Filter", 1)
-    if kernel == "MEAN":
-        c_out = p.get("Input_channel")
-    out_hw = 1 if kernel == "MEAN" else p.get("Output_shape")
-    return (f"{p.get('Input_shape')}x{p.get('Input_channel')}->{out_hw}x{c_out}"
-            + (f" k{p['Kernel']}s{p.get('Stride', 1)}" if p.get("Kernel") and kernel != "CONCATENATION" else ""))
-
-
-def _plot_breakdown(res, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    vals = [o.predicted_ms or 0.0 for o in res.ops]
-    kinds = sorted({o.kernel for o in res.ops})
-    colors = {k: plt.cm.tab10(i % 10) for i, k in enumerate(kinds)}
-    fig, ax = plt.subplots(figsize=(max(6, len(vals) * 0.08), 3.5))
-    ax.bar(range(len(vals)), vals, color=[colors[o.kernel] for o in res.ops], width=0.9)
-    for k in kinds:
-        ax.bar([], [], color=colors[k], label=k)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_xlabel("kernel (execution order)")
-    ax.set_ylabel("predicted ms")
-    ax.set_title(f"{res.model} on {res.profile}: {res.total_ms:.2f} ms "
-                 f"(ops {res.ops_ms:.2f} + overhead {res.overhead_ms:.2f})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _load_training_data(args: argparse.Namespace):
@@ -163,55 +126,19 @@ def _e2e_terms(spec: str) -> list[str]:
 
 def _train_from_collected(args: argparse.Namespace) -> int:
     """Profiles from ``oplat collect`` datasets, one per device/framework/processor in them."""
-    from .collect.run import read_collected
-    from .store import DatasetStore
-    from .train import ProfileTrainer
+    from .collect.profiles import profiles_from_dataset
 
     out = Path(args.out)
     for path in args.data:
-        rows = read_collected(path)
-        if not rows:
-            raise OplatError(f"{path}: no measured rows to train on")
-        meta = DatasetStore(path).meta
-        threads = meta.get("threads", 1)
-        groups: dict[tuple, list] = {}
-        for r in rows:
-            groups.setdefault((r.device, r.framework, r.processor), []).append(r)
-        for (device, framework, processor), rs in groups.items():
-            name = {"onnxruntime": "ort", "litert": "litert"}.get(framework, framework)
-            lowering, family = "tflite-gpu", "adreno"
-            if framework == "tflite":  # a phone collected with android-harness
-                device = "".join(ch for ch in device.lower() if ch.isalnum()) or "phone"
-                cores = meta.get("cores")
-                pid = f"{device}/tflite-{processor}" + (f"-{cores}" if processor == "cpu" and cores else
-                                                        f"-{threads}t" if processor == "cpu" else "")
-                if processor == "cpu":
-                    lowering, family = "tflite-cpu", "cpu"
-            else:
-                # rows were named by the collecting backend's lowering: predict with the same
-                from .collect.backends import BackendError, backend_class
-
-                try:
-                    backend_cls = backend_class(meta.get("backend", ""))
-                except BackendError:
-                    backend_cls = None
-                if meta.get("lowering"):  # as recorded (a machine's NCHWc block size, for one)
-                    lowering, family = meta["lowering"]
-                elif backend_cls is not None:
-                    lowering, family = backend_cls.lowering
-                pid = f"{device}/{name}-{processor}-{threads}t"
-            prof = ProfileTrainer(framework, processor, lowering=lowering, variant=family, profile_id=pid,
-                                  source=f"oplat collect:{Path(path).name}").fit(rs, {}, {}, device)
-            prof.meta["collection"] = {k: meta.get(k) for k in ("backend", "threads", "cores", "machine")}
-            if meta.get("backend") == "opencl":  # the runtime has OpenCL kernels for these ops only
-                prof.meta["runs_only_predicted_kernels"] = True
-            folder = prof.save(out / device / pid.split("/", 1)[1])
-            print(f"{pid}: {len(rs)} rows -> {folder}")
+        for prof, n_rows in profiles_from_dataset(path):
+            folder = prof.save(out / prof.meta["device"] / prof.id.split("/", 1)[1])
+            print(f"{prof.id}: {n_rows} rows -> {folder}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import cross_validate, scatter_png
+    from .evaluate import cross_validate
+    from .report import scatter_png
     from .train import load_graphs
 
     terms = _e2e_terms(args.e2e_term)
@@ -246,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import (blend_library, calibrate_profile, choose_base, read_measurements, refuse_overwrite,
-                            write_profile)
+                            setting_mismatches, write_profile)
     from .model_io import load_model
     from .profile import load_profile
 
@@ -261,7 +188,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"base chosen: {base_id} (calibrated leave-one-out MAPE {scores[base_id]:.1%}; "
               f"{len(scores)} profiles tried)")
     base = load_profile(base_id)
-    for warning in _setting_mismatches(Path(args.measurements), base.meta):
+    for warning in setting_mismatches(Path(args.measurements), base.meta):
         print(f"warning: {warning}", file=sys.stderr)
     skip = [d for d in (args.exclude_devices or "").split(",") if d]
     library = blend_library(base, exclude_devices=skip) if args.method in ("auto", "blend") else None
@@ -274,28 +201,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print("blend of " + ", ".join(f"{pid} x{w:.3g}" for pid, w in rep["members"].items())
               + f"; fixed cost {rep['fixed_ms']:.3g} ms")
     return 0
-
-
-def _setting_mismatches(csv_path: Path, meta: dict) -> list[str]:
-    """How the run recorded beside a measurements CSV (``android-harness measure``'s
-    ``<csv>.phone.json``) differs from what the base profile models: thread count, GPU or CPU."""
-    from .calibrate import measure_record_path
-
-    sidecar = measure_record_path(csv_path)
-    if not sidecar.is_file():
-        return []
-    try:
-        run = json.loads(sidecar.read_text())
-    except ValueError:
-        return [f"{sidecar} is not JSON; the measurement settings were not checked"]
-    out = []
-    if bool(run.get("gpu")) != (meta.get("processor") == "gpu"):
-        where = "the GPU" if run.get("gpu") else "the CPU"
-        out.append(f"{csv_path.name} was measured on {where}; {meta.get('id')} models the {meta.get('processor')}")
-    elif not run.get("gpu") and meta.get("threads") and run.get("threads") != meta.get("threads"):
-        out.append(f"{csv_path.name} was measured with {run.get('threads')} thread(s); {meta.get('id')} models "
-                   f"{meta.get('threads')} (a base of the same thread count transfers best)")
-    return out
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
@@ -331,25 +236,12 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    import json as _json
-
     from .profile import list_profiles
+    from .report import profile_summary
 
     for pid, folder in list_profiles():
-        meta = _json.loads((folder / "profile.json").read_text())
-        accuracy = meta.get("accuracy", {})
-        acc = accuracy.get("end_to_end", {})
-        method = accuracy.get("method", "CV")
-        how = ("held-out CV" if "CV" in method else f"leave-one-out on {acc.get('n')} measurements"
-               if "calibration" in method else "held-out models")
-        acc_s = (f"e2e MAPE {acc['mape']:.1%}, within ±10% {acc['within_10']:.0%} ({how})"
-                 if acc.get("mape") is not None else "accuracy not measured")
-        machine = meta.get("collection", {}).get("machine", {}) if meta.get("device") == "host" else {}
-        proc = (meta.get("gpu", "") if meta.get("processor") == "gpu"
-                else f"{meta.get('soc', '')} CPU {meta.get('core_set', '')} {meta.get('precision', '')}".strip())
-        what = (f"{meta.get('phone')} {proc}" if meta.get("phone")
-                else f"{machine.get('cpu', meta.get('device'))} ({meta.get('framework')}, {meta.get('processor')})")
-        print(f"{pid}\t{what.strip()}\t{acc_s}")
+        what, acc = profile_summary(json.loads((folder / "profile.json").read_text()))
+        print(f"{pid}\t{what}\t{acc}")
     return 0
 
 

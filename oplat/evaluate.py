@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import os
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -58,28 +61,51 @@ def cross_validate(rows: Sequence[OpRow], e2e: Mapping[str, Mapping[str, float]]
     return result
 
 
-def scatter_png(points: Mapping[str, Any], path: str) -> None:
-    """Predicted vs measured scatter, one panel per device (end to end and per op)."""
-    import matplotlib
+def lowering_match(rows: Sequence[OpRow], zoo: str | os.PathLike, show: int = 0) -> dict[str, Any]:
+    """How many of the dataset's per-op GPU ``rows`` the ``tflite-gpu`` lowering of the ONNX
+    exports in ``zoo`` reproduces (as multisets per model and phone): ``share`` compares the
+    operation and every recorded feature, ``share_with_kernel_and_links`` also the GPU
+    kernel family and linked ops, ``share_ignoring_input_padding`` leaves the recorded
+    (padded or not) input size out; ``per_model`` the share of each model. ``show``: print
+    up to that many mismatching models' rows (s10)."""
+    from .datasets import PHONE_GPU_FAMILY, row_identity as row_key
+    from .lowering import lower
+    from .onnx_loader import load_onnx
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    devs = list(points)
-    fig, axes = plt.subplots(2, len(devs), figsize=(3.2 * len(devs), 6.4), squeeze=False)
-    for j, dev in enumerate(devs):
-        for i, kind in enumerate(("e2e", "op")):
-            pred, true = points[dev][kind]
-            ax = axes[i][j]
-            if len(true):
-                ax.loglog(true, pred, ".", ms=3 if kind == "op" else 5, alpha=0.5)
-                lo, hi = min(min(true), min(pred)), max(max(true), max(pred))
-                ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-                ax.plot([lo, hi], [lo * 1.1, hi * 1.1], "k:", lw=0.6)
-                ax.plot([lo, hi], [lo * 0.9, hi * 0.9], "k:", lw=0.6)
-            ax.set_title(f"{dev} {'end-to-end' if kind == 'e2e' else 'per op'}", fontsize=9)
-            ax.set_xlabel("measured ms", fontsize=8)
-            ax.set_ylabel("predicted ms", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    zoo = Path(zoo)
+    by_model: dict[str, dict[str, list]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for r in rows:
+        by_model[r.model][r.device].append(r)
+    total = matched = full_total = full_matched = nopad_matched = 0
+    per_model = {}
+    shown = 0
+    for model in sorted(by_model):
+        path = zoo / f"{model}.onnx"
+        if not path.is_file():
+            continue
+        g = load_onnx(path)
+        m_tot = m_ok = 0
+        for dev, drows in by_model[model].items():
+            lm = lower(g, "tflite-gpu", PHONE_GPU_FAMILY[dev])
+            ours = collections.Counter(row_key(k.type, k.params) for k in lm.rows)
+            ours_full = collections.Counter(row_key(k.type, k.params) + (k.impl, tuple(k.linked)) for k in lm.rows)
+            theirs = collections.Counter(row_key(r.kernel, r.params) for r in drows)
+            theirs_full = collections.Counter(row_key(r.kernel, r.params) + (r.impl, tuple(r.linked)) for r in drows)
+            ok = sum((ours & theirs).values())
+            nopad = lambda key: tuple(x for x in key if not (isinstance(x, tuple) and x[0] == "Input_shape"))
+            nopad_matched += sum((collections.Counter(nopad(k) for k in ours.elements())
+                                  & collections.Counter(nopad(k) for k in theirs.elements())).values())
+            total += len(drows); matched += ok; m_tot += len(drows); m_ok += ok
+            full_total += len(drows); full_matched += sum((ours_full & theirs_full).values())
+            if dev == "s10" and ok < len(drows) and shown < show:
+                shown += 1
+                print(f"== {model} ({ok}/{len(drows)}; ours {len(lm.rows)})")
+                for k in sorted(theirs - ours):
+                    print("   data only:", k)
+                for k in sorted(ours - theirs):
+                    print("   ours only:", k)
+        per_model[model] = round(m_ok / max(m_tot, 1), 4)
+    return {"rows": total, "matched": matched, "share": round(matched / max(total, 1), 4),
+            "share_with_kernel_and_links": round(full_matched / max(full_total, 1), 4),
+            "share_ignoring_input_padding": round(nopad_matched / max(total, 1), 4),
+            "models": len(per_model), "per_model": per_model}

@@ -7,7 +7,7 @@ project; run it in a separate environment:
 
     python -m venv /opt/exportenv
     /opt/exportenv/bin/pip install torch==2.13.0 onnx numpy && /opt/exportenv/bin/pip install --no-deps pytorchcv
-    /opt/exportenv/bin/python tools/export_pytorchcv.py --out oplat/zoo/cnn_zoo [NAMES...]
+    /opt/exportenv/bin/python -m tools.export_pytorchcv --out oplat/zoo/cnn_zoo [NAMES...]
 
 pytorchcv's model_provider imports every module (one of them needs torchvision), so the
 models are imported module by module from the names model_provider lists.
@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.graph_only import strip_weights  # noqa: E402
 from oplat.zoo import zoo_dir  # noqa: E402

@@ -7,18 +7,16 @@ configurations (width, depth, heads, patch, window, resolution). Weights are abs
 within 1-4% of the benchmark's ``flops`` column (checked in tests/test_zoo.py). Not built
 yet: SwinV2, FocalNet, SwiftFormer, MobileViTV2 and the BiT-hybrid ViT.
 
-    python tools/export_vit_hf.py [--out oplat/zoo/vit_zoo]
+    python -m tools.export_vit_hf [--out oplat/zoo/vit_zoo]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
 

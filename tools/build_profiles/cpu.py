@@ -10,26 +10,24 @@ wrong on the phone) are left out of training; the accuracy is reported on the ot
 models (``end_to_end``) and on every model (``end_to_end_all``). Writes the table as
 JSON and a scatter PNG.
 
-    python bench/build_cpu_profiles.py [--devices pixel4,s10] [--precisions float,quant]
+    python -m tools.build_profiles.cpu [--devices pixel4,s10] [--precisions float,quant]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.progress import Progress  # noqa: E402
 
 from oplat.datasets import (ATTRIBUTION, PHONE_FACTS, coreset_threads, e2e_configs,  # noqa: E402
                             inconsistent_e2e, load_phone_e2e)
 from oplat.decompose import E2EDecomposer, cross_validate_e2e, kernel_tables  # noqa: E402
-from oplat.evaluate import scatter_png  # noqa: E402
+from oplat.report import scatter_png  # noqa: E402
 from oplat.train import load_graphs  # noqa: E402
 from oplat.zoo import zoo_dir  # noqa: E402
 

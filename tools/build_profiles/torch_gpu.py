@@ -16,24 +16,23 @@ convolutions in different models were timed up to 177x apart there (e.g. 0.004 a
 for the same 128-channel 3x3 conv; the profiler charges a whole batch of GPU work to
 whichever op waits for it), while each model's rows still sum to its end-to-end time.
 
-    python bench/build_torch_profiles.py [--devices pixel4,s10,onefusion,iphonexs]
+    python -m tools.build_profiles.torch_gpu [--devices pixel4,s10,onefusion,iphonexs]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import (ATTRIBUTION, PHONE_FACTS, SHARED_DATA, TORCH_GPU_FAMILY, load_phone_e2e,  # noqa: E402
                             load_torch_gpu_ops)
 from oplat.decompose import E2EDecomposer, cross_validate_e2e, kernel_tables  # noqa: E402
-from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
+from oplat.evaluate import cross_validate  # noqa: E402
+from oplat.report import scatter_png  # noqa: E402
 from oplat.overhead import e2e_terms  # noqa: E402
 from oplat.train import ProfileTrainer, load_graphs  # noqa: E402
 from oplat.zoo import zoo_dir  # noqa: E402
@@ -82,7 +81,7 @@ def main() -> None:
                                  "per_op_method_end_to_end": cv["devices"][dev]["end_to_end"]},
                     "training": {"source": "mobile-ml-benchmark:torch_cnn_e2e.csv", "models": names,
                                  "why": "per-op rows of this device are not per-op times (see "
-                                        "bench/build_torch_profiles.py); fitted from end-to-end latencies",
+                                        "tools/build_profiles/torch_gpu.py); fitted from end-to-end latencies",
                                  "attribution": ATTRIBUTION}}
             d.to_profile(meta).save(args.out / dev / "torch-gpu")
             print(dev, "e2e-decomposition", json.dumps(dcv["end_to_end"]), flush=True)

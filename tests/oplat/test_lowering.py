@@ -346,3 +346,18 @@ def test_signature_tells_the_same_network_under_another_name(zoo):
         a, b = (lower(exports[n], backend, family).signature() for n in ("mobilenet_w1", "mobilenet_wd2"))
         assert a == lower(zoo_v1, backend, family).signature()  # pytorchcv's export is the zoo's network
         assert a != b
+
+
+@needs_shared
+def test_lowering_reproduces_the_datasets_gpu_rows():
+    """The tflite-gpu lowering of the pytorchcv exports yields the per-op rows the phones
+    recorded (operation and every feature; kernel family and links too), model by model
+    (bench/results/lowering_match.json: 98.4% and 93.7% when this test was written)."""
+    from oplat.datasets import load_phone_gpu_ops
+    from oplat.evaluate import lowering_match
+    from oplat.zoo import zoo_dir
+
+    res = lowering_match(load_phone_gpu_ops(), zoo_dir("cnn_zoo"))
+    assert res["models"] == 102 and res["rows"] > 30_000
+    assert res["share"] >= 0.98 and res["share_with_kernel_and_links"] >= 0.93
+    assert sum(v == 1.0 for v in res["per_model"].values()) >= 80  # most models match row for row

@@ -7,7 +7,7 @@ import pytest
 from android_harness.parsers import (ParseError, parse_benchmark_model, parse_op_profiling, parse_ort_perf_test,
                                      parse_ort_profile)
 
-D = Path(__file__).parent / "data" / "tool_outputs"
+D = Path(__file__).parents[1] / "data" / "tool_outputs"
 
 
 def read(name):

@@ -4,7 +4,7 @@ For each device: grouped 10-fold CV (fixed seed) gives the held-out accuracy, th
 profile trained on every model is saved to ``device_profiles/<device>/tflite-gpu`` with
 that accuracy in its metadata. Also writes the CV table as JSON and a scatter PNG.
 
-    python bench/build_gpu_profiles.py [--devices pixel4,s10] [--folds 10]
+    python -m tools.build_profiles.gpu [--devices pixel4,s10] [--folds 10]
         [--factor-ridge 0.1 | 0.01,0.1,1,...] [--factor-units scaled|raw] [--signed-counts] [--layout-by-type]
         [--e2e-term auto | l2 | huber | signed | a comma list]
 """
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from oplat.datasets import load_phone_e2e, load_phone_gpu_ops  # noqa: E402
-from oplat.evaluate import cross_validate, scatter_png  # noqa: E402
+from oplat.evaluate import cross_validate  # noqa: E402
+from oplat.report import scatter_png  # noqa: E402
 from oplat.overhead import e2e_terms  # noqa: E402
 from oplat.train import ProfileTrainer, load_graphs  # noqa: E402
 from oplat.zoo import zoo_dir  # noqa: E402

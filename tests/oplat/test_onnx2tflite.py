@@ -16,7 +16,7 @@ from oplat.onnx2tflite import ConvertError, onnx_to_tflite
 from oplat.tflite_loader import load_tflite
 from oplat.zoo import zoo_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_both(model: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray, bytes]:

@@ -22,7 +22,7 @@ stage is shrunk towards one cost per kernel family (``--shrink``, 0.3: chosen ov
 0.1, 1 and 10 by the number of profiles with a leave-one-model-out MAPE <= 10% over both
 frameworks; off: ``--shrink -1``).
 
-    python bench/build_vit_cpu_profiles.py [--devices pixel4,s10] [--framework tflite|torch]
+    python -m tools.build_profiles.vit_cpu [--devices pixel4,s10] [--framework tflite|torch]
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.progress import Progress  # noqa: E402
 

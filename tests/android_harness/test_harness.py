@@ -17,7 +17,7 @@ from oplat.collect.run import read_collected
 from oplat.store import DatasetStore
 from oplat.tflite_writer import conv_classifier_tflite
 
-from fake_adb import FakeAdbServer, make_phone, install_fake_benchmark
+from android_harness.testing import FakeAdbServer, install_fake_benchmark, make_phone
 
 
 @pytest.fixture()
@@ -216,7 +216,7 @@ def test_collect_on_two_phones_at_once(tmp_path, monkeypatch, binary, capsys):
 def test_onnxruntime_perf_test_runner(phone, tmp_path):
     ph, _ = phone
     from android_harness.bench import run_ort_perf_test
-    from fake_adb import HERE
+    from android_harness.testing.fake_adb import HERE
 
     tool = tmp_path / "onnxruntime_perf_test"
     tool.write_text((HERE / "fake_ort_perf_test.py").read_text().replace("#!/usr/bin/env python3",
