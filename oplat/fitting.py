@@ -76,6 +76,13 @@ def group_folds(models: Sequence[str], k: int, seed: int = 0) -> list[list[str]]
     return [sorted(names[i::k]) for i in range(k)]
 
 
+def index_folds(n: int, k: int, seed: int = 0) -> list[np.ndarray]:
+    """Split row indices ``0..n-1`` into ``min(k, n)`` groups of a fixed random order (rows
+    that are models already: :func:`group_folds` groups by name)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [order[i::k] for i in range(min(k, n))]
+
+
 def error_metrics(pred: Sequence[float], true: Sequence[float]) -> dict[str, float]:
     """MAPE, RMSPE and the shares within +-10% / +-5% (fractions, not percent)."""
     p, t = np.asarray(pred, float), np.asarray(true, float)
@@ -91,4 +98,4 @@ def fit_linear(rows: np.ndarray, measured: np.ndarray, ridge: float = 1e-4) -> n
     return relative_nnls(rows, measured, ridge)
 
 
-__all__ = ["nnls", "relative_nnls", "fit_baseline", "fit_linear", "group_folds", "error_metrics"]
+__all__ = ["nnls", "relative_nnls", "fit_baseline", "fit_linear", "group_folds", "index_folds", "error_metrics"]

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .features import KEYS, predictor_key
-from .fitting import group_folds, relative_nnls
+from .fitting import group_folds, index_folds, relative_nnls
 from .lowering.kernels import LAYOUT, LoweredModel
 
 SUM_FEATURES = tuple(f"sum_ms:{k}" for k in KEYS)
@@ -195,8 +195,7 @@ def choose_factor_ridge(features: Sequence[Sequence[float]], targets: Sequence[f
     y = np.asarray(targets, dtype=float)
     m = np.asarray(measured_ms, dtype=float)
     outside = m - y
-    order = np.random.default_rng(seed).permutation(len(y))
-    groups = [order[i::folds] for i in range(min(folds, len(y)))]
+    groups = index_folds(len(y), folds, seed)
     names = fit_kwargs.get("names", OVERHEAD_FEATURES)
     table, errors = {}, {}
     for lam in grid:
