@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from oplat.errors import OplatError
+from oplat.outputs import check_output_file
 from oplat.zoo import zoo_dir
 
 
@@ -129,6 +130,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     budget = parse_budget(args.budget) if args.budget else None
     serials = [s for s in args.serial.split(",") if s]
     out = Path(args.out)
+    check_output_file(out, force=True, kind="dataset", is_kind=lambda p: True)  # appended to: resumes
     # several phones at once: one worker thread per serial, one dataset per phone
     outs = {s: out if len(serials) == 1 else out.with_name(f"{out.stem}.{s}{out.suffix or '.csv'}") for s in serials}
     results: dict[str, Any] = {}

@@ -14,12 +14,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from oplat.calibrate import measure_record_path, measured_model_path
+from oplat.outputs import MAX_CSV_BYTES, MAX_JSON_BYTES, atomic_write_text, read_text_input
 
 from .adb import Device, HarnessError
 from .bench import ThermalGuard, run_benchmark_model
@@ -45,10 +45,7 @@ def as_tflite(model: str | Path) -> Path:
 
 
 def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise HarnessError(f"cannot read {path}: {e.strerror}") from None
+    text = read_text_input(path, "measurements", MAX_CSV_BYTES)
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or not {"model", "latency_ms"} <= set(reader.fieldnames):
         raise HarnessError(f"{path}: needs the columns model,latency_ms (got {reader.fieldnames})")
@@ -60,15 +57,18 @@ def _write_atomic(path: Path, fields: list[str], rows: list[dict[str, str]]) -> 
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _check_same_phone(sidecar: Path, csv_name: str, record: dict[str, Any]) -> None:
     if not sidecar.exists():
         return
-    old = json.loads(sidecar.read_text())
+    try:
+        old = json.loads(read_text_input(sidecar, "measurement record", MAX_JSON_BYTES))
+    except ValueError:
+        raise HarnessError(f"{sidecar} is not JSON: remove it, or use another CSV") from None
+    if not isinstance(old, dict):
+        raise HarnessError(f"{sidecar} is not a measurement record: remove it, or use another CSV")
     for key in ("serial", "model", *SETTINGS):
         if old.get(key) != record.get(key):
             raise HarnessError(f"{csv_name} was measured with {key}={old.get(key)!r}, "
@@ -101,7 +101,7 @@ def measure_csv(dev: Device, path: str | Path, binary: str | Path | None, thread
     sidecar = measure_record_path(path)
     _check_same_phone(sidecar, path.name, record)
     if todo and not sidecar.exists():
-        sidecar.write_text(json.dumps(record, indent=1))
+        atomic_write_text(sidecar, json.dumps(record, indent=1))
     guard = ThermalGuard(dev, max_wait_s=thermal_wait_s) if thermal_wait_s > 0 else None
     if on_start:
         on_start(len(rows))

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+from oplat.outputs import (MAX_JSON_BYTES, atomic_write_bytes, atomic_write_text, check_output_file, is_json_file,
+                           is_onnx_file, is_png, read_text_input)
+
 from .cost import SYNC_US
 
 
@@ -19,6 +22,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     if not (args.device or (args.cpu_profile and args.gpu_profile)):
         raise PlanError("give --device, or both --cpu-profile and --gpu-profile")
+    if args.output:  # before planning: never replace an input or something that is not a plan
+        check_output_file(args.output, args.force, "plan JSON", lambda p: is_json_file(p, "ops"), inputs=[args.model])
+    if args.plot:
+        check_output_file(args.plot, args.force, "PNG image", is_png, inputs=[args.model])
     cpu_id, gpu_id = default_profiles(args.device) if args.device else (None, None)
     sync_us = args.sync_us if args.sync_us is not None else SYNC_US[args.sync]
     plan = make_plan(args.model, args.cpu_profile or cpu_id, args.gpu_profile or gpu_id, sync_us=sync_us,
@@ -27,7 +34,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for pid, why in plan["profiles_measured_elsewhere"].items():
         print(f"warning: {pid} was measured on {why}: the plan fits that machine", file=sys.stderr)
     if args.output:
-        Path(args.output).write_text(json.dumps(plan, indent=1))
+        atomic_write_text(args.output, json.dumps(plan, indent=1))
     if args.plot:
         plot_plan(plan, args.plot)
     if args.json:
@@ -71,6 +78,8 @@ def plot_plan(plan: dict[str, Any], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from oplat.report import save_png
+
     ops = plan["ops"]
     x = range(len(ops))
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, len(ops) * 0.08), 5), sharex=True)
@@ -85,19 +94,20 @@ def plot_plan(plan: dict[str, Any], path: str) -> None:
     a2.set_ylabel(f"ms saved vs {plan['faster_single'].upper()} alone")
     a2.set_xlabel("op (execution order)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def cmd_split(args: argparse.Namespace) -> int:
     from .plan import PlanError
     from .split import split_model
 
+    out = check_output_file(args.output, args.force, "ONNX model", is_onnx_file, inputs=[args.model, args.plan])
     try:
-        plan = json.loads(Path(args.plan).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        plan = json.loads(read_text_input(args.plan, "plan", MAX_JSON_BYTES))
+    except json.JSONDecodeError as e:
         raise PlanError(f"cannot read plan {args.plan}: {e}") from None
-    m, kept = split_model(args.model, plan, args.output)
+    m, kept = split_model(args.model, plan)
+    atomic_write_bytes(out, m.SerializeToString())
     n_parts = sum(1 for n in m.graph.node if n.name.endswith("/concat"))
     print(f"{args.model} -> {args.output}: {n_parts} ops split, {len(m.graph.node)} nodes")
     for k in kept:
@@ -261,9 +271,7 @@ def cmd_boundary(args: argparse.Namespace) -> int:
         meta = json.loads(meta_path.read_text())
         meta["boundary"] = res
         meta["channel_align"] = res["channel_probe"]["block"]
-        tmp = meta_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-        tmp.replace(meta_path)
+        atomic_write_text(meta_path, json.dumps(meta, indent=1, sort_keys=True))
     if args.json:
         print(json.dumps(res))
         return 0
@@ -318,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the plan JSON here")
     p.add_argument("--plot", help="PNG of per-op ratios")
     p.add_argument("--top", type=int, help="rows of the table to print")
+    p.add_argument("--force", action="store_true", help="replace an existing plan JSON / PNG (and nothing else)")
     p.set_defaults(fn=cmd_plan)
     b = sub.add_parser("bench", help="measure CPU-only, GPU-only, planned and oracle co-execution of a layer")
     b.add_argument("model", help="single-layer ONNX model (Conv or Gemm/MatMul) with weights")
@@ -360,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("plan")
     s.add_argument("-o", "--output", required=True)
+    s.add_argument("--force", action="store_true", help="replace an existing ONNX file (and nothing else)")
     s.set_defaults(fn=cmd_split)
     return ap
 

@@ -32,7 +32,6 @@ import copy
 import csv
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -41,6 +40,8 @@ import numpy as np
 
 from .errors import OplatError
 from .fitting import nnls, relative_nnls
+from .outputs import (MAX_CSV_BYTES, MAX_MODEL_BYTES, OutputError, atomic_write_text, check_output_file,
+                      check_output_folder, read_text_input, regular_input)
 from .profile import BlendProfile, Profile, list_profiles, load_profile
 
 METHODS = ("scale", "scale+fixed", "per-key", "per-key-smooth", "blend")
@@ -78,10 +79,7 @@ def measure_record_path(csv_path: Path) -> Path:
 def read_measurements(path: str | Path) -> list[Measurement]:
     """Parse a ``model,latency_ms`` CSV; model paths are absolute or relative to the CSV."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise CalibrationError(f"cannot read measurements {path}: {e.strerror}") from None
+    text = read_text_input(path, "measurements", MAX_CSV_BYTES)
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or not {"model", "latency_ms"} <= set(reader.fieldnames):
         raise CalibrationError(f"{path}: needs the columns model,latency_ms (got {reader.fieldnames})")
@@ -98,8 +96,10 @@ def read_measurements(path: str | Path) -> list[Measurement]:
         if not math.isfinite(ms) or ms <= 0:
             raise CalibrationError(f"{path}:{i}: latency_ms {raw!r} must be a positive number")
         model = measured_model_path(path, name)
-        if not model.is_file():
-            raise CalibrationError(f"{path}:{i}: model file not found: {model}")
+        try:
+            regular_input(model, "model file", MAX_MODEL_BYTES)
+        except OutputError as e:
+            raise CalibrationError(f"{path}:{i}: {e}") from None
         out.append(Measurement(model, ms))
     if len(out) < 3:
         raise CalibrationError(f"{path}: {len(out)} measurement rows; calibration needs at least 3")
@@ -387,35 +387,58 @@ def suggest_models(library: Sequence[Profile], graphs: Mapping[str, Any], k: int
     return [names[keep[i]] for i in design_points(x[keep], k)]
 
 
-def write_template(models: Sequence[str | Path], path: str | Path) -> Path:
+def write_template(models: Sequence[str | Path], path: str | Path, force: bool = False) -> tuple[Path, int]:
     """A ``model,latency_ms`` CSV with the latencies left to fill in; model paths are
-    written relative to the CSV's folder when they lie below it."""
+    written relative to the CSV's folder when they lie below it. An existing CSV is only
+    changed with ``force``, and then merged: every latency already measured in it is kept
+    (for the suggested models and, appended, for the others). Returns the path and how
+    many measured latencies were kept."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_file(path, force, "measurements CSV", _is_measurements_csv)
+    kept: dict[str, str] = {}
+    order: list[str] = []
+    if path.exists():
+        reader = csv.DictReader(read_text_input(path, "measurements", MAX_CSV_BYTES).splitlines())
+        for row in reader:
+            name = (row.get("model") or "").strip()
+            if name:
+                order.append(name)
+                if (row.get("latency_ms") or "").strip():
+                    kept[name] = row["latency_ms"].strip()
     lines = ["model,latency_ms"]
+    written = set()
     for m in models:
         m = Path(m).absolute()  # not resolved: a symlinked model keeps the name it was given
         try:
             m = m.relative_to(path.parent.absolute())
         except ValueError:
             pass
-        lines.append(f"{m},")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        lines.append(f"{m},{kept.get(str(m), '')}")
+        written.add(str(m))
+    lines += [f"{name},{kept[name]}" for name in order if name in kept and name not in written]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path, len(kept)
 
 
-def refuse_overwrite(out: str | Path, force: bool = False) -> None:
-    """Raise unless ``out`` holds no profile yet or ``force`` is given."""
-    if (Path(out) / "profile.json").exists() and not force:
-        raise CalibrationError(f"{out} already holds a profile (use --force to overwrite)")
+def _is_measurements_csv(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.readline()
+    except OSError:
+        return False
+    return head.strip().replace(" ", "").startswith("model,latency_ms")
 
 
-def write_profile(prof: Profile, out: str | Path, force: bool = False) -> Path:
-    """Save a calibrated profile; an existing profile is only replaced with ``force``."""
-    out = Path(out)
-    refuse_overwrite(out, force)
-    if out.exists() and force:
-        shutil.rmtree(out)
+def refuse_overwrite(out: str | Path, force: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """``out`` if a profile may be written there (:func:`oplat.outputs.check_output_folder`):
+    a new or empty folder, or with ``force`` one that holds a profile."""
+    return check_output_folder(out, force, inputs=inputs)
+
+
+def write_profile(prof: Profile, out: str | Path, force: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """Save a calibrated profile; an existing profile is only replaced with ``force``, and
+    nothing but a profile ever is."""
+    out = refuse_overwrite(out, force, inputs)
     name = out.name
     prof.meta["id"] = f"{out.parent.name}/{name}" if out.parent.name else name
     return prof.save(out)

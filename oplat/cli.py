@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import OplatError
+from .outputs import (MAX_MODEL_BYTES, atomic_write_bytes, atomic_write_text, check_output_file, check_output_folder,
+                      is_json_file, is_onnx_file, is_png, is_tflite_file, regular_input)
 from .zoo import zoo_dir
 
 DEFAULT_GRAPHS = zoo_dir("cnn_zoo")
@@ -34,6 +36,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if elsewhere:
         print(f"warning: {profile.id} was measured on {elsewhere}: its predictions describe that machine "
               "(oplat collect and oplat train make a profile of this one)", file=sys.stderr)
+    if args.plot:
+        check_output_file(args.plot, args.force, "PNG image", is_png, inputs=[args.model])
     graph = load_model(args.model, parse_input_shapes(args.input_shape))
     res = profile.predict(graph)
     if args.plot:
@@ -98,9 +102,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     terms = _e2e_terms(args.e2e_term)
     rows, e2e, devs, source = _load_training_data(args)
+    out = Path(args.out)
+    inputs = [p for p in (args.ops_csv, args.e2e_csv, args.graphs) if p]
+    for dev in devs:  # before the slow part, not only when writing
+        check_output_folder(out / dev / "tflite-gpu", args.force, inputs=inputs)
     excl = _csv_list(args.exclude_models)
     graphs = load_graphs(args.graphs)
-    out = Path(args.out)
     cache: dict = {}
     with _progress() as prog:
         task = prog.add_task("training", total=len(devs))
@@ -129,9 +136,12 @@ def _train_from_collected(args: argparse.Namespace) -> int:
     from .collect.profiles import profiles_from_dataset
 
     out = Path(args.out)
+    check_output_folder(out, force=True, kind="profiles", is_kind=lambda p: True, inputs=args.data)
     for path in args.data:
         for prof, n_rows in profiles_from_dataset(path):
-            folder = prof.save(out / prof.meta["device"] / prof.id.split("/", 1)[1])
+            folder = check_output_folder(out / prof.meta["device"] / prof.id.split("/", 1)[1], args.force,
+                                         inputs=args.data)
+            folder = prof.save(folder)
             print(f"{prof.id}: {n_rows} rows -> {folder}")
     return 0
 
@@ -142,6 +152,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import load_graphs
 
     terms = _e2e_terms(args.e2e_term)
+    inputs = [p for p in (args.ops_csv, args.e2e_csv, args.graphs) if p]
+    if args.out:
+        check_output_file(args.out, args.force, "JSON file", is_json_file, inputs=inputs)
+    if args.plot:
+        check_output_file(args.plot, args.force, "PNG image", is_png, inputs=inputs)
     rows, e2e, devs, source = _load_training_data(args)
     graphs = load_graphs(args.graphs)
     with _progress() as prog:
@@ -155,8 +170,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         scatter_png(points, args.plot)
         res["plot"] = args.plot
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=1))
+        atomic_write_text(args.out, json.dumps(res, indent=1))
     from rich.console import Console
     from rich.table import Table
 
@@ -178,8 +192,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .profile import load_profile
 
     rows = read_measurements(args.measurements)
-    out = Path(args.out)
-    refuse_overwrite(out, args.force)  # before the slow part, not only when writing
+    inputs = [args.measurements, *(r.model for r in rows)]
+    out = refuse_overwrite(args.out, args.force, inputs)  # before the slow part, not only when writing
     graphs = [load_model(r.model) for r in rows]
     y = [r.latency_ms for r in rows]
     base_id = args.base
@@ -193,7 +207,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     skip = [d for d in (args.exclude_devices or "").split(",") if d]
     library = blend_library(base, exclude_devices=skip) if args.method in ("auto", "blend") else None
     prof, rep = calibrate_profile(base, graphs, y, None if args.method == "auto" else args.method, library)
-    folder = write_profile(prof, out, force=args.force)
+    folder = write_profile(prof, out, force=args.force, inputs=inputs)
     loo = rep["loo_mape"].get(rep["method"])
     print(f"{folder}: {rep['method']} calibration of {rep['base']} from {rep['measurements']} measurements; "
           f"MAPE on them {rep['base_mape']:.1%} before, leave-one-out {loo:.1%} after")
@@ -209,6 +223,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from .train import load_graphs
 
     folder = Path(args.models)
+    if args.csv:  # before the slow part: an existing CSV is only merged into with --force
+        check_output_file(args.csv, args.force, "measurements CSV", lambda p: True)
     base = load_profile(args.base)
     skip = [d for d in (args.exclude_devices or "").split(",") if d]
     library = blend_library(base, exclude_devices=skip)
@@ -228,7 +244,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     for p in map(Path.absolute, paths):  # not resolved: a symlinked model keeps the name it was given
         print(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p)
     if args.csv:
-        out = write_template(paths, args.csv)
+        out, kept = write_template(paths, args.csv, force=args.force)
+        if kept:
+            print(f"{out}: kept the {kept} latencies already measured in it", file=sys.stderr)
         print(f"{out}: measure the models (android-harness measure {out} --serial SERIAL) or fill in "
               f"latency_ms by hand, then oplat calibrate --base {args.base} --measurements {out} --out DIR",
               file=sys.stderr)
@@ -252,18 +270,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         for name in list_models():
             print(name)
         return 0
-    import onnx
-
+    out = check_output_file(args.output, args.force, "ONNX model", is_onnx_file)
     try:
         model = build(args.name, graph_only=args.graph_only)
     except KeyError:
         raise OplatError(f"unknown zoo model {args.name!r} (see 'oplat zoo list'; or nb201:<arch>)") from None
     except ValueError as e:
         raise OplatError(str(e)) from None
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, out)
-    print(f"{args.name} -> {out} ({out.stat().st_size // 1024} KB{', graph only' if args.graph_only else ''})")
+    data = model.SerializeToString()
+    atomic_write_bytes(out, data)
+    print(f"{args.name} -> {out} ({len(data) // 1024} KB{', graph only' if args.graph_only else ''})")
     return 0
 
 
@@ -275,17 +291,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .onnx_loader import parse_input_shapes
 
     shapes = parse_input_shapes(args.input_shape)
-    if not Path(args.model).is_file():
-        raise ModelLoadError(f"{args.model}: no such model file")
+    regular_input(args.model, "model file", MAX_MODEL_BYTES)
+    out = check_output_file(args.out, args.force, "TFLite model", is_tflite_file, inputs=[args.model])
     try:
         model = onnx.load(args.model, load_external_data=False)
     except Exception as e:
         raise ModelLoadError(f"{args.model}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
     data = onnx_to_tflite(model, shapes, nhwc_inputs=not args.nchw_inputs)
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(out)
+    atomic_write_bytes(out, data)
     print(f"{args.model} -> {out} ({len(data) // 1024} KB)")
     return 0
 
@@ -299,8 +312,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     budget = parse_budget(args.budget) if args.budget else None
     cores = [int(c) for c in args.cores.split(",")] if args.cores else None
+    out = Path(args.out)
+    check_output_file(out, force=True, kind="dataset", is_kind=lambda p: True,  # appended to: resumes
+                      inputs=[args.graphs])
     backend = make_backend(args.backend, args.threads, cores)
-    store = open_store(args.out, backend, args.device)
+    store = open_store(out, backend, args.device)
     configs = default_configs(load_graphs(args.graphs).values(), args.max_configs, seed=args.seed,
                               lowering=backend.lowering)
     if args.kernels:
@@ -317,7 +333,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
             counts = collect(backend, configs, store, args.device, budget,
                              on_row=lambda r: prog.update(task, advance=1))
     print(f"{args.out}: measured {counts['measured']}, failed {counts['failed']}, "
-          f"already there {counts['skipped']}; {len(store.rows())} rows in the dataset")
+          f"already there {counts['skipped']}" + (f", repeated configs {counts['repeated']}" if counts.get("repeated")
+                                                  else "") + f"; {len(store.rows())} rows in the dataset")
     return 0
 
 
@@ -333,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", help="write a per-op breakdown PNG")
     p.add_argument("--top", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--force", action="store_true", help="replace an existing --plot PNG")
     p.set_defaults(fn=cmd_predict)
 
     for name, fn, hlp in (("train", cmd_train, "train device profiles from per-op and end-to-end CSVs"),
@@ -351,11 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "replaces --ops-csv/--e2e-csv")
             p.add_argument("--exclude-models", help="comma-separated models left out of training")
             p.add_argument("--out", required=True, help="output folder (DIR/<device>/tflite-gpu)")
+            p.add_argument("--force", action="store_true", help="replace existing profiles (and nothing else)")
         else:
             p.add_argument("--folds", type=int, default=10)
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--out", help="write the metrics as JSON")
             p.add_argument("--plot", help="write a predicted-vs-measured PNG")
+            p.add_argument("--force", action="store_true", help="replace an existing --out JSON or --plot PNG")
 
     p = sub.add_parser("profiles", help="list the device profiles with their accuracy")
     p.set_defaults(fn=cmd_profiles)
@@ -384,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output .tflite file")
     p.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224", help="shape of a dynamic input")
     p.add_argument("--nchw-inputs", action="store_true", help="keep 4-D inputs NCHW (a TRANSPOSE follows them)")
+    p.add_argument("--force", action="store_true", help="replace an existing .tflite file")
     p.set_defaults(fn=cmd_convert)
 
     cal = sub.add_parser("calibrate", help="adapt a profile to a new phone from a few end-to-end measurements")
@@ -396,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "per-base method with the lowest leave-one-out error")
     cal.add_argument("--exclude-devices", metavar="A,B", help="devices whose profiles may not join a blend "
                      "(to check transfer to a phone that has shipped profiles)")
-    cal.add_argument("--force", action="store_true", help="overwrite an existing profile")
+    cal.add_argument("--force", action="store_true", help="replace an existing profile (and nothing else)")
     cal.set_defaults(fn=cmd_calibrate)
     sg = sub.add_parser("suggest", help="which models to measure on a new phone for 'oplat calibrate'")
     sg.add_argument("--base", required=True, help="the profile id or folder you will calibrate")
@@ -405,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--max-ms", type=float, help="only models the base profile predicts faster than this")
     sg.add_argument("--csv", help="also write a model,latency_ms template to fill in")
     sg.add_argument("--exclude-devices", metavar="A,B", help="devices whose profiles may not guide the choice")
+    sg.add_argument("--force", action="store_true", help="merge into an existing --csv, keeping its latencies")
     sg.set_defaults(fn=cmd_suggest)
     p = sub.add_parser("zoo", help="list or build ONNX models of the zoo")
     zsub = p.add_subparsers(dest="zoo_cmd", required=True)
@@ -413,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     zb.add_argument("name", help="a name from 'oplat zoo list', or nb201:<architecture string>")
     zb.add_argument("-o", "--output", required=True)
     zb.add_argument("--graph-only", action="store_true", help="dims only, no weights (small files)")
+    zb.add_argument("--force", action="store_true", help="replace an existing ONNX file")
     zb.set_defaults(fn=cmd_zoo)
     return ap
 

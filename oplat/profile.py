@@ -18,6 +18,7 @@ from .errors import ProfileError
 from .features import FEATURE_SCHEMA_VERSION
 from .ir import Graph
 from .lowering import LoweredModel, lower
+from .outputs import replace_folder
 from .overhead import OVERHEAD_FEATURES
 from .predict import OpPrediction, PredictionResult, predict_models, regressor_predictions
 
@@ -112,24 +113,22 @@ class Profile:
         return cls(meta, _load_boosters(folder, meta.get("models", {})), folder)
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the profile (metadata JSON + one UBJ per regressor)."""
+        """Write the profile (metadata JSON + one UBJ per regressor) into ``folder``: a new or
+        empty folder, or one holding a profile, which it replaces (its other files are
+        kept). Atomic: written beside and renamed into place (:func:`oplat.outputs.replace_folder`)."""
+        return self._save(folder, lambda tmp: self._write_meta(tmp, models=_save_boosters(tmp, self.boosters)))
+
+    def _save(self, folder: str | os.PathLike, fill) -> Path:
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        return self._write_meta(folder, models=_save_boosters(folder, self.boosters))
+        replace_folder(folder, fill)
+        self.path = folder
+        return folder
 
     def _write_meta(self, folder: Path, **extra: Any) -> Path:
-        """``profile.json`` (written atomically) from ``self.meta`` plus ``extra`` keys."""
+        """``profile.json`` in ``folder`` from ``self.meta`` plus ``extra`` keys."""
         meta = dict(self.meta, **extra, format=PROFILE_FORMAT, feature_schema=FEATURE_SCHEMA_VERSION)
-        tmp = folder / "profile.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-        tmp.replace(folder / "profile.json")
-        # regressors of a profile this one replaced: not listed, so never loaded; removed
-        used = set(meta.get("models", {}).values()) | {
-            f for m in meta.get("blend", {}).get("members", []) for f in m.get("models", {}).values()}
-        for stale in folder.glob("*.ubj"):
-            if stale.name not in used:
-                stale.unlink()
-        self.meta, self.path = meta, folder
+        (folder / "profile.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        self.meta = meta
         return folder
 
     # prediction -----------------------------------------------------------------
@@ -212,14 +211,17 @@ class BlendProfile(Profile):
         return out
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write metadata with every member's and the prefixed member regressors."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        blend = []
-        for i, (m, w) in enumerate(zip(self.members, self.weights)):
-            mm = {k: v for k, v in m.meta.items() if k not in ("models", "accuracy", "decomposition")}
-            blend.append({"id": m.id, "weight": w, "meta": mm, "models": _save_boosters(folder, m.boosters, f"m{i}-")})
-        return self._write_meta(folder, models={}, blend=dict(self.meta.get("blend", {}), members=blend))
+        """Write metadata with every member's and the prefixed member regressors (as
+        :meth:`Profile.save`: atomically, replacing only a profile)."""
+        def fill(tmp: Path) -> None:
+            blend = []
+            for i, (m, w) in enumerate(zip(self.members, self.weights)):
+                mm = {k: v for k, v in m.meta.items() if k not in ("models", "accuracy", "decomposition")}
+                blend.append({"id": m.id, "weight": w, "meta": mm,
+                              "models": _save_boosters(tmp, m.boosters, f"m{i}-")})
+            self._write_meta(tmp, models={}, blend=dict(self.meta.get("blend", {}), members=blend))
+
+        return self._save(folder, fill)
 
 
 def load_profile(id_or_path: str | os.PathLike) -> Profile:

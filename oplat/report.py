@@ -45,8 +45,7 @@ def breakdown_png(res, path: str) -> None:
     ax.set_title(f"{res.model} on {res.profile}: {res.total_ms:.2f} ms "
                  f"(ops {res.ops_ms:.2f} + overhead {res.overhead_ms:.2f})", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def scatter_png(points: Mapping[str, Any], path: str) -> None:
@@ -72,8 +71,21 @@ def scatter_png(points: Mapping[str, Any], path: str) -> None:
             ax.set_xlabel("measured ms", fontsize=8)
             ax.set_ylabel("predicted ms", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_png(fig, path)
+
+
+def save_png(fig, path: str) -> None:
+    """Write a matplotlib figure as PNG atomically (:mod:`oplat.outputs`) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .outputs import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def profile_summary(meta: Mapping[str, Any]) -> tuple[str, str]:
@@ -93,4 +105,4 @@ def profile_summary(meta: Mapping[str, Any]) -> tuple[str, str]:
     return what.strip(), acc_s
 
 
-__all__ = ["kernel_shape", "breakdown_png", "scatter_png", "profile_summary"]
+__all__ = ["kernel_shape", "breakdown_png", "scatter_png", "save_png", "profile_summary"]

@@ -51,7 +51,9 @@ def open_store(path: str | Path, backend: Backend, device: str,
     """
     facts = machine if machine is not None else machine_facts()
     meta = {"device": device, **backend.settings, "machine": facts}
-    store = DatasetStore(path, COLUMNS, meta)
+    store = DatasetStore(path, COLUMNS, meta, repair=True)
+    if store.repair_report:
+        print(f"warning: {store.repair_report}", file=sys.stderr)
     for key in ("backend", "threads", "cores", "device", "call_floor"):
         if store.meta.get(key) != meta.get(key):
             raise DatasetError(f"{path}: collected with {key}={store.meta.get(key)!r}, "
@@ -75,8 +77,9 @@ def collect(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetS
     framework, processor = FRAMEWORKS.get(backend.name, (backend.name, "cpu"))
     lowering = lowering or backend.lowering
     done = store.done_ids()
+    stored = set(done)
     pending: list[dict[str, Any]] = []
-    counts = {"measured": 0, "failed": 0, "skipped": 0}
+    counts = {"measured": 0, "failed": 0, "skipped": 0, "repeated": 0}
     start = last_flush = time.monotonic()
     try:
         for cfg in configs:
@@ -84,8 +87,8 @@ def collect(backend: Backend, configs: Iterable[dict[str, Any]], store: DatasetS
                 break
             cfg = backend.adapt(cfg)
             cid = config_id(cfg)
-            if cid in done:
-                counts["skipped"] += 1
+            if cid in done:  # in the dataset before this run, or a config met twice in it
+                counts["skipped" if cid in stored else "repeated"] += 1
                 continue
             row = {"config_id": cid, "model": f"single:{cfg['kernel']}", "device": device, "framework": framework,
                    "processor": processor, "kernel": cfg["kernel"], "impl": "", "linked": "|".join(cfg.get("linked", [])),

@@ -42,7 +42,8 @@ def measure_models(backend: Backend, models: Mapping[str, Callable[[], onnx.Mode
     round medians: a shared machine that slows down for minutes would otherwise leave a
     few models measured a third slower than the rest.
     """
-    store = DatasetStore(path, E2E_COLUMNS, {"device": device, **backend.settings, "machine": machine_facts()})
+    store = DatasetStore(path, E2E_COLUMNS, {"device": device, **backend.settings, "machine": machine_facts()},
+                         repair=True)
     done = {r["config_id"]: r for r in store.rows()}
     for k in range(1, rounds + 1):
         for name, make in models.items():

@@ -249,7 +249,7 @@ def test_measure_fills_a_suggest_template_resumably_and_for_one_phone_only(phone
     for i in range(3):
         paths.append(tmp_path / "m" / f"nb{i}.onnx")
         onnx.save(nb201_model(random_arch(rng), n=1), paths[-1])
-    csv_path = write_template(paths, tmp_path / "phone.csv")
+    csv_path, _ = write_template(paths, tmp_path / "phone.csv")
     assert csv_path.read_text().splitlines()[1] == "m/nb0.onnx,"  # relative to the CSV's folder
 
     def unplug_after_first(model, ms):
