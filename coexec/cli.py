@@ -33,6 +33,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                      oracle=args.oracle, input_shapes=parse_input_shapes(args.input_shape), min_gain=args.min_gain)
     for pid, why in plan["profiles_measured_elsewhere"].items():
         print(f"warning: {pid} was measured on {why}: the plan fits that machine", file=sys.stderr)
+    for warning in _plan_fit_warnings(plan, args.model, parse_input_shapes(args.input_shape)):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.output:
         atomic_write_text(args.output, json.dumps(plan, indent=1))
     if args.plot:
@@ -42,6 +44,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     _print_plan(plan, args.top)
     return 0
+
+
+def _plan_fit_warnings(plan: dict[str, Any], model: str, shapes) -> list[str]:
+    """What the plan's profiles could not predict of the model (kernels approximated by
+    other kernels' regressors), with the profiles of the device that fit it better."""
+    approx = {pid: counts for pid, counts in (plan.get("approximated_kernels") or {}).items() if counts}
+    if not approx:
+        return []
+    from oplat.hints import fitting_profiles
+    from oplat.model_io import load_model
+    from oplat.profile import load_profile
+
+    graph = load_model(model, shapes)
+    out = []
+    for pid, counts in approx.items():
+        n = sum(counts.values())
+        better = fitting_profiles(graph, load_profile(pid), same_processor=True)
+        out.append(f"{pid} has no regressor for {n} kernels of this model ({', '.join(sorted(counts))}); the plan "
+                   "prices them with the regressors of similar kernels, so its speedup is less certain"
+                   + (f"; profiles that fit it: {', '.join(b for b, _ in better)}" if better else ""))
+    return out
 
 
 def _print_plan(plan: dict[str, Any], top: int | None) -> None:
@@ -151,6 +174,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise PlanError(f"{args.plan}: not a readable plan ({e})") from None
     for pid, why in (plan.get("profiles_measured_elsewhere") or {}).items():
         print(f"warning: the plan was made with {pid}, measured on {why}", file=sys.stderr)
+    if plan.get("device") not in (None, "host"):
+        print(f"warning: the plan was made for {plan['device']} (profiles {', '.join(plan.get('profiles', {}).values())}); "
+              "here it runs on this machine's CPU and OpenCL device, whose speeds it does not describe",
+              file=sys.stderr)
     cores = (lambda s: [int(c) for c in s.split(",")] if s else None)
     res = run_plan(args.model, plan, runs=args.runs, sync=args.sync, cpu_cores=cores(args.cpu_cores),
                    gpu_cores=cores(args.gpu_cores), cpu_only=args.cpu_only)

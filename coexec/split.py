@@ -27,6 +27,7 @@ from onnx import helper, numpy_helper
 
 from oplat.onnx_utils import attr as _attr
 from oplat.onnx_utils import attrs as _attrs
+from oplat.onnx_utils import node_names
 from oplat.onnx_utils import set_attrs as _set_attrs
 
 from .plan import PlanError, validate_plan
@@ -301,6 +302,27 @@ def split_model(model: str | os.PathLike, plan: Mapping[str, Any], out: str | os
     m = onnx.load(str(model), load_external_data=False)
     if is_graph_only(m):
         raise PlanError(f"{model}: model is graph-only (no weight data); split needs real weights")
+    # the plan names unnamed nodes as the loader does; and Constant nodes (exporters put a
+    # Clip's bounds in them right before it) go first, so every part of a split op, placed
+    # where the op was, finds them already made
+    for node, name in zip(m.graph.node, node_names(m.graph.node)):
+        node.name = name
+    # Identity nodes that only rename a weight (torch exports of shared parameters) are
+    # dropped, their readers reading the weight itself
+    inits = {i.name for i in m.graph.initializer}
+    outputs = {o.name for o in m.graph.output}
+    rename = {n.output[0]: n.input[0] for n in m.graph.node
+              if n.op_type == "Identity" and n.input and n.input[0] in inits and n.output[0] not in outputs}
+    if rename:
+        keep = [n for n in m.graph.node if not (n.op_type == "Identity" and n.output and n.output[0] in rename)]
+        for n in keep:
+            n.input[:] = [rename.get(x, x) for x in n.input]
+        del m.graph.node[:]
+        m.graph.node.extend(keep)
+    consts = [n for n in m.graph.node if n.op_type == "Constant" and not n.input]
+    rest = [n for n in m.graph.node if not (n.op_type == "Constant" and not n.input)]
+    del m.graph.node[:]
+    m.graph.node.extend(consts + rest)
     m = fold_batchnorm(m)
     rw = _Rewriter(m, int(plan.get("channel_align", 4)))
     by_node: dict[str, tuple[str, dict]] = {}

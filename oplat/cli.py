@@ -22,6 +22,24 @@ from .zoo import zoo_dir
 DEFAULT_GRAPHS = zoo_dir("cnn_zoo")
 
 
+def strict_json(obj) -> str:
+    """JSON that any parser takes: no NaN or Infinity (null instead), names as text."""
+    import math
+
+    def clean(x):
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, bytes):
+            return x.decode("utf-8", "backslashreplace")
+        return x
+
+    return json.dumps(clean(obj), allow_nan=False, default=str)
+
+
 def _csv_list(s: str | None) -> list[str]:
     return [x.strip() for x in (s or "").split(",") if x.strip()]
 
@@ -29,6 +47,7 @@ def _csv_list(s: str | None) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .model_io import load_model
     from .onnx_loader import parse_input_shapes
+    from .policy import check_batch, judge
     from .profile import load_profile
 
     profile = load_profile(args.profile)
@@ -39,13 +58,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_file(args.plot, args.force, "PNG image", is_png, inputs=[args.model])
     graph = load_model(args.model, parse_input_shapes(args.input_shape))
+    check_batch(profile, graph, args.model)
     res = profile.predict(graph)
+    for warning in judge(res, graph, profile, strict=args.strict, label=args.model):  # on stderr, also with --json
+        print(f"warning: {warning}", file=sys.stderr)
     if args.plot:
         from .report import breakdown_png
 
         breakdown_png(res, args.plot)
     if args.json:
-        print(json.dumps(res.to_dict()))
+        print(strict_json(res.to_dict()))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -66,10 +88,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     console.print(f"kernels with a regressor: {len(res.ops)}  ops sum: {res.ops_ms:.2f} ms  "
                   f"end-to-end term (dispatch, unfused element-wise, layout, calibration): "
                   f"{res.overhead_ms:+.2f} ms")
-    console.print(f"[bold]predicted end-to-end latency: {res.total_ms:.2f} ms[/bold]")
-    if res.unsupported:
+    if res.complete:
+        console.print(f"[bold]predicted end-to-end latency: {res.total_ms:.2f} ms[/bold]")
+    else:
         names = ", ".join(f"{u['op_type']} ({u['name']})" for u in res.unsupported[:10])
-        console.print(f"[yellow]unsupported ops, not counted: {len(res.unsupported)}: {names}[/yellow]")
+        console.print(f"[yellow]not predicted, not counted: {len(res.unsupported)} ops: {names}[/yellow]")
+        console.print(f"[bold]predicted end-to-end latency: at least {res.total_ms:.2f} ms[/bold] "
+                      f"(lower bound: {res.coverage.get('flops', res.coverage.get('ops', 0)):.0%} of the "
+                      "model's FLOPs predicted)")
     return 0
 
 
@@ -351,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write a per-op breakdown PNG")
     p.add_argument("--top", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="replace an existing --plot PNG")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) an incomplete prediction instead of giving a lower bound")
     p.set_defaults(fn=cmd_predict)
 
     for name, fn, hlp in (("train", cmd_train, "train device profiles from per-op and end-to-end CSVs"),

@@ -47,11 +47,24 @@ def onnx_to_tflite(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[i
     """The .tflite bytes of ``model`` (graph-only models get random weights first).
 
     ``nhwc_inputs``: 4-D inputs are declared NHWC (as deployed TFLite models take
-    images) instead of the ONNX NCHW with a TRANSPOSE behind them.
+    images) instead of the ONNX NCHW with a TRANSPOSE behind them. The model is validated
+    first (:mod:`oplat.validate`), and one whose weights exceed what a .tflite file can
+    hold (2 GB) is refused before any weight is made.
     """
+    from .onnx_loader import load_onnx
+
+    load_onnx(model, input_shapes)  # validation: a malformed graph is one clear error
+    weight_bytes = sum(int(np.prod(t.dims, dtype=np.float64)) * 4 for t in model.graph.initializer)
+    if weight_bytes >= MAX_TFLITE_BYTES:
+        raise ConvertError(f"{model.graph.name or 'model'}: {weight_bytes / 2 ** 30:.1f} GB of weights; "
+                           "a .tflite file holds at most 2 GB")
     if is_graph_only(model):
         model = with_random_weights(model)
     return _Converter(model, input_shapes or {}, nhwc_inputs).run()
+
+
+# flatbuffers address 32-bit offsets: a .tflite file is smaller than 2 GB
+MAX_TFLITE_BYTES = 2 ** 31
 
 
 class _Converter:

@@ -17,7 +17,9 @@ from onnx import numpy_helper, shape_inference
 
 from .errors import ModelLoadError, ShapeError
 from .ir import Graph, Op, Tensor
+from .onnx_utils import node_names, text
 from .shape_rules import infer_op_shapes
+from .validate import check_graph, check_onnx
 
 MAX_CONST_VALUE = 4096  # elements; larger constants keep only their shape
 
@@ -62,11 +64,13 @@ def load_onnx(path_or_model: str | os.PathLike | onnx.ModelProto,
     else:
         model, label = read_onnx(path_or_model), str(path_or_model)
     model = _with_input_shapes(model, dict(input_shapes or {}), label)
+    check_onnx(model, label)
     try:
         inferred = shape_inference.infer_shapes(model, data_prop=True)
     except Exception as e:
         raise ModelLoadError(f"{label}: ONNX shape inference failed: {str(e).splitlines()[0]}") from None
     g = _to_graph(inferred, Path(label).stem)
+    check_graph(g, label)
     missing = [t for op in g.ops() for t in op.outputs if t and g.tensors[t].shape is None]
     if missing:
         op = g.producer(missing[0])
@@ -125,29 +129,28 @@ def _value_info_shape(vi: onnx.ValueInfoProto) -> tuple[int, ...] | None:
 
 
 def _to_graph(model: onnx.ModelProto, name: str) -> Graph:
-    g = Graph(model.graph.name or name)
-    g.meta["producer"] = model.producer_name
+    g = Graph(text(model.graph.name) or name)
+    g.meta["producer"] = text(model.producer_name)
     g.meta["opset"] = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     for t in model.graph.initializer:
         value = None
         if t.data_location != onnx.TensorProto.EXTERNAL and np.prod(t.dims, dtype=np.int64) <= MAX_CONST_VALUE:
-            value = numpy_helper.to_array(t)
-        g.add_tensor(Tensor(t.name, tuple(int(d) for d in t.dims), _dtype(t.data_type), True, value))
+            try:
+                value = numpy_helper.to_array(t)
+            except (ValueError, TypeError) as e:
+                raise ModelLoadError(f"{name}: initializer {text(t.name)!r}: its data does not fit its dims "
+                                     f"{list(t.dims)} ({str(e).splitlines()[0]})") from None
+        g.add_tensor(Tensor(text(t.name), tuple(int(d) for d in t.dims), _dtype(t.data_type), True, value))
     for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
-        if vi.name in g.tensors:
+        if text(vi.name) in g.tensors:
             continue
-        g.add_tensor(Tensor(vi.name, _value_info_shape(vi), _dtype(vi.type.tensor_type.elem_type)))
-    inits = {t.name for t in model.graph.initializer}
-    g.inputs = [i.name for i in model.graph.input if i.name not in inits]
-    g.outputs = [o.name for o in model.graph.output]
-    used: set[str] = set()
-    for i, node in enumerate(model.graph.node):
-        op_name = node.name or f"{node.op_type}_{i}"
-        while op_name in used:
-            op_name += "_"
-        used.add(op_name)
-        attrs = {a.name: _attr(a) for a in node.attribute}
-        op = Op(op_name, node.op_type, list(node.input), list(node.output), attrs)
+        g.add_tensor(Tensor(text(vi.name), _value_info_shape(vi), _dtype(vi.type.tensor_type.elem_type)))
+    inits = {text(t.name) for t in model.graph.initializer}
+    g.inputs = [text(i.name) for i in model.graph.input if text(i.name) not in inits]
+    g.outputs = [text(o.name) for o in model.graph.output]
+    for node, op_name in zip(model.graph.node, node_names(model.graph.node)):
+        attrs = {text(a.name): _attr(a) for a in node.attribute}
+        op = Op(op_name, text(node.op_type), [text(x) for x in node.input], [text(x) for x in node.output], attrs)
         for t in op.outputs:
             g.tensors.setdefault(t, Tensor(t, None))
         for t in op.inputs:

@@ -13,6 +13,27 @@ import onnx
 from onnx import helper
 
 
+def text(s: str | bytes) -> str:
+    """A name from a protobuf string field as text: protobuf hands back bytes for invalid
+    UTF-8, which are escaped (so every output stays strict JSON)."""
+    return s.decode("utf-8", "backslashreplace") if isinstance(s, bytes) else s
+
+
+def node_names(nodes: Sequence[onnx.NodeProto]) -> list[str]:
+    """The name each node goes by in oplat: its own, or ``<op_type>_<index>`` for an unnamed
+    one, made unique by trailing underscores. Plans and predictions name ops this way, so a
+    rewrite of the file (``coexec split``) finds them again."""
+    used: set[str] = set()
+    out = []
+    for i, node in enumerate(nodes):
+        name = text(node.name) or f"{text(node.op_type)}_{i}"
+        while name in used:
+            name += "_"
+        used.add(name)
+        out.append(name)
+    return out
+
+
 def attrs(node: onnx.NodeProto) -> dict[str, Any]:
     """Every attribute of ``node`` as a Python value."""
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -69,4 +90,4 @@ def random_feeds(inputs, seed: int = 0) -> dict[str, np.ndarray]:
             for i in inputs}
 
 
-__all__ = ["attrs", "attr", "set_attrs", "scalar_of", "clip_bounds", "random_feeds"]
+__all__ = ["text", "node_names", "attrs", "attr", "set_attrs", "scalar_of", "clip_bounds", "random_feeds"]

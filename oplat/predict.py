@@ -89,12 +89,92 @@ class PredictionResult:
     unsupported: list[dict[str, str]]
     glue: list[dict[str, Any]]
     key_sums: dict[str, float] = field(default_factory=dict)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    batch: int = 1
+
+    @property
+    def complete(self) -> bool:
+        """True when every op of the model was predicted (nothing is left out of the total)."""
+        return not self.unsupported
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "profile": self.profile, "total_ms": self.total_ms,
-                "ops_ms": self.ops_ms, "overhead_ms": self.overhead_ms,
+                "ops_ms": self.ops_ms, "overhead_ms": self.overhead_ms, "complete": self.complete,
+                "coverage": self.coverage, "batch": self.batch,
                 "ops": [o.to_dict() for o in self.ops], "unsupported": self.unsupported,
                 "glue_kernels": self.glue}
+
+
+def predicted_kernels(lm: LoweredModel, glue_keys: Iterable[str]) -> list:
+    """The kernels a profile predicts one by one: the row kernels, and the glue kernels it has
+    a regressor for (a CPU profile's TRANSPOSE)."""
+    glue_keys = set(glue_keys)
+    if not glue_keys:
+        return lm.rows
+    return [k for k in lm.kernels if k.is_row or predictor_key(k.type, k.impl) in glue_keys]
+
+
+def unpredicted(lm: LoweredModel, keys: Iterable[str], glue_seen: Iterable[str] | None) -> list[dict[str, Any]]:
+    """What a profile with regressors ``keys`` (and end-to-end training models whose glue
+    kernel types were ``glue_seen``) leaves out of a lowered model: ops the lowering does
+    not know, kernels without a regressor, and glue kernels of types it never saw."""
+    keys = set(keys)
+    glue_keys = {k for k in keys if k in GLUE_KEYS}
+    out = list(lm.unsupported)
+    for k in predicted_kernels(lm, glue_keys):
+        if predictor_key(k.type, k.impl) not in keys:
+            out.append({"name": k.name, "op_type": k.type, "reason": "no regressor in profile",
+                        "sources": list(k.sources)})
+    if glue_seen is not None:
+        seen_set = set(glue_seen)
+        for k in lm.glue:
+            if k.type not in seen_set and predictor_key(k.type, k.impl) not in glue_keys:
+                out.append({"name": k.name, "op_type": k.type,
+                            "reason": "not in this profile's training models; only counted "
+                                      "as generic glue in the end-to-end term",
+                            "sources": list(k.sources)})
+    return out
+
+
+def coverage(lm: LoweredModel, unsupported: Sequence[Mapping[str, Any]], graph: Graph | None) -> dict[str, Any]:
+    """What share of a model the prediction covers: of its kernels (``ops``) and, when its
+    graph is known, of its FLOPs (``flops``: :func:`oplat.flops.op_flops` of the ops each
+    predicted kernel runs, against those of every op left out), and the names of the op
+    types left out."""
+    out_names = {u["name"] for u in unsupported} | {s for u in unsupported for s in u.get("sources", ())}
+    n_out = len(unsupported)
+    n_in = len(lm.kernels) - sum(1 for k in lm.kernels if k.name in out_names)
+    res: dict[str, Any] = {"ops": round(n_in / max(n_in + n_out, 1), 4), "flops": None,
+                           "missing_types": sorted({u["op_type"] for u in unsupported})}
+    if graph is not None:
+        from .flops import op_flops
+
+        covered = {s for k in lm.kernels if k.name not in out_names for s in (k.sources or [k.name])}
+        f_in = f_out = 0.0
+        for op in graph.ops():
+            if op.name in out_names:
+                f_out += op_flops(graph, op)
+            elif op.name in covered:
+                f_in += op_flops(graph, op)
+        res["flops"] = round(f_in / (f_in + f_out), 4) if f_in + f_out > 0 else 1.0
+    return res
+
+
+RNN_OPS = ("LSTM", "GRU", "RNN")
+
+
+def graph_batch(graph: Graph) -> int:
+    """The batch a model runs at: the leading dim of its inputs (the largest, if they differ),
+    but the second of an input a recurrent op reads sequence first (ONNX's default layout)."""
+    dims = []
+    for i in graph.inputs:
+        t = graph.tensors.get(i)
+        if t is None or not t.shape or len(t.shape) < 2:
+            continue
+        seq_first = any(op.type in RNN_OPS and op.inputs and op.inputs[0] == i and not op.attrs.get("layout", 0)
+                        for op in graph.consumers(i))
+        dims.append(t.shape[1] if seq_first else t.shape[0])
+    return max(dims, default=1)
 
 
 def regressor_predictions(profile: Profile, items: Sequence[tuple[str, str, dict[str, Any], Sequence[str]]]) -> np.ndarray:
@@ -148,24 +228,26 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
     from .model_io import load_model
 
     lowered: list[LoweredModel] = []
+    graphs: list[Graph | None] = []
     for m in models:
         if isinstance(m, LoweredModel):
             lowered.append(m)
+            graphs.append(None)
         else:
             g = m if isinstance(m, Graph) else load_model(m, input_shapes)
+            graphs.append(g)
             lm = profile.lower(g)
             assumed = set(g.meta.get("assumed_shapes", ()))
             for u in lm.unsupported:
                 if u["name"] in assumed:
                     u["reason"] = "unknown op; its output shape was assumed equal to its input's"
             lowered.append(lm)
-    # glue kernels this profile has a regressor for (a CPU profile's TRANSPOSE) count as ops
     glue_keys = {key for key in profile.boosters if key in GLUE_KEYS}
+    seen = profile.meta.get("overhead", {}).get("glue_types_seen")
     predicted: list[list] = []
     items = []
     for mi, lm in enumerate(lowered):
-        ks = lm.rows if not glue_keys else [
-            k for k in lm.kernels if k.is_row or predictor_key(k.type, k.impl) in glue_keys]
+        ks = predicted_kernels(lm, glue_keys)
         predicted.append(ks)
         for k in ks:
             items.append((k.type, k.impl, k.params, k.linked))
@@ -175,31 +257,26 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
     coef = profile.meta.get("overhead", {}).get("coef")
     names = tuple(profile.meta.get("overhead", {}).get("features") or OVERHEAD_FEATURES)
     for mi, lm in enumerate(lowered):
-        ops, unsupported = [], list(lm.unsupported)
+        ops = []
+        # NaN predictions are exactly the kernels without a regressor (unpredicted names them)
+        unsupported = unpredicted(lm, profile.boosters.keys(), seen)
         key_sums: dict[str, float] = {}
         for k in predicted[mi]:
             v = preds[pos]
             pos += 1
             if v != v:  # NaN: no regressor for this kernel type
                 v = None
-                unsupported.append({"name": k.name, "op_type": k.type, "reason": "no regressor in profile"})
             else:
                 key = predictor_key(k.type, k.impl)
                 key_sums[key] = key_sums.get(key, 0.0) + v
             ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources))
         ops_sum = sum(key_sums.values())
         total, overhead = end_to_end_ms(coef, names, lm, key_sums, glue_keys)
-        seen = profile.meta.get("overhead", {}).get("glue_types_seen")
-        if seen is not None:
-            seen_set = set(seen)
-            for k in lm.glue:
-                if k.type not in seen_set and predictor_key(k.type, k.impl) not in glue_keys:
-                    unsupported.append({"name": k.name, "op_type": k.type,
-                                        "reason": "not in this profile's training models; only counted "
-                                                  "as generic glue in the end-to-end term"})
         glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]
         res = PredictionResult(lm.name, profile.id, total, ops_sum, overhead, ops, unsupported, glue)
         res.key_sums = key_sums
+        res.coverage = coverage(lm, unsupported, graphs[mi])
+        res.batch = graph_batch(graphs[mi]) if graphs[mi] is not None else 1
         results.append(res)
     return results
 
@@ -219,4 +296,4 @@ def _gc_paused():
 
 
 __all__ = ["OpPrediction", "PredictionResult", "predict_models", "regressor_predictions", "end_to_end_ms",
-           "outside_term_ms", "CACHE_SIZE"]
+           "outside_term_ms", "coverage", "graph_batch", "predicted_kernels", "unpredicted", "CACHE_SIZE"]

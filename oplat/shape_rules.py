@@ -77,9 +77,21 @@ def window_out_shape(g: Graph, op: Op) -> tuple[int, ...] | None:
     return (x[0], c_out) + hw
 
 
+# QOperator ops (com.microsoft) shaped like their float op, by their data inputs
+QOPERATOR_DATA = {"QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QLinearSigmoid": (0,), "QLinearLeakyRelu": (0,)}
+
+
 def _rule(g: Graph, op: Op) -> list[tuple[int, ...] | None]:
     shapes = [g.tensors[i].shape if i else None for i in op.inputs]
     t, a = op.type, op.attrs
+    if t in QOPERATOR_DATA:
+        data = [shapes[i] if i < len(shapes) else None for i in QOPERATOR_DATA[t]]
+        return [None if any(s is None for s in data) else broadcast(*data)]
+    if t == "QLinearGlobalAveragePool":
+        s = shapes[0]
+        if s is None:
+            return [None]
+        return [(s[0],) + (1,) * (len(s) - 2) + (s[-1],) if a.get("channels_last") else s[:2] + (1,) * (len(s) - 2)]
     if t in UNARY:
         return [shapes[0]] + [None] * (len(op.outputs) - 1)
     if t in BROADCAST:

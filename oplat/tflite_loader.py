@@ -15,6 +15,7 @@ import numpy as np
 from .errors import ModelLoadError
 from .ir import Graph, Op, Tensor
 from .shape_rules import spatial_pads
+from .validate import check_graph
 
 MAX_CONST_VALUE = 4096
 
@@ -35,7 +36,8 @@ _DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "b
 
 
 def _name(x) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)
+    """A tensor name as text (invalid UTF-8 escaped, so output stays strict JSON)."""
+    return x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else str(x)
 
 
 def _to_nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -49,15 +51,42 @@ def _axis_to_nchw(axis: int, rank: int) -> int:
 
 
 def load_tflite(path: str | os.PathLike) -> Graph:
-    """Load a TFLite model (first subgraph) into a shape-complete :class:`Graph`."""
+    """Load a TFLite model (first subgraph) into a shape-complete :class:`Graph`.
+
+    The flatbuffer is untrusted: every offset, index and size read from it is checked,
+    and a file that is not what it claims to be is one :class:`ModelLoadError`."""
     schema = _schema()
     p = Path(path)
     data = p.read_bytes()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
         sub = model.subgraphs[0]
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure to unpack means a corrupt file
         raise ModelLoadError(f"{p}: corrupt or truncated TFLite file ({type(e).__name__})") from None
+    try:
+        g = _build(schema, model, sub, p)
+    except _Corrupt as e:
+        raise ModelLoadError(f"{p}: corrupt TFLite file ({e})") from None
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
+        raise ModelLoadError(f"{p}: corrupt TFLite file ({type(e).__name__} while reading it)") from None
+    return g
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _index(i, n: int, what: str) -> int:
+    if not isinstance(i, (int, np.integer)) or not -1 <= i < n:
+        raise _Corrupt(f"{what} index {i} out of range (0..{n - 1})")
+    return int(i)
+
+
+def _build(schema, model, sub, p: Path) -> Graph:
+    if sub.tensors is None or sub.operators is None or sub.inputs is None or sub.outputs is None:
+        raise _Corrupt("its subgraph lacks tensors, operators, inputs or outputs")
+    buffers = model.buffers or []
+    codes = model.operatorCodes or []
     ops_by_code = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     g = Graph(p.stem)
     g.meta["format"] = "tflite"
@@ -70,21 +99,29 @@ def load_tflite(path: str | os.PathLike) -> Graph:
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
         if any(d < 0 for d in (t.shapeSignature if t.shapeSignature is not None else [])):
             shape = tuple(max(d, 1) for d in shape)
-        buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
+        if any(d < 0 for d in shape):
+            raise _Corrupt(f"tensor {name!r} has a negative dim {list(shape)}")
+        buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
         const = bool(buf is not None and buf.data is not None and len(buf.data) > 0)
         dtype = _DTYPES.get(t.type, "float32")
         value = None
         if const and int(np.prod(shape or (1,))) <= MAX_CONST_VALUE:
-            value = np.frombuffer(bytes(bytearray(buf.data)), dtype=dtype).reshape(shape)
+            raw = bytes(bytearray(buf.data))
+            if len(raw) != int(np.prod(shape or (1,))) * np.dtype(dtype).itemsize:
+                raise _Corrupt(f"tensor {name!r}: {len(raw)} bytes of data for the shape {list(shape)}")
+            value = np.frombuffer(raw, dtype=dtype).reshape(shape)
         g.add_tensor(Tensor(name, shape, dtype, const, value))
-    g.inputs = [names[i] for i in sub.inputs]
-    g.outputs = [names[i] for i in sub.outputs]
+    n = len(names)
+    g.inputs = [names[_index(i, n, "input")] for i in sub.inputs]
+    g.outputs = [names[_index(i, n, "output")] for i in sub.outputs]
     for oi, op in enumerate(sub.operators):
-        code = model.operatorCodes[op.opcodeIndex]
+        code = codes[_index(op.opcodeIndex, len(codes), "operator code")]
         builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
         opname = ops_by_code.get(builtin, f"BUILTIN_{builtin}")
-        ins = [names[i] if i >= 0 else "" for i in op.inputs]
-        outs = [names[i] for i in op.outputs]
+        ins = [names[_index(i, n, "tensor")] if i >= 0 else "" for i in (op.inputs if op.inputs is not None else [])]
+        outs = [names[_index(i, n, "tensor")] for i in (op.outputs if op.outputs is not None else [])]
+        if not outs or any(not o for o in outs):
+            raise _Corrupt(f"operator {oi} ({opname}) has no valid output")
         for ops in _translate(g, opname, op.builtinOptions, ins, outs, f"{opname}_{oi}"):
             g.add_op(ops)
     # activations are NHWC in the file; the IR is NCHW
@@ -93,6 +130,7 @@ def load_tflite(path: str | os.PathLike) -> Graph:
             t.shape = _to_nchw(t.shape)
     g.number_ops()
     g.meta["folded_marked"] = True  # TFLite ops never compute constants
+    check_graph(g, str(p))
     return g
 
 

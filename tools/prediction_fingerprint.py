@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(a.output).write_text(json.dumps(fp, indent=0, sort_keys=True))
     if a.compare:
         old = json.loads(Path(a.compare).read_text())
+        old = {pid: v for pid, v in old.items() if fnmatch.fnmatch(pid, a.profiles)}
         diffs = [(p, m) for p in old for m in old[p] if fp.get(p, {}).get(m) != old[p][m]]
         missing = [p for p in old if p not in fp]
         for p, m in diffs[:50]:

@@ -53,16 +53,31 @@ def winograd_suitable(k: int, s: int, d: int, c_in: int, c_out: int, h_out: int,
     return math.ceil(c_in / 4) >= 16 and math.ceil(c_out / 4) >= 16 and tiles >= 32
 
 
+def _as_2d(x: tuple[int, ...], y: tuple[int, ...], wt: tuple[int, ...], attrs: dict[str, Any]):
+    """A Conv1d as the conv over an image of height 1 that TFLite converts it to (CONV_2D
+    of a 1 x L input, kernel 1 x k): its shapes and attributes in 2-D."""
+    if len(x) != 3:
+        return x, y, attrs
+    k = list(attrs.get("kernel_shape") or wt[2:])
+    a = dict(attrs, kernel_shape=[1, *k[:1]], strides=[1, *(attrs.get("strides") or [1])[:1]],
+             dilations=[1, *(attrs.get("dilations") or [1])[:1]])
+    if "pads" in attrs:
+        p = list(attrs["pads"])
+        a["pads"] = [0, p[0], 0, p[1]]
+    return (x[0], x[1], 1, x[2]), (y[0], y[1], 1, y[2]), a
+
+
 def _conv_kernel(w: Work, n: Node, family: str) -> Kernel:
     x, wt = w.shape(n.inputs[0]), w.shape(n.inputs[1])
     y = w.shape(n.outputs[0])
+    x, y, attrs = _as_2d(x, y, wt, n.attrs)
     c_in, h_in, w_in = x[1], x[2], x[3]
     c_out, h_out, w_out = y[1], y[2], y[3]
-    kh, kw = (n.attrs.get("kernel_shape") or wt[2:])[:2]
-    sh, sw = (n.attrs.get("strides") or [1, 1])[:2]
-    dil = (n.attrs.get("dilations") or [1, 1])[0]
-    group = int(n.attrs.get("group", 1))
-    pads = spatial_pads(n.attrs, (h_in, w_in), (kh, kw), (sh, sw))
+    kh, kw = (attrs.get("kernel_shape") or wt[2:])[:2]
+    sh, sw = (attrs.get("strides") or [1, 1])[:2]
+    dil = (attrs.get("dilations") or [1, 1])[0]
+    group = int(attrs.get("group", 1))
+    pads = spatial_pads(attrs, (h_in, w_in), (kh, kw), (sh, sw))
     if n.pad:  # an explicit Pad op in front
         pads = [a + b for a, b in zip(pads, n.pad)]
     pad_kept = _pad_is_kept(w, n, group, c_in, pads)
@@ -71,7 +86,7 @@ def _conv_kernel(w: Work, n: Node, family: str) -> Kernel:
     flops = 2 * h_out * w_out * c_out * (c_in // group) * kh * kw
     depthwise = group > 1 and group == c_in and c_out % c_in == 0
     params: dict[str, Any] = {"Input_shape": h_rec, "Input_w": w_rec, "Input_channel": c_in,
-                              "Output_shape": h_out, "Output_w": w_out, "Stride": sh,
+                              "Output_shape": h_out, "Output_w": w_out, "Stride": max(sh, sw),
                               "Kernel": kh, "Kernel_w": kw, "Filter": c_out, "Group": group,
                               "FLOPS": flops, "Dilation": dil}
     if depthwise:

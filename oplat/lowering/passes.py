@@ -19,6 +19,59 @@ def bypass_identity(w: Work) -> None:
             w.remove(n, n.inputs[0])
 
 
+# QOperator ops -> the float op whose kernel the int8 runtime runs, and which inputs are
+# its data (the others are scales and zero points)
+QOPERATORS = {"QLinearConv": ("Conv", (0, 3, 8)), "ConvInteger": ("Conv", (0, 1)),
+              "QLinearMatMul": ("MatMul", (0, 3)), "MatMulInteger": ("MatMul", (0, 1)),
+              "QLinearAdd": ("Add", (0, 3)), "QLinearMul": ("Mul", (0, 3)),
+              "QLinearGlobalAveragePool": ("GlobalAveragePool", (0,)), "QLinearSigmoid": ("Sigmoid", (0,)),
+              "QLinearLeakyRelu": ("LeakyRelu", (0,))}
+QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+
+
+def fold_quantization(w: Work) -> None:
+    """Quantized ONNX as TFLite and onnxruntime run it: Q/DQ pairs around an op fold into
+    its int8 kernel (QDQ), and QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger and
+    the other QOperator ops are the kernel of their float op; scales and zero points are
+    parameters of the kernel, not work of their own."""
+    integer = []
+    for n in list(w.nodes):
+        if n.type in QDQ:
+            w.remove(n, n.inputs[0])
+        elif n.type in QOPERATORS:
+            typ, data = QOPERATORS[n.type]
+            ins = [n.inputs[i] if i < len(n.inputs) else "" for i in data]
+            while ins and not ins[-1]:
+                ins.pop()
+            if n.type.endswith("Integer"):
+                integer.append(n)
+            n.type = typ
+            w.rewire(n, inputs=ins, outputs=n.outputs[:1])
+    # dynamic quantization: the int32 result's Cast to float and its rescaling by a scalar
+    # are the hybrid kernel's own epilogue
+    for n in integer:
+        for _ in range(2):
+            cons = w.consumers.get(n.outputs[0], [])
+            if len(cons) != 1:
+                break
+            c = cons[0]
+            other = [t for t in c.inputs if t != n.outputs[0]]
+            if c.type == "Cast" or (c.type == "Mul" and len(other) == 1 and _is_scalar(w, other[0])):
+                w.remove(c, n.outputs[0])
+            else:
+                break
+    # the scale products that fed those epilogues (input scale x weight scale) are unused now
+    for n in list(w.nodes):
+        if (not n.dead and n.type == "Mul" and all(_is_scalar(w, t) for t in n.inputs)
+                and not any(w.consumers.get(o) for o in n.outputs) and not set(n.outputs) & set(w.g.outputs)):
+            w.delete(n)
+
+
+def _is_scalar(w: Work, t: str) -> bool:
+    s = w.shape(t)
+    return s is not None and len(s) <= 1 and math.prod(s) == 1
+
+
 def _is_add_const(w: Work, n: Node | None, value: float) -> str | None:
     """If ``n`` is ``x + value`` return x."""
     if n is None or n.type != "Add":
@@ -206,7 +259,7 @@ def _is_pre_activated(w: Work, t: str) -> bool:
 
 # (constant-only ops never enter the working list: lower_tflite_gpu filters them)
 PASSES: list[Callable[[Work], None]] = [
-    bypass_identity, fuse_hard_swish, fuse_swish, fuse_gelu, fold_batchnorm,
+    fold_quantization, bypass_identity, fuse_hard_swish, fuse_swish, fuse_gelu, fold_batchnorm,
     fold_affine_constants,
 ]
 

@@ -75,3 +75,42 @@ def test_split_model_computes_what_the_original_does(name, profiles, tmp_path):
 @pytest.mark.parametrize("name", sorted(set(zoo.list_models()) - set(REPRESENTATIVE)))
 def test_split_model_whole_zoo(name, profiles, tmp_path):
     check_model(name, profiles, tmp_path)
+
+
+def _torch_like(path):
+    """What torch.onnx exports look like: unnamed or path-named nodes, a Clip's bounds in
+    Constant nodes right before it, a weight renamed by an Identity."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = lambda n, s: numpy_helper.from_array((rng.standard_normal(s) * 0.1).astype(np.float32), n)  # noqa: E731
+    c = lambda out, v: helper.make_node("Constant", [], [out], value=numpy_helper.from_array(  # noqa: E731
+        np.array(v, np.float32)))
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+             c("lo1", 0.0), c("hi1", 6.0), helper.make_node("Clip", ["c1", "lo1", "hi1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=32,
+                              name="/features/stage1/unit1/conv2/conv/Conv"),
+             c("lo2", 0.0), c("hi2", 6.0), helper.make_node("Clip", ["c2", "lo2", "hi2"], ["r2"]),
+             helper.make_node("Identity", ["w3"], ["w3_shared"]),
+             helper.make_node("Conv", ["r2", "w3_shared"], ["c3"], kernel_shape=[1, 1]),
+             helper.make_node("GlobalAveragePool", ["c3"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "w4", "b4"], ["y"], transB=1)]
+    g = helper.make_graph(nodes, "torch_like", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                          [w("w1", (32, 3, 3, 3)), w("b1", (32,)), w("w2", (32, 1, 3, 3)), w("w3", (64, 32, 1, 1)),
+                           w("w4", (10, 64)), w("b4", (10,))])
+    onnx.save(onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_split_of_a_torch_like_export(profiles, tmp_path):
+    path = _torch_like(tmp_path / "t.onnx")
+    cpu, gpu = profiles
+    forced = _forced(make_plan(path, cpu, gpu, sync_us=10))
+    m, kept = split_model(path, forced, tmp_path / "split.onnx")
+    onnx.checker.check_model(m)
+    assert not kept or all("no split rule" in k["reason"] for k in kept)
+    assert sum(1 for nd in m.graph.node if nd.name.endswith("/concat")) == 5  # 3 convs, the pool, the Gemm
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    ref, got = _run(path, x)[0], _run(tmp_path / "split.onnx", x)[0]
+    assert float(np.max(np.abs(ref - got))) <= 1e-4 * float(np.max(np.abs(ref)))

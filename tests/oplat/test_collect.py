@@ -99,10 +99,10 @@ def test_collect_appends_resumes_and_records_failures(tmp_path):
     cfgs = CONFIGS[:4] + [{"kernel": "FFT", "Input_shape": 8}] + CONFIGS[4:6]
     store = open_store(tmp_path / "d.csv", b, "host")
     counts = collect(b, cfgs[:3], store, batch=2)
-    assert counts == {"measured": 3, "failed": 0, "skipped": 0}
+    assert counts == {"measured": 3, "failed": 0, "skipped": 0, "repeated": 0}
     store = open_store(tmp_path / "d.csv", b, "host")  # same command again: resumes
     counts = collect(b, cfgs, store, batch=2)
-    assert counts == {"measured": 3, "failed": 1, "skipped": 3}
+    assert counts == {"measured": 3, "failed": 1, "skipped": 3, "repeated": 0}
     all_rows = store.rows()
     assert len({r["config_id"] for r in all_rows}) == len(all_rows)  # nothing twice, reorders included
     # onnxruntime's NCHWc reorders around each conv, timed on the side, are rows of their own
