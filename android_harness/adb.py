@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence, TypeVar
 
-import adbutils
-
 from oplat.errors import OplatError
+
+try:
+    import adbutils
+except ImportError:  # the [phone] extra: said when a phone is first talked to
+    adbutils = None
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 60.0
@@ -64,6 +67,8 @@ def server_address() -> tuple[str, int]:
 
 def client(timeout: float = 10.0) -> adbutils.AdbClient:
     """An adbutils client for the configured server."""
+    if adbutils is None:
+        raise HarnessError("talking to phones needs adbutils, which is not installed: pip install 'oplat[phone]'")
     host, port = server_address()
     return adbutils.AdbClient(host=host, port=port, socket_timeout=timeout)
 

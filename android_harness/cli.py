@@ -29,7 +29,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .adb import Device
     from .facts import device_facts
 
-    facts = device_facts(Device(args.serial))
+    facts = device_facts(Device(_serial(args)))
     if args.json:
         print(json.dumps(facts))
         return 0
@@ -66,7 +66,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import ThermalGuard, run_benchmark_model
     from .facts import device_facts
 
-    dev = Device(args.serial)
+    dev = Device(_serial(args))
     facts = device_facts(dev)
     guard = ThermalGuard(dev, max_wait_s=args.thermal_wait) if args.thermal_wait > 0 else None
     from .measure import as_tflite
@@ -107,7 +107,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             if ms is not None:
                 bar.console.print(f"{model}: {ms:.3f} ms")
 
-        totals = measure_csv(Device(args.serial), args.csv, args.benchmark_binary, threads=args.threads,
+        totals = measure_csv(Device(_serial(args)), args.csv, args.benchmark_binary, threads=args.threads,
                              cores=args.cores, gpu=args.gpu, runs=args.runs, warmup=args.warmup,
                              cooldown_s=args.cooldown, thermal_wait_s=args.thermal_wait,
                              on_start=lambda n: bar.update(task, total=n), on_model=step)
@@ -128,7 +128,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     graphs = load_graphs(zoo_dir("cnn_zoo"), names=args.zoo_models or None)
     configs = phone_configs(graphs.values(), args.configs, seed=args.seed)
     budget = parse_budget(args.budget) if args.budget else None
-    serials = [s for s in args.serial.split(",") if s]
+    serials = [s for s in _serial(args).split(",") if s]
     out = Path(args.out)
     check_output_file(out, force=True, kind="dataset", is_kind=lambda p: True)  # appended to: resumes
     # several phones at once: one worker thread per serial, one dataset per phone
@@ -156,12 +156,26 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 2 if any("error" in (results.get(s) or {}) for s in serials) else 0
 
 
+def _serial(args: argparse.Namespace) -> str:
+    """``--serial``, or the one device attached (a clear error for none or several)."""
+    if args.serial:
+        return args.serial
+    from .adb import DeviceError, list_devices
+
+    ready = [d["serial"] for d in list_devices() if d["state"] == "device"]
+    if len(ready) != 1:
+        raise DeviceError("no device attached" if not ready else
+                          f"{len(ready)} devices attached ({', '.join(ready)}): choose one with --serial")
+    return ready[0]
+
+
 def _run_options(p: argparse.ArgumentParser, cooldown_help: str) -> None:
     """The options of one benchmark_model run on one phone (``bench`` and ``measure``)."""
-    p.add_argument("--serial", required=True)
+    p.add_argument("--serial", help="the phone (default: the only one attached)")
     p.add_argument("--benchmark-binary", help="benchmark_model for the phone's ABI (pushed once, cached)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--cores", help="cluster (large/med/small), core set (1large2med) or hex mask")
+    p.add_argument("--core-set", "--cores", dest="cores",
+                   help="the phone's CPU cores: a cluster (large/med/small), a core set (1large2med) or a hex mask")
     p.add_argument("--gpu", action="store_true")
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
@@ -171,12 +185,15 @@ def _run_options(p: argparse.ArgumentParser, cooldown_help: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="android-harness", description="benchmark and profile phones over adb")
+    from oplat import __version__
+
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("devices", help="list attached devices")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_devices)
     p = sub.add_parser("info", help="device facts: identity, CPU clusters, GPU, thermal, battery")
-    p.add_argument("--serial", required=True)
+    p.add_argument("--serial", help="the phone (default: the only one attached)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_info)
     p = sub.add_parser("bench", help="run benchmark_model on a .tflite model (an .onnx model is converted first)")
@@ -185,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--op-profiling", action="store_true")
     p.add_argument("--profile", help="profile to compare with (default: one named after the phone, if any)")
     p.add_argument("--top", type=int, default=20)
-    p.add_argument("--out", help="also write the result JSON here")
+    p.add_argument("-o", "--output", "--out", dest="out", help="also write the result JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("measure", help="fill a model,latency_ms CSV (oplat suggest --csv) with end-to-end "
@@ -194,18 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(p, "seconds to sleep before each model")
     p.set_defaults(fn=cmd_measure)
     p = sub.add_parser("collect", help="measure single-op models on a phone into a dataset (resumable)")
-    p.add_argument("--serial", required=True, help="one serial, or several comma-separated (one worker each)")
+    p.add_argument("--serial", help="one serial, or several comma-separated (one worker each); default: the only one attached")
     p.add_argument("--benchmark-binary", required=True)
     p.add_argument("--processor", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--cores")
+    p.add_argument("--core-set", "--cores", dest="cores",
+                   help="the phone's CPU cores: a cluster (large/med/small), a core set (1large2med) or a hex mask")
     p.add_argument("--configs", type=int, default=200)
     p.add_argument("--zoo-models", nargs="*", default=[])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--budget")
     p.add_argument("--no-thermal", action="store_true")
-    p.add_argument("--out", required=True)
+    p.add_argument("-o", "--output", "--out", dest="out", required=True, help="dataset file (resumable)")
     p.set_defaults(fn=cmd_collect)
     return ap
 

@@ -124,6 +124,10 @@ def cmd_split(args: argparse.Namespace) -> int:
     from .plan import PlanError
     from .split import split_model
 
+    args.plan = args.plan_opt or args.plan_file
+    if not args.plan:
+        raise PlanError("give the plan: coexec split MODEL --plan PLAN.json -o OUT.onnx")
+
     out = check_output_file(args.output, args.force, "ONNX model", is_onnx_file, inputs=[args.model, args.plan])
     try:
         plan = json.loads(read_text_input(args.plan, "plan", MAX_JSON_BYTES))
@@ -331,6 +335,9 @@ def cmd_boundary(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="coexec", description="CPU/GPU co-execution planning")
+    from oplat import __version__
+
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("plan", help="plan per-op CPU/GPU splits from latency predictions")
     p.add_argument("model")
@@ -394,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd.set_defaults(fn=cmd_boundary)
     s = sub.add_parser("split", help="rewrite a model into CPU and GPU parts following a plan")
     s.add_argument("model")
-    s.add_argument("plan")
+    s.add_argument("plan_file", nargs="?", metavar="PLAN", help="the plan JSON (or --plan PLAN, as for run)")
+    s.add_argument("--plan", dest="plan_opt", metavar="PLAN", help="the plan JSON")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--force", action="store_true", help="replace an existing ONNX file (and nothing else)")
     s.set_defaults(fn=cmd_split)

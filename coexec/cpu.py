@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from oplat.extras import need
+
 from .layers import CHANNELWISE, LayerSpec, inner_size, layer_model
 
 
@@ -15,7 +17,7 @@ class CpuExecutor:
     """CPU side: onnxruntime single-layer sessions (1 thread, pinned), writing into SVM."""
 
     def __init__(self, cores: Sequence[int] | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
+        ort = need("onnxruntime", "the CPU executor", "coexec")
 
         self.ort = ort
         self.cores = list(cores) if cores else None

@@ -71,8 +71,9 @@ class OclExecutor:
         check of another machine's device; co-execution needs the shared memory."""
         try:
             import pyopencl as cl
-        except ImportError as e:  # pragma: no cover - dependency declared
-            raise RuntimeUnavailable(f"pyopencl not importable ({e})") from None
+        except ImportError:
+            raise RuntimeUnavailable("the OpenCL runtime needs pyopencl, which is not installed: "
+                                     "pip install 'oplat[coexec]'") from None
         self.cl = cl
         if cores:
             # PoCL's CPU device: one worker thread per core it may use (read at platform init)

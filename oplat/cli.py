@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import sys
 from pathlib import Path
@@ -65,7 +66,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.plot:
         from .report import breakdown_png
 
-        breakdown_png(res, args.plot)
+        breakdown_png(res, args.plot, Path(args.model).name)
     if args.json:
         print(strict_json(res.to_dict()))
         return 0
@@ -283,10 +284,99 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     from .profile import list_profiles
     from .report import profile_summary
 
+    rows = []
     for pid, folder in list_profiles():
-        what, acc = profile_summary(json.loads((folder / "profile.json").read_text()))
-        print(f"{pid}\t{what}\t{acc}")
+        meta = json.loads((folder / "profile.json").read_text())
+        if ((args.device and meta.get("device") != args.device)
+                or (args.processor and meta.get("processor") != args.processor)
+                or (args.framework and meta.get("framework") != args.framework)
+                or (args.match and not fnmatch.fnmatch(pid, args.match))):
+            continue
+        what, acc = profile_summary(meta)
+        e2e = (meta.get("accuracy") or {}).get("end_to_end") or {}
+        rows.append({"id": pid, "device": meta.get("device"), "framework": meta.get("framework"),
+                     "processor": meta.get("processor"), "precision": meta.get("precision"), "describes": what,
+                     "accuracy": acc, "e2e_mape": e2e.get("mape"), "e2e_within_10": e2e.get("within_10"),
+                     "folder": str(folder)})
+    if not rows:
+        raise OplatError("no profile matches those filters (see 'oplat profiles')")
+    if args.json:
+        print(strict_json(rows))
+        return 0
+    print("id\tdescribes\theld-out accuracy")
+    for r in rows:
+        print(f"{r['id']}\t{r['describes']}\t{r['accuracy']}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Which phone, processor or framework runs these models fastest: every model on every
+    matching profile, one table (or JSON), and a grouped bar chart with --plot."""
+    from .model_io import load_model
+    from .onnx_loader import parse_input_shapes
+    from .policy import PredictionRefused, check_batch, judge
+    from .profile import list_profiles, load_profile
+
+    ids = [pid for pid, _ in list_profiles() if fnmatch.fnmatch(pid, args.profiles)]
+    if not ids:
+        raise OplatError(f"no profile matches {args.profiles!r} (see 'oplat profiles')")
+    if args.plot:
+        check_output_file(args.plot, args.force, "PNG image", is_png, inputs=args.models)
+    graphs = {m: load_model(m, parse_input_shapes(args.input_shape)) for m in args.models}
+    table: dict[str, dict[str, dict]] = {m: {} for m in args.models}
+    accuracy = {}
+    with _progress(stderr=True) as prog:
+        task = prog.add_task("predicting", total=len(ids))
+        for pid in ids:
+            prof = load_profile(pid)
+            e2e = (prof.meta.get("accuracy") or {}).get("end_to_end") or {}
+            accuracy[pid] = e2e.get("mape")
+            for m, g in graphs.items():
+                try:
+                    check_batch(prof, g, m)
+                    res = prof.predict(g)
+                    notes = judge(res, g, prof, strict=args.strict, label=m)
+                    table[m][pid] = {"total_ms": res.total_ms, "complete": res.complete,
+                                     "coverage_flops": res.coverage.get("flops"), "notes": notes}
+                except PredictionRefused as e:
+                    table[m][pid] = {"total_ms": None, "refused": str(e)}
+            prog.advance(task)
+    if args.plot:
+        from .report import compare_png
+
+        compare_png(table, accuracy, args.plot)
+    if args.json:
+        print(strict_json({"profiles": {p: {"e2e_mape": accuracy[p]} for p in ids}, "models": table}))
+        return 0
+    from rich.table import Table
+
+    t = Table(title="predicted latency (ms); held-out end-to-end MAPE per profile", show_lines=False)
+    t.add_column("profile")
+    t.add_column("MAPE", justify="right")
+    for m in args.models:
+        t.add_column(Path(m).name, justify="right")
+    for pid in ids:
+        cells = []
+        for m in args.models:
+            r = table[m][pid]
+            cells.append("refused" if r["total_ms"] is None else
+                         f"{r['total_ms']:.2f}" + ("" if r["complete"] else " (lower bound)"))
+        mape = accuracy[pid]
+        t.add_row(pid, "-" if mape is None else f"{mape:.1%}", *cells)
+    _console().print(t)
+    for m in args.models:
+        ok = [(r["total_ms"], pid) for pid, r in table[m].items() if r["total_ms"] is not None and r["complete"]]
+        if ok:
+            ms, pid = min(ok)
+            print(f"fastest for {Path(m).name}: {pid} ({ms:.2f} ms)")
+    return 0
+
+
+def _console():
+    """A rich console that does not wrap tables when piped (a wide virtual terminal)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=240)
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -366,6 +456,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="oplat", description="Operator-wise latency prediction for mobile ML models")
+    from oplat import __version__
+
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("predict", help="predict a model file's latency with a device profile")
@@ -375,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shape of a dynamic input (repeat per input)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", help="write a per-op breakdown PNG")
-    p.add_argument("--top", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--top", type=int, default=None, help="print only the first N rows of the per-op table (0: none)")
     p.add_argument("--force", action="store_true", help="replace an existing --plot PNG")
     p.add_argument("--strict", action="store_true",
                    help="refuse (exit 2) an incomplete prediction instead of giving a lower bound")
@@ -396,24 +489,41 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--data", action="append", help="an 'oplat collect' dataset (repeatable); "
                                                             "replaces --ops-csv/--e2e-csv")
             p.add_argument("--exclude-models", help="comma-separated models left out of training")
-            p.add_argument("--out", required=True, help="output folder (DIR/<device>/tflite-gpu)")
+            p.add_argument("-o", "--output", "--out", dest="out", required=True, help="output folder (DIR/<device>/tflite-gpu)")
             p.add_argument("--force", action="store_true", help="replace existing profiles (and nothing else)")
         else:
             p.add_argument("--folds", type=int, default=10)
             p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--out", help="write the metrics as JSON")
+            p.add_argument("-o", "--output", "--out", dest="out", help="write the metrics as JSON")
             p.add_argument("--plot", help="write a predicted-vs-measured PNG")
             p.add_argument("--force", action="store_true", help="replace an existing --out JSON or --plot PNG")
 
     p = sub.add_parser("profiles", help="list the device profiles with their accuracy")
+    p.add_argument("--device", help="only this device's profiles (e.g. pixel4)")
+    p.add_argument("--processor", choices=["cpu", "gpu"])
+    p.add_argument("--framework", help="tflite, torch, onnxruntime, litert, opencl")
+    p.add_argument("--match", metavar="GLOB", help="only ids matching this pattern (e.g. '*/tflite-cpu-1large*')")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(fn=cmd_profiles)
+
+    p = sub.add_parser("compare", help="which phone, processor or framework runs these models fastest")
+    p.add_argument("models", nargs="+", help="model files (ONNX or .tflite)")
+    p.add_argument("--profiles", default="*/tflite-gpu", metavar="GLOB",
+                   help="profile ids to compare (default: every phone GPU, '*/tflite-gpu')")
+    p.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224", help="shape of a dynamic input")
+    p.add_argument("--strict", action="store_true", help="refuse incomplete predictions instead of lower bounds")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", help="write a grouped bar chart PNG")
+    p.add_argument("--force", action="store_true", help="replace an existing --plot PNG")
+    p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("collect", help="measure per-op latency on this machine into a dataset (resumable)")
     p.add_argument("--backend", required=True, help="ort-cpu, litert-cpu or opencl")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cores", help="comma-separated CPU ids to pin to")
     p.add_argument("--budget", help="stop after this long (90s, 10m, 1h)")
-    p.add_argument("--out", required=True, help="dataset file (re-running the same command resumes it)")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True,
+                   help="dataset file (re-running the same command resumes it)")
     p.add_argument("--device", default="host", help="device name recorded in the rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-configs", type=int, default=20000)
@@ -429,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert an ONNX model to .tflite (NHWC, fused as the TFLite converter does)")
     p.add_argument("model")
-    p.add_argument("-o", "--out", required=True, help="output .tflite file")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True, help="output .tflite file")
     p.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224", help="shape of a dynamic input")
     p.add_argument("--nchw-inputs", action="store_true", help="keep 4-D inputs NCHW (a TRANSPOSE follows them)")
     p.add_argument("--force", action="store_true", help="replace an existing .tflite file")
@@ -438,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="adapt a profile to a new phone from a few end-to-end measurements")
     cal.add_argument("--base", required=True, help="profile id or folder, or 'auto' to pick the best one")
     cal.add_argument("--measurements", required=True, help="CSV with columns model,latency_ms")
-    cal.add_argument("--out", required=True, help="folder of the new profile")
+    cal.add_argument("-o", "--output", "--out", dest="out", required=True, help="folder of the new profile")
     cal.add_argument("--method", default="auto",
                      choices=["auto", "scale", "scale+fixed", "per-key", "per-key-smooth", "blend"],
                      help="auto: blend with the compatible shipped profiles when there are any, else the "

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, ShapeError
 from .graph_only import is_graph_only, with_random_weights
 from .onnx_utils import attrs as _attrs
 from .onnx_utils import clip_bounds, scalar_of
@@ -53,7 +53,10 @@ def onnx_to_tflite(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[i
     """
     from .onnx_loader import load_onnx
 
-    load_onnx(model, input_shapes)  # validation: a malformed graph is one clear error
+    try:
+        load_onnx(model, input_shapes)  # validation: a malformed graph is one clear error
+    except ShapeError as e:  # a dynamic input without a size, say: the converter's own error
+        raise ConvertError(str(e)) from None
     weight_bytes = sum(int(np.prod(t.dims, dtype=np.float64)) * 4 for t in model.graph.initializer)
     if weight_bytes >= MAX_TFLITE_BYTES:
         raise ConvertError(f"{model.graph.name or 'model'}: {weight_bytes / 2 ** 30:.1f} GB of weights; "

@@ -23,7 +23,20 @@ from .overhead import OVERHEAD_FEATURES
 from .predict import OpPrediction, PredictionResult, predict_models, regressor_predictions
 
 PROFILE_FORMAT = 1
-SHIPPED = Path(__file__).resolve().parents[1] / "device_profiles"
+
+
+def _shipped() -> Path:
+    """The folder of the shipped profiles: the package ``oplat_profiles`` where oplat is
+    installed, ``device_profiles/`` beside the package in a source tree."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("oplat_profiles")))
+    except ImportError:
+        return Path(__file__).resolve().parents[1] / "device_profiles"
+
+
+SHIPPED = _shipped()
 
 
 def profile_dirs() -> list[Path]:
@@ -48,11 +61,27 @@ def resolve_profile(id_or_path: str | os.PathLike) -> Path:
     p = Path(id_or_path)
     if (p / "profile.json").is_file():
         return p
-    for pid, folder in list_profiles():
+    known = list_profiles()
+    for pid, folder in known:
         if pid == str(id_or_path):
             return folder
-    known = ", ".join(pid for pid, _ in list_profiles()) or "none"
-    raise ProfileError(f"unknown profile {str(id_or_path)!r} (known: {known})")
+    raise ProfileError(f"unknown profile {str(id_or_path)!r}; " + did_you_mean(str(id_or_path), [k for k, _ in known]))
+
+
+def did_you_mean(wanted: str, ids: list[str]) -> str:
+    """One short hint for a profile id not found: the closest ids (a device name alone
+    gets that device's profiles), or how to list them."""
+    import difflib
+
+    if not ids:
+        return "no profiles are installed"
+    w = wanted.strip().lower()
+    same = [i for i in ids if i.lower() == w]
+    device = [i for i in ids if i.split("/")[0].lower() == w.split("/")[0]]
+    close = same or difflib.get_close_matches(w, ids, n=3, cutoff=0.6) or sorted(device, key=len)[:3]
+    if close:
+        return f"did you mean {', '.join(close)}?" + (" (ids are case-sensitive)" if same else "")
+    return "see 'oplat profiles' for the ids"
 
 
 class Profile:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .extras import need
+
 
 def kernel_shape(kernel: str, p: dict) -> str:
     """Short geometry of a kernel for the per-op table (``56x64->56x64 k3s1``)."""
@@ -25,33 +27,33 @@ def kernel_shape(kernel: str, p: dict) -> str:
             + (f" k{p['Kernel']}s{p.get('Stride', 1)}" if p.get("Kernel") and kernel != "CONCATENATION" else ""))
 
 
-def breakdown_png(res, path: str) -> None:
-    """Per-kernel bar chart of one prediction (``oplat predict --plot``)."""
-    import matplotlib
-
+def breakdown_png(res, path: str, title: str | None = None) -> None:
+    """Per-kernel bar chart of one prediction (``oplat predict --plot``): bars coloured by
+    kernel family, with a legend of exactly those colours, titled by ``title`` (the model
+    file) and the total."""
+    matplotlib = need("matplotlib", "a plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     vals = [o.predicted_ms or 0.0 for o in res.ops]
     kinds = sorted({o.kernel for o in res.ops})
     colors = {k: plt.cm.tab10(i % 10) for i, k in enumerate(kinds)}
-    fig, ax = plt.subplots(figsize=(max(6, len(vals) * 0.08), 3.5))
+    fig, ax = plt.subplots(figsize=(max(7, len(vals) * 0.08), 3.8))
     ax.bar(range(len(vals)), vals, color=[colors[o.kernel] for o in res.ops], width=0.9)
-    for k in kinds:
-        ax.bar([], [], color=colors[k], label=k)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(handles=[Patch(color=colors[k], label=k) for k in kinds], fontsize=7, ncol=2)
     ax.set_xlabel("kernel (execution order)")
     ax.set_ylabel("predicted ms")
-    ax.set_title(f"{res.model} on {res.profile}: {res.total_ms:.2f} ms "
-                 f"(ops {res.ops_ms:.2f} + overhead {res.overhead_ms:.2f})", fontsize=9)
+    bound = "" if res.complete else "at least "
+    ax.set_title(f"{title or res.model} on {res.profile}: {bound}{res.total_ms:.2f} ms\n"
+                 f"(kernels {res.ops_ms:.2f} ms, end-to-end term {res.overhead_ms:+.2f} ms)", fontsize=9)
     fig.tight_layout()
     save_png(fig, path)
 
 
 def scatter_png(points: Mapping[str, Any], path: str) -> None:
     """Predicted vs measured scatter, one panel per device (end to end and per op)."""
-    import matplotlib
-
+    matplotlib = need("matplotlib", "a plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -70,6 +72,39 @@ def scatter_png(points: Mapping[str, Any], path: str) -> None:
             ax.set_title(f"{dev} {'end-to-end' if kind == 'e2e' else 'per op'}", fontsize=9)
             ax.set_xlabel("measured ms", fontsize=8)
             ax.set_ylabel("predicted ms", fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def compare_png(table: Mapping[str, Mapping[str, Mapping[str, Any]]], accuracy: Mapping[str, float | None],
+                path: str) -> None:
+    """Grouped bars: one group per model, one bar per profile (``oplat compare --plot``);
+    refused predictions are left out, lower bounds hatched."""
+    matplotlib = need("matplotlib", "a plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from pathlib import Path
+
+    models = list(table)
+    pids = sorted({p for m in models for p in table[m]})
+    width = 0.8 / max(len(pids), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) * max(1, len(pids) / 4)) + 3, 4))
+    for j, pid in enumerate(pids):
+        vals = [table[m][pid].get("total_ms") for m in models]
+        xs = np.arange(len(models)) + (j - (len(pids) - 1) / 2) * width
+        mape = accuracy.get(pid)
+        label = pid + (f" (MAPE {mape:.1%})" if mape is not None else "")
+        bars = ax.bar(xs, [v or 0.0 for v in vals], width, label=label, color=plt.cm.tab20(j % 20))
+        for b, m in zip(bars, models):
+            if not table[m][pid].get("complete", True):
+                b.set_hatch("//")
+    ax.set_xticks(np.arange(len(models)), [Path(m).name for m in models], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title("predicted latency per profile (hatched: lower bound; missing: refused)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="profile (held-out MAPE)",
+              title_fontsize=7)
     fig.tight_layout()
     save_png(fig, path)
 
@@ -105,4 +140,4 @@ def profile_summary(meta: Mapping[str, Any]) -> tuple[str, str]:
     return what.strip(), acc_s
 
 
-__all__ = ["kernel_shape", "breakdown_png", "scatter_png", "save_png", "profile_summary"]
+__all__ = ["kernel_shape", "breakdown_png", "scatter_png", "compare_png", "save_png", "profile_summary"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelLoadError
+from .extras import MissingExtra
 from .ir import Graph, Op, Tensor
 from .shape_rules import spatial_pads
 from .validate import check_graph
@@ -27,7 +28,8 @@ def _schema():
         try:
             from tflite_runtime import schema_py_generated as schema  # type: ignore
         except ImportError:
-            raise ModelLoadError("reading .tflite needs ai-edge-litert (pip install ai-edge-litert)") from None
+            raise MissingExtra(".tflite files (reading or writing) need ai-edge-litert, which is not installed: "
+                               "pip install 'oplat[tflite]'") from None
     return schema
 
 

@@ -202,7 +202,9 @@ def check_graph(g: Graph, label: str) -> None:
                                    "or less): its input is too small for it, or its attributes are wrong")
             if _numel(shape) > MAX_ELEMENTS:
                 raise InvalidModel(f"{label}: {_where(op)} makes {t!r} of {_numel(shape):.3g} elements")
-        check = _CHECKS.get(op.type)
+        # per-op rules read ONNX layouts; a .tflite graph's NHWC tensors are only re-labelled
+        # NCHW when 4-D, so its ops get the size checks alone
+        check = _CHECKS.get(op.type) if g.meta.get("format") != "tflite" else None
         if check is not None:
             why = check(g, op)
             if why:
@@ -312,10 +314,10 @@ def _gemm(g: Graph, op: Op) -> str | None:
     a, b = (g.tensors[i].shape for i in op.inputs[:2])
     if a is None or b is None:
         return None
-    if op.type == "Gemm":
-        if len(a) != 2 or len(b) != 2:
-            return f"operands of rank {len(a)} and {len(b)} (Gemm takes matrices)"
-        k_a = a[0] if op.attrs.get("transA", 0) else a[1]
+    if op.type == "Gemm":  # (TFLite's FULLY_CONNECTED loads as a Gemm over the last axis of any rank)
+        if len(b) != 2 or not a:
+            return f"operands of rank {len(a)} and {len(b)} (the second must be a matrix)"
+        k_a = a[0] if op.attrs.get("transA", 0) and len(a) == 2 else a[-1]
         k_b = b[1] if op.attrs.get("transB", 0) else b[0]
     else:
         k_a, k_b = a[-1], (b[-2] if len(b) > 1 else b[0])

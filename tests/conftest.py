@@ -72,3 +72,25 @@ def net():
 @pytest.fixture(scope="session")
 def zoo() -> Path:
     return zoo_dir("cnn_zoo")
+
+
+def _skipped(config) -> list:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return list(reporter.stats.get("skipped", [])) if reporter is not None else []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Never a silent skip: name the subsystems the run could not test, and why."""
+    skipped = _skipped(config)
+    if skipped:
+        reasons = sorted({str(r.longrepr[2]).removeprefix("Skipped: ") if isinstance(r.longrepr, tuple)
+                          else str(r.longrepr) for r in skipped})
+        terminalreporter.write_line(f"UNTESTED: {len(skipped)} test(s) skipped: " + "; ".join(reasons), yellow=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With OPLAT_REQUIRE_ALL=1 (CI), a skipped test fails the run."""
+    import os
+
+    if os.environ.get("OPLAT_REQUIRE_ALL") == "1" and _skipped(session.config) and session.exitstatus == 0:
+        session.exitstatus = 1

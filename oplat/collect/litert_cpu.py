@@ -47,7 +47,8 @@ def litert_interpreter_class():
         try:
             from tflite_runtime.interpreter import Interpreter
         except ImportError:
-            raise BackendError("LiteRT is not installed: pip install ai-edge-litert") from None
+            raise BackendError("the litert-cpu backend needs ai-edge-litert, which is not installed: "
+                               "pip install 'oplat[collect]'") from None
     return Interpreter
 
 

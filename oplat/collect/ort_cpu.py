@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..extras import need
 from ..onnx_utils import random_feeds
 from .backends import Backend, single_op_bytes, time_single_op
 from .timing import LEVELS
@@ -80,7 +81,7 @@ class OrtCpuBackend(Backend):
 
     def __init__(self, threads: int = 1, cores: Sequence[int] | None = None) -> None:
         super().__init__(threads, cores)
-        import onnxruntime as ort
+        ort = need("onnxruntime", "the ort-cpu backend")
 
         from ..lowering.ort_cpu import host_nchwc_block
 
