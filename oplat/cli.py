@@ -312,35 +312,16 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Which phone, processor or framework runs these models fastest: every model on every
     matching profile, one table (or JSON), and a grouped bar chart with --plot."""
-    from .model_io import load_model
+    from .compare import compare_models
     from .onnx_loader import parse_input_shapes
-    from .policy import PredictionRefused, check_batch, judge
-    from .profile import list_profiles, load_profile
 
-    ids = [pid for pid, _ in list_profiles() if fnmatch.fnmatch(pid, args.profiles)]
-    if not ids:
-        raise OplatError(f"no profile matches {args.profiles!r} (see 'oplat profiles')")
     if args.plot:
         check_output_file(args.plot, args.force, "PNG image", is_png, inputs=args.models)
-    graphs = {m: load_model(m, parse_input_shapes(args.input_shape)) for m in args.models}
-    table: dict[str, dict[str, dict]] = {m: {} for m in args.models}
-    accuracy = {}
     with _progress(stderr=True) as prog:
-        task = prog.add_task("predicting", total=len(ids))
-        for pid in ids:
-            prof = load_profile(pid)
-            e2e = (prof.meta.get("accuracy") or {}).get("end_to_end") or {}
-            accuracy[pid] = e2e.get("mape")
-            for m, g in graphs.items():
-                try:
-                    check_batch(prof, g, m)
-                    res = prof.predict(g)
-                    notes = judge(res, g, prof, strict=args.strict, label=m)
-                    table[m][pid] = {"total_ms": res.total_ms, "complete": res.complete,
-                                     "coverage_flops": res.coverage.get("flops"), "notes": notes}
-                except PredictionRefused as e:
-                    table[m][pid] = {"total_ms": None, "refused": str(e)}
-            prog.advance(task)
+        task = prog.add_task("predicting", total=None)
+        ids, accuracy, table = compare_models(args.models, args.profiles, parse_input_shapes(args.input_shape),
+                                              strict=args.strict,
+                                              progress=lambda n: prog.update(task, total=n, advance=1))
     if args.plot:
         from .report import compare_png
 

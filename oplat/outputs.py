@@ -116,8 +116,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def _protected(target: Path, inputs: Iterable[str | os.PathLike]) -> str | None:
     """Why ``target`` may not be replaced whatever ``force`` says, or None."""
     t = target.absolute().resolve()
-    cwd = Path.cwd().resolve()
-    if t == cwd or t in cwd.parents:
+    try:
+        cwd = Path.cwd().resolve()
+    except FileNotFoundError:  # the working directory was removed under us: nothing to protect there
+        cwd = None
+    if cwd is not None and (t == cwd or t in cwd.parents):
         return "is the working directory or a folder above it"
     if t == Path(t.anchor) or t == Path.home().resolve():
         return "is a root or home folder"
