@@ -38,7 +38,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.output:
         atomic_write_text(args.output, json.dumps(plan, indent=1))
     if args.plot:
-        plot_plan(plan, args.plot)
+        plot_plan(plan, args.plot, Path(args.model).name)
     if args.json:
         print(json.dumps(plan))
         return 0
@@ -94,28 +94,39 @@ def _print_plan(plan: dict[str, Any], top: int | None) -> None:
                       f"{whole[0]['note']}[/yellow]")
 
 
-def plot_plan(plan: dict[str, Any], path: str) -> None:
-    """PNG: GPU share per op (bars) and predicted time saved per op against the faster processor."""
-    import matplotlib
+def plot_plan(plan: dict[str, Any], path: str, title: str | None = None) -> None:
+    """PNG: GPU share per op, and the predicted time saved against the faster processor
+    alone, per op and, as the last bar, what waits and overlap add, so the bars sum to the
+    plan's predicted saving."""
+    from matplotlib.patches import Patch
 
+    from oplat.extras import need
+    from oplat.report import save_png
+
+    matplotlib = need("matplotlib", "a plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from oplat.report import save_png
-
     ops = plan["ops"]
-    x = range(len(ops))
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, len(ops) * 0.08), 5), sharex=True)
-    colors = ["tab:orange" if o["placement"] == "split" else "tab:green" if o["placement"] == "gpu" else "tab:blue"
-              for o in ops]
-    a1.bar(x, [max(o["ratio"], 0.02) for o in ops], color=colors, width=0.9)  # whole-CPU ops stay visible
+    n = len(ops)
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(7, n * 0.08), 5.5), sharex=True)
+    col = {"split": "tab:orange", "gpu": "tab:green", "cpu": "tab:blue"}
+    colors = [col.get(o["placement"], "tab:gray") for o in ops]
+    a1.bar(range(n), [max(o["ratio"], 0.02) for o in ops], color=colors, width=0.9)  # whole-CPU ops stay visible
     a1.set_ylabel("GPU share")
-    a1.set_title(f"{plan['model']} on {plan['device']}: green GPU, blue CPU, orange split "
-                 f"(speedup {plan['speedup']:.2f}x)", fontsize=9)
-    a2.bar(x, [o.get("saved_ms") or 0.0 for o in ops], color=colors, width=0.9)
+    a1.legend(handles=[Patch(color=c, label=k) for k, c in col.items()], fontsize=7, ncol=3, loc="upper right")
+    fast = plan["faster_single"]
+    pm = plan["predicted_ms"]
+    total = (pm[fast] - pm["coexec"]) if pm.get(fast) is not None and pm.get("coexec") is not None else 0.0
+    per_op = [o.get("saved_ms") or 0.0 for o in ops]
+    rest = total - sum(per_op)  # synchronisation waits and what the two processors overlap
+    a2.bar(range(n), per_op, color=colors, width=0.9)
+    a2.bar([n + 1], [rest], color="tab:gray", width=0.9)
     a2.axhline(0, color="k", lw=0.6)
-    a2.set_ylabel(f"ms saved vs {plan['faster_single'].upper()} alone")
-    a2.set_xlabel("op (execution order)")
+    a2.set_ylabel(f"ms saved vs {fast.upper()} alone")
+    a2.set_xlabel("op (execution order); last bar: waits and overlap")
+    fig.suptitle(f"{title or plan['model']} on {plan['device']}: {pm[fast]:.2f} ms on the {fast.upper()} alone, "
+                 f"{pm['coexec']:.2f} ms planned ({plan['speedup']:.2f}x, {total:+.2f} ms = the bars' sum)", fontsize=9)
     fig.tight_layout()
     save_png(fig, path)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .extras import need
+from .fitting import error_metrics
 
 
 def kernel_shape(kernel: str, p: dict) -> str:
@@ -58,17 +59,21 @@ def scatter_png(points: Mapping[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     devs = list(points)
-    fig, axes = plt.subplots(2, len(devs), figsize=(3.2 * len(devs), 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(devs), figsize=(3.6 * len(devs), 7.0), squeeze=False)
     for j, dev in enumerate(devs):
         for i, kind in enumerate(("e2e", "op")):
             pred, true = points[dev][kind]
             ax = axes[i][j]
             if len(true):
-                ax.loglog(true, pred, ".", ms=3 if kind == "op" else 5, alpha=0.5)
+                m = error_metrics(pred, true)
+                ax.loglog(true, pred, ".", ms=3 if kind == "op" else 5, alpha=0.5,
+                          label=f"{m['n']} held-out {'models' if kind == 'e2e' else 'ops'}\n"
+                                f"MAPE {m['mape']:.1%}, {m['within_10']:.0%} within ±10%")
                 lo, hi = min(min(true), min(pred)), max(max(true), max(pred))
-                ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-                ax.plot([lo, hi], [lo * 1.1, hi * 1.1], "k:", lw=0.6)
+                ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="predicted = measured")
+                ax.plot([lo, hi], [lo * 1.1, hi * 1.1], "k:", lw=0.6, label="±10%")
                 ax.plot([lo, hi], [lo * 0.9, hi * 0.9], "k:", lw=0.6)
+                ax.legend(fontsize=6, loc="lower right")
             ax.set_title(f"{dev} {'end-to-end' if kind == 'e2e' else 'per op'}", fontsize=9)
             ax.set_xlabel("measured ms", fontsize=8)
             ax.set_ylabel("predicted ms", fontsize=8)

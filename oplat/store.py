@@ -178,9 +178,13 @@ class DatasetStore:
         if not n:
             return 0
         data = buf.getvalue().encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
         try:
             size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # a torn last line left by a crash (a reader opened it, nobody repaired it):
+                # it stays a line of its own, and every new row stays whole
+                data = b"\n" + data
             try:
                 written = os.write(fd, data)
                 if written != len(data):
