@@ -34,43 +34,13 @@ from oplat.zoo import ZOO, build, is_transformer  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402
 from oplat.collect.run import collect, open_store, read_collected  # noqa: E402
 from oplat.collect.sampler import default_configs, select_kernels  # noqa: E402
+from oplat.collect.device import model_gflops, round_spread, twins_of  # noqa: E402
 from oplat.collect.whole import measure_models  # noqa: E402
 from oplat.fitting import error_metrics  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 from oplat.overhead import factored_keys  # noqa: E402
 from oplat.train import ProfileTrainer, load_graphs, lowered_for  # noqa: E402
 from oplat.zoo import zoo_dir  # noqa: E402
-
-
-def round_spread(path: Path) -> dict[str, float]:
-    """How far apart one model's rounds landed (slowest / fastest round median - 1),
-    median and 90th percentile over the models: the noise the truth itself carries."""
-    from oplat.store import DatasetStore
-
-    by: dict[str, list[float]] = {}
-    for r in DatasetStore(path).rows():
-        if r.get("status") == "ok" and r.get("latency_ms"):
-            by.setdefault(r["model"], []).append(float(r["latency_ms"]))
-    spread = sorted(max(v) / min(v) - 1 for v in by.values() if len(v) > 1)
-    if not spread:
-        return {}
-    return {"models": len(spread), "median": round(spread[len(spread) // 2], 4),
-            "p90": round(spread[int(0.9 * (len(spread) - 1))], 4)}
-
-
-def model_gflops(lm) -> float:
-    """GFLOPs of a lowered model's kernels."""
-    from oplat.features import predictor_key, work_terms
-
-    return sum(work_terms(key, k.type, k.params)[0] for k in lm.kernels
-               if (key := predictor_key(k.type, k.impl))) / 1e9
-
-
-def twins_of(fit_lowered: dict, test_lowered: dict) -> dict[str, str]:
-    """``{fitting model: test model}`` for fitting models that lower to the very kernels
-    of a test model (same network under another name)."""
-    by_sig = {lm.signature(): n for n, lm in test_lowered.items()}
-    return {n: by_sig[s] for n, lm in fit_lowered.items() if (s := lm.signature()) in by_sig}
 
 
 def main() -> None:
@@ -120,7 +90,7 @@ def main() -> None:
     print("per-op", counts, flush=True)
 
     def from_file(folder: str, name: str):
-        return onnx.load(ROOT / "models" / folder / f"{name}.onnx", load_external_data=False)
+        return onnx.load(zoo_dir(folder) / f"{name}.onnx", load_external_data=False)
 
     fit_cnns = set(graphs)
     fit_makers = {n: partial(from_file, "cnn_zoo", n) for n in sorted(graphs)}

@@ -435,6 +435,30 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile_device(args: argparse.Namespace) -> int:
+    """Profile this machine from nothing measured: per-op rows, whole models, the end-to-end
+    term and held-out accuracy, within --budget, resumable."""
+    from .collect.backends import make_backend
+    from .collect.device import profile_device
+    from .collect.run import parse_budget
+
+    out = check_output_folder(args.out, force=True, kind="profiles", is_kind=lambda p: True)
+    budget = parse_budget(args.budget)
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else None
+    backend = make_backend(args.backend, args.threads, cores)
+    with _progress() as prog:
+        task = prog.add_task("profiling", total=100)
+        prof, rep = profile_device(backend, out, budget,
+                                   progress=lambda stage, f: prog.update(task, completed=100 * f, description=stage))
+    acc = rep["held_out"]["all"]
+    print(f"{rep['folder']}: {prof.id} from {rep['per_op_rows']} per-op rows and {rep['fit_models']} whole models; "
+          f"held-out on {acc.get('n', 0)} other models: MAPE {acc.get('mape', float('nan')):.1%}, "
+          f"{acc.get('within_10', 0):.0%} within ±10% (rounds of one model apart: median "
+          f"{(rep['round_spread'] or {}).get('median', float('nan')):.1%}); "
+          f"oplat predict MODEL --profile {rep['folder']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="oplat", description="Operator-wise latency prediction for mobile ML models")
     from oplat import __version__
@@ -517,6 +541,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adaptive: near the configs predicted worst (error) or where bootstrap profiles disagree")
     p.add_argument("--batch", type=int, default=100, help="configs per adaptive batch")
     p.set_defaults(fn=cmd_collect)
+
+    p = sub.add_parser("profile-device", help="profile this machine from nothing measured (per-op rows, whole "
+                                              "models, end-to-end term, held-out accuracy), within a budget")
+    p.add_argument("--backend", required=True, help="ort-cpu, litert-cpu or opencl")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cores", help="comma-separated CPU ids to pin to")
+    p.add_argument("--budget", default="20m", help="all of it, collection and whole models (90s, 20m, 1h)")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True,
+                   help="folder for the profile (DIR/host/<backend>-<t>t) and its measurements (running again resumes)")
+    p.set_defaults(fn=cmd_profile_device)
 
     p = sub.add_parser("convert", help="convert an ONNX model to .tflite (NHWC, fused as the TFLite converter does)")
     p.add_argument("model")

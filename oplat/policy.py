@@ -19,6 +19,8 @@ from .profile import Profile
 # below this share of its FLOPs predicted, a model is refused: the total would miss more
 # than it holds
 MIN_FLOPS_COVERAGE = 0.5
+# a profile whose held-out end-to-end error is above this says so with every prediction
+POOR_MAPE = 0.15
 
 
 class PredictionRefused(OplatError):
@@ -72,6 +74,10 @@ def judge(res: PredictionResult, graph: Graph | None, profile: Profile, strict: 
     if not res.complete and strict:
         raise PredictionRefused(f"{name}: incomplete prediction under --strict: {_missing(res)}{hint}")
     warnings = []
+    mape = ((profile.meta.get("accuracy") or {}).get("end_to_end") or {}).get("mape")
+    if mape is not None and mape > POOR_MAPE:
+        warnings.append(f"{profile.id} predicts held-out models with a MAPE of {mape:.0%}: treat its numbers "
+                        "as rough")
     if not res.complete:
         warnings.append(f"incomplete prediction: {_missing(res)}; the total is a lower bound")
     warnings += notes
