@@ -70,17 +70,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(strict_json(res.to_dict()))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
     from .report import kernel_shape
 
-    console = Console()
+    if args.csv:  # the per-op table for spreadsheets and scripts
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["index", "name", "kernel", "impl", "linked", "shape", "predicted_ms"])
+        for i, o in enumerate(res.ops):
+            w.writerow([i, o.name, o.kernel, o.impl, "+".join(o.linked), kernel_shape(o.kernel, o.params),
+                        "" if o.predicted_ms is None else f"{o.predicted_ms:.6g}"])
+        return 0
+    from rich.table import Table
+
+    console = _console()
     table = Table(title=f"{Path(args.model).name} on {profile.id}", show_lines=False)
     for col, just in (("#", "right"), ("kernel", "left"), ("impl", "left"), ("linked", "left"),
                       ("shape", "left"), ("ms", "right")):
         table.add_column(col, justify=just)
-    for i, o in enumerate(res.ops):
+    for i, o in enumerate(res.ops if args.top is None else res.ops[:args.top]):
         shape = kernel_shape(o.kernel, o.params)
         table.add_row(str(i), o.kernel, o.impl, "+".join(o.linked), shape,
                       "-" if o.predicted_ms is None else f"{o.predicted_ms:.3f}")
@@ -472,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224",
                    help="shape of a dynamic input (repeat per input)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--csv", action="store_true", help="print the per-op table as CSV")
     p.add_argument("--plot", help="write a per-op breakdown PNG")
     p.add_argument("--top", type=int, default=None, help="print only the first N rows of the per-op table (0: none)")
     p.add_argument("--force", action="store_true", help="replace an existing --plot PNG")

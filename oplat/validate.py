@@ -156,7 +156,7 @@ def _const_values(model: onnx.ModelProto, label: str) -> dict[str, np.ndarray]:
         if t.data_location != onnx.TensorProto.EXTERNAL and _numel(t.dims) <= 64:
             try:
                 out[name] = numpy_helper.to_array(t)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, KeyError):  # KeyError: a data type onnx does not know
                 raise InvalidModel(f"{label}: constant {name!r}: its data does not fit its dims {list(t.dims)}") from None
     return out
 
@@ -185,6 +185,16 @@ def _check_constant_producers(model: onnx.ModelProto, label: str) -> None:
                                f"{size:.3g} elements; no model's tensor is that large")
 
 
+# the fewest inputs each op the lowering reads takes (onnx.checker holds ONNX files to their
+# schemas; this holds every graph, a .tflite's translated ops included)
+MIN_INPUTS = {**dict.fromkeys(("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Conv", "Gemm", "MatMul", "PRelu",
+                               "Equal", "Less", "Greater"), 2),
+              **dict.fromkeys(("Relu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Softmax", "Concat",
+                               "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "Transpose", "Flatten", "Reshape",
+                               "Pad", "LeakyRelu", "Gelu", "Erf", "Sqrt", "Exp", "Identity", "Cast", "Resize",
+                               "Slice", "Gather", "Split", "BatchNormalization", "LayerNormalization"), 1)}
+
+
 def _where(op: Op) -> str:
     return f"{op.type} {op.name!r}"
 
@@ -193,6 +203,11 @@ def check_graph(g: Graph, label: str) -> None:
     """Refuse (:class:`InvalidModel`, one line naming the node) a shape-complete IR graph
     that its runtime would reject."""
     for op in g.ops():
+        need = MIN_INPUTS.get(op.type, 0)
+        if sum(1 for i in op.inputs if i) < need or not any(op.outputs):
+            raise InvalidModel(f"{label}: {_where(op)} has {sum(1 for i in op.inputs if i)} inputs and "
+                               f"{sum(1 for o in op.outputs if o)} outputs ({op.type} takes at least {need} "
+                               "inputs and one output)")
         for t in op.outputs:
             shape = g.tensors[t].shape if t else None
             if shape is None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from ..errors import ModelLoadError
 from ..ir import Graph
 from .classify import classify
 from .kernels import Kernel, LoweredModel
 from .link import link_elementwise
 from .passes import PASSES, absorb_explicit_pads, detect_pre_activation
 from .work import Node, Work, all_const_outputs
+
+
+# what a malformed graph that passed validation (a .tflite file's ops get size checks only)
+# raises inside the rules: turned into one line naming the node
+_MALFORMED = (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError, AttributeError)
+
+
+class LoweringError(ModelLoadError):
+    """A graph the lowering cannot turn into kernels."""
 
 
 def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | None = None,
@@ -23,11 +33,19 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
     nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), op.attrs, [op.name]) for op in ops]
     w = Work(g, nodes)
     for p in PASSES + [absorb_explicit_pads, detect_pre_activation]:
-        p(w)
+        try:
+            p(w)
+        except _MALFORMED as e:
+            raise LoweringError(f"{g.name}: the graph cannot be lowered ({p.__name__}: {type(e).__name__}: {e}); "
+                                "a graph its runtime accepts should lower: please report it") from None
     w.compact()
     kernels: list[Kernel] = []
     for n in w.nodes:
-        k = classify(w, n, variant)
+        try:
+            k = classify(w, n, variant)
+        except _MALFORMED as e:
+            raise LoweringError(f"{g.name}: {n.type} {n.name!r} cannot be lowered ({type(e).__name__}: {e}): "
+                                "its shapes or attributes are malformed") from None
         if k is None:
             w.unsupported.append({"name": n.name, "op_type": n.type})
             continue
