@@ -34,9 +34,8 @@ from oplat.zoo import ZOO, build, is_transformer  # noqa: E402
 from oplat.collect.backends import make_backend  # noqa: E402
 from oplat.collect.run import collect, open_store, read_collected  # noqa: E402
 from oplat.collect.sampler import default_configs, select_kernels  # noqa: E402
-from oplat.collect.device import model_gflops, round_spread, twins_of  # noqa: E402
+from oplat.collect.device import model_gflops, round_spread, score_models, twins_of  # noqa: E402
 from oplat.collect.whole import measure_models  # noqa: E402
-from oplat.fitting import error_metrics  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 from oplat.overhead import factored_keys  # noqa: E402
 from oplat.train import ProfileTrainer, load_graphs, lowered_for  # noqa: E402
@@ -127,16 +126,8 @@ def main() -> None:
                           factor_units=args.factor_units).fit(rows, fit_e2e, graphs, "host", lowered_cache=cache)
 
     def score(profile) -> tuple[dict, dict]:
-        per_model, groups = {}, {"cnn": ([], []), "vit": ([], [])}
-        for n, graph in test_graphs.items():
-            r = profile.predict(graph)
-            fam = "vit" if is_transformer(n) else "cnn"
-            groups[fam][0].append(r.total_ms)
-            groups[fam][1].append(test_e2e[n])
-            per_model[n] = {"measured_ms": round(test_e2e[n], 3), "predicted_ms": round(r.total_ms, 3),
-                            "error": round(r.total_ms / test_e2e[n] - 1, 4),
-                            "unsupported": sorted({u["op_type"] for u in r.unsupported})}
-        return {fam: error_metrics(*groups[fam]) for fam in groups}, per_model
+        held, models = score_models(profile, test_graphs, test_e2e)
+        return {fam: held[fam] for fam in ("cnn", "vit")}, models
 
     held_out, per_model = score(prof)
     result = {"profile": pid, "lowering": list(backend.lowering), "per_op_rows": len(rows), "collect": counts,

@@ -12,13 +12,11 @@ import json
 from typing import Any
 
 from .ir import Graph
+from .onnx_utils import QUANTIZED_OPS
 from .lowering import lower
 from .predict import coverage, unpredicted
 from .profile import Profile, list_profiles
 
-QUANTIZED_OPS = frozenset(("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
-                           "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul",
-                           "QGemm", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid"))
 
 
 def model_precision(graph: Graph) -> str:

@@ -23,6 +23,7 @@ from onnx import numpy_helper
 
 from .errors import ModelLoadError, ShapeError
 from .graph_only import is_graph_only, with_random_weights
+from .onnx_utils import QUANTIZED_OPS
 from .onnx_utils import attrs as _attrs
 from .onnx_utils import clip_bounds, scalar_of
 from .tflite_writer import TFLiteBuilder
@@ -53,6 +54,10 @@ def onnx_to_tflite(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[i
     """
     from .onnx_loader import load_onnx
 
+    quantized = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
+    if quantized:
+        raise ConvertError(f"{model.graph.name or 'model'}: a quantized model ({', '.join(quantized)}); the converter "
+                           "writes float .tflite files only (oplat predict takes the quantized ONNX as it is)")
     try:
         load_onnx(model, input_shapes)  # validation: a malformed graph is one clear error
     except ShapeError as e:  # a dynamic input without a size, say: the converter's own error

@@ -13,6 +13,12 @@ import onnx
 from onnx import helper
 
 
+# ONNX ops found only in quantized models (QDQ pairs, QOperator ops, dynamic quantization)
+QUANTIZED_OPS = frozenset(("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                           "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul", "QGemm",
+                           "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu"))
+
+
 def text(s: str | bytes) -> str:
     """A name from a protobuf string field as text: protobuf hands back bytes for invalid
     UTF-8, which are escaped (so every output stays strict JSON)."""
@@ -90,4 +96,4 @@ def random_feeds(inputs, seed: int = 0) -> dict[str, np.ndarray]:
             for i in inputs}
 
 
-__all__ = ["text", "node_names", "attrs", "attr", "set_attrs", "scalar_of", "clip_bounds", "random_feeds"]
+__all__ = ["QUANTIZED_OPS", "text", "node_names", "attrs", "attr", "set_attrs", "scalar_of", "clip_bounds", "random_feeds"]

@@ -92,6 +92,25 @@ def informative_order(names: list[str]) -> list[str]:
     return out
 
 
+def score_models(profile: Profile, graphs: Mapping[str, Any], measured: Mapping[str, float]
+                 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """A profile's predictions of ``graphs`` (zoo names) against ``measured`` ms: error
+    metrics of all of them, of the CNNs and of the ViTs, and each model's figures."""
+    from ..zoo import is_transformer
+
+    groups: dict[str, tuple[list, list]] = {"all": ([], []), "cnn": ([], []), "vit": ([], [])}
+    per_model = {}
+    for n, g in graphs.items():
+        r = profile.predict(g)
+        for fam in ("all", "vit" if is_transformer(n) else "cnn"):
+            groups[fam][0].append(r.total_ms)
+            groups[fam][1].append(measured[n])
+        per_model[n] = {"measured_ms": round(measured[n], 4), "predicted_ms": round(r.total_ms, 4),
+                        "error": round(r.total_ms / measured[n] - 1, 4),
+                        "unsupported": sorted({u["op_type"] for u in r.unsupported})}
+    return {fam: error_metrics(*groups[fam]) for fam in groups}, per_model
+
+
 def profile_device(backend: Backend, out: str | Path, budget_s: float, device: str = "host",
                    fit_limit: int | None = None, test_limit: int | None = None, vit_fit_max_gflops: float = 40.0,
                    max_rounds: int = 5, seed: int = 0,
@@ -100,7 +119,7 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
     ``out``); returns the profile (saved under ``out/<device>/<backend>-<t>t``) and a report
     of what was measured and how accurate it is on the held-out models. ``fit_limit`` and
     ``test_limit`` cap the model sets (tests); ``progress(stage, fraction of the budget)``."""
-    from ..zoo import ZOO, build, is_transformer, zoo_dir
+    from ..zoo import ZOO, build, zoo_dir
 
     out = Path(out)
     tag = f"{backend.name}-{backend.threads}t"
@@ -182,25 +201,15 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
                           source=f"oplat profile-device ({backend.name}, {backend.threads} thread(s)) on this machine",
                           factor_ridge=list(FACTOR_RIDGES), extra_factors=True, factor_units="raw",
                           e2e_term="auto").fit(rows, fit, fit_graphs, device, lowered_cache=cache)
-    groups: dict[str, tuple[list, list]] = {"cnn": ([], []), "vit": ([], [])}
-    per_model = {}
-    for n, g in test_graphs.items():
-        r = prof.predict(g)
-        fam = "vit" if is_transformer(n) else "cnn"
-        groups[fam][0].append(r.total_ms)
-        groups[fam][1].append(test_e2e[n])
-        per_model[n] = {"measured_ms": round(test_e2e[n], 4), "predicted_ms": round(r.total_ms, 4),
-                        "error": round(r.total_ms / test_e2e[n] - 1, 4)}
-    every = error_metrics([v["predicted_ms"] for v in per_model.values()],
-                          [v["measured_ms"] for v in per_model.values()])
+    held_out, per_model = score_models(prof, test_graphs, test_e2e)
     spread = round_spread(work / "e2e_test.csv")
     report = {"profile": pid, "per_op_rows": len(rows), "fit_models": len(fit), "fit_excluded_twins": twins,
               "test_models": len(per_model), "rounds": rounds, "round_spread": spread,
-              "held_out": {"all": every, **{f: error_metrics(*groups[f]) for f in groups}},
+              "held_out": held_out,
               "models": per_model, "spent_s": round(spent(), 1), "budget_s": budget_s}
     prof.meta["collection"] = {k: store.meta.get(k) for k in ("backend", "threads", "cores", "machine")}
     prof.meta["accuracy"] = {"method": "held-out models (the generated zoo) measured in the same run, never trained on",
-                             "end_to_end": every, "end_to_end_cnn": report["held_out"]["cnn"],
+                             "end_to_end": held_out["all"], "end_to_end_cnn": held_out["cnn"],
                              "end_to_end_vit": report["held_out"]["vit"], "round_spread": spread}
     folder = prof.save(out / device / tag)
     atomic_write_text(work / "report.json", json.dumps(report, indent=1))
@@ -209,4 +218,4 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
     return prof, report
 
 
-__all__ = ["profile_device", "twins_of", "round_spread", "model_gflops", "informative_order", "FACTOR_RIDGES"]
+__all__ = ["profile_device", "score_models", "twins_of", "round_spread", "model_gflops", "informative_order", "FACTOR_RIDGES"]

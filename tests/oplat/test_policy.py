@@ -141,3 +141,9 @@ def test_conv1d_predicts_as_a_conv_over_height_one(tmp_path):
     assert [(c.params["Kernel"], c.params["Kernel_w"], c.params["Input_shape"]) for c in convs] == [(1, 3, 1),
                                                                                                     (1, 5, 1)]
     assert convs[1].params["Stride"] == 2 and convs[1].params["Output_w"] == 48
+
+
+def test_convert_refuses_a_quantized_model_in_one_line(quantized, tmp_path, capsys):
+    assert main(["convert", str(quantized / "qdq.onnx"), "-o", str(tmp_path / "q.tflite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "a quantized model" in err and not (tmp_path / "q.tflite").exists()
