@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from oplat.errors import OplatError
-from oplat.outputs import check_output_file
+from oplat.outputs import check_output_file, check_output_folder
 from oplat.zoo import zoo_dir
 
 
@@ -156,6 +156,27 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 2 if any("error" in (results.get(s) or {}) for s in serials) else 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    """A phone's profile from nothing measured: per-op rows, whole models, the end-to-end
+    term and held-out accuracy (resumable)."""
+    from oplat.collect.run import parse_budget
+
+    from .profile import profile_phone
+
+    out = check_output_folder(args.out, force=True, kind="profiles", is_kind=lambda p: True)
+    prof, rep = profile_phone(_serial(args), args.benchmark_binary, out,
+                              parse_budget(args.budget) if args.budget else None,
+                              processor="gpu" if args.gpu else "cpu", threads=args.threads, cores=args.cores,
+                              configs=args.configs, fit_models=args.fit_models, test_models=args.test_models,
+                              runs=args.runs, thermal=not args.no_thermal,
+                              progress=lambda stage: print(stage, file=sys.stderr, flush=True))
+    acc = rep["held_out"]["all"]
+    print(f"{rep['folder']}: {prof.id} from {rep['per_op_rows']} per-op rows and {rep['fit_models']} whole models; "
+          f"held-out on {acc.get('n', 0)} other models: MAPE {acc.get('mape', float('nan')):.1%}, "
+          f"{acc.get('within_10', 0):.0%} within ±10%")
+    return 0
+
+
 def _serial(args: argparse.Namespace) -> str:
     """``--serial``, or the one device attached (a clear error for none or several)."""
     if args.serial:
@@ -225,6 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-thermal", action="store_true")
     p.add_argument("-o", "--output", "--out", dest="out", required=True, help="dataset file (resumable)")
     p.set_defaults(fn=cmd_collect)
+    p = sub.add_parser("profile", help="a phone's profile from nothing measured (per-op rows, whole models, "
+                                       "end-to-end term, held-out accuracy); resumable")
+    p.add_argument("--serial", help="the phone (default: the only one attached)")
+    p.add_argument("--benchmark-binary", required=True)
+    p.add_argument("--gpu", action="store_true", help="profile the GPU delegate instead of the CPU")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--core-set", "--cores", dest="cores",
+                   help="the phone's CPU cores: a cluster (large/med/small), a core set (1large2med) or a hex mask")
+    p.add_argument("--budget", help="per-op collection time (90s, 10m, 1h)")
+    p.add_argument("--configs", type=int, default=300, help="per-op configs to measure at most")
+    p.add_argument("--fit-models", type=int, default=24, help="whole models the end-to-end term is fitted on")
+    p.add_argument("--test-models", type=int, default=12, help="whole models held out to score the profile")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--no-thermal", action="store_true")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True,
+                   help="folder for the profile (DIR/<device>/tflite-...) and its measurements")
+    p.set_defaults(fn=cmd_profile)
     return ap
 
 

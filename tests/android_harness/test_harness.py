@@ -276,3 +276,20 @@ def test_measure_fills_a_suggest_template_resumably_and_for_one_phone_only(phone
     assert oplat_main(["calibrate", "--base", "pixel4/tflite-cpu-2small", "--measurements", str(csv_path),
                        "--out", str(tmp_path / "myphone2")]) == 0
     assert "measured with 1 thread(s); pixel4/tflite-cpu-2small models 2" in capsys.readouterr().err
+
+
+def test_profile_a_phone_from_nothing_measured_and_resume(phone, binary, tmp_path, capsys):
+    """android-harness profile on the emulated phone: per-op rows, whole models, the
+    end-to-end term, held-out accuracy in the metadata; run again, it measures nothing twice."""
+    args = ["profile", "--benchmark-binary", str(binary), "--core-set", "1large", "--configs", "10",
+            "--fit-models", "6", "--test-models", "3", "--runs", "3", "--no-thermal", "-o", str(tmp_path / "out")]
+    assert harness_main(args) == 0
+    out = capsys.readouterr().out
+    folder = next((tmp_path / "out").glob("*/tflite-cpu-1large"))
+    meta = json.loads((folder / "profile.json").read_text())
+    assert meta["accuracy"]["end_to_end"]["n"] == 3 and meta["overhead"]["coef"] is not None
+    assert "held-out on 3 other models" in out
+    work = next((tmp_path / "out" / ".android-harness-profile").iterdir())
+    before = {f.name: f.read_text() for f in work.glob("*.csv")}
+    assert harness_main(args) == 0
+    assert {f.name: f.read_text() for f in work.glob("*.csv")} == before  # resumed: nothing measured again
