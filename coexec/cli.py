@@ -184,8 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .plan import PlanError
 
     try:
-        plan = json.loads(Path(args.plan).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        plan = json.loads(read_text_input(args.plan, "plan", MAX_JSON_BYTES))
+    except json.JSONDecodeError as e:
         raise PlanError(f"{args.plan}: not a readable plan ({e})") from None
     for pid, why in (plan.get("profiles_measured_elsewhere") or {}).items():
         print(f"warning: the plan was made with {pid}, measured on {why}", file=sys.stderr)

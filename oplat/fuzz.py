@@ -95,10 +95,9 @@ def structural_cases(rng: np.random.Generator) -> list[tuple[str, bytes]]:
                                            [_vi("y", None)])))
     out.append(("concat_axis_9", _model([helper.make_node("Concat", ["x", "x"], ["y"], axis=9)],
                                         [_vi("x", [1, 3, 8, 8])], [_vi("y", None)])))
-    out.append(("negative_init_dims", b""))  # filled below (a raw proto with dims -4)
     neg = _conv_model(rng, {})
     neg.graph.initializer[0].dims[0] = -8
-    out[-1] = ("negative_init_dims", neg)
+    out.append(("negative_init_dims", neg))
     zero = _conv_model(rng, {}, xshape=(1, 3, 0, 16))
     out.append(("zero_dim_input", zero))
     out.append(("tiny_image", _conv_model(rng, {"kernel_shape": [3, 3]}, xshape=(1, 3, 2, 2))))

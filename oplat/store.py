@@ -101,13 +101,15 @@ class DatasetStore:
         return meta_d, cols[:-1]
 
     # integrity ---------------------------------------------------------------------
-    def _scan(self) -> tuple[list[dict[str, str]], list[tuple[int, int, int]], int]:
+    def _scan(self, data: bytes | None = None) -> tuple[list[dict[str, str]], list[tuple[int, int, int]], int]:
         """Valid rows; the (line number, start, end) byte spans of lines that fail their
-        checksum; the bytes of a torn tail (a last line without its newline)."""
+        checksum; the bytes of a torn tail (a last line without its newline). ``data``: the
+        file's bytes when the caller has read them already."""
         rows: list[dict[str, str]] = []
         bad: list[tuple[int, int, int]] = []
-        with open(self.path, "rb") as f:
-            data = f.read()
+        if data is None:
+            with open(self.path, "rb") as f:
+                data = f.read()
         pos = data.index(b"\n") + 1
         pos = data.index(b"\n", pos) + 1
         line_no = 2
@@ -138,11 +140,11 @@ class DatasetStore:
         keep every valid row, before and after them; a copy of the original is kept first
         (``<file>.bak-<time>``). Returns one line saying what was dropped and where the copy
         is, or None when nothing was wrong (the file is then not touched)."""
-        _, bad, torn = self._scan()
-        if not bad and not torn:
-            return None
         with open(self.path, "rb") as f:
             data = f.read()
+        _, bad, torn = self._scan(data)
+        if not bad and not torn:
+            return None
         backup = self.path.with_name(f"{self.path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
         n = 1
         while backup.exists():

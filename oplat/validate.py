@@ -43,13 +43,15 @@ def _weight_free(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy the checker can read without weights: initializers become typed inputs, and
     graph outputs without a declared shape get an empty one (the checker requires it; we
     infer shapes ourselves)."""
-    c = onnx.ModelProto()
-    c.CopyFrom(model)
+    c = onnx.ModelProto(ir_version=model.ir_version)  # everything but the weights' bytes
+    c.opset_import.extend(model.opset_import)
+    c.functions.extend(model.functions)
     g = c.graph
-    inits = list(g.initializer)
-    del g.initializer[:]
+    g.name = model.graph.name
+    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
+        getattr(g, field).extend(getattr(model.graph, field))
     have = {i.name for i in g.input}
-    for t in inits:
+    for t in model.graph.initializer:
         if t.name not in have:
             g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     for o in g.output:
