@@ -25,7 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from oplat.zoo.nb201 import nb201_model, random_arch  # noqa: E402
+from oplat.spaces.nb201 import nb201_model, random_arch  # noqa: E402
 from oplat.onnx_loader import load_onnx  # noqa: E402
 from oplat.profile import load_profile  # noqa: E402
 from oplat.zoo import zoo_dir  # noqa: E402

@@ -197,13 +197,13 @@ def build_units(graph: Graph, gpu: Profile, cpu: Profile) -> list[Unit]:
         for t in u.outputs:
             producer[t] = u.index
         for s in u.sources:
-            if s in graph.nx:
+            if s in graph:
                 for t in graph.op(s).outputs:
                     producer.setdefault(t, u.index)
     for u in units:
         ins = set(u.inputs)
         for s in u.sources:
-            if s in graph.nx:
+            if s in graph:
                 ins.update(graph.op(s).inputs)
         u.producers = sorted({producer[t] for t in ins if t in producer and producer[t] != u.index})
         if u.split_kind not in SPLITTABLE:

@@ -45,17 +45,135 @@ def _csv_list(s: str | None) -> list[str]:
     return [x.strip() for x in (s or "").split(",") if x.strip()]
 
 
+def _model_paths(specs: Sequence[str]) -> list[str]:
+    """Model files named by paths, folders (their .onnx and .tflite files) and quoted globs,
+    in the order given (each folder or glob sorted)."""
+    import glob
+
+    out: list[str] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in (".onnx", ".tflite") and f.is_file())
+            if not found:
+                raise OplatError(f"{spec}: a folder with no .onnx or .tflite files")
+            out += found
+        elif any(c in spec for c in "*?[") and not p.exists():
+            found = sorted(glob.glob(spec))
+            if not found:
+                raise OplatError(f"{spec}: no file matches")
+            out += found
+        else:
+            out.append(spec)
+    return out
+
+
+def _predict_many(args: argparse.Namespace, profile) -> int:
+    """``oplat predict`` of many networks: a search space's architectures (--space, --archs)
+    or several files; one JSON object per line (--json-lines) or a table."""
+    from .errors import ModelLoadError
+    from .outputs import read_text_input
+    from .sweep import predict_space, read_archs, summary
+
+    records: list[dict] = []
+    failed = incomplete = 0
+
+    def emit(rec: dict) -> None:
+        nonlocal incomplete
+        incomplete += rec.get("complete") is False
+        if args.json_lines:
+            print(strict_json(rec), flush=False)
+        else:
+            records.append(rec)
+
+    if args.space:
+        from .spaces import get_space
+
+        if args.model:
+            raise OplatError("give either model files or --space with --archs, not both")
+        if args.jobs < 0:
+            raise OplatError("--jobs takes 0 (every core) or a positive number of worker processes")
+        if not args.archs:
+            raise OplatError("--space needs --archs FILE (one architecture string per line; - for stdin)")
+        try:
+            space = get_space(args.space)
+        except KeyError as e:
+            raise OplatError(str(e.args[0])) from None
+        text = sys.stdin.read() if args.archs == "-" else read_text_input(args.archs, "architecture file")
+        archs = read_archs(text.splitlines())
+        if not archs:
+            raise OplatError(f"{args.archs}: no architecture strings in it")
+        try:
+            from .sweep import check_archs
+
+            check_archs(space, archs)
+        except ValueError as e:
+            raise OplatError(f"{args.archs}: {e}") from None
+        with _progress(stderr=True) as bar:
+            task = bar.add_task(f"{space.name} on {profile.id}", total=len(archs))
+            for rec in predict_space(profile, space, archs, jobs=None if args.jobs == 0 else args.jobs,
+                                     progress=lambda n: bar.advance(task, n)):
+                emit(rec)
+        label = "networks"
+    else:
+        from .model_io import load_model
+        from .onnx_loader import parse_input_shapes
+        from .policy import PredictionRefused, check_batch
+
+        shapes = parse_input_shapes(args.input_shape)
+        paths = _model_paths(args.model)
+        with _progress(stderr=True) as bar:
+            task = bar.add_task(f"models on {profile.id}", total=len(paths))
+            for path in paths:
+                try:
+                    graph = load_model(path, shapes)
+                    check_batch(profile, graph, path)
+                    emit({"model": path, **summary(profile.predict(graph))})
+                except (ModelLoadError, PredictionRefused, OplatError) as e:
+                    failed += 1
+                    emit({"model": path, "error": str(e)})
+                    print(f"error: {e}", file=sys.stderr)
+                bar.advance(task)
+        label = "models"
+    sys.stdout.flush()
+    if not args.json_lines:
+        from rich.table import Table
+
+        table = Table(title=f"{len(records)} {label} on {profile.id}")
+        table.add_column("arch" if args.space else "model")
+        table.add_column("ms", justify="right")
+        for r in records:
+            ms = r.get("total_ms")
+            shown = r.get("error") or (f"{ms:.3f}" if r.get("complete") else f">= {ms:.3f} (incomplete)")
+            table.add_row(r.get("arch") or r.get("model"), shown)
+        _console().print(table)
+    if incomplete:
+        print(f"warning: {incomplete} of the {label} were predicted incompletely (complete: false; their "
+              "total_ms is a lower bound)", file=sys.stderr)
+    if failed or (args.strict and incomplete):
+        return 2
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .model_io import load_model
     from .onnx_loader import parse_input_shapes
     from .policy import check_batch, judge
     from .profile import load_profile
 
+    if not args.model and not args.space:
+        raise OplatError("give a model file (or several, a folder, a quoted glob), or --space NAME --archs FILE")
     profile = load_profile(args.profile)
     elsewhere = profile.measured_elsewhere()
     if elsewhere:
         print(f"warning: {profile.id} was measured on {elsewhere}: its predictions describe that machine "
               "(oplat collect and oplat train make a profile of this one)", file=sys.stderr)
+    if args.space or args.json_lines or len(args.model) > 1 or Path(args.model[0]).is_dir() or (
+            any(c in args.model[0] for c in "*?[") and not Path(args.model[0]).exists()):
+        if args.plot or args.csv or args.json:
+            raise OplatError("--plot, --csv and --json take one model; many models print --json-lines")
+        return _predict_many(args, profile)
+    args.model = args.model[0]
     if args.plot:
         check_output_file(args.plot, args.force, "PNG image", is_png, inputs=[args.model])
     graph = load_model(args.model, parse_input_shapes(args.input_shape))
@@ -375,11 +493,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         for name in list_models():
             print(name)
         return 0
+    if args.zoo_cmd == "spaces":
+        from .spaces import get_space, list_spaces
+
+        for name in list_spaces():
+            print(f"{name}: {get_space(name).description}")
+        return 0
     out = check_output_file(args.output, args.force, "ONNX model", is_onnx_file)
     try:
         model = build(args.name, graph_only=args.graph_only)
     except KeyError:
-        raise OplatError(f"unknown zoo model {args.name!r} (see 'oplat zoo list'; or nb201:<arch>)") from None
+        raise OplatError(f"unknown zoo model {args.name!r} (see 'oplat zoo list'; or <space>:<arch> "
+                         "for a search space: oplat zoo spaces)") from None
     except ValueError as e:
         raise OplatError(str(e)) from None
     data = model.SerializeToString()
@@ -475,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("predict", help="predict a model file's latency with a device profile")
-    p.add_argument("model")
+    p.add_argument("model", nargs="*", help="a model file (.onnx, .tflite); several, a folder or a quoted glob "
+                   "print one line per model")
     p.add_argument("--profile", required=True, help="profile id (e.g. pixel4/tflite-gpu) or folder")
     p.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224",
                    help="shape of a dynamic input (repeat per input)")
@@ -486,6 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing --plot PNG")
     p.add_argument("--strict", action="store_true",
                    help="refuse (exit 2) an incomplete prediction instead of giving a lower bound")
+    p.add_argument("--space", help="a search space (oplat zoo spaces) whose architectures --archs lists")
+    p.add_argument("--archs", metavar="FILE", help="one architecture string per line (- reads stdin)")
+    p.add_argument("--json-lines", action="store_true",
+                   help="print one JSON object per network, in input order (arch or model, total_ms, ...)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes for --space (default 1; 0: every core)")
     p.set_defaults(fn=cmd_predict)
 
     for name, fn, hlp in (("train", cmd_train, "train device profiles from per-op and end-to-end CSVs"),
@@ -593,8 +725,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="list or build ONNX models of the zoo")
     zsub = p.add_subparsers(dest="zoo_cmd", required=True)
     zsub.add_parser("list", help="print one model name per line").set_defaults(fn=cmd_zoo)
+    zsub.add_parser("spaces", help="print the search spaces (for <space>:<arch> names and predict --space)").set_defaults(fn=cmd_zoo)
     zb = zsub.add_parser("build", help="write one zoo model as ONNX")
-    zb.add_argument("name", help="a name from 'oplat zoo list', or nb201:<architecture string>")
+    zb.add_argument("name", help="a name from 'oplat zoo list', or <space>:<architecture string> "
+                    "of a search space from 'oplat zoo spaces' (nb201:|nor_conv_3x3~0|+...)")
     zb.add_argument("-o", "--output", required=True)
     zb.add_argument("--graph-only", action="store_true", help="dims only, no weights (small files)")
     zb.add_argument("--force", action="store_true", help="replace an existing ONNX file")

@@ -48,18 +48,24 @@ class Op:
 
 
 class Graph:
-    """Ops as nodes of a DiGraph (edge = tensor flowing producer -> consumer)."""
+    """Ops with every tensor's shape; :attr:`nx` is the networkx DiGraph view
+    (edge = tensor flowing producer -> consumer), built on first use.
+
+    The ops live in plain dicts: a NAS loop builds thousands of graphs whose lowering
+    never needs the DiGraph, and building one costs more than the rest of the graph.
+    """
 
     def __init__(self, name: str = "graph") -> None:
         self.name = name
-        self.nx = nx.DiGraph()
         self.tensors: dict[str, Tensor] = {}
         self.inputs: list[str] = []
         self.outputs: list[str] = []
+        self._ops: dict[str, Op] = {}
         self._producer: dict[str, str] = {}
         self._consumers: dict[str, list[str]] = {}
         self.meta: dict[str, Any] = {}
         self._topo: list[Op] | None = None
+        self._nx: nx.DiGraph | None = None
 
     # construction -------------------------------------------------------------
     def add_tensor(self, t: Tensor) -> Tensor:
@@ -69,44 +75,53 @@ class Graph:
 
     def add_op(self, op: Op) -> Op:
         """Add an op; edges come from the tensors it reads that another op writes."""
-        if op.name in self.nx:
+        if op.name in self._ops:
             raise ValueError(f"duplicate op name {op.name!r}")
-        self.nx.add_node(op.name, op=op)
-        self._topo = None
+        self._ops[op.name] = op
+        self._topo = self._nx = None
         for t in op.outputs:
             self._producer[t] = op.name
-            for c in self._consumers.get(t, []):
-                self._link(op.name, c, t)
         for t in op.inputs:
-            if not t:
-                continue
-            self._consumers.setdefault(t, []).append(op.name)
-            p = self._producer.get(t)
-            if p is not None:
-                self._link(p, op.name, t)
+            if t:
+                self._consumers.setdefault(t, []).append(op.name)
         return op
 
-    def _link(self, src: str, dst: str, tensor: str) -> None:
-        if self.nx.has_edge(src, dst):
-            self.nx.edges[src, dst]["tensors"].append(tensor)
-        else:
-            self.nx.add_edge(src, dst, tensors=[tensor])
+    @property
+    def nx(self) -> nx.DiGraph:
+        """The ops as a networkx DiGraph: node data ``op`` (and ``index``, the file's
+        order), edge data ``tensors``."""
+        if self._nx is None:
+            d = nx.DiGraph()
+            for i, (name, op) in enumerate(self._ops.items()):
+                d.add_node(name, op=op, index=i)
+            for name, op in self._ops.items():
+                for t in op.inputs:
+                    p = self._producer.get(t) if t else None
+                    if p is None:
+                        continue
+                    if d.has_edge(p, name):
+                        d.edges[p, name]["tensors"].append(t)
+                    else:
+                        d.add_edge(p, name, tensors=[t])
+            self._nx = d
+        return self._nx
 
     # queries ------------------------------------------------------------------
     def op(self, name: str) -> Op:
         """The op called ``name``."""
-        return self.nx.nodes[name]["op"]
+        return self._ops[name]
 
     def ops(self) -> Iterator[Op]:
-        """Ops in a deterministic topological order (computed once, then cached)."""
+        """Ops in a deterministic topological order (computed once, then cached): the
+        order they were added in (a file's order) where that is topological."""
         if self._topo is None:
-            nodes = self.nx.nodes
-            ops = [data["op"] for _, data in nodes.items()]
+            ops = list(self._ops.values())
             if self._is_topological(ops):  # ONNX files list nodes in topological order
                 self._topo = ops
             else:
-                self._topo = [nodes[name]["op"] for name in
-                              nx.lexicographical_topological_sort(self.nx, key=self._order_key)]
+                index = {name: i for i, name in enumerate(self._ops)}
+                self._topo = [self._ops[name] for name in
+                              nx.lexicographical_topological_sort(self.nx, key=index.__getitem__)]
         return iter(self._topo)
 
     def _is_topological(self, ops: list[Op]) -> bool:
@@ -118,9 +133,6 @@ class Graph:
                     return False
             seen.update(op.outputs)
         return True
-
-    def _order_key(self, name: str) -> int:
-        return self.nx.nodes[name].get("index", 0)
 
     def producer(self, tensor: str) -> Op | None:
         """The op writing ``tensor`` (None for graph inputs and initializers)."""
@@ -143,10 +155,8 @@ class Graph:
         return bool(t and t.const)
 
     def __len__(self) -> int:
-        return self.nx.number_of_nodes()
+        return len(self._ops)
 
-    def number_ops(self) -> None:
-        """Record insertion order so that topological order follows the file's order."""
-        for i, name in enumerate(self.nx.nodes):
-            self.nx.nodes[name]["index"] = i
-        self._topo = None
+    def __contains__(self, name: str) -> bool:
+        """True when an op is called ``name``."""
+        return name in self._ops

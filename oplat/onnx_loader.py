@@ -157,7 +157,6 @@ def _to_graph(model: onnx.ModelProto, name: str) -> Graph:
             if t:
                 g.tensors.setdefault(t, Tensor(t, None))
         g.add_op(op)
-    g.number_ops()
     assumed = []
     for op in g.ops():  # one pass: constants computed upstream feed shape rules downstream
         _fold_constant(g, op)

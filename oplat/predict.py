@@ -204,7 +204,8 @@ regressors (NaN where it has none).
     if len(cache) > CACHE_SIZE:
         cache.clear()
     n_new = sum(len(v) for v in groups.values())
-    threads = (os.cpu_count() or 1) if n_new > 2000 else 1  # threads only pay off on big batches
+    # threads only pay off on big batches; as many as the cores this process may use
+    threads = _usable_cores() if n_new > 2000 else 1
     for key, idx in groups.items():
         profile.boosters[key].set_param({"nthread": threads})
         sel = [items[i] for i in idx]
@@ -216,11 +217,18 @@ regressors (NaN where it has none).
             cache[sigs[i]] = v
     return out
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def predict_models(profile: Profile, models: Iterable[str | os.PathLike | Graph | LoweredModel],
                    input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[PredictionResult]:
     """Predict model files, IR graphs or lowered models with ``profile``: one regressor call
     per kernel type for all models together."""
-    with _gc_paused():
+    with gc_paused():
         return _predict_models(profile, models, input_shapes)
 
 
@@ -282,10 +290,10 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
 
 
 @contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector: lowering creates many short-lived, acyclic
-    objects whose generation-2 scans (over every loaded graph) otherwise halve the
-    batch throughput. Reference counting still frees them at once."""
+def gc_paused():
+    """Pause the cyclic garbage collector: building and lowering graphs create many
+    short-lived, acyclic objects whose generation-2 scans (over every loaded graph)
+    otherwise halve the batch throughput. Reference counting still frees them at once."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -296,4 +304,4 @@ def _gc_paused():
 
 
 __all__ = ["OpPrediction", "PredictionResult", "predict_models", "regressor_predictions", "end_to_end_ms",
-           "outside_term_ms", "coverage", "graph_batch", "predicted_kernels", "unpredicted", "CACHE_SIZE"]
+           "outside_term_ms", "coverage", "gc_paused", "graph_batch", "predicted_kernels", "unpredicted", "CACHE_SIZE"]

@@ -130,7 +130,6 @@ def _build(schema, model, sub, p: Path) -> Graph:
     for t in g.tensors.values():
         if t.shape is not None and len(t.shape) == 4 and not t.const:
             t.shape = _to_nchw(t.shape)
-    g.number_ops()
     g.meta["folded_marked"] = True  # TFLite ops never compute constants
     check_graph(g, str(p))
     return g

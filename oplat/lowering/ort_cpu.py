@@ -202,7 +202,7 @@ def relu6_links(lm: LoweredModel, graph: Graph) -> None:
     for k in lm.kernels:
         if "relu" not in k.linked:
             continue
-        clips = sum(1 for s in k.sources if s in graph.nx and graph.op(s).type == "Clip")
+        clips = sum(1 for s in k.sources if s in graph and graph.op(s).type == "Clip")
         linked = list(k.linked)
         for i, t in enumerate(linked):
             if t == "relu" and clips:

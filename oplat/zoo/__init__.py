@@ -4,7 +4,8 @@ pytorchcv CNNs, ``"vit_zoo"``: its Vision Transformers, ``"samples"``: samples f
 manual), all graph-only: shapes and attributes without weights.
 
 Names are ``family_variant`` (``resnet18``, ``mobilenet_v2_1.0``, ...) plus
-``nb201:<architecture string>`` for NAS-Bench-201 cells.
+``<space>:<architecture string>`` for the networks of a search space
+(:mod:`oplat.spaces`: ``nb201``, ``mbconv``, ``mbconv-cifar``).
 """
 
 from __future__ import annotations

@@ -34,6 +34,11 @@ class OnnxBuilder:
         self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
         return name
 
+    def weight(self, shape: tuple[int, ...], fan_in: int) -> str:
+        """A random weight tensor (normal, scaled by ``fan_in``); a sink that keeps no
+        data overrides this and skips drawing it."""
+        return self.const((self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32))
+
     def op(self, op_type: str, inputs: list[str], shape: tuple[int, ...] | None = None, **attrs) -> str:
         out = self._uid(op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=self._uid(op_type), **attrs))
@@ -46,8 +51,7 @@ class OnnxBuilder:
              pad: int | None = None, dilation: int = 1) -> str:
         n, c_in, h, w = self.shapes[x]
         p = (k // 2) * dilation if pad is None else pad
-        fan_in = c_in // groups * k * k
-        wt = self.const((self.rng.standard_normal((c_out, c_in // groups, k, k)) / np.sqrt(fan_in)).astype(np.float32))
+        wt = self.weight((c_out, c_in // groups, k, k), c_in // groups * k * k)
         ins = [x, wt] + ([self.const(np.zeros(c_out, np.float32), "b")] if bias else [])
         ho = (h + 2 * p - dilation * (k - 1) - 1) // s + 1
         wo = (w + 2 * p - dilation * (k - 1) - 1) // s + 1
@@ -107,6 +111,14 @@ class OnnxBuilder:
         return self.op("MaxPool", [x], (n, c, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1),
                        kernel_shape=[k, k], strides=[s, s], pads=[p] * 4)
 
+    def channel_shuffle(self, x: str, groups: int = 2) -> str:
+        """ShuffleNet's channel shuffle as exporters write it: Reshape, Transpose, Reshape."""
+        n, c, h, w = self.shapes[x]
+        y = self.op("Reshape", [x, self.const(np.array([n, groups, c // groups, h, w], np.int64), "shape")],
+                    (n, groups, c // groups, h, w))
+        y = self.op("Transpose", [y], (n, c // groups, groups, h, w), perm=[0, 2, 1, 3, 4])
+        return self.op("Reshape", [y, self.const(np.array([n, c, h, w], np.int64), "shape")], (n, c, h, w))
+
     def gap(self, x: str) -> str:
         n, c = self.shapes[x][:2]
         return self.op("GlobalAveragePool", [x], (n, c, 1, 1))
@@ -123,7 +135,7 @@ class OnnxBuilder:
     def linear(self, x: str, n_out: int, bias: bool = True) -> str:
         s = self.shapes[x]
         k = s[-1]
-        w = self.const((self.rng.standard_normal((k, n_out)) / np.sqrt(k)).astype(np.float32))
+        w = self.weight((k, n_out), k)
         y = self.op("MatMul", [x, w], s[:-1] + (n_out,))
         if bias:
             y = self.op("Add", [y, self.const(np.zeros(n_out, np.float32), "b")], s[:-1] + (n_out,))

@@ -139,14 +139,6 @@ def squeezenet(version: str = "1_1", res: int = 224, graph_only: bool = False, c
     return b.model(b.flatten(b.gap(x)), graph_only)
 
 
-def _channel_shuffle(b: OnnxBuilder, x: str, groups: int = 2) -> str:
-    n, c, h, w = b.shapes[x]
-    y = b.op("Reshape", [x, b.const(np.array([n, groups, c // groups, h, w], np.int64), "shape")],
-             (n, groups, c // groups, h, w))
-    y = b.op("Transpose", [y], (n, c // groups, groups, h, w), perm=[0, 2, 1, 3, 4])
-    return b.op("Reshape", [y, b.const(np.array([n, c, h, w], np.int64), "shape")], (n, c, h, w))
-
-
 def shufflenet_v2(width: float = 1.0, res: int = 224, graph_only: bool = False, classes: int = 1000) -> onnx.ModelProto:
     """ShuffleNet V2: channel split, concat and shuffle."""
     chans = {0.5: [48, 96, 192, 1024], 1.0: [116, 232, 464, 1024], 1.5: [176, 352, 704, 1024],
@@ -170,7 +162,7 @@ def shufflenet_v2(width: float = 1.0, res: int = 224, graph_only: bool = False, 
                 c = cc
             r = b.bn(b.conv(r, b.shapes[r][1], 3, 1 if i else 2, groups=b.shapes[r][1], bias=False))
             r = b.conv_bn_act(r, b.shapes[l][1], 1)
-            x = _channel_shuffle(b, b.concat([l, r]))
+            x = b.channel_shuffle(b.concat([l, r]))
     x = b.conv_bn_act(x, chans[3], 1)
     return b.model(b.classifier(x, classes), graph_only)
 

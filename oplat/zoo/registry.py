@@ -1,5 +1,5 @@
 """The zoo's model builders by name (``resnet18``, ``mobilenet_v2_1.0``, ... and
-``nb201:<arch>``)."""
+``<space>:<arch>`` of a search space, e.g. ``nb201:<arch>``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Callable
 import onnx
 
 from . import cnn, vit
-from .nb201 import nb201_model
 
 ZOO: dict[str, Callable[..., onnx.ModelProto]] = {}
 
@@ -71,14 +70,21 @@ def is_transformer(name: str) -> bool:
 
 
 def list_models() -> list[str]:
-    """Every model name the zoo builds (``nb201:<arch>`` is accepted besides these)."""
+    """Every model name the zoo builds (``<space>:<arch>`` of a search space is accepted besides these)."""
     return sorted(ZOO)
 
 
 def build(name: str, graph_only: bool = False) -> onnx.ModelProto:
-    """Build a zoo model by name; raises KeyError with the known names otherwise."""
-    if name.startswith("nb201:"):
-        return nb201_model(name[len("nb201:"):], graph_only=graph_only)
+    """Build a zoo model by name, or ``<space>:<architecture>`` from a search space
+    (:mod:`oplat.spaces`); raises KeyError with the known names otherwise, ValueError
+    for a malformed architecture."""
+    space, sep, arch = name.partition(":")
+    if sep:
+        from ..spaces import get_space, list_spaces
+
+        if space not in list_spaces():
+            raise KeyError(name)
+        return get_space(space).onnx(arch, graph_only=graph_only)
     if name not in ZOO:
         raise KeyError(name)
     m = ZOO[name](graph_only=graph_only)

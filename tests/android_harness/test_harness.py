@@ -238,7 +238,7 @@ def test_measure_fills_a_suggest_template_resumably_and_for_one_phone_only(phone
     import onnx
 
     from android_harness.measure import measure_csv
-    from oplat.zoo.nb201 import nb201_model, random_arch
+    from oplat.spaces.nb201 import nb201_model, random_arch
     from oplat.calibrate import read_measurements, write_template
     from oplat.cli import main as oplat_main
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .builder import OnnxBuilder
+from ..zoo.builder import OnnxBuilder
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -68,11 +68,7 @@ def _reduction(b: OnnxBuilder, x: str, c_out: int) -> str:
     return b.add(a, short)
 
 
-def nb201_model(arch: str, c: int = 16, n: int = 5, resolution: int = 32, classes: int = 10,
-                graph_only: bool = False, seed: int = 0) -> onnx.ModelProto:
-    """Build the NAS-Bench-201 network of ``arch``."""
-    cell = parse_arch(arch)
-    b = OnnxBuilder("nb201", (1, 3, resolution, resolution), seed=seed)
+def _network(b: OnnxBuilder, cell: list[list[tuple[str, int]]], c: int, n: int, classes: int) -> str:
     x = b.bn(b.conv("input", c, 3, 1, bias=False))
     for stage in range(3):
         if stage:
@@ -80,7 +76,15 @@ def nb201_model(arch: str, c: int = 16, n: int = 5, resolution: int = 32, classe
         for _ in range(n):
             x = _cell(b, x, cell)
     x = b.act(b.bn(x), "relu")
-    return b.model(b.classifier(x, classes), graph_only)
+    return b.classifier(x, classes)
+
+
+def nb201_model(arch: str, c: int = 16, n: int = 5, resolution: int = 32, classes: int = 10,
+                graph_only: bool = False, seed: int = 0) -> onnx.ModelProto:
+    """Build the NAS-Bench-201 network of ``arch`` as ONNX."""
+    cell = parse_arch(arch)
+    b = OnnxBuilder("nb201", (1, 3, resolution, resolution), seed=seed)
+    return b.model(_network(b, cell, c, n, classes), graph_only)
 
 
 def random_arch(rng) -> str:
