@@ -177,6 +177,8 @@ def _assume_shape_preserving(g: Graph, op: Op) -> bool:
     outs = [t for t in op.outputs if t]
     if len(outs) != 1 or g.tensors[outs[0]].shape is not None:
         return False
+    if onnx.defs.has(op.type):  # a standard op whose shape is unknown is not assumed: a
+        return False             # Slice with computed bounds would be priced at the wrong size
     data = [t for t in op.inputs if t and not g.tensors[t].const]
     if len(data) != 1 or g.tensors[data[0]].shape is None:
         return False

@@ -53,6 +53,15 @@ def _missing(res: PredictionResult) -> str:
     return f"{len(res.unsupported)} ops not predicted ({shown}{of})"
 
 
+def _approximated(res: PredictionResult, profile: Profile) -> str:
+    approx = res.approximated
+    shapes = sorted({f"{o.params.get('Kernel')}x{o.params.get('Kernel_w')}" for o in approx})
+    ms = sum(o.predicted_ms or 0.0 for o in approx)
+    return (f"{len(approx)} kernels are outside what {profile.id}'s features describe (non-square kernels "
+            f"{', '.join(shapes[:6])}): priced at the FLOP rate of the square conv they are a slice of "
+            f"({ms:.2f} ms of the total)")
+
+
 def judge(res: PredictionResult, graph: Graph | None, profile: Profile, strict: bool = False,
           label: str | None = None) -> list[str]:
     """Warnings to show with ``res`` (always, whatever the output format); raises
@@ -80,6 +89,11 @@ def judge(res: PredictionResult, graph: Graph | None, profile: Profile, strict: 
                         "as rough")
     if not res.complete:
         warnings.append(f"incomplete prediction: {_missing(res)}; the total is a lower bound")
+    approx = res.approximated
+    if approx:
+        if strict:
+            raise PredictionRefused(f"{name}: {_approximated(res, profile)}; refused under --strict")
+        warnings.append(_approximated(res, profile))
     warnings += notes
     return warnings
 

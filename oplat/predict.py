@@ -18,6 +18,7 @@ import numpy as np
 from .features import EXTRA_KEYS, GLUE_KEYS, features_and_baseline, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel
+from .ood import describe, stand_in
 from .overhead import OVERHEAD_FEATURES, apply_overhead, factored_keys, graph_features
 
 
@@ -68,12 +69,16 @@ class OpPrediction:
     predicted_ms: float | None
     params: dict[str, Any]
     sources: list[str] = field(default_factory=list)
+    note: str | None = None  # set when the kernel is outside what the features describe (oplat.ood)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kernel": self.kernel, "impl": self.impl, "linked": self.linked,
-                "predicted_ms": self.predicted_ms,
-                "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params.items()},
-                "sources": self.sources}
+        d = {"name": self.name, "kernel": self.kernel, "impl": self.impl, "linked": self.linked,
+             "predicted_ms": self.predicted_ms,
+             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params.items()},
+             "sources": self.sources}
+        if self.note:
+            d["note"] = self.note
+        return d
 
 
 @dataclass
@@ -91,6 +96,11 @@ class PredictionResult:
     key_sums: dict[str, float] = field(default_factory=dict)
     coverage: dict[str, Any] = field(default_factory=dict)
     batch: int = 1
+
+    @property
+    def approximated(self) -> list[OpPrediction]:
+        """The kernels priced by a stand-in because the features cannot describe them."""
+        return [o for o in self.ops if o.note]
 
     @property
     def complete(self) -> bool:
@@ -146,7 +156,9 @@ def coverage(lm: LoweredModel, unsupported: Sequence[Mapping[str, Any]], graph: 
     n_in = len(lm.kernels) - sum(1 for k in lm.kernels if k.name in out_names)
     res: dict[str, Any] = {"ops": round(n_in / max(n_in + n_out, 1), 4), "flops": None,
                            "missing_types": sorted({u["op_type"] for u in unsupported})}
-    if graph is not None:
+    if graph is not None and not out_names:
+        res["flops"] = 1.0  # nothing left out: every FLOP the kernels run is predicted
+    elif graph is not None:
         from .flops import op_flops
 
         covered = {s for k in lm.kernels if k.name not in out_names for s in (k.sources or [k.name])}
@@ -185,9 +197,11 @@ regressors (NaN where it has none).
     NAS populations and repeated blocks share most of their kernels.
     """
     out = np.full(len(items), np.nan)
+    items = list(items)  # stand-ins replace entries of this copy, never the caller's
     cache = profile._cache
     groups: dict[str, list[int]] = {}
     sigs: list[Any] = [None] * len(items)
+    scale: dict[int, float] = {}
     for i, (k, impl, params, linked) in enumerate(items):
         # key order is part of the signature: a different order can only miss, never collide
         sig = (k, impl, tuple((a, tuple(b) if isinstance(b, list) else b) for a, b in params.items()),
@@ -196,6 +210,10 @@ regressors (NaN where it has none).
         if hit is not None:
             out[i] = hit
             continue
+        sub = stand_in(k, impl, params)
+        if sub is not None:  # a kernel the features cannot describe: priced by its stand-in
+            impl, params, scale[i] = sub
+            items[i] = (k, impl, params, linked)
         key = predictor_key(k, impl)
         if key in profile.boosters:
             sigs[i] = sig
@@ -212,6 +230,8 @@ regressors (NaN where it has none).
         x, xb = features_and_baseline(key, sel)
         margin = xb @ np.asarray(base[key]) if key in base else None
         vals = np.exp(profile.boosters[key].inplace_predict(x, base_margin=margin))
+        if scale:
+            vals = vals * np.array([scale.get(i, 1.0) for i in idx])
         out[idx] = vals
         for i, v in zip(idx, vals.tolist()):
             cache[sigs[i]] = v
@@ -277,13 +297,18 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
             else:
                 key = predictor_key(k.type, k.impl)
                 key_sums[key] = key_sums.get(key, 0.0) + v
-            ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources))
+            ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources,
+                                    describe(k.type, k.params) if v is not None else None))
         ops_sum = sum(key_sums.values())
         total, overhead = end_to_end_ms(coef, names, lm, key_sums, glue_keys)
         glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]
         res = PredictionResult(lm.name, profile.id, total, ops_sum, overhead, ops, unsupported, glue)
         res.key_sums = key_sums
         res.coverage = coverage(lm, unsupported, graphs[mi])
+        approx = [o for o in ops if o.note]
+        if approx:  # priced by a stand-in: counted, but flagged
+            res.coverage["approximated_ops"] = len(approx)
+            res.coverage["approximated_ms"] = sum(o.predicted_ms for o in approx)
         res.batch = graph_batch(graphs[mi]) if graphs[mi] is not None else 1
         results.append(res)
     return results

@@ -17,7 +17,10 @@ UNARY = {"Relu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRe
          "Elu", "Selu", "Erf", "Gelu", "Softmax", "LogSoftmax", "BatchNormalization",
          "LayerNormalization", "InstanceNormalization", "Identity", "Dropout", "Cast",
          "Neg", "Abs", "Sqrt", "Exp", "Log", "Reciprocal", "Softplus", "Mish", "Dequantize",
-         "QuantizeLinear", "DequantizeLinear", "Floor", "Ceil", "Round", "Sin", "Cos"}
+         "QuantizeLinear", "DequantizeLinear", "Floor", "Ceil", "Round", "Sin", "Cos",
+         "GroupNormalization", "MeanVarianceNormalization", "LpNormalization", "Hardmax", "Celu",
+         "Softsign", "Sign", "Not", "IsNaN", "IsInf", "ThresholdedRelu", "Shrink", "Tan", "Atan",
+         "Asin", "Acos", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "BitwiseNot"}
 BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Where", "Equal", "Less",
              "Greater", "And", "Or", "Mod"}
 
@@ -155,6 +158,32 @@ def _rule(g: Graph, op: Op) -> list[tuple[int, ...] | None]:
             return [None]
         n = len(s)
         return [tuple(d + int(pads[i]) + int(pads[n + i]) for i, d in enumerate(s))]
+    if t == "Slice":
+        return [slice_shape(g, op, shapes[0])]
+    if t in ("Squeeze", "Unsqueeze"):
+        s = shapes[0]
+        axes = a.get("axes")
+        if axes is None and len(op.inputs) > 1 and op.inputs[1]:
+            v = g.tensors[op.inputs[1]].value
+            axes = None if v is None else v.reshape(-1).tolist()
+        if s is None or (axes is None and t == "Unsqueeze"):
+            return [None]
+        if t == "Squeeze":
+            drop = {x % len(s) for x in axes} if axes is not None else {i for i, d in enumerate(s) if d == 1}
+            return [tuple(d for i, d in enumerate(s) if i not in drop)]
+        out = list(s)
+        for ax in sorted(int(x) % (len(s) + len(axes)) for x in axes):
+            out.insert(ax, 1)
+        return [tuple(out)]
+    if t in ("Expand", "Tile"):
+        s = shapes[0]
+        v = g.tensors[op.inputs[1]].value if len(op.inputs) > 1 and op.inputs[1] else None
+        if s is None or v is None:
+            return [None]
+        v = [int(x) for x in v.reshape(-1).tolist()]
+        if t == "Tile":
+            return [tuple(d * r for d, r in zip(s, v))] if len(v) == len(s) else [None]
+        return [broadcast(s, tuple(v))]
     if t in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"):
         s = shapes[0]
         if s is None:
@@ -167,6 +196,48 @@ def _rule(g: Graph, op: Op) -> list[tuple[int, ...] | None]:
         keep = a.get("keepdims", 1)
         return [tuple((1 if i in axes else d) for i, d in enumerate(s) if keep or i not in axes)]
     return [None] * len(op.outputs)
+
+
+def slice_shape(g: Graph, op: Op, s: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """The output shape of an ONNX Slice (opset 1: attributes; 10+: inputs) with constant
+    starts, ends, axes and steps; None when any is computed at run time."""
+    if s is None:
+        return None
+    a = op.attrs
+    if "starts" in a:
+        starts, ends = a["starts"], a["ends"]
+        axes, steps = a.get("axes"), None
+    else:
+        vals = []
+        for i in range(1, 5):
+            name = op.inputs[i] if i < len(op.inputs) else ""
+            if not name:
+                vals.append(None)
+                continue
+            v = g.tensors[name].value
+            if v is None:
+                return None
+            vals.append([int(x) for x in v.reshape(-1).tolist()])
+        starts, ends, axes, steps = vals
+        if starts is None or ends is None:
+            return None
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    out = list(s)
+    for st, en, ax, step in zip(starts, ends, axes, steps):
+        ax %= len(s)
+        d = s[ax]
+        if step == 0:
+            return None
+        st = st + d if st < 0 else st
+        en = en + d if en < 0 else en
+        if step > 0:
+            st, en = min(max(st, 0), d), min(max(en, 0), d)
+            out[ax] = max(0, -(-(en - st) // step))
+        else:
+            st, en = min(max(st, 0), d - 1), min(max(en, -1), d - 1)
+            out[ax] = max(0, -(-(st - en) // -step))
+    return tuple(out)
 
 
 def infer_op_shapes(g: Graph, op: Op) -> None:

@@ -96,7 +96,9 @@ def _conv_kernel(w: Work, n: Node, family: str) -> Kernel:
         return Kernel(n.name, "CONV_2D_GROUP", "convolution_2d_grouped", params)
     if h_rec == 1 and w_rec == 1 and kh == 1 and kw == 1:
         return Kernel(n.name, "CONV_2D", "fully_connected", params)
-    impl = "winograd" if winograd_suitable(kh, sh, dil, c_in, c_out, h_out, w_out, family) else "convolution_2d"
+    # Winograd F(4x4, 3x3) takes square 3x3 kernels only
+    impl = ("winograd" if kh == kw and winograd_suitable(kh, sh, dil, c_in, c_out, h_out, w_out, family)
+            else "convolution_2d")
     return Kernel(n.name, "CONV_2D", impl, params)
 
 

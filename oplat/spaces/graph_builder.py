@@ -79,7 +79,8 @@ class GraphBuilder(OnnxBuilder):
         g = self.g
         folded = all(g.tensors[t].const for t in inputs if t)
         g.tensors[out] = Tensor(out, tuple(map(int, shape)), "float32", folded)
-        op = Op(name, op_type, list(inputs), [out], {k: _attr(v) for k, v in attrs.items()}, folded=folded)
+        op = Op(name, op_type, list(inputs), [out], {k: v if type(v) is int else _attr(v) for k, v in attrs.items()},
+                folded=folded)
         g.add_op(op)
         return out
 

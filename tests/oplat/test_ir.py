@@ -131,3 +131,40 @@ def test_ops_are_topological_even_when_the_file_is_not(net):
     m.graph.node.extend(reversed(nodes))  # consumers before producers
     g = load_onnx(m)
     assert [op.type for op in g.ops()] == ["Conv", "Relu", "Sigmoid"]
+
+
+def _slice_net(runtime_start: bool):
+    """NASNet's path: Pad (0,1,0,1) then x[:, :, 1:, 1:] as a torch export writes it
+    (Slice with its bounds as inputs), then a conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    big = np.iinfo(np.int64).max
+    inits = [numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64), "pads"),
+             numpy_helper.from_array(np.array([1], np.int64), "one"),
+             numpy_helper.from_array(np.array([big], np.int64), "end"),
+             numpy_helper.from_array(np.array([2], np.int64), "ax2"),
+             numpy_helper.from_array(np.array([3], np.int64), "ax3"),
+             numpy_helper.from_array(np.zeros((8, 4, 1, 1), np.float32), "w")]
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"])]
+    start = "one"
+    if runtime_start:  # a start computed from the data: no shape can be known before running
+        nodes += [helper.make_node("ReduceMax", ["x"], ["mx"], keepdims=0),
+                  helper.make_node("Cast", ["mx"], ["mxi"], to=TensorProto.INT64),
+                  helper.make_node("Reshape", ["mxi", "one"], ["start"])]
+        start = "start"
+    nodes += [helper.make_node("Slice", ["p", start, "end", "ax2", "one"], ["s1"]),
+              helper.make_node("Slice", ["s1", "one", "end", "ax3", "one"], ["s2"]),
+              helper.make_node("Conv", ["s2", "w"], ["y"], kernel_shape=[1, 1])]
+    g = helper.make_graph(nodes, "slice", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_slice_bounds_given_as_inputs_give_the_sliced_shape():
+    g = load_onnx(_slice_net(False))
+    assert g.shape("p") == (1, 4, 9, 9) and g.shape("s1") == (1, 4, 8, 9) and g.shape("y") == (1, 8, 8, 8)
+
+
+def test_a_standard_op_of_unknown_shape_is_refused_not_assumed():
+    with pytest.raises(ShapeError, match="cannot infer the shape of 's1'"):
+        load_onnx(_slice_net(True))

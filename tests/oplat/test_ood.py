@@ -1,0 +1,76 @@
+"""Kernels outside what the features describe: priced by a stand-in, flagged, refused under --strict."""
+
+import json
+
+import pytest
+
+from oplat.cli import main
+from oplat.onnx_loader import load_onnx
+from oplat.ood import describe, stand_in
+from oplat.policy import PredictionRefused, judge
+from oplat.profile import load_profile
+from oplat.zoo.builder import OnnxBuilder
+
+
+def _conv(b, x, co, kh, kw):
+    n, ci, h, w = b.shapes[x]
+    wt = b.weight((co, ci, kh, kw), ci * kh * kw)
+    return b.op("Conv", [x, wt], (n, co, h, w), kernel_shape=[kh, kw], strides=[1, 1],
+                pads=[kh // 2, kw // 2, kh // 2, kw // 2], group=1, dilations=[1, 1])
+
+
+def inception_like(c=192, h=35):
+    b = OnnxBuilder("inception_like", (1, c, h, h))
+    x = _conv(b, "input", c, 1, 7)
+    x = _conv(b, x, c, 7, 1)
+    x = _conv(b, x, c, 7, 7)
+    x = _conv(b, x, c, 3, 1)
+    return b.model(_conv(b, x, c, 3, 3), graph_only=True)
+
+
+def test_stand_in_is_the_square_conv_scaled_by_its_taps():
+    p = {"Kernel": 1, "Kernel_w": 7, "FLOPS": 700, "Input_shape": 17}
+    impl, q, f = stand_in("CONV_2D", "winograd", p)
+    assert (impl, q["Kernel"], q["Kernel_w"], q["FLOPS"], f) == ("convolution_2d", 7, 7, 4900, 1 / 7)
+    assert p["Kernel_w"] == 7  # the caller's params are left alone
+    assert stand_in("CONV_2D", "convolution_2d", {"Kernel": 3, "Kernel_w": 3}) is None
+    assert stand_in("MAX_POOL_2D", "pooling", {"Kernel": 1, "Kernel_w": 3}) is None
+    assert "1x7" in describe("CONV_2D", p)
+
+
+@pytest.mark.parametrize("pid", ["pixel4/tflite-gpu", "s10/tflite-gpu", "pixel4/tflite-cpu-1large", "host/ort-cpu-1t"])
+def test_non_square_convs_run_at_the_square_convs_flop_rate_and_are_flagged(pid):
+    prof = load_profile(pid)
+    g = load_onnx(inception_like())
+    res = prof.predict(g)
+    convs = {(o.params["Kernel"], o.params["Kernel_w"]): o for o in res.ops if o.kernel == "CONV_2D"}
+    rate = {k: o.params["FLOPS"] / o.predicted_ms for k, o in convs.items()}
+    assert rate[(1, 7)] == pytest.approx(rate[(7, 7)], rel=1e-6)
+    assert rate[(7, 1)] == pytest.approx(rate[(7, 7)], rel=1e-6)
+    assert convs[(3, 1)].impl != "winograd"  # Winograd takes 3x3 only
+    if pid == "s10/tflite-gpu":  # Mali: the 3x3 conv of the same shapes does run as Winograd
+        assert convs[(3, 3)].impl == "winograd"
+    assert [o.note is not None for o in res.ops if o.kernel == "CONV_2D"] == [True, True, False, True, False]
+    assert res.coverage["approximated_ops"] == 3 and res.complete
+    warnings = judge(res, g, prof)
+    assert any("outside what" in w and "1x7" in w for w in warnings)
+    with pytest.raises(PredictionRefused, match="--strict"):
+        judge(res, g, prof, strict=True)
+
+
+def test_square_models_are_not_flagged():
+    prof = load_profile("pixel4/tflite-gpu")
+    res = prof.predict("oplat/zoo/samples/resnet18.onnx")
+    assert not res.approximated and "approximated_ops" not in res.coverage
+
+
+def test_cli_flags_and_strict_refuses(tmp_path, capsys):
+    f = tmp_path / "inc.onnx"
+    f.write_bytes(inception_like().SerializeToString())
+    assert main(["predict", str(f), "--profile", "pixel4/tflite-gpu", "--json"]) == 0
+    out = capsys.readouterr()
+    d = json.loads(out.out)
+    assert d["coverage"]["approximated_ops"] == 3 and "non-square" in out.err
+    assert sum(1 for o in d["ops"] if "note" in o) == 3
+    assert main(["predict", str(f), "--profile", "pixel4/tflite-gpu", "--strict"]) == 2
+    assert "refused under --strict" in capsys.readouterr().err
