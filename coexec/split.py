@@ -296,10 +296,10 @@ def _aligned(x: float, total: int, align: int = 4) -> int:
 def split_model(model: str | os.PathLike, plan: Mapping[str, Any], out: str | os.PathLike | None = None
                 ) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
     """Apply ``plan`` to ``model``; returns the new model and the ops kept whole (with why)."""
-    from oplat.graph_only import is_graph_only
+    from oplat.graph_only import is_graph_only, load_with_weights
 
     validate_plan(plan, model)
-    m = onnx.load(str(model), load_external_data=False)
+    m = load_with_weights(model)  # a dynamo export keeps its weights in model.onnx.data
     if is_graph_only(m):
         raise PlanError(f"{model}: model is graph-only (no weight data); split needs real weights")
     # the plan names unnamed nodes as the loader does; and Constant nodes (exporters put a

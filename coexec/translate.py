@@ -132,9 +132,9 @@ def layer_from_onnx(path: str | os.PathLike) -> tuple[LayerSpec, tuple[int, ...]
     """The single Conv or Gemm/MatMul layer of a model file, and its input shape (no batch)."""
     from onnx import numpy_helper
 
-    from oplat.graph_only import is_graph_only
+    from oplat.graph_only import is_graph_only, load_with_weights
 
-    m = onnx.load(str(path), load_external_data=False)
+    m = load_with_weights(path)
     if is_graph_only(m):
         raise OplatError(f"{path}: graph-only model (no weights); coexec bench runs real weights")
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}

@@ -523,8 +523,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     shapes = parse_input_shapes(args.input_shape)
     regular_input(args.model, "model file", MAX_MODEL_BYTES)
     out = check_output_file(args.out, args.force, "TFLite model", is_tflite_file, inputs=[args.model])
+    from .graph_only import load_with_weights
+
     try:
-        model = onnx.load(args.model, load_external_data=False)
+        model = load_with_weights(args.model)  # real weights when its external data is beside it
     except Exception as e:
         raise ModelLoadError(f"{args.model}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
     data = onnx_to_tflite(model, shapes, nhwc_inputs=not args.nchw_inputs)

@@ -7,6 +7,9 @@ small enough to ship as fixtures and to pass around in a NAS loop.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import onnx
 from onnx import TensorProto
 
@@ -60,6 +63,37 @@ def _tensor_nbytes(t: TensorProto) -> int:
 def is_graph_only(model: onnx.ModelProto) -> bool:
     """True when at least one initializer refers to external data (present or not)."""
     return any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def external_data_present(model: onnx.ModelProto, folder: str | os.PathLike) -> bool:
+    """True when the model has external initializers and every file they name lies in
+    ``folder`` (a location escaping it counts as absent) and exists: a torch
+    ``dynamo=True`` export's ``model.onnx.data``, not a graph-only file's absent weights."""
+    base = Path(folder).resolve()
+    found = False
+    for t in model.graph.initializer:
+        if t.data_location != TensorProto.EXTERNAL:
+            continue
+        loc = {e.key: e.value for e in t.external_data}.get("location", "")
+        if not loc or loc == ABSENT_LOCATION:
+            return False
+        f = (base / loc).resolve()
+        if base not in f.parents or not f.is_file():
+            return False
+        found = True
+    return found
+
+
+def load_with_weights(path: str | os.PathLike) -> onnx.ModelProto:
+    """An ONNX file with its weights: external data read in when it is all present beside
+    the file; otherwise (graph-only) as it is, :func:`is_graph_only` telling which."""
+    p = Path(path)
+    model = onnx.load(str(p), load_external_data=False)
+    if external_data_present(model, p.parent):
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(p.parent))
+    return model
 
 
 def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:

@@ -114,3 +114,20 @@ def test_split_of_a_torch_like_export(profiles, tmp_path):
     x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
     ref, got = _run(path, x)[0], _run(tmp_path / "split.onnx", x)[0]
     assert float(np.max(np.abs(ref - got))) <= 1e-4 * float(np.max(np.abs(ref)))
+
+
+def test_split_of_an_export_with_its_weights_beside_it(profiles, tmp_path):
+    """torch.onnx.export(..., dynamo=True) writes model.onnx plus model.onnx.data: the split
+    reads the weights from there and computes what the original does."""
+    src = _torch_like(tmp_path / "t.onnx")
+    path = tmp_path / "ext" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save(onnx.load(src), path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx.data", size_threshold=0)
+    cpu, gpu = profiles
+    forced = _forced(make_plan(path, cpu, gpu, sync_us=10))
+    m, _ = split_model(path, forced, tmp_path / "split.onnx")
+    onnx.checker.check_model(m)
+    x = np.random.default_rng(2).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    ref, got = _run(path, x)[0], _run(tmp_path / "split.onnx", x)[0]
+    assert float(np.max(np.abs(ref - got))) <= 1e-4 * float(np.max(np.abs(ref)))

@@ -168,3 +168,25 @@ def test_slice_bounds_given_as_inputs_give_the_sliced_shape():
 def test_a_standard_op_of_unknown_shape_is_refused_not_assumed():
     with pytest.raises(ShapeError, match="cannot infer the shape of 's1'"):
         load_onnx(_slice_net(True))
+
+
+def test_external_weights_beside_the_file_are_loaded_and_escaping_ones_are_not(tmp_path, net):
+    """A torch dynamo export keeps its weights in model.onnx.data: read them; a location
+    outside the model's folder or a missing file leaves the model graph-only."""
+    from oplat.graph_only import external_data_present, is_graph_only, load_with_weights
+
+    n = net()
+    m = n.model(n.conv(n.conv("input", 3, 16), 16, 16))
+    onnx.save(m, tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.onnx.data", size_threshold=0)
+    got = load_with_weights(tmp_path / "m.onnx")
+    assert not is_graph_only(got)
+    assert [t.raw_data or t.float_data for t in got.graph.initializer][0]
+    (tmp_path / "m.onnx.data").rename(tmp_path / "elsewhere.data")
+    assert is_graph_only(load_with_weights(tmp_path / "m.onnx"))
+    bad = onnx.load(tmp_path / "m.onnx", load_external_data=False)
+    for t in bad.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../elsewhere.data"
+    assert not external_data_present(bad, tmp_path / "sub")
