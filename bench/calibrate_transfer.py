@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
-from oplat.calibrate import (apply_fit, blend_weights, choose_method, design_points, fit_method,  # noqa: E402
+from oplat.calibrate import (apply_fit, auto_method, blend_fit, blend_weights, choose_method, design_points, fit_method,  # noqa: E402
                              spearman)
 from oplat.datasets import e2e_configs, inconsistent_e2e, load_phone_e2e  # noqa: E402
 from oplat.decompose import E2EDecomposer, kernel_tables  # noqa: E402
@@ -152,10 +152,12 @@ def main() -> None:
         for strategy, shots in draws.items():
             held = np.setdiff1d(np.arange(len(models)), shots)
             y, true = y_all[shots], y_all[held]
-            coef = blend_weights(x_all[shots], y)
+            coef, blend_loo = blend_fit(x_all[shots], y)
             pred = x_all[held] @ coef[:-1] + coef[-1]
-            chosen, _, _ = choose_method(sums_all[shots], rest_all[shots], y)
+            chosen, scores, _ = choose_method(sums_all[shots], rest_all[shots], y)
             own = apply_fit(sums_all[held], rest_all[held], fit_method(chosen, sums_all[shots], rest_all[shots], y))
+            auto = pred if auto_method(float(blend_loo.mean()), scores) == "blend" else own
+            ea = error_metrics(auto, true)
             raw = sums_all[held].sum(axis=1) + rest_all[held]
             em, eo = error_metrics(pred, true), error_metrics(own, true)
             entry[strategy] = {"shots": [models[i] for i in shots], "held_out": len(held),
@@ -163,7 +165,9 @@ def main() -> None:
                                "members": int((coef[:-1] > 1e-9).sum()),
                                "per_base_method": chosen, "per_base_within_10": eo["within_10"],
                                "per_base_mape": eo["mape"], "per_base_spearman": spearman(own, true),
-                               "uncalibrated_mape": error_metrics(raw, true)["mape"]}
+                               "uncalibrated_mape": error_metrics(raw, true)["mape"],
+                               "auto_within_10": ea["within_10"], "auto_mape": ea["mape"],
+                               "auto_spearman": spearman(auto, true)}
         rows.append(entry)
         for (k, r), scores in grid.items():
             shots = design_points(x_all, args.shots, k, r)
@@ -185,6 +189,10 @@ def main() -> None:
                 "share_pairs_spearman_ge_095": sum(x >= 0.95 for x in s) / len(s),
                 "median_mape": statistics.median(x["mape"] for x in r),
                 "median_uncalibrated_mape": statistics.median(x["uncalibrated_mape"] for x in r),
+                "auto": {"median_within_10": statistics.median(x["auto_within_10"] for x in r),
+                         "share_pairs_within10_ge_85": sum(x["auto_within_10"] >= 0.85 for x in r) / len(r),
+                         "min_spearman": min(x["auto_spearman"] for x in r),
+                         "median_mape": statistics.median(x["auto_mape"] for x in r)},
                 "per_base": {"median_within_10": statistics.median(x["per_base_within_10"] for x in r),
                              "share_pairs_within10_ge_85": sum(x["per_base_within_10"] >= 0.85 for x in r) / len(r),
                              "min_spearman": min(x["per_base_spearman"] for x in r),

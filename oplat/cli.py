@@ -514,8 +514,6 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    import onnx
-
     from .errors import ModelLoadError
     from .onnx2tflite import onnx_to_tflite
     from .onnx_loader import parse_input_shapes
