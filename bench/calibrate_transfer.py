@@ -167,6 +167,7 @@ def main() -> None:
                                "per_base_mape": eo["mape"], "per_base_spearman": spearman(own, true),
                                "uncalibrated_mape": error_metrics(raw, true)["mape"],
                                "auto_within_10": ea["within_10"], "auto_mape": ea["mape"],
+                               "blend_loo_mape": float(blend_loo.mean()), "per_base_loo_mape": float(scores[chosen]),
                                "auto_spearman": spearman(auto, true)}
         rows.append(entry)
         for (k, r), scores in grid.items():

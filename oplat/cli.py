@@ -384,6 +384,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     if len(library) < 2:
         raise OplatError(f"{base.id}: no other profile can blend with it, so calibration corrects it alone; "
                          "oplat suggest designs measurements for blends (CPU profiles)")
+    if args.space:
+        return _suggest_from_space(args, library)
     n_files = len(list(folder.glob("*.onnx")))
     if not n_files:
         raise OplatError(f"no .onnx models in {folder}")
@@ -403,6 +405,59 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(f"{out}: measure the models (android-harness measure {out} --serial SERIAL) or fill in "
               f"latency_ms by hand, then oplat calibrate --base {args.base} --measurements {out} --out DIR",
               file=sys.stderr)
+    return 0
+
+
+def _is_suggested_folder(p: Path) -> bool:
+    return all(f.suffix == ".onnx" or f.name == "archs.txt" for f in p.iterdir())
+
+
+def _suggest_from_space(args: argparse.Namespace, library) -> int:
+    """``oplat suggest --space``: the networks of a search space most worth measuring,
+    chosen among ``--candidates`` sampled ones; with ``--csv``, their ONNX files (random
+    weights, to measure) in ``<csv>.models/`` and the template listing them."""
+    import numpy as np
+
+    from .calibrate import suggest_models, write_template
+    from .outputs import replace_folder
+    from .spaces import get_space
+
+    try:
+        space = get_space(args.space)
+    except KeyError as e:
+        raise OplatError(str(e.args[0])) from None
+    if args.candidates < args.k:
+        raise OplatError(f"--candidates {args.candidates} is fewer than -k {args.k}")
+    models_dir = Path(str(args.csv) + ".models") if args.csv else None
+    if models_dir is not None:
+        check_output_folder(models_dir, args.force, "folder of suggested networks", _is_suggested_folder)
+    rng = np.random.default_rng(args.seed)
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(args.candidates)))
+    with _progress(stderr=True) as prog:
+        task = prog.add_task(f"building {len(archs)} {space.name} networks", total=len(archs))
+        graphs = {}
+        for a in archs:
+            graphs[a] = space.graph(a)
+            prog.advance(task)
+        task = prog.add_task("predicting them with each profile", total=len(library))
+        chosen = suggest_models(library, graphs, args.k, progress=lambda _: prog.advance(task), max_ms=args.max_ms)
+    for a in chosen:
+        print(a)
+    if models_dir is None:
+        return 0
+    names = [f"{space.name}_{i:02d}.onnx" for i in range(len(chosen))]
+
+    def fill(tmp: Path) -> None:
+        for name, a in zip(names, chosen):
+            atomic_write_bytes(tmp / name, space.onnx(a, graph_only=False).SerializeToString())
+        atomic_write_text(tmp / "archs.txt", "".join(f"{n} {a}\n" for n, a in zip(names, chosen)))
+
+    replace_folder(models_dir, fill, _is_suggested_folder, lambda p: {f.name for f in p.iterdir()},
+                   "folder of suggested networks")
+    out, kept = write_template([models_dir / n for n in names], args.csv, force=args.force)
+    print(f"{out}: measure the {len(names)} networks in {models_dir} (android-harness measure {out} --serial "
+          f"SERIAL) or fill in latency_ms by hand, then oplat calibrate --base {args.base} --measurements {out} "
+          "--out DIR --method per-key", file=sys.stderr)
     return 0
 
 
@@ -721,6 +776,9 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--csv", help="also write a model,latency_ms template to fill in")
     sg.add_argument("--exclude-devices", metavar="A,B", help="devices whose profiles may not guide the choice")
     sg.add_argument("--force", action="store_true", help="merge into an existing --csv, keeping its latencies")
+    sg.add_argument("--space", help="choose networks of a search space (oplat zoo spaces) instead of --models")
+    sg.add_argument("--candidates", type=int, default=1000, help="with --space: how many to sample and choose from")
+    sg.add_argument("--seed", type=int, default=0, help="with --space: the sampling seed")
     sg.set_defaults(fn=cmd_suggest)
     p = sub.add_parser("zoo", help="list or build ONNX models of the zoo")
     zsub = p.add_subparsers(dest="zoo_cmd", required=True)

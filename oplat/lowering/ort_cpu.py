@@ -212,7 +212,7 @@ def relu6_links(lm: LoweredModel, graph: Graph) -> None:
 
 def lower_ort_cpu(g: Graph, variant: str = "cpu") -> LoweredModel:
     """Lower an IR graph to the kernels onnxruntime's CPU execution provider runs."""
-    lm = lower_graph(g, "cpu", "ort-cpu", CPU_LINK_HOSTS, ORT_LINK_TOKENS)
+    lm = lower_graph(g, "cpu", "ort-cpu", CPU_LINK_HOSTS, ORT_LINK_TOKENS, prune_dead=False)
     for k in lm.kernels:
         k.impl = {"GELU": "gelu", "SWISH": "swish"}.get(k.type) or cpu_impl(k)
     relu6_links(lm, g)

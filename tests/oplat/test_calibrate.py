@@ -68,7 +68,7 @@ def test_blend_recovers_a_phone_that_mixes_two_others_and_round_trips(base, grap
     ids = [p.id for p in library]
     assert ids[0] == base.id and "s10/tflite-cpu-1large" in ids
     assert not any(i.startswith("mi8se/") or i.endswith("-int8") or i.endswith("-vit") for i in ids)
-    prof, rep = calibrate_profile(base, graphs[:8], y[:8], library=library)
+    prof, rep = calibrate_profile(base, graphs[:8], y[:8], library=library, method="blend")
     assert rep["method"] == "blend"
     # it is a new phone now: not the base's phone facts or held-out accuracy
     assert prof.meta["accuracy"]["method"].startswith("leave-one-out over the calibration")
@@ -177,3 +177,11 @@ def test_cli_suggest_writes_a_template_that_calibrate_reads_once_filled(tmp_path
     assert "5 candidates predicted under" in capsys.readouterr().err
     assert main(["suggest", "--base", "pixel4/tflite-gpu", "--models", str(zoo)]) == 2
     assert "no other profile can blend with it" in capsys.readouterr().err
+
+
+def test_the_default_leaves_the_blend_only_for_a_clearly_better_per_family_fit():
+    from oplat.calibrate import auto_method
+
+    assert auto_method(0.05, {"scale": 0.2, "per-key": 0.03}) == "blend"
+    assert auto_method(0.30, {"scale": 0.2, "per-key": 0.05}) == "per-key"
+    assert auto_method(None, {"scale": 0.2, "per-key": float("nan")}) == "scale"

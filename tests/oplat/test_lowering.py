@@ -361,3 +361,18 @@ def test_lowering_reproduces_the_datasets_gpu_rows():
     assert res["models"] == 102 and res["rows"] > 30_000
     assert res["share"] >= 0.98 and res["share_with_kernel_and_links"] >= 0.93
     assert sum(v == 1.0 for v in res["per_model"].values()) >= 70  # 74 of 102 match row for row when written
+
+
+def test_dead_ops_are_pruned_where_the_framework_prunes_them():
+    """A NAS-Bench-201 cell whose last node reads only the cell input leaves its other ops
+    dead: the TFLite converter and TorchScript drop them, onnxruntime runs them."""
+    from oplat.spaces import get_space
+
+    sp = get_space("nb201")
+    dead = sp.graph("|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|")
+    bare = sp.graph("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    for backend, variant in (("tflite-gpu", "adreno"), ("tflite-cpu", "cpu"), ("torch-gpu", "cpu")):
+        a, b = lower(dead, backend, variant), lower(bare, backend, variant)
+        assert [(k.type, k.params) for k in a.kernels] == [(k.type, k.params) for k in b.kernels], backend
+    ort_dead, ort_bare = lower(dead, "ort-cpu", "nchwc16"), lower(bare, "ort-cpu", "nchwc16")
+    assert sum(k.type == "CONV_2D" for k in ort_dead.kernels) > sum(k.type == "CONV_2D" for k in ort_bare.kernels)

@@ -223,3 +223,25 @@ def test_cli_many_model_files(tmp_path, capsys):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_suggest_from_a_space_writes_networks_to_measure_and_calibrates(tmp_path, capsys):
+    """`oplat suggest --space`: k architectures of the space, their ONNX files beside the
+    CSV template; the filled template calibrates like any other."""
+    csv_path = tmp_path / "nb.csv"
+    args = ["suggest", "--base", "pixel4/tflite-cpu-1large", "--space", "nb201", "--candidates", "40", "-k", "6",
+            "--csv", str(csv_path)]
+    assert main(args) == 0
+    archs = capsys.readouterr().out.split()
+    assert len(archs) == 6 and all(parse_arch(a) for a in archs)
+    folder = tmp_path / "nb.csv.models"
+    assert sorted(f.name for f in folder.iterdir()) == ["archs.txt"] + [f"nb201_{i:02d}.onnx" for i in range(6)]
+    assert main(args) == 2  # the CSV and the folder exist: only --force touches them
+    capsys.readouterr()
+    prof = load_profile("pixel4/tflite-gpu")  # a stand-in "new device": another profile's numbers x 3
+    rows = [ln.split(",")[0] for ln in csv_path.read_text().splitlines()[1:]]
+    ms = [3 * prof.predict(load_onnx(tmp_path / r)).total_ms for r in rows]
+    csv_path.write_text("model,latency_ms\n" + "".join(f"{r},{m}\n" for r, m in zip(rows, ms)))
+    assert main(["calibrate", "--base", "pixel4/tflite-cpu-1large", "--measurements", str(csv_path), "--out",
+                 str(tmp_path / "cal"), "--method", "per-key"]) == 0
+    assert (tmp_path / "cal" / "profile.json").is_file()
