@@ -3,7 +3,6 @@
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 import onnx
