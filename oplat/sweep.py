@@ -30,7 +30,7 @@ def summary(res: PredictionResult) -> dict[str, Any]:
     """The one-line record of a prediction: totals, completeness and coverage."""
     return {"total_ms": res.total_ms, "ops_ms": res.ops_ms, "overhead_ms": res.overhead_ms,
             "complete": res.complete, "kernels": len(res.ops),
-            "coverage": {k: res.coverage[k] for k in ("ops", "flops") if k in res.coverage}}
+            "coverage": {k: res.coverage[k] for k in ("ops", "flops", "approximated_ops") if k in res.coverage}}
 
 
 def check_archs(space: SearchSpace, archs: Sequence[str]) -> None:

@@ -74,3 +74,12 @@ def test_cli_flags_and_strict_refuses(tmp_path, capsys):
     assert sum(1 for o in d["ops"] if "note" in o) == 3
     assert main(["predict", str(f), "--profile", "pixel4/tflite-gpu", "--strict"]) == 2
     assert "refused under --strict" in capsys.readouterr().err
+
+
+def test_many_models_count_the_approximated_ones(tmp_path, capsys):
+    (tmp_path / "inc.onnx").write_bytes(inception_like().SerializeToString())
+    base = ["predict", str(tmp_path), "--profile", "pixel4/tflite-gpu", "--json-lines"]
+    assert main(base) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["coverage"]["approximated_ops"] == 3 and "outside what" in out.err
+    assert main(base + ["--strict"]) == 2
