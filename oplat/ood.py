@@ -1,4 +1,5 @@
-"""Kernels the regressors' features cannot describe, and the stand-ins that price them.
+"""Kernels outside what a profile learned: the ones its features cannot describe (priced by
+a stand-in) and the ones whose parameters lie outside the ranges it was trained on.
 
 A convolution's features carry one kernel size (the benchmark's CNNs, which every
 shipped profile learned from, have square kernels only). Fed a 1x7 or 7x1 kernel as
@@ -9,11 +10,17 @@ the square max(kh,kw) convolution of the same shapes, scaled by the share of its
 multiply-adds it really does (kh*kw / k^2): the FLOP rate of the square conv it is a
 slice of. ``bench/ood_kernels.py`` measures how well that predicts non-square convs
 on this machine. Every such kernel is flagged in the result; ``--strict`` refuses it.
+
+A profile also records, per regressor, the range of each shape parameter its training
+rows covered (``trained_ranges`` in profile.json; for the shipped phone profiles,
+``tools/profile_ranges.py`` derives them from the benchmark models they were trained
+on). A kernel beyond ``RANGE_SLACK`` times a range's ends is flagged the same way: the
+regressors extrapolate flat past their data, only the log-linear baseline follows.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 CONV_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP")
 
@@ -45,4 +52,45 @@ def describe(kernel: str, params: Mapping[str, Any]) -> str | None:
     return None
 
 
-__all__ = ["stand_in", "describe", "CONV_TYPES"]
+# the shape parameters whose trained ranges a profile records
+RANGE_PARAMS = ("Input_shape", "Input_w", "Input_channel", "Filter", "Kernel", "Stride", "Group",
+                "Output_shape", "Batch", "M", "N", "K", "Rows", "Cols")
+RANGE_SLACK = 1.5
+
+
+def trained_ranges(items: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, dict[str, list[float]]]:
+    """``{predictor key: {param: [lo, hi]}}`` over ``(predictor key, params)`` items."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for key, params in items:
+        if key is None:
+            continue
+        for name in RANGE_PARAMS:
+            v = params.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = float(v)
+                lo_hi = out.setdefault(key, {}).get(name)
+                if lo_hi is None:
+                    out[key][name] = [v, v]
+                else:
+                    lo_hi[0], lo_hi[1] = min(lo_hi[0], v), max(lo_hi[1], v)
+    return out
+
+
+def out_of_range(ranges: Mapping[str, Sequence[float]] | None, params: Mapping[str, Any],
+                 slack: float = RANGE_SLACK) -> str | None:
+    """Why a kernel's parameters are outside ``ranges`` (one regressor's trained ranges),
+    or None."""
+    if not ranges:
+        return None
+    for name, (lo, hi) in ranges.items():
+        v = params.get(name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if v > hi * slack:
+            return f"{name} {v:g} above the {hi:g} this profile was trained on"
+        if lo > 0 and v < lo / slack:
+            return f"{name} {v:g} below the {lo:g} this profile was trained on"
+    return None
+
+
+__all__ = ["stand_in", "describe", "CONV_TYPES", "trained_ranges", "out_of_range", "RANGE_PARAMS", "RANGE_SLACK"]

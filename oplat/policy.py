@@ -55,11 +55,18 @@ def _missing(res: PredictionResult) -> str:
 
 def _approximated(res: PredictionResult, profile: Profile) -> str:
     approx = res.approximated
-    shapes = sorted({f"{o.params.get('Kernel')}x{o.params.get('Kernel_w')}" for o in approx})
     ms = sum(o.predicted_ms or 0.0 for o in approx)
-    return (f"{len(approx)} kernels are outside what {profile.id}'s features describe (non-square kernels "
-            f"{', '.join(shapes[:6])}): priced at the FLOP rate of the square conv they are a slice of "
-            f"({ms:.2f} ms of the total)")
+    parts = []
+    shapes = sorted({f"{o.params.get('Kernel')}x{o.params.get('Kernel_w')}" for o in approx
+                     if o.note.startswith("non-square")})
+    if shapes:
+        parts.append(f"non-square kernels {', '.join(shapes[:6])}, priced at the FLOP rate of the square conv "
+                     "they are a slice of")
+    ranged = [o for o in approx if not o.note.startswith("non-square")]
+    if ranged:
+        parts.append(f"{len(ranged)} beyond the trained ranges (e.g. {ranged[0].kernel}: {ranged[0].note})")
+    return (f"{len(approx)} kernels are outside what {profile.id} learned ({'; '.join(parts)}): "
+            f"{ms:.2f} ms of the total")
 
 
 def judge(res: PredictionResult, graph: Graph | None, profile: Profile, strict: bool = False,

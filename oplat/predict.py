@@ -18,7 +18,7 @@ import numpy as np
 from .features import EXTRA_KEYS, GLUE_KEYS, features_and_baseline, predictor_key
 from .ir import Graph
 from .lowering import LoweredModel
-from .ood import describe, stand_in
+from .ood import describe, out_of_range, stand_in
 from .overhead import OVERHEAD_FEATURES, apply_overhead, factored_keys, graph_features
 
 
@@ -283,6 +283,7 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
     results = []
     pos = 0
     coef = profile.meta.get("overhead", {}).get("coef")
+    ranges = profile.meta.get("trained_ranges") or {}
     names = tuple(profile.meta.get("overhead", {}).get("features") or OVERHEAD_FEATURES)
     for mi, lm in enumerate(lowered):
         ops = []
@@ -297,8 +298,10 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
             else:
                 key = predictor_key(k.type, k.impl)
                 key_sums[key] = key_sums.get(key, 0.0) + v
-            ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources,
-                                    describe(k.type, k.params) if v is not None else None))
+            note = None
+            if v is not None:
+                note = describe(k.type, k.params) or out_of_range(ranges.get(predictor_key(k.type, k.impl)), k.params)
+            ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources, note))
         ops_sum = sum(key_sums.values())
         total, overhead = end_to_end_ms(coef, names, lm, key_sums, glue_keys)
         glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]

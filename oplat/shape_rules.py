@@ -57,13 +57,17 @@ def spatial_pads(attrs: dict, in_hw: tuple[int, ...], k: tuple[int, ...], s: tup
     return list(attrs.get("pads", [0] * (2 * n)))
 
 
+# where each convolution keeps its weight among its inputs
+CONV_WEIGHT_INPUT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
+
+
 def window_out_shape(g: Graph, op: Op) -> tuple[int, ...] | None:
     """Output shape of Conv/ConvTranspose-free window ops (Conv, MaxPool, AveragePool)."""
     x = g.tensors[op.inputs[0]].shape
     if x is None:
         return None
-    if op.type == "Conv":
-        w = g.tensors[op.inputs[1]].shape
+    if op.type in CONV_WEIGHT_INPUT:
+        w = g.tensors[op.inputs[CONV_WEIGHT_INPUT[op.type]]].shape
         if w is None:
             return None
         k = tuple(op.attrs.get("kernel_shape", w[2:]))
@@ -101,7 +105,7 @@ def _rule(g: Graph, op: Op) -> list[tuple[int, ...] | None]:
         if any(s is None for s in shapes):
             return [None]
         return [broadcast(*shapes)]
-    if t in ("Conv", "MaxPool", "AveragePool"):
+    if t in ("Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool"):
         return [window_out_shape(g, op)]
     if t in ("GlobalAveragePool", "GlobalMaxPool"):
         s = shapes[0]

@@ -19,6 +19,7 @@ import xgboost as xgb
 from .datasets import ATTRIBUTION, PHONE_FACTS, PHONE_GPU_FAMILY, OpRow
 from .features import EXTRA_KEYS, GLUE_KEYS, KEYS, baseline_matrix, feature_matrix, predictor_key
 from .fitting import fit_baseline, group_folds
+from .ood import trained_ranges
 from .predict import outside_term_ms
 from .ir import Graph
 from .lowering import LoweredModel, lower
@@ -194,6 +195,7 @@ class ProfileTrainer:
                             "signed_counts": signed_counts or terms[0] == "signed",
                             "fitted_on_models": len(lowered),
                             "glue_types_seen": glue_types(lowered.values())}
+        meta["trained_ranges"] = trained_ranges((predictor_key(r.kernel, r.impl), r.params) for r in rows)
         meta["training"] = {"source": source, "rows": len(rows),
                             "models": len({r.model for r in rows}), "excluded_models": sorted(excl),
                             "rows_per_key": dict(collections.Counter(
