@@ -26,8 +26,18 @@ CONV_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP")
 
 
 def stand_in(kernel: str, impl: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any], float] | None:
-    """``(impl, params, factor)`` of the square convolution that prices a non-square one
-    (its prediction times ``factor``); None for a kernel the features describe."""
+    """``(impl, params, factor)`` of the kernel that prices one the features cannot
+    describe (its prediction times ``factor``): the square convolution a non-square one is
+    a slice of; for a batch of B images, the one-image kernel B times (the end-to-end
+    term's fixed and per-kernel costs are not multiplied). Stacking the images along the
+    height instead was checked and is worse: it drives the regressors past the sizes they
+    were trained on (bench/results/batch_check.json). None for a kernel the features
+    describe."""
+    batch = params.get("Batch")
+    if batch and batch > 1:
+        p = {k: v for k, v in params.items() if k != "Batch"}
+        inner = stand_in(kernel, impl, p)
+        return (inner[0], inner[1], inner[2] * batch) if inner is not None else (impl, p, float(batch))
     if kernel not in CONV_TYPES:
         return None
     kh, kw = params.get("Kernel"), params.get("Kernel_w")

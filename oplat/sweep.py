@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -49,14 +50,16 @@ def score_archs(profile: Profile, space: SearchSpace, archs: Sequence[str]) -> l
     return [{"arch": a, **summary(r)} for a, r in zip(archs, results)]
 
 
-# worker side: one profile load per process, whatever the executor
-_LOADED: dict[str, Profile] = {}
+# worker side: one profile load per worker, whatever the executor; per thread, since an
+# XGBoost booster must not predict in two threads at once
+_LOADED = threading.local()
 
 
 def _profile(ref: str) -> Profile:
-    p = _LOADED.get(ref)
+    cache = _LOADED.__dict__.setdefault("profiles", {})
+    p = cache.get(ref)
     if p is None:
-        p = _LOADED[ref] = load_profile(ref)
+        p = cache[ref] = load_profile(ref)
     return p
 
 

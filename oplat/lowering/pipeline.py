@@ -16,6 +16,11 @@ from .work import Node, Work, all_const_outputs
 _MALFORMED = (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError, AttributeError)
 
 
+# kernels whose parameters describe one NCHW image: a batch > 1 is recorded as "Batch"
+BATCHED_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
+                 "CONCATENATION")
+
+
 class LoweringError(ModelLoadError):
     """A graph the lowering cannot turn into kernels."""
 
@@ -69,7 +74,10 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
         if k is None:
             w.unsupported.append({"name": n.name, "op_type": n.type})
             continue
-        k.params["_out_shape"] = tuple(w.shape(n.outputs[0]))
+        out_shape = tuple(w.shape(n.outputs[0]))
+        k.params["_out_shape"] = out_shape
+        if k.type in BATCHED_TYPES and len(out_shape) == 4 and out_shape[0] > 1:
+            k.params["Batch"] = int(out_shape[0])  # the image kernels' params describe one image
         kernels.append(k)
     kernels = link_elementwise(kernels, g.outputs, hosts, tokens)
     for k in kernels:

@@ -147,3 +147,16 @@ def test_convert_refuses_a_quantized_model_in_one_line(quantized, tmp_path, caps
     assert main(["convert", str(quantized / "qdq.onnx"), "-o", str(tmp_path / "q.tflite")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "a quantized model" in err and not (tmp_path / "q.tflite").exists()
+
+
+def test_the_host_onnxruntime_profile_predicts_the_batches_it_was_checked_at(capsys):
+    """host/ort-cpu-1t's batch method was checked against onnxruntime up to batch 16
+    (bench/results/batch_check.json): batch 4 is predicted, batch 32 refused."""
+    base = ["predict", str(MV2), "--profile", "host/ort-cpu-1t", "--json", "--input-shape"]
+    assert main(base + ["input=1x3x224x224"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main(base + ["input=4x3x224x224"]) == 0
+    four = json.loads(capsys.readouterr().out)
+    assert four["batch"] == 4 and 3.0 * one["total_ms"] < four["total_ms"] < 4.5 * one["total_ms"]
+    assert main(base + ["input=32x3x224x224"]) == 2
+    assert "batches 1-16" in _err_lines(capsys)[1][-1]
