@@ -46,7 +46,7 @@ def batched(name: str, b: int) -> onnx.ModelProto:
 def _stacked(lm):
     """The batch's images stacked along the height in every image kernel."""
     for k in lm.kernels:
-        b = k.params.pop("Batch", None)
+        b = k.params.pop("Images", None)
         if b:
             for name in ("Input_shape", "Output_shape") if k.type != "MEAN" else ("Input_shape",):
                 if isinstance(k.params.get(name), (int, float)):

@@ -33,9 +33,9 @@ def stand_in(kernel: str, impl: str, params: Mapping[str, Any]) -> tuple[str, di
     height instead was checked and is worse: it drives the regressors past the sizes they
     were trained on (bench/results/batch_check.json). None for a kernel the features
     describe."""
-    batch = params.get("Batch")
+    batch = params.get("Images")
     if batch and batch > 1:
-        p = {k: v for k, v in params.items() if k != "Batch"}
+        p = {k: v for k, v in params.items() if k != "Images"}
         inner = stand_in(kernel, impl, p)
         return (inner[0], inner[1], inner[2] * batch) if inner is not None else (impl, p, float(batch))
     if kernel not in CONV_TYPES:

@@ -16,7 +16,8 @@ from .work import Node, Work, all_const_outputs
 _MALFORMED = (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError, AttributeError)
 
 
-# kernels whose parameters describe one NCHW image: a batch > 1 is recorded as "Batch"
+# kernels whose parameters describe one NCHW image: a batch > 1 is recorded as "Images"
+# (BATCH_MATMUL's own "Batch" is its count of matrices)
 BATCHED_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
                  "CONCATENATION")
 
@@ -77,7 +78,7 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
         out_shape = tuple(w.shape(n.outputs[0]))
         k.params["_out_shape"] = out_shape
         if k.type in BATCHED_TYPES and len(out_shape) == 4 and out_shape[0] > 1:
-            k.params["Batch"] = int(out_shape[0])  # the image kernels' params describe one image
+            k.params["Images"] = int(out_shape[0])  # the image kernels' params describe one image
         kernels.append(k)
     kernels = link_elementwise(kernels, g.outputs, hosts, tokens)
     for k in kernels:

@@ -128,15 +128,17 @@ def test_a_batch_is_priced_as_its_images_one_after_the_other():
     m = build("resnet18", graph_only=True)
     one = lower(load_onnx(m), "ort-cpu", "nchwc16")
     four = lower(load_onnx(m, {"input": (4, 3, 224, 224)}), "ort-cpu", "nchwc16")
-    assert not any("Batch" in k.params for k in one.kernels)  # batch-1 kernels are as before
+    assert not any("Images" in k.params for k in one.kernels)  # batch-1 kernels are as before
     convs = [k for k in four.kernels if k.type == "CONV_2D"]
-    assert convs and all(k.params["Batch"] == 4 for k in convs)
-    impl, p, f = stand_in("CONV_2D", "igemm", {"Batch": 4, "Input_shape": 56, "Output_shape": 28, "Input_w": 56,
+    assert convs and all(k.params["Images"] == 4 for k in convs)
+    impl, p, f = stand_in("CONV_2D", "igemm", {"Images": 4, "Input_shape": 56, "Output_shape": 28, "Input_w": 56,
                                                "FLOPS": 100, "Kernel": 3, "Kernel_w": 3})
     assert (p["Input_shape"], p["Output_shape"], p["Input_w"], p["FLOPS"], f) == (56, 28, 56, 100, 4.0)
-    assert "Batch" not in p
-    _, p, f = stand_in("CONV_2D", "igemm", {"Batch": 2, "Kernel": 1, "Kernel_w": 7, "FLOPS": 7})
+    assert "Images" not in p
+    _, p, f = stand_in("CONV_2D", "igemm", {"Images": 2, "Kernel": 1, "Kernel_w": 7, "FLOPS": 7})
     assert (p["Kernel"], p["Kernel_w"], f) == (7, 7, 2 / 7)  # both stand-ins at once
+    # a batched matmul's Batch is its number of matrices, already in its features
+    assert stand_in("BATCH_MATMUL", "batch_matmul", {"Batch": 12, "M": 197, "K": 64, "N": 197}) is None
     prof = load_profile("host/ort-cpu-1t")
     t1, t4 = prof.predict(one).total_ms, prof.predict(four).total_ms
     assert 3.0 * t1 < t4 < 4.5 * t1
