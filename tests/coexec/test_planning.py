@@ -249,7 +249,6 @@ def test_batchnorm_folds_into_its_conv_only_when_it_is_the_sole_consumer(tmp_pat
 def test_a_linked_residual_add_makes_its_other_branch_a_dependency(tmp_path, profiles):
     cpu, gpu = profiles
     units = build_units(load_onnx(str(_save(tmp_path, "resnet18_w0.5"))), gpu, cpu)
-    by_out = {t: u.index for u in units for t in u.outputs}
     checked = 0
     for u in units:
         adds = [s for s in u.sources if s.startswith("Add")]
