@@ -100,7 +100,15 @@ def _predict_many(args: argparse.Namespace, profile) -> int:
             space = get_space(args.space)
         except KeyError as e:
             raise OplatError(str(e.args[0])) from None
-        text = sys.stdin.read() if args.archs == "-" else read_text_input(args.archs, "architecture file")
+        if args.archs == "-":
+            from .outputs import MAX_CSV_BYTES
+
+            text = sys.stdin.read(MAX_CSV_BYTES + 1)
+            if len(text) > MAX_CSV_BYTES:
+                raise OplatError(f"-: more than {MAX_CSV_BYTES // 2 ** 20} MB of architecture strings on stdin; "
+                                 "split the list")
+        else:
+            text = read_text_input(args.archs, "architecture file")
         archs = read_archs(text.splitlines())
         if not archs:
             raise OplatError(f"{args.archs}: no architecture strings in it")
