@@ -14,6 +14,7 @@ function returning one); ``get_space("package.module:attr")`` imports one by pat
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import entry_points
@@ -57,14 +58,26 @@ class SearchSpace:
 
 
 _SPACES: dict[str, SearchSpace] = {}
+_BROKEN: dict[str, str] = {}  # plug-ins that failed to load, and why
 
 
 def register_space(space: SearchSpace, replace: bool = False) -> SearchSpace:
     """Make ``space`` known by its name (to :func:`get_space`, ``oplat predict --space``)."""
+    _ensure_builtins()
     if space.name in _SPACES and not replace:
         raise ValueError(f"a search space called {space.name!r} is registered already")
     _SPACES[space.name] = space
     return space
+
+
+_BUILTINS_DONE = False
+
+
+def _ensure_builtins() -> None:
+    global _BUILTINS_DONE
+    if not _BUILTINS_DONE:
+        _BUILTINS_DONE = True
+        _builtins()
 
 
 def _builtins() -> None:
@@ -83,17 +96,21 @@ def _builtins() -> None:
 
 def _plugins() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _SPACES:
+        if ep.name in _SPACES or ep.name in _BROKEN:
             continue
-        obj = ep.load()
-        space = obj if isinstance(obj, SearchSpace) else obj()
-        register_space(space)
+        try:  # a broken plug-in must not take the built-in spaces down with it
+            obj = ep.load()
+            space = obj if isinstance(obj, SearchSpace) else obj()
+            register_space(space)
+        except Exception as e:
+            _BROKEN[ep.name] = f"{type(e).__name__}: {e}"
+            warnings.warn(f"search space plug-in {ep.name!r} ({ep.value}) failed to load: {_BROKEN[ep.name]}",
+                          stacklevel=2)
 
 
 def list_spaces() -> list[str]:
     """The names of every registered search space (built in and plug-ins)."""
-    if not _SPACES:
-        _builtins()
+    _ensure_builtins()
     _plugins()
     return sorted(_SPACES)
 
@@ -101,17 +118,16 @@ def list_spaces() -> list[str]:
 def get_space(name: str) -> SearchSpace:
     """The space called ``name``, or one imported from ``package.module:attr``; KeyError
     (naming the known spaces) otherwise."""
-    if not _SPACES:
-        _builtins()
+    _ensure_builtins()
     if name in _SPACES:
         return _SPACES[name]
     if ":" in name:
         mod, _, attr = name.partition(":")
-        try:
+        try:  # the user's own module: whatever it raises is one line, not a traceback
             obj = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
-            raise KeyError(f"cannot import search space {name!r}: {e}") from None
-        space = obj if isinstance(obj, SearchSpace) else obj()
+            space = obj if isinstance(obj, SearchSpace) else obj()
+        except Exception as e:
+            raise KeyError(f"cannot import search space {name!r}: {type(e).__name__}: {e}") from None
         if not isinstance(space, SearchSpace):
             raise KeyError(f"{name!r} is not a SearchSpace")
         return space

@@ -198,6 +198,8 @@ def test_cli_refuses_bad_space_input(tmp_path, capsys):
     assert "architecture 2: bad NAS-Bench-201 edge" in err.err and err.out == ""
     assert main(base + ["--space", "nb999", "--archs", str(f)]) == 2
     assert "unknown search space" in capsys.readouterr().err
+    assert main(base + ["--space", "no_such_module_here:space", "--archs", str(f)]) == 2
+    assert "cannot import search space" in capsys.readouterr().err
     assert main(base + ["--space", "nb201"]) == 2
     assert "--archs" in capsys.readouterr().err
     assert main(base + ["--space", "nb201", "--archs", str(tmp_path)]) == 2
