@@ -40,10 +40,7 @@ NONSQUARE = [(17, 128, 128, 1, 7), (17, 128, 192, 7, 1), (17, 160, 160, 1, 7), (
 
 def conv_model(h: int, ci: int, co: int, kh: int, kw: int):
     b = OnnxBuilder(f"conv{kh}x{kw}_{h}_{ci}_{co}", (1, ci, h, h))
-    wt = b.weight((co, ci, kh, kw), ci * kh * kw)
-    y = b.op("Conv", ["input", wt], (1, co, h, h), kernel_shape=[kh, kw], strides=[1, 1],
-             pads=[kh // 2, kw // 2, kh // 2, kw // 2], group=1, dilations=[1, 1])
-    return b.model(y)
+    return b.model(b.conv("input", co, (kh, kw), bias=False))
 
 
 def main() -> None:

@@ -47,16 +47,18 @@ class OnnxBuilder:
         return out
 
     # layers ---------------------------------------------------------------------
-    def conv(self, x: str, c_out: int, k: int = 3, s: int = 1, groups: int = 1, bias: bool = True,
-             pad: int | None = None, dilation: int = 1) -> str:
+    def conv(self, x: str, c_out: int, k: int | tuple[int, int] = 3, s: int = 1, groups: int = 1,
+             bias: bool = True, pad: int | None = None, dilation: int = 1) -> str:
+        """A Conv; ``k`` is a size or a (height, width) pair (Inception's 1x7 and 7x1)."""
         n, c_in, h, w = self.shapes[x]
-        p = (k // 2) * dilation if pad is None else pad
-        wt = self.weight((c_out, c_in // groups, k, k), c_in // groups * k * k)
+        kh, kw = (k, k) if isinstance(k, int) else k
+        ph, pw = ((kh // 2) * dilation, (kw // 2) * dilation) if pad is None else (pad, pad)
+        wt = self.weight((c_out, c_in // groups, kh, kw), c_in // groups * kh * kw)
         ins = [x, wt] + ([self.const(np.zeros(c_out, np.float32), "b")] if bias else [])
-        ho = (h + 2 * p - dilation * (k - 1) - 1) // s + 1
-        wo = (w + 2 * p - dilation * (k - 1) - 1) // s + 1
-        return self.op("Conv", ins, (n, c_out, ho, wo), kernel_shape=[k, k], strides=[s, s],
-                       pads=[p, p, p, p], group=groups, dilations=[dilation, dilation])
+        ho = (h + 2 * ph - dilation * (kh - 1) - 1) // s + 1
+        wo = (w + 2 * pw - dilation * (kw - 1) - 1) // s + 1
+        return self.op("Conv", ins, (n, c_out, ho, wo), kernel_shape=[kh, kw], strides=[s, s],
+                       pads=[ph, pw, ph, pw], group=groups, dilations=[dilation, dilation])
 
     def bn(self, x: str) -> str:
         c = self.shapes[x][1]

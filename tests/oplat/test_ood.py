@@ -12,20 +12,13 @@ from oplat.profile import load_profile
 from oplat.zoo.builder import OnnxBuilder
 
 
-def _conv(b, x, co, kh, kw):
-    n, ci, h, w = b.shapes[x]
-    wt = b.weight((co, ci, kh, kw), ci * kh * kw)
-    return b.op("Conv", [x, wt], (n, co, h, w), kernel_shape=[kh, kw], strides=[1, 1],
-                pads=[kh // 2, kw // 2, kh // 2, kw // 2], group=1, dilations=[1, 1])
-
-
 def inception_like(c=192, h=35):
     b = OnnxBuilder("inception_like", (1, c, h, h))
-    x = _conv(b, "input", c, 1, 7)
-    x = _conv(b, x, c, 7, 1)
-    x = _conv(b, x, c, 7, 7)
-    x = _conv(b, x, c, 3, 1)
-    return b.model(_conv(b, x, c, 3, 3), graph_only=True)
+    x = b.conv("input", c, (1, 7), bias=False)
+    x = b.conv(x, c, (7, 1), bias=False)
+    x = b.conv(x, c, (7, 7), bias=False)
+    x = b.conv(x, c, (3, 1), bias=False)
+    return b.model(b.conv(x, c, (3, 3), bias=False), graph_only=True)
 
 
 def test_stand_in_is_the_square_conv_scaled_by_its_taps():
@@ -111,7 +104,7 @@ def test_every_shipped_phone_profile_knows_its_trained_ranges():
 
 def test_a_kernel_beyond_the_trained_range_is_flagged_and_refused_under_strict():
     b = OnnxBuilder("wide", (1, 8192, 7, 7))
-    g = load_onnx(b.model(_conv(b, "input", 8192, 1, 1), graph_only=True))
+    g = load_onnx(b.model(b.conv("input", 8192, (1, 1), bias=False), graph_only=True))
     prof = load_profile("pixel4/tflite-gpu")
     res = prof.predict(g)
     assert res.approximated and "8192 above the 2048" in res.approximated[0].note
