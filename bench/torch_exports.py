@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from coexec.plan import make_plan
+from coexec.plan import forced_plan, make_plan
 from coexec.split import split_model
 from oplat.model_io import load_model
 from oplat.profile import load_profile
@@ -57,15 +57,6 @@ def _run(path: Path, x: np.ndarray) -> list[np.ndarray]:
     return s.run(None, {s.get_inputs()[0].name: x})
 
 
-def _forced(plan: dict) -> dict:
-    forced = json.loads(json.dumps(plan))
-    for i, op in enumerate(forced["ops"]):
-        if op["splittable"]:
-            op["placement"], op["ratio"] = "split", 0.5
-            op["dimension"] = "row" if i % 2 and op["kernel"] in ("CONV_2D", "DEPTHWISE_CONV_2D") else "channel"
-    return forced
-
-
 def split_check(path: Path, cpu, gpu) -> dict:
     tmp = Path(tempfile.mkdtemp())
     dims = [d.dim_value for d in onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
@@ -73,7 +64,7 @@ def split_check(path: Path, cpu, gpu) -> dict:
     ref = _run(path, x)
     planned = make_plan(path, cpu, gpu, sync_us=10)
     out = {}
-    for label, plan in (("planned", planned), ("forced", _forced(planned))):
+    for label, plan in (("planned", planned), ("forced", forced_plan(planned))):
         o = tmp / f"{label}.onnx"
         split_model(path, plan, o)
         onnx.checker.check_model(str(o), full_check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -148,6 +149,18 @@ def make_plan(model: str | os.PathLike, cpu_profile: str | Profile, gpu_profile:
         _, t_or = oracle_search(cm, starts=[decisions])
         out["oracle_ms"] = round(t_or, 4)
     return out
+
+
+def forced_plan(plan: Mapping[str, Any], ratio: float = 0.5) -> dict[str, Any]:
+    """A copy of ``plan`` splitting every splittable op at ``ratio``, convolutions by rows and
+    channels in turn, the rest by channels: what a split model must survive (it computes
+    what the original does, whatever the plan)."""
+    forced = copy.deepcopy(dict(plan))
+    for i, op in enumerate(forced["ops"]):
+        if op["splittable"]:
+            op["placement"], op["ratio"] = "split", ratio
+            op["dimension"] = "row" if i % 2 and op["kernel"] in ("CONV_2D", "DEPTHWISE_CONV_2D") else "channel"
+    return forced
 
 
 def _num(x: float, nd: int = 5) -> float | None:

@@ -11,7 +11,7 @@ import pytest
 import oplat.zoo as zoo
 from coexec.cli import main as coexec_main
 from coexec.cost import CostModel, build_units
-from coexec.plan import PlanError, make_plan, validate_plan
+from coexec.plan import PlanError, forced_plan, make_plan, validate_plan
 from coexec.planner import SMALL_MODEL_UNITS, Decision, Timeline, oracle_search, plan, plan_dp, simulate
 from coexec.split import split_model
 from oplat.onnx_loader import load_onnx
@@ -47,12 +47,8 @@ def _input(path):
 def test_forced_split_of_every_splittable_op_is_numerically_identical(tmp_path, name):
     path = _save(tmp_path, name)
     plan = make_plan(path, CPU, GPU, sync_us=10)
-    n_split = 0
-    for i, op in enumerate(plan["ops"]):
-        if op["splittable"]:
-            op["placement"], op["ratio"] = "split", 0.5
-            op["dimension"] = "row" if i % 2 and op["kernel"] in ("CONV_2D", "DEPTHWISE_CONV_2D") else "channel"
-            n_split += 1
+    plan = forced_plan(plan)
+    n_split = sum(1 for op in plan["ops"] if op["splittable"])
     m, kept = split_model(path, plan, tmp_path / "split.onnx")
     assert not kept
     concats = [n for n in m.graph.node if n.name.endswith("/concat")]

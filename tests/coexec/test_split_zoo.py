@@ -9,7 +9,6 @@ whole zoo is the ``slow`` sweep (``pytest -m slow``)."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import onnx
@@ -17,7 +16,7 @@ import onnxruntime as ort
 import pytest
 
 import oplat.zoo as zoo
-from coexec.plan import make_plan
+from coexec.plan import forced_plan, make_plan
 from coexec.split import split_model
 from oplat.profile import load_profile
 
@@ -37,15 +36,6 @@ def _run(path, x):
     return s.run(None, {s.get_inputs()[0].name: x})
 
 
-def _forced(plan: dict) -> dict:
-    forced = json.loads(json.dumps(plan))
-    for i, op in enumerate(forced["ops"]):
-        if op["splittable"]:
-            op["placement"], op["ratio"] = "split", 0.5
-            op["dimension"] = "row" if i % 2 and op["kernel"] in ("CONV_2D", "DEPTHWISE_CONV_2D") else "channel"
-    return forced
-
-
 def check_model(name: str, profiles, tmp_path) -> None:
     cpu, gpu = profiles
     path = tmp_path / f"{name}.onnx"
@@ -54,7 +44,7 @@ def check_model(name: str, profiles, tmp_path) -> None:
     x = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
     ref = _run(path, x)
     planned = make_plan(path, cpu, gpu, sync_us=10)
-    forced = _forced(planned)
+    forced = forced_plan(planned)
     for label, plan in (("planned", planned), ("forced", forced)):
         out = tmp_path / f"{name}.{label}.onnx"
         m, _kept = split_model(path, plan, out)
@@ -106,7 +96,7 @@ def _torch_like(path):
 def test_split_of_a_torch_like_export(profiles, tmp_path):
     path = _torch_like(tmp_path / "t.onnx")
     cpu, gpu = profiles
-    forced = _forced(make_plan(path, cpu, gpu, sync_us=10))
+    forced = forced_plan(make_plan(path, cpu, gpu, sync_us=10))
     m, kept = split_model(path, forced, tmp_path / "split.onnx")
     onnx.checker.check_model(m)
     assert not kept or all("no split rule" in k["reason"] for k in kept)
@@ -125,7 +115,7 @@ def test_split_of_an_export_with_its_weights_beside_it(profiles, tmp_path):
     onnx.save(onnx.load(src), path, save_as_external_data=True, all_tensors_to_one_file=True,
               location="model.onnx.data", size_threshold=0)
     cpu, gpu = profiles
-    forced = _forced(make_plan(path, cpu, gpu, sync_us=10))
+    forced = forced_plan(make_plan(path, cpu, gpu, sync_us=10))
     m, _ = split_model(path, forced, tmp_path / "split.onnx")
     onnx.checker.check_model(m)
     x = np.random.default_rng(2).standard_normal((1, 3, 64, 64)).astype(np.float32)
