@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from oplat.collect.backends import make_backend
-from oplat.collect.whole import measure_model
+from oplat.collect.whole import measure_rounds
 from oplat.onnx_loader import load_onnx
 from oplat.profile import load_profile
 from oplat.zoo import build
@@ -65,11 +65,7 @@ def main() -> None:
     prof = load_profile(args.profile)
     backend = make_backend("ort-cpu", 1, [int(c) for c in args.cores.split(",")])
     models = {(n, b): batched(n, b) for n in MODELS for b in BATCHES}
-    rounds: dict = {k: [] for k in models}
-    for _ in range(2):
-        for k, m in models.items():
-            rounds[k].append(measure_model(backend, m, max_seconds=2.0)["median_ms"])
-    measured = {k: min(v) for k, v in rounds.items()}
+    measured = measure_rounds(backend, models, rounds=2, max_seconds=2.0)
     rows, errs = [], {"per_kernel": [], "stacked": [], "ignored": [], "linear": []}
     for n in MODELS:
         pred = {b: prof.predict(load_onnx(models[(n, b)])).total_ms for b in BATCHES}

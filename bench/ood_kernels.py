@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from oplat.collect.backends import make_backend
-from oplat.collect.whole import measure_model
+from oplat.collect.whole import measure_rounds
 from oplat.onnx_loader import load_onnx
 from oplat.profile import load_profile
 from oplat.zoo.builder import OnnxBuilder
@@ -59,11 +59,7 @@ def main() -> None:
     shapes += [(h, ci, co, 1, 1) for h, ci, co, _, _ in NONSQUARE[::2]]
     shapes = list(dict.fromkeys(shapes))
     models = {s: conv_model(*s) for s in shapes}
-    rounds: dict[tuple, list[float]] = {s: [] for s in shapes}
-    for _ in range(2):
-        for s in shapes:
-            rounds[s].append(measure_model(backend, models[s], max_seconds=0.5)["median_ms"])
-    measured = {s: min(v) for s, v in rounds.items()}
+    measured = measure_rounds(backend, models, rounds=2, max_seconds=0.5)
 
     def predicted(s, naive: bool) -> float:
         g = load_onnx(models[s])

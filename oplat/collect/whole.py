@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Hashable, Mapping
 
 import onnx
 
@@ -30,6 +30,19 @@ def measure_model(backend: Backend, model: onnx.ModelProto, max_seconds: float =
     feeds = random_feeds(sess.get_inputs())
     run = sess.prepare(feeds) if hasattr(sess, "prepare") else (lambda: sess.run(None, feeds))
     return time_runs(run, warmup=3, min_runs=10, max_seconds=max_seconds)
+
+
+def measure_rounds(backend: Backend, models: Mapping[Hashable, onnx.ModelProto], rounds: int = 2,
+                   max_seconds: float = 1.0) -> dict[Hashable, float]:
+    """Each model's time in ms, measured in ``rounds`` passes over all of them, one after the
+    other: the least of its round medians (a shared machine that slows down for a minute
+    would otherwise leave the models measured then slower than the rest). In memory; for a
+    resumable dataset, :func:`measure_models`."""
+    medians: dict[Hashable, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, m in models.items():
+            medians[k].append(measure_model(backend, m, max_seconds=max_seconds)["median_ms"])
+    return {k: min(v) for k, v in medians.items()}
 
 
 def measure_models(backend: Backend, models: Mapping[str, Callable[[], onnx.ModelProto]], path: str | Path,
