@@ -38,12 +38,11 @@ def stand_in(kernel: str, impl: str, params: Mapping[str, Any]) -> tuple[str, di
         p = {k: v for k, v in params.items() if k != "Images"}
         inner = stand_in(kernel, impl, p)
         return (inner[0], inner[1], inner[2] * batch) if inner is not None else (impl, p, float(batch))
-    if kernel not in CONV_TYPES:
+    taps = non_square(kernel, params)
+    if taps is None:
         return None
-    kh, kw = params.get("Kernel"), params.get("Kernel_w")
-    if kw is None or kh == kw or not kh or not kw:
-        return None
-    k = max(int(kh), int(kw))
+    kh, kw = taps
+    k = max(kh, kw)
     p = dict(params)
     p["Kernel"] = p["Kernel_w"] = k
     if "FLOPS" in p:
@@ -52,14 +51,24 @@ def stand_in(kernel: str, impl: str, params: Mapping[str, Any]) -> tuple[str, di
     return ("convolution_2d" if impl == "winograd" else impl), p, kh * kw / (k * k)
 
 
+def non_square(kernel: str, params: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(height, width) of a convolution's kernel when they differ; None otherwise."""
+    if kernel not in CONV_TYPES:
+        return None
+    kh, kw = params.get("Kernel"), params.get("Kernel_w")
+    if kw is None or kh == kw or not kh or not kw:
+        return None
+    return int(kh), int(kw)
+
+
 def describe(kernel: str, params: Mapping[str, Any]) -> str | None:
     """Why a kernel is outside what the features describe (None when it is not)."""
-    if kernel in CONV_TYPES:
-        kh, kw = params.get("Kernel"), params.get("Kernel_w")
-        if kw is not None and kh and kw and kh != kw:
-            k = max(kh, kw)
-            return f"non-square kernel {kh}x{kw}: priced as a {k}x{k} conv at {kh * kw}/{k * k} of its FLOPs"
-    return None
+    taps = non_square(kernel, params)
+    if taps is None:
+        return None
+    kh, kw = taps
+    k = max(kh, kw)
+    return f"non-square kernel {kh}x{kw}: priced as a {k}x{k} conv at {kh * kw}/{k * k} of its FLOPs"
 
 
 # the shape parameters whose trained ranges a profile records
@@ -103,4 +112,4 @@ def out_of_range(ranges: Mapping[str, Sequence[float]] | None, params: Mapping[s
     return None
 
 
-__all__ = ["stand_in", "describe", "CONV_TYPES", "trained_ranges", "out_of_range", "RANGE_PARAMS", "RANGE_SLACK"]
+__all__ = ["stand_in", "describe", "non_square", "CONV_TYPES", "trained_ranges", "out_of_range", "RANGE_PARAMS", "RANGE_SLACK"]

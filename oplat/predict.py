@@ -293,14 +293,13 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
         for k in predicted[mi]:
             v = preds[pos]
             pos += 1
+            note = None
             if v != v:  # NaN: no regressor for this kernel type
                 v = None
             else:
                 key = predictor_key(k.type, k.impl)
                 key_sums[key] = key_sums.get(key, 0.0) + v
-            note = None
-            if v is not None:
-                note = describe(k.type, k.params) or out_of_range(ranges.get(predictor_key(k.type, k.impl)), k.params)
+                note = describe(k.type, k.params) or out_of_range(ranges.get(key), k.params)
             ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources, note))
         ops_sum = sum(key_sums.values())
         total, overhead = end_to_end_ms(coef, names, lm, key_sums, glue_keys)
@@ -308,7 +307,7 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
         res = PredictionResult(lm.name, profile.id, total, ops_sum, overhead, ops, unsupported, glue)
         res.key_sums = key_sums
         res.coverage = coverage(lm, unsupported, graphs[mi])
-        approx = [o for o in ops if o.note]
+        approx = res.approximated
         if approx:  # priced by a stand-in: counted, but flagged
             res.coverage["approximated_ops"] = len(approx)
             res.coverage["approximated_ms"] = sum(o.predicted_ms for o in approx)
