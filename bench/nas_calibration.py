@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from oplat.calibrate import METHODS as CAL_METHODS
-from oplat.calibrate import (_design, apply_fit, auto_method, blend_fit, blend_library, choose_method, design_points,
-                             fit_method, loo_errors, spearman)
+from oplat.calibrate import (apply_fit, auto_method, blend_fit, blend_library, choose_method, design_points,
+                             fit_method, loo_errors, per_key_design, spearman)
 from oplat.collect.backends import make_backend
 from oplat.collect.whole import measure_models
 from oplat.profile import load_profile
@@ -76,10 +76,10 @@ def _metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def _design_all(space: str, archs: list[str], library):
     """What every method needs: the base's per-key sums and the rest of its prediction
-    (oplat.calibrate._design), and every library member's totals (for the blend)."""
+    (oplat.calibrate.per_key_design), and every library member's totals (for the blend)."""
     sp = get_space(space)
     lowered = [library[0].lower(sp.graph(a)) for a in archs]
-    keys, sums, rest, _ = _design(library[0], lowered)
+    keys, sums, rest, _ = per_key_design(library[0], lowered)
     x = np.stack([[r.total_ms for r in p.predict_many(lowered)] for p in library], axis=1)
     return sums, rest, x
 

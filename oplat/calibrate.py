@@ -109,7 +109,7 @@ def read_measurements(path: str | Path) -> list[Measurement]:
     return out
 
 
-def _design(prof: Profile, graphs: Sequence[Any]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+def per_key_design(prof: Profile, graphs: Sequence[Any]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Per-key predicted sums, the rest of the end-to-end prediction and the totals."""
     res = prof.predict_many(graphs)
     keys = sorted({k for r in res for k in r.key_sums})
@@ -309,7 +309,7 @@ def calibrate_profile(base: Profile, graphs: Sequence[Any], measured_ms: Sequenc
     others = [p for p in (library or []) if p is not base and p.id != base.id]
     if method == "blend":
         return calibrate_blend([base] + others, graphs, y)
-    keys, sums, rest, total = _design(base, graphs)
+    keys, sums, rest, total = per_key_design(base, graphs)
     chosen, scores, errors = choose_method(sums, rest, y, method)
     if method is None and others and len(y) >= 5:
         # the blend against the base's own methods, by leave-one-out error: across phones
@@ -359,7 +359,7 @@ def choose_base(graphs: Sequence[Any], measured_ms: Sequence[float],
     scores = {}
     for pid in ids:
         prof = load_profile(pid)
-        _, sums, rest, _ = _design(prof, graphs)
+        _, sums, rest, _ = per_key_design(prof, graphs)
         scores[pid] = min(float(np.mean(loo_errors(m, sums, rest, y))) for m in ("scale", "scale+fixed"))
         if progress:
             progress(pid)
