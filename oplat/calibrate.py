@@ -514,6 +514,7 @@ def setting_mismatches(csv_path: Path, meta: dict) -> list[str]:
 
 __all__ = ["Measurement", "read_measurements", "measured_model_path", "measure_record_path", "calibrate_profile",
            "calibrate_blend", "blend_library", "choose_base",
-           "blend_fit", "blend_weights", "member_predictions", "choose_method", "fit_method", "apply_fit",
+           "blend_fit", "blend_weights", "member_predictions", "choose_method", "fit_method", "apply_fit", "auto_method",
+           "per_key_design", "loo_errors",
            "design_points", "suggest_models", "write_template",
            "write_profile", "refuse_overwrite", "spearman", "setting_mismatches", "CalibrationError", "METHODS"]
