@@ -93,6 +93,13 @@ def _with_input_shapes(model: onnx.ModelProto, shapes: dict[str, Sequence[int]],
                          f"(inputs: {', '.join(i.name for i in real_inputs)})")
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    if shapes:
+        # shapes the exporter recorded for the old input size (torch's dynamo exporter writes
+        # every intermediate's) would be kept by shape inference: the model would be priced
+        # at the size it was exported at. Inference recomputes them from the new inputs.
+        del m.graph.value_info[:]
+        for out in m.graph.output:
+            out.type.tensor_type.ClearField("shape")
     for inp in m.graph.input:
         if inp.name in inits:
             continue

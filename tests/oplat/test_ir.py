@@ -190,3 +190,18 @@ def test_external_weights_beside_the_file_are_loaded_and_escaping_ones_are_not(t
             if e.key == "location":
                 e.value = "../elsewhere.data"
     assert not external_data_present(bad, tmp_path / "sub")
+
+
+def test_a_new_input_shape_replaces_the_shapes_the_exporter_recorded():
+    """torch's dynamo exporter records every intermediate's shape for the size it exported
+    at; --input-shape must reprice the model at the new size, not keep those."""
+    from onnx import shape_inference
+
+    from oplat.zoo import build
+
+    m = shape_inference.infer_shapes(build("resnet18", graph_only=True))
+    assert len(m.graph.value_info) > 10
+    g = load_onnx(m, {"input": (2, 3, 160, 160)})
+    first = next(iter(g.ops()))
+    assert g.shape(first.outputs[0]) == (2, 64, 80, 80)
+    assert g.shape(g.outputs[0]) == (2, 1000)
