@@ -15,6 +15,7 @@ the families without one are added to the total at factor 1, outside the term.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -71,33 +72,74 @@ def graph_features(lm: LoweredModel, key_sums: Mapping[str, float],
     keys get a sum feature of their own, after the base features.
     """
     names = overhead_features(factored) if names is None else names
+    return tally_features(kernel_tallies(lm.kernels, predicted_glue), key_sums, names)
+
+
+@dataclass
+class KernelTallies:
+    """The counts of a kernel list that the end-to-end term reads, all of them sums over
+    kernels (so a network's tallies are the sum of its pieces', :meth:`add`): rows per
+    predictor key, unfused glue and layout kernels with their elements moved (per layout
+    type too), and rows with small outputs."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    glue_ops: int = 0
+    glue_elems: int = 0
+    layout: dict[str, list[int]] = field(default_factory=dict)  # type -> [kernels, elements]
+    small: int = 0
+
+    def add(self, other: "KernelTallies") -> None:
+        for k, v in other.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+        self.glue_ops += other.glue_ops
+        self.glue_elems += other.glue_elems
+        for t, (n, e) in other.layout.items():
+            cur = self.layout.setdefault(t, [0, 0])
+            cur[0] += n
+            cur[1] += e
+        self.small += other.small
+
+
+def _elems(k) -> int:
+    return k.params.get("Output_elements", 0) + k.params.get("Input_elements", 0)
+
+
+def kernel_tallies(kernels: Sequence, predicted_glue: Iterable[str] = ()) -> KernelTallies:
+    """:class:`KernelTallies` of ``kernels`` (glue types in ``predicted_glue`` have a
+    regressor of their own and are left out of the glue terms)."""
     skip = set(predicted_glue)
-    glue, layout = [], []
-    for k in lm.glue:
+    t = KernelTallies()
+    for k in kernels:
+        if k.is_row:
+            key = predictor_key(k.type, k.impl)
+            if key in KEYS:
+                t.counts[key] = t.counts.get(key, 0) + 1
+            if _out_elems(k) < 8192:
+                t.small += 1
+            continue
         if skip and predictor_key(k.type, k.impl) in skip:
             continue
         if k.type not in LAYOUT:
-            glue.append(k)
+            t.glue_ops += 1
+            t.glue_elems += _elems(k)
         elif k.type != "RESHAPE":
-            layout.append(k)
+            cur = t.layout.setdefault(k.type, [0, 0])
+            cur[0] += 1
+            cur[1] += _elems(k)
+    return t
+
+
+def tally_features(t: KernelTallies, key_sums: Mapping[str, float], names: Sequence[str]) -> list[float]:
+    """The end-to-end term's inputs, in the order of ``names``, from a model's tallies and
+    its per-key predicted sums."""
     mb = 2.0 / 1e6  # fp16 bytes in MB
-
-    def traffic(ks):
-        return sum(k.params.get("Output_elements", 0) + k.params.get("Input_elements", 0) for k in ks) * mb
-
-    rows = lm.rows
-    counts = {k: 0 for k in KEYS}
-    for r in rows:
-        key = predictor_key(r.type, r.impl)
-        if key in counts:
-            counts[key] += 1
-    small = sum(1 for k in rows if _out_elems(k) < 8192)
+    layout_ops = sum(n for n, _ in t.layout.values())
+    layout_elems = sum(e for _, e in t.layout.values())
     d = dict(zip(OVERHEAD_FEATURES, [float(key_sums.get(k, 0.0)) for k in KEYS] + [1.0]
-                 + [float(counts[k]) for k in KEYS]
-                 + [float(len(glue)), traffic(glue), float(len(layout)), traffic(layout), float(small)]))
-    for t in {k.type for k in layout}:
-        of_type = [k for k in layout if k.type == t]
-        d[f"layout_ops:{t}"], d[f"layout_mb:{t}"] = float(len(of_type)), traffic(of_type)
+                 + [float(t.counts.get(k, 0)) for k in KEYS]
+                 + [float(t.glue_ops), t.glue_elems * mb, float(layout_ops), layout_elems * mb, float(t.small)]))
+    for typ, (n, e) in t.layout.items():
+        d[f"layout_ops:{typ}"], d[f"layout_mb:{typ}"] = float(n), e * mb
     d.update((f"sum_ms:{k}", float(key_sums.get(k, 0.0))) for k in factored_keys(names))
     return [d.get(n, 0.0) for n in names]
 

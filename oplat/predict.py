@@ -19,7 +19,7 @@ from .features import EXTRA_KEYS, GLUE_KEYS, features_and_baseline, predictor_ke
 from .ir import Graph
 from .lowering import LoweredModel
 from .ood import describe, out_of_range, stand_in
-from .overhead import OVERHEAD_FEATURES, apply_overhead, factored_keys, graph_features
+from .overhead import OVERHEAD_FEATURES, KernelTallies, apply_overhead, factored_keys, kernel_tallies, tally_features
 
 
 class Profile(Protocol):
@@ -52,9 +52,16 @@ def end_to_end_ms(coef: Sequence[float] | None, names: Sequence[str], lm: Lowere
     """A model's (end-to-end ms, overhead ms) from its per-family kernel sums: the end-to-end
     term (coefficients ``coef`` over the features ``names``) plus the families outside it;
     the plain kernel sum where the profile has no term."""
+    return end_to_end_from_tallies(coef, names, kernel_tallies(lm.kernels, glue_keys) if coef else None, key_sums)
+
+
+def end_to_end_from_tallies(coef: Sequence[float] | None, names: Sequence[str], tallies: KernelTallies | None,
+                            key_sums: Mapping[str, float]) -> tuple[float, float]:
+    """:func:`end_to_end_ms` from a model's :class:`~oplat.overhead.KernelTallies` (the
+    sum of its pieces' when it is composed of cached pieces)."""
     if not coef:
         return sum(key_sums.values()), 0.0
-    total, overhead = apply_overhead(coef, graph_features(lm, key_sums, glue_keys, names=names), names)
+    total, overhead = apply_overhead(coef, tally_features(tallies, key_sums, names), names)
     return total + outside_term_ms(key_sums, factored_keys(names)), overhead
 
 
@@ -107,6 +114,12 @@ class PredictionResult:
         """True when every op of the model was predicted (nothing is left out of the total)."""
         return not self.unsupported
 
+    def summary(self) -> dict[str, Any]:
+        """The one-line record of this prediction: totals, completeness and coverage."""
+        return {"total_ms": self.total_ms, "ops_ms": self.ops_ms, "overhead_ms": self.overhead_ms,
+                "complete": self.complete, "kernels": len(self.ops),
+                "coverage": {k: self.coverage[k] for k in ("ops", "flops", "approximated_ops") if k in self.coverage}}
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "profile": self.profile, "total_ms": self.total_ms,
                 "ops_ms": self.ops_ms, "overhead_ms": self.overhead_ms, "complete": self.complete,
@@ -151,23 +164,39 @@ def coverage(lm: LoweredModel, unsupported: Sequence[Mapping[str, Any]], graph: 
     graph is known, of its FLOPs (``flops``: :func:`oplat.flops.op_flops` of the ops each
     predicted kernel runs, against those of every op left out), and the names of the op
     types left out."""
+    n_in, f_in, f_out = coverage_counts(lm, unsupported, graph)
+    return coverage_from_counts(n_in, len(unsupported), f_in, f_out, graph is not None,
+                                {u["op_type"] for u in unsupported})
+
+
+def coverage_counts(lm: LoweredModel, unsupported: Sequence[Mapping[str, Any]],
+                    graph: Graph | None, flops: bool = False) -> tuple[int, float, float]:
+    """The sums :func:`coverage` divides (all of them sums over ops, so a network's are its
+    pieces' summed): kernels predicted, and FLOPs of the ops predicted and left out
+    (both 0 when the graph is unknown, or when nothing is left out unless ``flops``)."""
     out_names = {u["name"] for u in unsupported} | {s for u in unsupported for s in u.get("sources", ())}
-    n_out = len(unsupported)
     n_in = len(lm.kernels) - sum(1 for k in lm.kernels if k.name in out_names)
-    res: dict[str, Any] = {"ops": round(n_in / max(n_in + n_out, 1), 4), "flops": None,
-                           "missing_types": sorted({u["op_type"] for u in unsupported})}
-    if graph is not None and not out_names:
-        res["flops"] = 1.0  # nothing left out: every FLOP the kernels run is predicted
-    elif graph is not None:
+    f_in = f_out = 0.0
+    if graph is not None and (out_names or flops):
         from .flops import op_flops
 
         covered = {s for k in lm.kernels if k.name not in out_names for s in (k.sources or [k.name])}
-        f_in = f_out = 0.0
         for op in graph.ops():
             if op.name in out_names:
                 f_out += op_flops(graph, op)
             elif op.name in covered:
                 f_in += op_flops(graph, op)
+    return n_in, f_in, f_out
+
+
+def coverage_from_counts(n_in: int, n_out: int, f_in: float, f_out: float, graph_known: bool,
+                         missing_types: Iterable[str]) -> dict[str, Any]:
+    """:func:`coverage`'s record from its sums (:func:`coverage_counts`)."""
+    res: dict[str, Any] = {"ops": round(n_in / max(n_in + n_out, 1), 4), "flops": None,
+                           "missing_types": sorted(set(missing_types))}
+    if graph_known and not n_out:
+        res["flops"] = 1.0  # nothing left out: every FLOP the kernels run is predicted
+    elif graph_known:
         res["flops"] = round(f_in / (f_in + f_out), 4) if f_in + f_out > 0 else 1.0
     return res
 
@@ -331,4 +360,4 @@ def gc_paused():
 
 
 __all__ = ["OpPrediction", "PredictionResult", "predict_models", "regressor_predictions", "end_to_end_ms",
-           "outside_term_ms", "coverage", "gc_paused", "graph_batch", "predicted_kernels", "unpredicted", "CACHE_SIZE"]
+           "outside_term_ms", "coverage", "coverage_counts", "coverage_from_counts", "end_to_end_from_tallies", "gc_paused", "graph_batch", "predicted_kernels", "unpredicted", "CACHE_SIZE"]

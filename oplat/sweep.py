@@ -1,11 +1,13 @@
 """Score many networks at once: a search space's architecture strings (or model files)
 to end-to-end predictions, streamed in input order, in chunks, on any executor.
 
-The fast path builds each network's IR directly (:meth:`oplat.spaces.SearchSpace.graph`,
-no ONNX serialisation or shape inference) and predicts a chunk's kernels with one
-regressor call per kernel type, reusing the predictions of kernels that recur across
-candidates (the profile's kernel cache). Its totals equal ``oplat zoo build`` followed by
-``oplat predict`` of each file (``tests/oplat/test_spaces.py``).
+The fast path predicts each network from the cached predictions of its pieces
+(:class:`oplat.spaces.compose.SpaceComposer`: a piece is built, lowered and predicted once,
+wherever it recurs); where the lowering of a network is not its pieces' (onnxruntime's),
+each network's IR is built directly (:meth:`oplat.spaces.SearchSpace.graph`, no ONNX
+serialisation or shape inference) and predicted whole (:func:`score_archs`). Either
+way the totals equal ``oplat zoo build`` followed by ``oplat predict`` of each file
+(``tests/oplat/test_spaces.py``, ``tests/oplat/test_compose.py``).
 
 Chunks go to an executor: a process pool by default (one profile load per worker), or
 anything with the ``concurrent.futures.Executor.map`` interface, e.g. a Dask cluster's
@@ -23,15 +25,14 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from .predict import PredictionResult, gc_paused, predict_models
 from .profile import Profile, load_profile
 from .spaces import SearchSpace, get_space
+from .spaces.compose import SpaceComposer
 
 DEFAULT_CHUNK = 200
 
 
 def summary(res: PredictionResult) -> dict[str, Any]:
     """The one-line record of a prediction: totals, completeness and coverage."""
-    return {"total_ms": res.total_ms, "ops_ms": res.ops_ms, "overhead_ms": res.overhead_ms,
-            "complete": res.complete, "kernels": len(res.ops),
-            "coverage": {k: res.coverage[k] for k in ("ops", "flops", "approximated_ops") if k in res.coverage}}
+    return res.summary()
 
 
 def check_archs(space: SearchSpace, archs: Sequence[str]) -> None:
@@ -44,14 +45,16 @@ def check_archs(space: SearchSpace, archs: Sequence[str]) -> None:
 
 
 def score_archs(profile: Profile, space: SearchSpace, archs: Sequence[str]) -> list[dict[str, Any]]:
-    """Predict the networks of ``archs`` in ``space`` with ``profile``, in one batch."""
+    """Predict the networks of ``archs`` in ``space`` with ``profile``, each built and
+    lowered whole, in one batch (the reference the composed path is checked against)."""
     with gc_paused():
         results = predict_models(profile, [space.graph(a) for a in archs])
     return [{"arch": a, **summary(r)} for a, r in zip(archs, results)]
 
 
-# worker side: one profile load per worker, whatever the executor; per thread, since an
-# XGBoost booster must not predict in two threads at once
+# worker side: one profile load (and one composer, whose cache of pieces grows over the
+# chunks) per worker, whatever the executor; per thread, since an XGBoost booster must not
+# predict in two threads at once
 _LOADED = threading.local()
 
 
@@ -63,9 +66,20 @@ def _profile(ref: str) -> Profile:
     return p
 
 
+def composer(profile: Profile, space: SearchSpace) -> SpaceComposer:
+    """This thread's composer of ``space`` for ``profile`` (its pieces cached across calls)."""
+    cache = _LOADED.__dict__.setdefault("composers", {})
+    key = (id(profile), space)
+    c = cache.get(key)
+    if c is None:
+        c = cache[key] = SpaceComposer(profile, space)
+    return c
+
+
 def _score_chunk(job: tuple[str, SearchSpace | str, list[str]]) -> list[dict[str, Any]]:
     ref, space, archs = job
-    return score_archs(_profile(ref), get_space(space) if isinstance(space, str) else space, archs)
+    sp = get_space(space) if isinstance(space, str) else space
+    return composer(_profile(ref), sp).summaries(archs)
 
 
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
@@ -89,8 +103,9 @@ def predict_space(profile: Profile | str, space: SearchSpace | str, archs: Seque
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if executor is None and jobs <= 1:
         prof = load_profile(profile) if isinstance(profile, str) else profile
+        comp = SpaceComposer(prof, sp)
         for part in _chunks(archs, chunk):
-            yield from score_archs(prof, sp, part)
+            yield from comp.summaries(part)
             if progress:
                 progress(len(part))
         return
@@ -120,4 +135,4 @@ def read_archs(lines: Iterable[str]) -> list[str]:
     return [s for s in (ln.strip() for ln in lines) if s and not s.startswith("#")]
 
 
-__all__ = ["predict_space", "score_archs", "summary", "check_archs", "read_archs", "DEFAULT_CHUNK"]
+__all__ = ["predict_space", "score_archs", "composer", "summary", "check_archs", "read_archs", "DEFAULT_CHUNK"]

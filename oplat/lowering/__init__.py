@@ -26,14 +26,22 @@ BACKENDS = {"tflite-gpu": lower_tflite_gpu, "tflite-cpu": lower_tflite_cpu, "tor
             "ort-cpu": lower_ort_cpu}
 
 
-def lower(graph, backend: str = "tflite-gpu", variant: str = "adreno") -> LoweredModel:
-    """Lower ``graph`` for ``backend`` (see :data:`BACKENDS`)."""
+# backends whose every decision is local to a producer and its consumers (plus the one
+# network-wide pre-activation flag): a network's kernels are its pieces' kernels when no
+# fusion crosses between pieces, which oplat.spaces.compose checks. onnxruntime's lowering
+# places layout reorders by walking the whole network, so it is not among them.
+PIECEWISE = frozenset(("tflite-gpu", "tflite-cpu", "torch-gpu"))
+
+
+def lower(graph, backend: str = "tflite-gpu", variant: str = "adreno", **options) -> LoweredModel:
+    """Lower ``graph`` for ``backend`` (see :data:`BACKENDS`); ``options`` go to the
+    pipeline (:func:`.pipeline.lower_graph`) for the :data:`PIECEWISE` backends."""
     try:
         fn = BACKENDS[backend]
     except KeyError:
         raise ValueError(f"unknown lowering backend {backend!r} (known: {', '.join(BACKENDS)})") from None
-    return fn(graph, variant=variant)
+    return fn(graph, variant=variant, **options)
 
 
 __all__ = ["Kernel", "LoweredModel", "lower", "lower_tflite_gpu", "lower_tflite_cpu", "lower_torch_gpu", "lower_ort_cpu",
-           "BACKENDS"]
+           "BACKENDS", "PIECEWISE"]

@@ -39,7 +39,8 @@ def live_ops(g: Graph, ops: list) -> list:
 
 
 def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | None = None,
-                tokens: frozenset[str] | None = None, prune_dead: bool = True) -> LoweredModel:
+                tokens: frozenset[str] | None = None, prune_dead: bool = True,
+                pre_activation: bool | None = None, probe: dict | None = None) -> LoweredModel:
     """Lower ``g`` for ``backend``: converter passes, then each node classified as the kernel
     ``variant`` runs, then element-wise kernels linked into their ``hosts`` (every kernel
     type when None) where their activation is one of ``tokens`` (any when None).
@@ -48,7 +49,12 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
     and TorchScript do (a NAS-Bench-201 cell whose last node reads only the input leaves
     the rest of the cell dead); onnxruntime runs them (``bench/results/nas_calibration.json``
     data: 0.91 ms with the dead branch, 0.16 ms without, under onnxruntime; 0.15 ms both
-    under LiteRT)."""
+    under LiteRT).
+
+    For :mod:`oplat.spaces.compose`, which lowers a network piece by piece:
+    ``pre_activation`` overrides the network-wide flag the passes detect (a piece does not
+    see the rest of its network), and ``probe`` (a dict) receives the working graph after
+    the passes (``"work"``) and the flag as detected (``"pre_activation"``)."""
     # attrs are shared with the IR, never mutated in place (passes assign new dicts)
     if g.meta.get("folded_marked"):  # the loader flagged constant-only ops already
         ops = [op for op in g.ops() if not op.folded]
@@ -65,6 +71,10 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
             raise LoweringError(f"{g.name}: the graph cannot be lowered ({p.__name__}: {type(e).__name__}: {e}); "
                                 "a graph its runtime accepts should lower: please report it") from None
     w.compact()
+    if probe is not None:
+        probe["work"], probe["pre_activation"] = w, w.pre_activation
+    if pre_activation is not None:
+        w.pre_activation = pre_activation
     kernels: list[Kernel] = []
     for n in w.nodes:
         try:

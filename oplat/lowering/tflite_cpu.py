@@ -16,7 +16,7 @@ CPU_LINK_HOSTS = frozenset(("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FU
 CPU_LINK_TOKENS = frozenset(("relu",))
 
 
-def lower_tflite_cpu(g: Graph, variant: str = "cpu") -> LoweredModel:
+def lower_tflite_cpu(g: Graph, variant: str = "cpu", **options) -> LoweredModel:
     """Lower an IR graph to the kernels TFLite's CPU path (XNNPACK delegate) runs.
 
     Same converter rules as the GPU path (BatchNorm and constants folded, HardSwish
@@ -24,7 +24,7 @@ def lower_tflite_cpu(g: Graph, variant: str = "cpu") -> LoweredModel:
     IGEMM/GEMM and dedicated depthwise microkernels) and only ReLU/ReLU6 fuse into their
     producer: residual adds, HardSwish and sigmoid gates are kernels of their own.
     """
-    lm = lower_graph(g, "cpu", "tflite-cpu", CPU_LINK_HOSTS, CPU_LINK_TOKENS)
+    lm = lower_graph(g, "cpu", "tflite-cpu", CPU_LINK_HOSTS, CPU_LINK_TOKENS, **options)
     for k in lm.kernels:
         k.impl = cpu_impl(k)
     return lm

@@ -18,10 +18,11 @@ from .kernels import LoweredModel
 from .pipeline import lower_graph
 
 
-def lower_tflite_gpu(g: Graph, variant: str = "adreno") -> LoweredModel:
-    """Lower an IR graph to the kernels TFLite's GPU delegate runs."""
+def lower_tflite_gpu(g: Graph, variant: str = "adreno", **options) -> LoweredModel:
+    """Lower an IR graph to the kernels TFLite's GPU delegate runs (``options``: see
+    :func:`.pipeline.lower_graph`)."""
     if variant not in GPU_FAMILIES:
         raise ValueError(f"unknown GPU family {variant!r} (known: {', '.join(GPU_FAMILIES)})")
-    return lower_graph(g, variant, "tflite-gpu")
+    return lower_graph(g, variant, "tflite-gpu", **options)
 
 

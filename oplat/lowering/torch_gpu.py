@@ -10,7 +10,7 @@ from .pipeline import lower_graph
 TORCH_HOSTS = frozenset(("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED"))
 
 
-def lower_torch_gpu(g: Graph, variant: str = "vulkan") -> LoweredModel:
+def lower_torch_gpu(g: Graph, variant: str = "vulkan", **options) -> LoweredModel:
     """Lower an IR graph to the kernels PyTorch Mobile's GPU backends run.
 
     ``optimize_for_mobile`` folds BatchNorm into the preceding conv (the passes above) and
@@ -21,7 +21,7 @@ def lower_torch_gpu(g: Graph, variant: str = "vulkan") -> LoweredModel:
     otherwise); Metal runs ``prepack_conv2d`` for all.
     """
     metal = variant == "metal"
-    lm = lower_graph(g, "cpu", "torch-gpu", TORCH_HOSTS, frozenset(("relu",)))
+    lm = lower_graph(g, "cpu", "torch-gpu", TORCH_HOSTS, frozenset(("relu",)), **options)
     for k in lm.kernels:
         k.impl = _torch_impl(k, metal)
     return lm

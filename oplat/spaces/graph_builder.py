@@ -52,6 +52,19 @@ class GraphBuilder(OnnxBuilder):
         self.g.add_tensor(Tensor("input", tuple(int(d) for d in input_shape)))
         self.g.inputs = ["input"]
 
+    @classmethod
+    def with_inputs(cls, name: str, inputs: dict[str, tuple[int, ...]], seed: int = 0) -> "GraphBuilder":
+        """A builder whose graph inputs are ``inputs`` (name -> shape) instead of one
+        ``"input"``: a piece of a network built on its own."""
+        b = cls(name, (), seed)
+        b.g = Graph(name)
+        b.shapes = {}
+        for n, shape in inputs.items():
+            b.shapes[n] = tuple(shape)
+            b.g.add_tensor(Tensor(n, tuple(int(d) for d in shape)))
+        b.g.inputs = list(inputs)
+        return b
+
     def weight(self, shape: tuple[int, ...], fan_in: int) -> str:
         n = 1
         for d in shape:

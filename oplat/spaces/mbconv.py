@@ -19,6 +19,7 @@ residual add when s=1 and c_in=c_out. With e=1 the expansion is left out.
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from ..zoo.builder import OnnxBuilder
 
@@ -78,14 +79,23 @@ def _mbconv(b: OnnxBuilder, x: str, c_out: int, k: int, e: int, g: int, s: int) 
     return b.add(x, y) if s == 1 and c_in == c_out else y
 
 
+def _stem(b: OnnxBuilder, x: str, s: int) -> str:
+    return b.conv_bn_act(x, 16, 3, s)
+
+
+def _head(b: OnnxBuilder, x: str, classes: int) -> str:
+    return b.classifier(b.conv_bn_act(x, HEAD, 1, 1), classes)
+
+
 def _network(b: OnnxBuilder, layers: list[tuple[int, int, int] | None], variant: str) -> str:
+    # stem, layers and head are segments (oplat.spaces.compose): 19 choices at 22 places
     v = VARIANTS[variant]
-    x = b.conv_bn_act("input", 16, 3, v["stem_stride"])
+    x = b.segment(("mbconv-stem", v["stem_stride"]), partial(_stem, s=v["stem_stride"]), "input")
     for choice, (_, c_out, s) in zip(layers, layer_plan(variant)):
         if choice is not None:
-            x = _mbconv(b, x, c_out, *choice, s)
-    x = b.conv_bn_act(x, HEAD, 1, 1)
-    return b.classifier(x, v["classes"])
+            k, e, g = choice
+            x = b.segment(("mbconv", c_out, k, e, g, s), partial(_mbconv, c_out=c_out, k=k, e=e, g=g, s=s), x)
+    return b.segment(("mbconv-head", v["classes"]), partial(_head, classes=v["classes"]), x)
 
 
 def random_arch(rng, variant: str = "imagenet", skip_p: float = 0.15) -> str:

@@ -8,6 +8,8 @@ the benchmark's macro skeleton: stem conv3x3 (C) + BN, three stages of N cells a
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import onnx
 
@@ -36,29 +38,41 @@ def parse_arch(arch: str) -> list[list[tuple[str, int]]]:
     return nodes
 
 
+def _node(b: OnnxBuilder, *xs: str, edges: tuple[tuple[str, int], ...]) -> str:
+    """One node of a cell: the sum of ``op(xs[i])`` over its ``edges`` (not ``none``);
+    zeros of its input's shape when every edge is ``none`` (``edges`` empty)."""
+    c = b.shapes[xs[0]][1]
+    terms = []
+    for op, i in edges:
+        s = xs[i]
+        if op == "skip_connect":
+            terms.append(s)
+        elif op == "avg_pool_3x3":
+            terms.append(b.avg_pool(s, 3, 1, 1))
+        else:
+            k = 3 if op == "nor_conv_3x3" else 1
+            terms.append(b.bn(b.conv(b.act(s, "relu"), c, k, 1, bias=False)))
+    if not terms:  # all-none node: zeros of the right shape
+        terms.append(b.op("Mul", [xs[0], b.const(np.zeros(1, np.float32), "zero")], b.shapes[xs[0]]))
+    y = terms[0]
+    for t in terms[1:]:
+        y = b.add(y, t)
+    return y
+
+
 def _cell(b: OnnxBuilder, x: str, arch: list[list[tuple[str, int]]]) -> str:
-    c = b.shapes[x][1]
+    # each node is a segment (oplat.spaces.compose): 155 kinds of node make every cell
     states = [x]
     for node in arch:
-        terms = []
-        for op, src in node:
-            s = states[src]
-            if op == "none":
-                continue
-            if op == "skip_connect":
-                terms.append(s)
-            elif op == "avg_pool_3x3":
-                terms.append(b.avg_pool(s, 3, 1, 1))
-            else:
-                k = 3 if op == "nor_conv_3x3" else 1
-                terms.append(b.bn(b.conv(b.act(s, "relu"), c, k, 1, bias=False)))
-        if not terms:  # all-none node: zeros of the right shape
-            terms.append(b.op("Mul", [s, b.const(np.zeros(1, np.float32), "zero")], b.shapes[s]))
-        y = terms[0]
-        for t in terms[1:]:
-            y = b.add(y, t)
-        states.append(y)
+        live = [(op, src) for op, src in node if op != "none"]
+        srcs = [states[src] for _, src in live] or [states[node[-1][1]]]
+        edges = tuple((op, i) for i, (op, _) in enumerate(live))
+        states.append(b.segment(("nb201-node", edges), partial(_node, edges=edges), *srcs))
     return states[-1]
+
+
+def _stem(b: OnnxBuilder, x: str, c: int) -> str:
+    return b.bn(b.conv(x, c, 3, 1, bias=False))
 
 
 def _reduction(b: OnnxBuilder, x: str, c_out: int) -> str:
@@ -68,15 +82,19 @@ def _reduction(b: OnnxBuilder, x: str, c_out: int) -> str:
     return b.add(a, short)
 
 
+def _head(b: OnnxBuilder, x: str, classes: int) -> str:
+    return b.classifier(b.act(b.bn(x), "relu"), classes)
+
+
 def _network(b: OnnxBuilder, cell: list[list[tuple[str, int]]], c: int, n: int, classes: int) -> str:
-    x = b.bn(b.conv("input", c, 3, 1, bias=False))
+    x = b.segment(("nb201-stem", c), partial(_stem, c=c), "input")
     for stage in range(3):
         if stage:
-            x = _reduction(b, x, c * 2 ** stage)
+            c_out = c * 2 ** stage
+            x = b.segment(("nb201-reduction", c_out), partial(_reduction, c_out=c_out), x)
         for _ in range(n):
             x = _cell(b, x, cell)
-    x = b.act(b.bn(x), "relu")
-    return b.classifier(x, classes)
+    return b.segment(("nb201-head", classes), partial(_head, classes=classes), x)
 
 
 def nb201_model(arch: str, c: int = 16, n: int = 5, resolution: int = 32, classes: int = 10,

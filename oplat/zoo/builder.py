@@ -6,6 +6,8 @@ which is all latency prediction needs and keeps generated NAS populations tiny.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -45,6 +47,13 @@ class OnnxBuilder:
         if shape is not None:
             self.shapes[out] = tuple(shape)
         return out
+
+    def segment(self, key: Any, fn: Callable[..., str], *inputs: str) -> str:
+        """``fn(self, *inputs)``: a piece of the network named by a hashable ``key`` that
+        fixes what ``fn`` builds from inputs of given shapes (search spaces mark their
+        repeated pieces so; :mod:`oplat.spaces.compose` predicts a network from the pieces'
+        cached predictions, this builder just builds them)."""
+        return fn(self, *inputs)
 
     # layers ---------------------------------------------------------------------
     def conv(self, x: str, c_out: int, k: int | tuple[int, int] = 3, s: int = 1, groups: int = 1,

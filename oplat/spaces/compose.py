@@ -1,0 +1,388 @@
+"""A search space's networks predicted from cached pieces, not built and lowered one by one.
+
+The networks of a search space are made of a few pieces in many combinations: 2,000
+NAS-Bench-201 networks run 121,855 kernels of 96 kinds (``bench/results/nas_throughput.json``).
+A space marks its pieces with :meth:`~oplat.zoo.builder.OnnxBuilder.segment` (a key that
+fixes what the piece builds from inputs of given shapes); here a network is first
+*recorded*, piece by piece, without building an op, and each piece is built, lowered and
+predicted once, on its own, then reused wherever it recurs.
+
+A piece lowered alone gives the kernels it gives inside its network when nothing the
+lowering does crosses between pieces. Every lowering decision of the :data:`PIECEWISE
+<oplat.lowering.PIECEWISE>` backends is local to a producer and its consumers, so that
+holds when every tensor passed between pieces either has several consumers or a single
+consumer that fuses with nothing before it (a convolution, a pool, a matmul) and a
+producer that nothing absorbs (not a pad, identity or quantization op). Each piece's
+prediction records what its lowering saw at its borders (the consumers of each input, the
+producer of its output, after the converter passes); wherever the condition fails, the
+pieces between producer and consumer are merged into one and predicted together, so the
+answer is always that of the whole network, at worst by lowering all of it as one piece.
+Two network-wide facts are composed too: which pieces are dead (the TFLite converter and
+TorchScript drop ops whose results reach no output) and the pre-activation flag of the
+convolution rules. Totals are bit-identical to the per-model path's: the per-kernel
+predictions are summed in the same order (``tests/oplat/test_compose.py``; the whole check
+over thousands of networks in ``bench/nas_throughput.py``).
+
+A space whose network function calls builder methods outside any segment, and profiles of
+the other backends (onnxruntime's layout reorders are placed by walking the whole
+network), are predicted network by network by :func:`oplat.sweep.score_archs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from ..features import predictor_key
+from ..lowering import PIECEWISE, lower
+from ..overhead import KernelTallies, kernel_tallies
+from ..predict import (coverage_counts, coverage_from_counts, end_to_end_from_tallies, gc_paused,
+                       predict_models)
+from ..profile import Profile
+from . import SearchSpace
+from .graph_builder import GraphBuilder
+
+# a lone consumer of these types fuses with nothing that produced its input
+OPAQUE_CONSUMERS = frozenset(("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "MatMul", "Gemm"))
+# producers a consumer absorbs or that conversion removes
+ABSORBED_PRODUCERS = frozenset(("Pad", "Identity", "Dropout", "Cast", "QuantizeLinear", "DequantizeLinear",
+                                "DynamicQuantizeLinear"))
+_ACTS = ("Relu", "Clip")
+
+
+class NotComposable(Exception):
+    """The network function built something outside a segment."""
+
+
+@dataclass(slots=True)
+class _Seg:
+    key: Any
+    fn: Callable[..., str]
+    inputs: tuple[str, ...]  # distinct input tensors
+    pattern: tuple[int, ...]  # fn's i-th argument is inputs[pattern[i]]
+    out: str
+
+
+class _Recorder:
+    """Stands in for the builder while a network function runs: records its segments."""
+
+    def __init__(self, composer: "SpaceComposer", input_shape: tuple[int, ...]) -> None:
+        self.shapes: dict[str, tuple[int, ...]] = {"input": tuple(input_shape)}
+        self.segs: list[_Seg] = []
+        self._c = composer
+
+    def segment(self, key: Any, fn: Callable[..., str], *inputs: str) -> str:
+        uniq = tuple(dict.fromkeys(inputs))
+        pattern = tuple(uniq.index(x) for x in inputs) if len(uniq) != len(inputs) else tuple(range(len(inputs)))
+        shapes = tuple(self.shapes[x] for x in uniq)
+        out_shape, alias = self._c._seg_shape(key, fn, pattern, shapes)
+        if alias is not None:  # the piece hands one of its inputs on
+            return uniq[alias]
+        name = f"s{len(self.segs)}"
+        self.shapes[name] = out_shape
+        self.segs.append(_Seg(key, fn, uniq, pattern, name))
+        return name
+
+    def __getattr__(self, attr: str) -> Any:
+        raise NotComposable(f"the network builds {attr!r} outside a segment")
+
+
+@dataclass(slots=True)
+class _Piece:
+    """One piece (a run of segments) as predicted alone, and what its lowering saw at its
+    borders."""
+
+    vals: list[tuple[str, float]]  # (predictor key, ms) of each predicted kernel, in order
+    n_ops: int  # kernels a profile predicts one by one (with or without a regressor)
+    tallies: KernelTallies
+    unsupported: list[dict[str, Any]]
+    n_in: int
+    flops_in: float
+    flops_out: float
+    approx_ms: list[float]
+    slot_used: list[bool]  # each input read by a live op
+    slot_consumers: list[list[str]]  # each input's consumers after the converter passes
+    slot_conv: list[bool]  # a convolution reads the input
+    slot_conv_act: list[bool]  # a convolution reads ReLU/Clip of the input
+    out_internal: list[int]  # each output's consumers inside the piece
+    out_producer: list[str | None]  # each output's producer after the passes
+    out_kind: list[Any]  # "bn", "act_bn", ("act_slot", i) or None: for the pre-activation flag
+    pre_activation: bool  # detected inside the piece
+
+
+@dataclass
+class ComposeStats:
+    """What the composer did: pieces lowered, cache hits, merges, fallbacks."""
+
+    networks: int = 0
+    pieces_lowered: int = 0
+    piece_hits: int = 0
+    merges: int = 0
+    per_model: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+
+
+class SpaceComposer:
+    """Predict networks of ``space`` with ``profile`` from cached pieces (see the module
+    docstring); :meth:`summary` returns what :func:`oplat.sweep.summary` gives for the
+    network built and predicted whole."""
+
+    def __init__(self, profile: Profile, space: SearchSpace) -> None:
+        self.profile, self.space = profile, space
+        self.piecewise = profile.backend in PIECEWISE
+        self._shapes: dict[Any, tuple[Any, int | None]] = {}
+        self._pieces: dict[Any, _Piece] = {}
+        self.stats = ComposeStats()
+        meta = profile.meta.get("overhead", {})
+        self._coef = meta.get("coef")
+        from ..overhead import OVERHEAD_FEATURES
+
+        self._names = tuple(meta.get("features") or OVERHEAD_FEATURES)
+
+    # --- recording --------------------------------------------------------------
+    def _seg_shape(self, key: Any, fn: Callable[..., str], pattern: tuple[int, ...],
+                   shapes: tuple[tuple[int, ...], ...]) -> tuple[Any, int | None]:
+        ck = (key, pattern, shapes)
+        hit = self._shapes.get(ck)
+        if hit is None:
+            b = GraphBuilder.with_inputs(self.space.name, {f"in{i}": s for i, s in enumerate(shapes)})
+            y = fn(b, *[f"in{p}" for p in pattern])
+            alias = int(y[2:]) if y in b.g.inputs else None
+            hit = self._shapes[ck] = (b.shapes[y] if alias is None else None, alias)
+        return hit
+
+    def record(self, encoding: str) -> tuple[list[_Seg], str, dict[str, tuple[int, ...]]]:
+        """The segments of ``encoding``'s network, its output tensor and every tensor's shape."""
+        rec = _Recorder(self, self.space.input_shape)
+        out = self.space.network(rec, self.space.parse(encoding))
+        return rec.segs, out, rec.shapes
+
+    # --- pieces -----------------------------------------------------------------
+    @staticmethod
+    def _piece_key(segs: list[_Seg], i: int, j: int) -> tuple[tuple, list[str]]:
+        """A run of segments as a cache key (keys, wiring), and its outside inputs."""
+        ext: dict[str, int] = {}
+        local = {segs[s].out: s - i for s in range(i, j + 1)}
+        parts = []
+        for s in range(i, j + 1):
+            sg = segs[s]
+            wires = tuple(("s", local[x]) if x in local and local[x] < s - i else ("x", ext.setdefault(x, len(ext)))
+                          for x in sg.inputs)
+            parts.append((sg.key, sg.pattern, wires))
+        return tuple(parts), list(ext)
+
+    def _piece(self, segs: list[_Seg], i: int, j: int, key: tuple, ext: list[str], shapes: dict[str, tuple],
+               exports: tuple[int, ...], flag: bool) -> _Piece:
+        ck = (key, tuple(shapes[x] for x in ext), exports, flag)
+        p = self._pieces.get(ck)
+        if p is not None:
+            self.stats.piece_hits += 1
+            return p
+        self.stats.pieces_lowered += 1
+        p = self._pieces[ck] = self._lower_piece(segs, i, j, ext, shapes, exports, flag)
+        return p
+
+    def _lower_piece(self, segs: list[_Seg], i: int, j: int, ext: list[str], shapes: dict[str, tuple],
+                     exports: tuple[int, ...], flag: bool) -> _Piece:
+        from ..lowering.pipeline import live_ops
+
+        slots = {f"in{k}": k for k in range(len(ext))}
+        b = GraphBuilder.with_inputs(self.space.name, {f"in{k}": shapes[x] for k, x in enumerate(ext)})
+        env = {x: f"in{k}" for k, x in enumerate(ext)}
+        for s in range(i, j + 1):
+            sg = segs[s]
+            args = [env[sg.inputs[p]] for p in sg.pattern]
+            env[sg.out] = sg.fn(b, *args)
+        g = b.g
+        g.outputs = [env[segs[i + e].out] for e in exports]
+        g.meta.update(producer="oplat.zoo", opset=b.opset, folded_marked=True, assumed_shapes=[])
+        probe: dict[str, Any] = {}
+        prof = self.profile
+        lm = lower(g, prof.backend, prof.variant, pre_activation=flag, probe=probe)
+        res = predict_models(prof, [lm])[0]
+        n_in, f_in, f_out = coverage_counts(lm, res.unsupported, g, flops=True)
+        glue_keys = {k for k in prof.boosters if k in _glue_keys()}
+        w = probe["work"]
+        live_in = {t for op in live_ops(g, [op for op in g.ops() if not op.folded]) for t in op.inputs}
+
+        def kind(t: str) -> Any:
+            p = w.producer.get(t)
+            if p is None:
+                return None
+            if p.type == "BatchNormAffine":
+                return "bn"
+            if p.type in _ACTS and p.inputs:
+                q = w.producer.get(p.inputs[0])
+                if q is not None and q.type == "BatchNormAffine":
+                    return "act_bn"
+                if q is None and p.inputs[0] in slots:
+                    return ("act_slot", slots[p.inputs[0]])
+            return None
+
+        def conv_reads(t: str) -> bool:
+            return any(c.type == "Conv" for c in w.consumers.get(t, ()))
+
+        slot_names = list(slots)
+        return _Piece(
+            vals=[(predictor_key(o.kernel, o.impl), o.predicted_ms) for o in res.ops if o.predicted_ms is not None],
+            n_ops=len(res.ops), tallies=kernel_tallies(lm.kernels, glue_keys), unsupported=res.unsupported,
+            n_in=n_in, flops_in=f_in, flops_out=f_out,
+            approx_ms=[o.predicted_ms for o in res.ops if o.note],
+            slot_used=[t in live_in for t in slot_names],
+            slot_consumers=[[c.type for c in w.consumers.get(t, ())] for t in slot_names],
+            slot_conv=[conv_reads(t) for t in slot_names],
+            slot_conv_act=[any(c.type in _ACTS and conv_reads(c.outputs[0]) for c in w.consumers.get(t, ()))
+                           for t in slot_names],
+            out_internal=[len(w.consumers.get(t, ())) for t in g.outputs],
+            out_producer=[p.type if (p := w.producer.get(t)) is not None else None for t in g.outputs],
+            out_kind=[kind(t) for t in g.outputs],
+            pre_activation=bool(probe["pre_activation"]))
+
+    # --- one network ------------------------------------------------------------
+    def _plan(self, segs: list[_Seg], out: str, units: list[tuple[int, int]], shapes: dict[str, tuple],
+              flag: bool) -> tuple[list, list[tuple[int, int]], bool]:
+        """The live pieces (in network order), the runs of units to merge (first, last;
+        none when every border is safe), and the network's pre-activation flag."""
+        needed: dict[str, list[tuple[int, int]]] = {out: []}  # tensor -> (unit, slot) reading it
+        live = []
+        where: dict[str, tuple[int, int]] = {}  # tensor -> (position in live, export index)
+        for u in range(len(units) - 1, -1, -1):
+            i, j = units[u]
+            exports = tuple(s - i for s in range(i, j + 1) if segs[s].out in needed)
+            if not exports:
+                continue  # dead: nothing it computes reaches the output
+            key, ext = self._piece_key(segs, i, j)
+            p = self._piece(segs, i, j, key, ext, shapes, exports, flag)
+            for e, ex in enumerate(exports):
+                where[segs[i + ex].out] = (len(live), e)
+            for k, x in enumerate(ext):
+                if p.slot_used[k]:
+                    needed.setdefault(x, []).append((u, k))
+            live.append((u, p, ext, exports))
+        # the borders: merge where a fusion could cross one
+        by_unit = {u: (p, ext) for u, p, ext, _ in live}
+        merges = []
+        for u, p, ext, exports in live:
+            i = units[u][0]
+            for e, ex in enumerate(exports):
+                t = segs[i + ex].out
+                readers = needed.get(t, [])
+                if not readers:
+                    continue  # the network's output only
+                n = sum(len(by_unit[r][0].slot_consumers[k]) for r, k in readers) + (t == out)
+                last = max(r for r, _ in readers)
+                if p.out_internal[e] or n == 0:
+                    merges.append((u, last))
+                elif n == 1 and not (t == out):
+                    r, k = readers[0]
+                    if (by_unit[r][0].slot_consumers[k][0] not in OPAQUE_CONSUMERS
+                            or p.out_producer[e] is None or p.out_producer[e] in ABSORBED_PRODUCERS):
+                        merges.append((u, last))
+        if merges:
+            return live, merges, flag
+        # the pre-activation flag: inside a piece, or a conv reading ReLU(BatchNorm) across a border
+        pre = any(p.pre_activation for _, p, _, _ in live)
+        if not pre:
+            def kind_of(t: str) -> Any:
+                w = where.get(t)
+                return live[w[0]][1].out_kind[w[1]] if w else None
+
+            for t, readers in needed.items():
+                k_t = kind_of(t)
+                if k_t is None:
+                    continue
+                if isinstance(k_t, tuple):  # ReLU of the producing piece's input: what fed that input?
+                    _, p_src, ext_src, _ = live[where[t][0]]
+                    k_t = "act_bn" if kind_of(ext_src[k_t[1]]) == "bn" else None
+                for r, k in readers:
+                    pr = by_unit[r][0]
+                    if (k_t == "act_bn" and pr.slot_conv[k]) or (k_t == "bn" and pr.slot_conv_act[k]):
+                        pre = True
+        live.reverse()
+        return live, [], pre
+
+    def summary(self, encoding: str) -> dict[str, Any]:
+        """The prediction record of ``encoding``'s network (what :func:`oplat.sweep.summary`
+        gives for it built whole), from cached pieces."""
+        self.stats.networks += 1
+        if not self.piecewise:
+            return self._per_model(encoding, f"{self.profile.backend} lowers whole networks")
+        try:
+            segs, out, shapes = self.record(encoding)
+        except NotComposable as e:
+            return self._per_model(encoding, str(e))
+        if out not in shapes or out == "input":
+            return self._per_model(encoding, "the network's output is not a segment's")
+        units = [(s, s) for s in range(len(segs))]
+        flag = False
+        while True:
+            live, merge, pre = self._plan(segs, out, units, shapes, flag)
+            if merge:
+                self.stats.merges += len(merge)
+                units = _merged(units, merge)
+            elif pre and not flag:
+                flag = True  # the flag changes how convolutions keep their pads: every piece again with it
+            else:
+                break
+        return self._compose([p for _, p, _, _ in live])
+
+    def _compose(self, pieces: list[_Piece]) -> dict[str, Any]:
+        key_sums: dict[str, float] = {}
+        tallies = KernelTallies()
+        unsupported: list[dict[str, Any]] = []
+        n_ops = n_in = 0
+        f_in = f_out = 0.0
+        approx: list[float] = []
+        for p in pieces:
+            for key, v in p.vals:  # the per-model path's order of additions
+                key_sums[key] = key_sums.get(key, 0.0) + v
+            tallies.add(p.tallies)
+            unsupported += p.unsupported
+            n_ops += p.n_ops
+            n_in += p.n_in
+            f_in += p.flops_in
+            f_out += p.flops_out
+            approx += p.approx_ms
+        total, overhead = end_to_end_from_tallies(self._coef, self._names, tallies, key_sums)
+        cov = coverage_from_counts(n_in, len(unsupported), f_in, f_out, True, ())
+        rec = {"total_ms": total, "ops_ms": sum(key_sums.values()), "overhead_ms": overhead,
+               "complete": not unsupported, "kernels": n_ops,
+               "coverage": {"ops": cov["ops"], "flops": cov["flops"]}}
+        if approx:
+            rec["coverage"]["approximated_ops"] = len(approx)
+        return rec
+
+    def _per_model(self, encoding: str, why: str) -> dict[str, Any]:
+        self.stats.per_model += 1
+        if why not in self.stats.fallbacks:
+            self.stats.fallbacks.append(why)
+        return predict_models(self.profile, [self.space.graph(encoding)])[0].summary()
+
+    def summaries(self, encodings: Iterable[str]) -> list[dict[str, Any]]:
+        """:meth:`summary` of each encoding, with the garbage collector paused."""
+        with gc_paused():
+            return [{"arch": a, **self.summary(a)} for a in encodings]
+
+
+def _merged(units: list[tuple[int, int]], runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``units`` with each run of them (first, last index) joined into one."""
+    join = [False] * len(units)  # unit u joins the one after it
+    for a, z in runs:
+        for u in range(a, z):
+            join[u] = True
+    out, start = [], None
+    for u, (i, j) in enumerate(units):
+        start = i if start is None else start
+        if not join[u]:
+            out.append((start, j))
+            start = None
+    return out
+
+
+def _glue_keys() -> tuple[str, ...]:
+    from ..features import GLUE_KEYS
+
+    return GLUE_KEYS
+
+
+__all__ = ["SpaceComposer", "ComposeStats", "NotComposable", "OPAQUE_CONSUMERS", "ABSORBED_PRODUCERS"]
