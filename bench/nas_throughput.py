@@ -3,16 +3,21 @@
     python -m bench.nas_throughput [--profile pixel4/tflite-gpu] [--out bench/results/nas_throughput.json]
 
 For each space (NAS-Bench-201 and the ImageNet MBConv space), on one core (this process
-pinned to core 0) unless said otherwise, every timed run with an empty kernel cache:
+pinned to core 0) unless said otherwise, every timed run starting cold (an empty kernel
+cache and no piece predicted yet):
 
 - ``fast``: ``oplat.sweep.predict_space`` from architecture strings (what
-  ``oplat predict --space S --archs FILE --json-lines`` runs), networks per second,
-  median of 3 runs;
-- ``stages``: the same work cut into stages: build the IR, lower, features + regressors
-  (with the cache deduplicating the kernels that recur across candidates), the
-  end-to-end term and result assembly;
+  ``oplat predict --space S --archs FILE --json-lines`` runs: networks composed of cached
+  pieces, :mod:`oplat.spaces.compose`), networks per second, median of 3 runs; ``warm``:
+  the same networks again on the same composer (every piece predicted already: the cost
+  of composing alone); ``composer``: pieces lowered, composed of smaller ones, merged;
+- ``per_model``: each network's IR built and lowered whole, then predicted (the path
+  before composition, still that of onnxruntime profiles), with its time cut into
+  stages (build the IR, lower, features + regressors, the end-to-end term and results),
+  and ``identical``: how many of the fast path's records equal this path's, bit for bit;
+- ``whole_space`` (NB201): all 15,625 networks, cold, both paths, and how many agree;
 - ``floor``: the regressors alone on precomputed feature matrices, once for every kernel
-  and once for the distinct kernels only: no Python path can go below the latter;
+  and once for the distinct kernels only;
 - ``onnx_path``: what a search loop did before (arch -> ONNX -> load -> predict), on a
   subset, and a check that its totals equal the fast path's;
 - ``all_cores``: the process pool over every core (spawned workers, their start-up included).
@@ -34,7 +39,8 @@ from oplat.onnx_loader import load_onnx
 from oplat.predict import GLUE_KEYS, gc_paused, predict_models, predicted_kernels
 from oplat.profile import load_profile
 from oplat.spaces import get_space
-from oplat.sweep import predict_space
+from oplat.spaces.compose import SpaceComposer
+from oplat.sweep import predict_space, score_archs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +64,18 @@ def bench_space(prof, space: str, n: int, n_onnx: int, seed: int = 0) -> dict:
         return list(predict_space(prof, sp, archs))
 
     fast_s, fast_out = _timed(fast)
+    prof._cache.clear()
+    comp = SpaceComposer(prof, sp)
+    comp.summaries(archs)
+    stats = comp.stats
+    warm_s, _ = _timed(lambda: comp.summaries(archs))
+
+    # the per-model path, timed whole and then stage by stage
+    prof._cache.clear()
+    t = time.perf_counter()
+    whole = score_archs(prof, sp, archs)
+    per_model_s = time.perf_counter() - t
+    identical = sum(a == b for a, b in zip(fast_out, whole))
 
     # stage by stage, the same work
     prof._cache.clear()
@@ -118,8 +136,14 @@ def bench_space(prof, space: str, n: int, n_onnx: int, seed: int = 0) -> dict:
 
     return {
         "space": space, "networks": n, "kernels_predicted": n_items, "distinct_kernels": n_unique,
-        "fast": {"median_s": round(fast_s, 3), "networks_per_s": round(n / fast_s, 1)},
-        "stages_ms_per_network": {k: round(v / n * 1e3, 4) for k, v in stages.items()},
+        "fast": {"median_s": round(fast_s, 3), "networks_per_s": round(n / fast_s, 1),
+                 "warm_networks_per_s": round(n / warm_s, 1)},
+        "composer": {"pieces_lowered": stats.pieces_lowered, "pieces_composed": stats.pieces_composed,
+                     "piece_hits": stats.piece_hits, "merges": stats.merges, "networks_whole": stats.per_model},
+        "per_model": {"seconds": round(per_model_s, 3), "networks_per_s": round(n / per_model_s, 1),
+                      "identical": identical, "of": n,
+                      "stages_ms_per_network": {k: round(v / n * 1e3, 4) for k, v in stages.items()}},
+        "fast_over_per_model": round(per_model_s / fast_s, 2),
         "floor": {"all_kernels_networks_per_s": round(n / floor_all, 1),
                   "distinct_kernels_networks_per_s": round(n / floor_unique, 1),
                   "all_kernels_ms_per_network": round(floor_all / n * 1e3, 4),
@@ -129,6 +153,34 @@ def bench_space(prof, space: str, n: int, n_onnx: int, seed: int = 0) -> dict:
                       "totals_equal_fast_path": equal},
         "fast_over_onnx_path": round((n / fast_s) / (n_onnx / (t3 - t0)), 1),
     }
+
+
+def whole_space(prof) -> dict:
+    """Every NAS-Bench-201 network, cold, composed and per model."""
+    import itertools
+    import random
+
+    from oplat.spaces.nb201 import OPS
+
+    sp = get_space("nb201")
+    archs = [f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
+             for o in itertools.product(OPS, repeat=6)]
+    random.Random(0).shuffle(archs)
+    prof._cache.clear()
+    comp = SpaceComposer(prof, sp)  # what predict_space runs in-process
+    t = time.perf_counter()
+    fast = comp.summaries(archs)
+    fast_s = time.perf_counter() - t
+    prof._cache.clear()
+    t = time.perf_counter()
+    whole = score_archs(prof, sp, archs)
+    whole_s = time.perf_counter() - t
+    return {"space": "nb201", "networks": len(archs), "fast_s": round(fast_s, 2),
+            "fast_networks_per_s": round(len(archs) / fast_s, 1), "per_model_s": round(whole_s, 2),
+            "per_model_networks_per_s": round(len(archs) / whole_s, 1),
+            "identical": sum(a == b for a, b in zip(fast, whole)),
+            "pieces_lowered": comp.stats.pieces_lowered, "pieces_composed": comp.stats.pieces_composed,
+            "merges": comp.stats.merges}
 
 
 def all_cores(profile: str, space: str, n: int, seed: int = 0) -> dict:
@@ -156,7 +208,8 @@ def main() -> None:
     if cores:
         os.sched_setaffinity(0, {cores[0]})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    one_core = [bench_space(prof, "nb201", 2000, 200), bench_space(prof, "mbconv", 500, 100)]
+    one_core = [bench_space(prof, "nb201", 2000, 200), bench_space(prof, "mbconv", 2000, 100)]
+    one_core[0]["whole_space"] = whole_space(prof)
     for r, p in zip(one_core, pooled):
         r["all_cores"] = p
         p["speedup_over_one_core"] = round(p["networks_per_s"] / r["fast"]["networks_per_s"], 2)

@@ -274,14 +274,17 @@ def _usable_cores() -> int:
 
 
 def predict_models(profile: Profile, models: Iterable[str | os.PathLike | Graph | LoweredModel],
-                   input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[PredictionResult]:
+                   input_shapes: Mapping[str, Sequence[int]] | None = None,
+                   totals: bool = True) -> list[PredictionResult]:
     """Predict model files, IR graphs or lowered models with ``profile``: one regressor call
-    per kernel type for all models together."""
+    per kernel type for all models together. ``totals=False`` predicts the kernels only
+    (``total_ms`` is their plain sum, no end-to-end term or coverage: pieces of a network,
+    :mod:`oplat.spaces.compose`)."""
     with gc_paused():
-        return _predict_models(profile, models, input_shapes)
+        return _predict_models(profile, models, input_shapes, totals)
 
 
-def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionResult]:
+def _predict_models(profile: Profile, models, input_shapes, totals: bool = True) -> list[PredictionResult]:
     from .model_io import load_model
 
     lowered: list[LoweredModel] = []
@@ -331,6 +334,10 @@ def _predict_models(profile: Profile, models, input_shapes) -> list[PredictionRe
                 note = describe(k.type, k.params) or out_of_range(ranges.get(key), k.params)
             ops.append(OpPrediction(k.name, k.type, k.impl, k.linked, v, k.params, k.sources, note))
         ops_sum = sum(key_sums.values())
+        if not totals:
+            results.append(PredictionResult(lm.name, profile.id, ops_sum, ops_sum, 0.0, ops, unsupported, [],
+                                            key_sums))
+            continue
         total, overhead = end_to_end_ms(coef, names, lm, key_sums, glue_keys)
         glue = [{"name": k.name, "kernel": k.type, "linked": k.linked} for k in lm.glue]
         res = PredictionResult(lm.name, profile.id, total, ops_sum, overhead, ops, unsupported, glue)

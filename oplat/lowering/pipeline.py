@@ -54,7 +54,8 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
     For :mod:`oplat.spaces.compose`, which lowers a network piece by piece:
     ``pre_activation`` overrides the network-wide flag the passes detect (a piece does not
     see the rest of its network), and ``probe`` (a dict) receives the working graph after
-    the passes (``"work"``) and the flag as detected (``"pre_activation"``)."""
+    the passes (``"work"``), the flag as detected (``"pre_activation"``) and the tensors
+    the live ops read (``"live_inputs"``)."""
     # attrs are shared with the IR, never mutated in place (passes assign new dicts)
     if g.meta.get("folded_marked"):  # the loader flagged constant-only ops already
         ops = [op for op in g.ops() if not op.folded]
@@ -73,6 +74,7 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
     w.compact()
     if probe is not None:
         probe["work"], probe["pre_activation"] = w, w.pre_activation
+        probe["live_inputs"] = {t for op in ops for t in op.inputs}
     if pre_activation is not None:
         w.pre_activation = pre_activation
     kernels: list[Kernel] = []

@@ -56,7 +56,7 @@ class NotComposable(Exception):
 
 @dataclass(slots=True)
 class _Seg:
-    key: Any
+    sid: int  # the interned (key, pattern, input shapes): what the piece is
     fn: Callable[..., str]
     inputs: tuple[str, ...]  # distinct input tensors
     pattern: tuple[int, ...]  # fn's i-th argument is inputs[pattern[i]]
@@ -64,23 +64,23 @@ class _Seg:
 
 
 class _Recorder:
-    """Stands in for the builder while a network function runs: records its segments."""
+    """Stands in for the builder while a network function (or a segment's function) runs:
+    records its segments, builds nothing."""
 
-    def __init__(self, composer: "SpaceComposer", input_shape: tuple[int, ...]) -> None:
-        self.shapes: dict[str, tuple[int, ...]] = {"input": tuple(input_shape)}
+    def __init__(self, composer: "SpaceComposer", inputs: dict[str, tuple[int, ...]]) -> None:
+        self.shapes: dict[str, tuple[int, ...]] = dict(inputs)
         self.segs: list[_Seg] = []
         self._c = composer
 
     def segment(self, key: Any, fn: Callable[..., str], *inputs: str) -> str:
         uniq = tuple(dict.fromkeys(inputs))
         pattern = tuple(uniq.index(x) for x in inputs) if len(uniq) != len(inputs) else tuple(range(len(inputs)))
-        shapes = tuple(self.shapes[x] for x in uniq)
-        out_shape, alias = self._c._seg_shape(key, fn, pattern, shapes)
+        sid, out_shape, alias = self._c._seg_info(key, fn, pattern, tuple(self.shapes[x] for x in uniq))
         if alias is not None:  # the piece hands one of its inputs on
             return uniq[alias]
         name = f"s{len(self.segs)}"
         self.shapes[name] = out_shape
-        self.segs.append(_Seg(key, fn, uniq, pattern, name))
+        self.segs.append(_Seg(sid, fn, uniq, pattern, name))
         return name
 
     def __getattr__(self, attr: str) -> Any:
@@ -112,14 +112,26 @@ class _Piece:
 
 @dataclass
 class ComposeStats:
-    """What the composer did: pieces lowered, cache hits, merges, fallbacks."""
+    """What the composer did: pieces lowered or composed of smaller ones, cache hits,
+    merges, networks predicted whole and why."""
 
     networks: int = 0
     pieces_lowered: int = 0
+    pieces_composed: int = 0
     piece_hits: int = 0
     merges: int = 0
     per_model: int = 0
     fallbacks: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Solution:
+    """The live pieces of a run of segments, in order, and how their tensors connect."""
+
+    live: list[tuple[int, _Piece, list[str], tuple[int, ...]]]  # (unit, piece, outside inputs, exports)
+    readers: dict[str, list[tuple[int, int]]]  # tensor -> (position in live, slot) reading it
+    where: dict[str, tuple[int, int]]  # tensor -> (position in live, export index) producing it
+    pre_activation: bool
 
 
 class SpaceComposer:
@@ -130,7 +142,8 @@ class SpaceComposer:
     def __init__(self, profile: Profile, space: SearchSpace) -> None:
         self.profile, self.space = profile, space
         self.piecewise = profile.backend in PIECEWISE
-        self._shapes: dict[Any, tuple[Any, int | None]] = {}
+        self._sids: dict[Any, tuple[int, tuple[int, ...] | None, int | None]] = {}
+        self._sid_shapes: list[tuple[int, ...] | None] = []  # output shape by id
         self._pieces: dict[Any, _Piece] = {}
         self.stats = ComposeStats()
         meta = profile.meta.get("overhead", {})
@@ -138,72 +151,105 @@ class SpaceComposer:
         from ..overhead import OVERHEAD_FEATURES
 
         self._names = tuple(meta.get("features") or OVERHEAD_FEATURES)
+        self._glue_keys = {k for k in profile.boosters if k in _glue_keys()}
 
     # --- recording --------------------------------------------------------------
-    def _seg_shape(self, key: Any, fn: Callable[..., str], pattern: tuple[int, ...],
-                   shapes: tuple[tuple[int, ...], ...]) -> tuple[Any, int | None]:
+    def _seg_info(self, key: Any, fn: Callable[..., str], pattern: tuple[int, ...],
+                  shapes: tuple[tuple[int, ...], ...]) -> tuple[int, tuple[int, ...] | None, int | None]:
+        """(interned id, output shape, index of the input it hands on or None) of a segment."""
         ck = (key, pattern, shapes)
-        hit = self._shapes.get(ck)
+        hit = self._sids.get(ck)
         if hit is None:
-            b = GraphBuilder.with_inputs(self.space.name, {f"in{i}": s for i, s in enumerate(shapes)})
-            y = fn(b, *[f"in{p}" for p in pattern])
-            alias = int(y[2:]) if y in b.g.inputs else None
-            hit = self._shapes[ck] = (b.shapes[y] if alias is None else None, alias)
+            names = [f"in{i}" for i in range(len(shapes))]
+            try:  # a segment made of segments: its shape from theirs, nothing built
+                b: Any = _Recorder(self, dict(zip(names, shapes)))
+                y = fn(b, *[names[p] for p in pattern])
+            except NotComposable:
+                b = GraphBuilder.with_inputs(self.space.name, dict(zip(names, shapes)))
+                y = fn(b, *[names[p] for p in pattern])
+            alias = names.index(y) if y in names else None
+            hit = self._sids[ck] = (len(self._sids), b.shapes[y] if alias is None else None, alias)
+            self._sid_shapes.append(hit[1])
         return hit
 
     def record(self, encoding: str) -> tuple[list[_Seg], str, dict[str, tuple[int, ...]]]:
         """The segments of ``encoding``'s network, its output tensor and every tensor's shape."""
-        rec = _Recorder(self, self.space.input_shape)
+        rec = _Recorder(self, {"input": tuple(self.space.input_shape)})
         out = self.space.network(rec, self.space.parse(encoding))
         return rec.segs, out, rec.shapes
 
     # --- pieces -----------------------------------------------------------------
     @staticmethod
     def _piece_key(segs: list[_Seg], i: int, j: int) -> tuple[tuple, list[str]]:
-        """A run of segments as a cache key (keys, wiring), and its outside inputs."""
+        """A run of segments as a cache key (what each is, how they connect), and its
+        outside inputs."""
+        if i == j:
+            return (segs[i].sid,), list(segs[i].inputs)
         ext: dict[str, int] = {}
         local = {segs[s].out: s - i for s in range(i, j + 1)}
         parts = []
         for s in range(i, j + 1):
             sg = segs[s]
-            wires = tuple(("s", local[x]) if x in local and local[x] < s - i else ("x", ext.setdefault(x, len(ext)))
-                          for x in sg.inputs)
-            parts.append((sg.key, sg.pattern, wires))
+            wires = tuple(local[x] if x in local else -1 - ext.setdefault(x, len(ext)) for x in sg.inputs)
+            parts.append((sg.sid, wires))
         return tuple(parts), list(ext)
 
     def _piece(self, segs: list[_Seg], i: int, j: int, key: tuple, ext: list[str], shapes: dict[str, tuple],
                exports: tuple[int, ...], flag: bool) -> _Piece:
-        ck = (key, tuple(shapes[x] for x in ext), exports, flag)
+        ck = (key, exports, flag)  # the segments' ids fix their inputs' shapes
         p = self._pieces.get(ck)
         if p is not None:
             self.stats.piece_hits += 1
             return p
-        self.stats.pieces_lowered += 1
-        p = self._pieces[ck] = self._lower_piece(segs, i, j, ext, shapes, exports, flag)
+        p = self._pieces[ck] = self._make_piece(segs, i, j, ext, {f"in{k}": shapes[x] for k, x in enumerate(ext)},
+                                                exports, flag)
         return p
+
+    def _make_piece(self, segs: list[_Seg], i: int, j: int, ext: list[str], shapes: dict[str, tuple],
+                    exports: tuple[int, ...], flag: bool) -> _Piece:
+        """A piece composed of the segments its segments are made of, or else built and
+        lowered on its own (``shapes``: its inputs', named in0, in1, ...)."""
+        env = {x: f"in{k}" for k, x in enumerate(ext)}
+        rec = _Recorder(self, shapes)
+        expanded = False
+        for s in range(i, j + 1):
+            sg = segs[s]
+            n_before = len(rec.segs)
+            try:
+                env[sg.out] = sg.fn(rec, *[env[sg.inputs[p]] for p in sg.pattern])
+                expanded = True
+                continue
+            except NotComposable:  # a segment of ops: it stays one
+                del rec.segs[n_before:]
+            ins = tuple(env[x] for x in sg.inputs)
+            name = env[sg.out] = f"s{len(rec.segs)}"
+            rec.shapes[name] = self._sid_shapes[sg.sid]
+            rec.segs.append(_Seg(sg.sid, sg.fn, ins, sg.pattern, name))
+        if not expanded:  # nothing smaller to compose it of
+            self.stats.pieces_lowered += 1
+            return self._lower_piece(segs, i, j, ext, shapes, exports, flag)
+        self.stats.pieces_composed += 1
+        outs = [env[segs[i + e].out] for e in exports]
+        return self._aggregate(self._solve(rec.segs, outs, rec.shapes, flag), list(shapes), outs)
 
     def _lower_piece(self, segs: list[_Seg], i: int, j: int, ext: list[str], shapes: dict[str, tuple],
                      exports: tuple[int, ...], flag: bool) -> _Piece:
-        from ..lowering.pipeline import live_ops
-
-        slots = {f"in{k}": k for k in range(len(ext))}
-        b = GraphBuilder.with_inputs(self.space.name, {f"in{k}": shapes[x] for k, x in enumerate(ext)})
+        slots = {n: k for k, n in enumerate(shapes)}
+        b = GraphBuilder.with_inputs(self.space.name, shapes)
         env = {x: f"in{k}" for k, x in enumerate(ext)}
         for s in range(i, j + 1):
             sg = segs[s]
-            args = [env[sg.inputs[p]] for p in sg.pattern]
-            env[sg.out] = sg.fn(b, *args)
+            env[sg.out] = sg.fn(b, *[env[sg.inputs[p]] for p in sg.pattern])
         g = b.g
         g.outputs = [env[segs[i + e].out] for e in exports]
         g.meta.update(producer="oplat.zoo", opset=b.opset, folded_marked=True, assumed_shapes=[])
         probe: dict[str, Any] = {}
         prof = self.profile
         lm = lower(g, prof.backend, prof.variant, pre_activation=flag, probe=probe)
-        res = predict_models(prof, [lm])[0]
+        res = predict_models(prof, [lm], totals=False)[0]
         n_in, f_in, f_out = coverage_counts(lm, res.unsupported, g, flops=True)
-        glue_keys = {k for k in prof.boosters if k in _glue_keys()}
         w = probe["work"]
-        live_in = {t for op in live_ops(g, [op for op in g.ops() if not op.folded]) for t in op.inputs}
+        live_in = probe["live_inputs"]
 
         def kind(t: str) -> Any:
             p = w.producer.get(t)
@@ -222,64 +268,121 @@ class SpaceComposer:
         def conv_reads(t: str) -> bool:
             return any(c.type == "Conv" for c in w.consumers.get(t, ()))
 
-        slot_names = list(slots)
         return _Piece(
             vals=[(predictor_key(o.kernel, o.impl), o.predicted_ms) for o in res.ops if o.predicted_ms is not None],
-            n_ops=len(res.ops), tallies=kernel_tallies(lm.kernels, glue_keys), unsupported=res.unsupported,
+            n_ops=len(res.ops), tallies=kernel_tallies(lm.kernels, self._glue_keys), unsupported=res.unsupported,
             n_in=n_in, flops_in=f_in, flops_out=f_out,
             approx_ms=[o.predicted_ms for o in res.ops if o.note],
-            slot_used=[t in live_in for t in slot_names],
-            slot_consumers=[[c.type for c in w.consumers.get(t, ())] for t in slot_names],
-            slot_conv=[conv_reads(t) for t in slot_names],
+            slot_used=[t in live_in for t in slots],
+            slot_consumers=[[c.type for c in w.consumers.get(t, ())] for t in slots],
+            slot_conv=[conv_reads(t) for t in slots],
             slot_conv_act=[any(c.type in _ACTS and conv_reads(c.outputs[0]) for c in w.consumers.get(t, ()))
-                           for t in slot_names],
+                           for t in slots],
             out_internal=[len(w.consumers.get(t, ())) for t in g.outputs],
             out_producer=[p.type if (p := w.producer.get(t)) is not None else None for t in g.outputs],
             out_kind=[kind(t) for t in g.outputs],
             pre_activation=bool(probe["pre_activation"]))
 
-    # --- one network ------------------------------------------------------------
-    def _plan(self, segs: list[_Seg], out: str, units: list[tuple[int, int]], shapes: dict[str, tuple],
-              flag: bool) -> tuple[list, list[tuple[int, int]], bool]:
-        """The live pieces (in network order), the runs of units to merge (first, last;
-        none when every border is safe), and the network's pre-activation flag."""
-        needed: dict[str, list[tuple[int, int]]] = {out: []}  # tensor -> (unit, slot) reading it
+    def _aggregate(self, sol: _Solution, slots: list[str], outs: list[str]) -> _Piece:
+        """The piece a solved run of segments makes, as if lowered on its own: its kernels'
+        sums, and its borders from its pieces' borders."""
+        live = sol.live
+        p = _Piece([], 0, KernelTallies(), [], 0, 0.0, 0.0, [], [], [], [], [], [], [], [], sol.pre_activation)
+        for _, q, _, _ in live:
+            p.vals += q.vals
+            p.n_ops += q.n_ops
+            p.tallies.add(q.tallies)
+            p.unsupported += q.unsupported
+            p.n_in += q.n_in
+            p.flops_in += q.flops_in
+            p.flops_out += q.flops_out
+            p.approx_ms += q.approx_ms
+        slot_of = {n: k for k, n in enumerate(slots)}
+
+        def kind_of(t: str) -> Any:  # in this piece's terms
+            w = sol.where.get(t)
+            if w is None:
+                return None
+            _, q, ext, _ = live[w[0]]
+            k = q.out_kind[w[1]]
+            if isinstance(k, tuple):
+                src = ext[k[1]]
+                if src in slot_of:
+                    return ("act_slot", slot_of[src])
+                return "act_bn" if kind_of(src) == "bn" else None
+            return k
+
+        for t in slots:
+            rs = sol.readers.get(t, [])
+            p.slot_used.append(bool(rs))
+            p.slot_consumers.append([c for r, k in rs for c in live[r][1].slot_consumers[k]])
+            p.slot_conv.append(any(live[r][1].slot_conv[k] for r, k in rs))
+            # a conv reading ReLU(input), the ReLU in one piece and the conv in another
+            via = any(live[r][1].slot_conv_act[k] for r, k in rs) or any(
+                live[r2][1].slot_conv[k2] for t2, rs2 in sol.readers.items()
+                if kind_of(t2) == ("act_slot", slot_of[t]) for r2, k2 in rs2)
+            p.slot_conv_act.append(via)
+        for t in outs:
+            w = sol.where[t]
+            q = live[w[0]][1]
+            p.out_internal.append(q.out_internal[w[1]]
+                                  + sum(len(live[r][1].slot_consumers[k]) for r, k in sol.readers.get(t, [])))
+            p.out_producer.append(q.out_producer[w[1]])
+            p.out_kind.append(kind_of(t))
+        return p
+
+    # --- solving a run of segments ----------------------------------------------
+    def _plan(self, segs: list[_Seg], outs: list[str], units: list[tuple[int, int]], shapes: dict[str, tuple],
+              flag: bool) -> tuple[_Solution, list[tuple[int, int]]]:
+        """The live pieces of ``units`` (runs of ``segs``) computing ``outs``, and the runs
+        of units to merge (first, last; none when every border is safe)."""
+        readers: dict[str, list[tuple[int, int]]] = {o: [] for o in outs}  # tensor -> (unit, slot)
         live = []
-        where: dict[str, tuple[int, int]] = {}  # tensor -> (position in live, export index)
         for u in range(len(units) - 1, -1, -1):
             i, j = units[u]
-            exports = tuple(s - i for s in range(i, j + 1) if segs[s].out in needed)
+            exports = tuple(s - i for s in range(i, j + 1) if segs[s].out in readers)
             if not exports:
-                continue  # dead: nothing it computes reaches the output
+                continue  # dead: nothing it computes reaches an output
             key, ext = self._piece_key(segs, i, j)
             p = self._piece(segs, i, j, key, ext, shapes, exports, flag)
-            for e, ex in enumerate(exports):
-                where[segs[i + ex].out] = (len(live), e)
+            pos = len(live)
             for k, x in enumerate(ext):
                 if p.slot_used[k]:
-                    needed.setdefault(x, []).append((u, k))
+                    r = readers.get(x)
+                    if r is None:
+                        readers[x] = [(pos, k)]
+                    else:
+                        r.append((pos, k))
             live.append((u, p, ext, exports))
-        # the borders: merge where a fusion could cross one
-        by_unit = {u: (p, ext) for u, p, ext, _ in live}
-        merges = []
-        for u, p, ext, exports in live:
+        # positions counted from the end while walking back: turn them to network order
+        n = len(live)
+        live.reverse()
+        readers = {t: [(n - 1 - r, k) for r, k in rs] for t, rs in readers.items()}
+        where = {}
+        for pos, (u, p, ext, exports) in enumerate(live):
             i = units[u][0]
             for e, ex in enumerate(exports):
-                t = segs[i + ex].out
-                readers = needed.get(t, [])
-                if not readers:
-                    continue  # the network's output only
-                n = sum(len(by_unit[r][0].slot_consumers[k]) for r, k in readers) + (t == out)
-                last = max(r for r, _ in readers)
-                if p.out_internal[e] or n == 0:
+                where[segs[i + ex].out] = (pos, e)
+        # the borders: merge where a fusion could cross one
+        outset = set(outs)
+        merges = []
+        for t, (pos, e) in where.items():
+            rs = readers.get(t)
+            if not rs:
+                continue  # an output only
+            u, p = live[pos][0], live[pos][1]
+            cons = sum(len(live[r][1].slot_consumers[k]) for r, k in rs) + (t in outset)
+            last = live[max(r for r, _ in rs)][0]
+            if p.out_internal[e] or cons == 0:
+                merges.append((u, last))
+            elif cons == 1 and t not in outset:
+                r, k = rs[0]
+                if (live[r][1].slot_consumers[k][0] not in OPAQUE_CONSUMERS
+                        or p.out_producer[e] is None or p.out_producer[e] in ABSORBED_PRODUCERS):
                     merges.append((u, last))
-                elif n == 1 and not (t == out):
-                    r, k = readers[0]
-                    if (by_unit[r][0].slot_consumers[k][0] not in OPAQUE_CONSUMERS
-                            or p.out_producer[e] is None or p.out_producer[e] in ABSORBED_PRODUCERS):
-                        merges.append((u, last))
+        sol = _Solution(live, readers, where, False)
         if merges:
-            return live, merges, flag
+            return sol, merges
         # the pre-activation flag: inside a piece, or a conv reading ReLU(BatchNorm) across a border
         pre = any(p.pre_activation for _, p, _, _ in live)
         if not pre:
@@ -287,19 +390,34 @@ class SpaceComposer:
                 w = where.get(t)
                 return live[w[0]][1].out_kind[w[1]] if w else None
 
-            for t, readers in needed.items():
+            for t, rs in readers.items():
                 k_t = kind_of(t)
                 if k_t is None:
                     continue
                 if isinstance(k_t, tuple):  # ReLU of the producing piece's input: what fed that input?
-                    _, p_src, ext_src, _ = live[where[t][0]]
-                    k_t = "act_bn" if kind_of(ext_src[k_t[1]]) == "bn" else None
-                for r, k in readers:
-                    pr = by_unit[r][0]
+                    k_t = "act_bn" if kind_of(live[where[t][0]][2][k_t[1]]) == "bn" else None
+                for r, k in rs:
+                    pr = live[r][1]
                     if (k_t == "act_bn" and pr.slot_conv[k]) or (k_t == "bn" and pr.slot_conv_act[k]):
                         pre = True
-        live.reverse()
-        return live, [], pre
+        sol.pre_activation = pre
+        return sol, []
+
+    def _solve(self, segs: list[_Seg], outs: list[str], shapes: dict[str, tuple],
+               flag: bool | None = None) -> _Solution:
+        """The live pieces of ``segs`` computing ``outs``, merged until every border is
+        safe; with ``flag`` None, the pre-activation flag is found and applied."""
+        units = [(s, s) for s in range(len(segs))]
+        cur = bool(flag)
+        while True:
+            sol, merge = self._plan(segs, outs, units, shapes, cur)
+            if merge:
+                self.stats.merges += len(merge)
+                units = _merged(units, merge)
+            elif flag is None and sol.pre_activation and not cur:
+                cur = True  # the flag changes how convolutions keep their pads: every piece again with it
+            else:
+                return sol
 
     def summary(self, encoding: str) -> dict[str, Any]:
         """The prediction record of ``encoding``'s network (what :func:`oplat.sweep.summary`
@@ -311,20 +429,9 @@ class SpaceComposer:
             segs, out, shapes = self.record(encoding)
         except NotComposable as e:
             return self._per_model(encoding, str(e))
-        if out not in shapes or out == "input":
+        if out == "input":
             return self._per_model(encoding, "the network's output is not a segment's")
-        units = [(s, s) for s in range(len(segs))]
-        flag = False
-        while True:
-            live, merge, pre = self._plan(segs, out, units, shapes, flag)
-            if merge:
-                self.stats.merges += len(merge)
-                units = _merged(units, merge)
-            elif pre and not flag:
-                flag = True  # the flag changes how convolutions keep their pads: every piece again with it
-            else:
-                break
-        return self._compose([p for _, p, _, _ in live])
+        return self._compose([p for _, p, _, _ in self._solve(segs, [out], shapes).live])
 
     def _compose(self, pieces: list[_Piece]) -> dict[str, Any]:
         key_sums: dict[str, float] = {}

@@ -45,12 +45,23 @@ class GraphBuilder(OnnxBuilder):
 
     def __init__(self, name: str, input_shape: tuple[int, ...], seed: int = 0, opset: int = 17) -> None:
         self.name, self.opset = name, opset
-        self.rng = np.random.default_rng(seed)
+        self._seed, self._rng = seed, None
         self.shapes: dict[str, tuple[int, ...]] = {"input": tuple(input_shape)}
         self._n = 0
         self.g = Graph(name)
         self.g.add_tensor(Tensor("input", tuple(int(d) for d in input_shape)))
         self.g.inputs = ["input"]
+
+    @property
+    def rng(self) -> np.random.Generator:  # type: ignore[override]
+        # drawn from only for small weights: pieces of a network built alone rarely need one
+        if self._rng is None:
+            self._rng = np.random.default_rng(self._seed)
+        return self._rng
+
+    @rng.setter
+    def rng(self, value: np.random.Generator) -> None:
+        self._rng = value
 
     @classmethod
     def with_inputs(cls, name: str, inputs: dict[str, tuple[int, ...]], seed: int = 0) -> "GraphBuilder":

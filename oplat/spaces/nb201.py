@@ -61,7 +61,7 @@ def _node(b: OnnxBuilder, *xs: str, edges: tuple[tuple[str, int], ...]) -> str:
 
 
 def _cell(b: OnnxBuilder, x: str, arch: list[list[tuple[str, int]]]) -> str:
-    # each node is a segment (oplat.spaces.compose): 155 kinds of node make every cell
+    # a segment of segments (oplat.spaces.compose): 155 kinds of node make every cell
     states = [x]
     for node in arch:
         live = [(op, src) for op, src in node if op != "none"]
@@ -87,13 +87,14 @@ def _head(b: OnnxBuilder, x: str, classes: int) -> str:
 
 
 def _network(b: OnnxBuilder, cell: list[list[tuple[str, int]]], c: int, n: int, classes: int) -> str:
+    key = tuple(tuple(node) for node in cell)
     x = b.segment(("nb201-stem", c), partial(_stem, c=c), "input")
     for stage in range(3):
         if stage:
             c_out = c * 2 ** stage
             x = b.segment(("nb201-reduction", c_out), partial(_reduction, c_out=c_out), x)
         for _ in range(n):
-            x = _cell(b, x, cell)
+            x = b.segment(("nb201-cell", key), partial(_cell, arch=cell), x)
     return b.segment(("nb201-head", classes), partial(_head, classes=classes), x)
 
 

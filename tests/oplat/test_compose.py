@@ -3,7 +3,8 @@
 The built-in spaces are checked on random networks of each; a hostile space cuts random
 networks into pieces at the worst places (a BatchNorm or ReLU in the piece after its
 conv, a hard-swish, swish or pre-activation block spread over three pieces, explicit
-pads, identities, dead and aliasing pieces, pieces reading several earlier tensors), so
+pads, identities, dead and aliasing pieces, pieces reading several earlier tensors,
+pieces made of pieces), so
 that every rule of the lowering that could cross between pieces is made to.
 """
 
@@ -89,6 +90,19 @@ def _concat_conv(b, x, y, c):
     return _conv(b, b.concat([x, y]), c, 1)
 
 
+def _nested(b, x, y, c):  # a segment of segments: a BatchNorm split from its conv, a dead piece, a hand-on
+    t = b.segment(("conv", c, 3), partial(_conv, c=c, k=3), x)
+    b.segment(("conv", c, 1), partial(_conv, c=c, k=1), y)
+    t = b.segment(("bn",), _bn, t)
+    t = b.segment(("hand_on",), _hand_on, t, y)
+    t = b.segment(("act", "relu"), partial(_act, kind="relu"), t)
+    return b.segment(("add",), _add, t, y)
+
+
+def _nested_conv(b, x, c):  # ends in a conv: what follows it outside may fuse into it
+    return b.segment(("conv", c, 1), partial(_conv, c=c, k=1), b.segment(("identity",), _identity, x))
+
+
 def _head(b, x):
     return b.classifier(x, 10)
 
@@ -104,7 +118,7 @@ def _chaos_network(b, seed: int) -> str:
 
     for _ in range(rng.randint(6, 14)):
         kind = rng.choice(["conv", "conv_bn", "relu", "hswish3", "swish2", "preact", "pad_conv", "identity",
-                           "residual", "pool", "dead", "alias", "concat", "dw"])
+                           "residual", "pool", "dead", "alias", "concat", "dw", "nested", "nested_conv"])
         prev = same[-1]
         if kind == "conv":
             y = seg(("conv", c, 1), partial(_conv, c=c, k=1), prev)
@@ -136,6 +150,10 @@ def _chaos_network(b, seed: int) -> str:
         elif kind == "dead":  # a piece nothing reads
             seg(("conv", c, 1), partial(_conv, c=c, k=1), prev)
             continue
+        elif kind == "nested":
+            y = seg(("nested", c), partial(_nested, c=c), prev, rng.choice(same))
+        elif kind == "nested_conv":
+            y = seg(("nested_conv", c), partial(_nested_conv, c=c), prev)
         elif kind == "alias":
             y = seg(("hand_on",), _hand_on, prev, rng.choice(same))
         else:
@@ -159,8 +177,9 @@ def _check(profile_id: str, space: SearchSpace, archs: list[str]) -> SpaceCompos
 
 @pytest.mark.parametrize("profile_id", PROFILES)
 def test_hostile_pieces_compose_exactly(profile_id):
-    comp = _check(profile_id, CHAOS, [str(s) for s in range(60)])
-    assert comp.stats.merges > 0 and comp.stats.per_model == 0  # the borders were crossed, and handled
+    comp = _check(profile_id, CHAOS, [str(s) for s in range(80)])
+    # the borders were crossed and handled; nested pieces were composed of their own
+    assert comp.stats.merges > 0 and comp.stats.pieces_composed > 0 and comp.stats.per_model == 0
 
 
 @pytest.mark.parametrize("space", ["nb201", "mbconv-cifar"])
