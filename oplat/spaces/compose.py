@@ -14,9 +14,14 @@ holds when every tensor passed between pieces either has several consumers or a 
 consumer that fuses with nothing before it (a convolution, a pool, a matmul) and a
 producer that nothing absorbs (not a pad, identity or quantization op). Each piece's
 prediction records what its lowering saw at its borders (the consumers of each input, the
-producer of its output, after the converter passes); wherever the condition fails, the
-pieces between producer and consumer are merged into one and predicted together, so the
-answer is always that of the whole network, at worst by lowering all of it as one piece.
+producer of its output, after the converter passes). One crossing is common enough to
+handle in place: a lone ReLU that the producer's last kernel takes in (a NAS-Bench-201
+node read by one conv edge); both pieces are then predicted with that border in view, the
+producer with a stand-in ReLU after it and the reader with a stand-in 1x1 conv before it
+(the stand-ins' own kernels dropped), and kept only if the two agree. Wherever the
+condition fails otherwise, the pieces between producer and consumer are merged into one
+and predicted together, so the answer is always that of the whole network, at worst by
+lowering all of it as one piece.
 Two network-wide facts are composed too: which pieces are dead (the TFLite converter and
 TorchScript drop ops whose results reach no output) and the pre-activation flag of the
 convolution rules. Totals are bit-identical to the per-model path's: the per-kernel
@@ -34,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..features import predictor_key
-from ..lowering import PIECEWISE, lower
+from ..lowering import PIECEWISE, LoweredModel, lower
 from ..overhead import KernelTallies, kernel_tallies
 from ..predict import (coverage_counts, coverage_from_counts, end_to_end_from_tallies, gc_paused,
                        predict_models)
@@ -48,6 +53,7 @@ OPAQUE_CONSUMERS = frozenset(("Conv", "MaxPool", "AveragePool", "GlobalAveragePo
 ABSORBED_PRODUCERS = frozenset(("Pad", "Identity", "Dropout", "Cast", "QuantizeLinear", "DequantizeLinear",
                                 "DynamicQuantizeLinear"))
 _ACTS = ("Relu", "Clip")
+_NO_CTX: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
 
 
 class NotComposable(Exception):
@@ -108,6 +114,10 @@ class _Piece:
     out_producer: list[str | None]  # each output's producer after the passes
     out_kind: list[Any]  # "bn", "act_bn", ("act_slot", i) or None: for the pre-activation flag
     pre_activation: bool  # detected inside the piece
+    leaf: bool = True  # lowered itself (not composed of smaller pieces)
+    slot_relu: list[bool] = field(default_factory=list)  # read by one ReLU whose result fuses no further
+    out_linked: list[bool] = field(default_factory=list)  # its last kernel took in the ReLU after it
+    in_linked: list[bool] = field(default_factory=list)  # the ReLU reading the input went into its producer
 
 
 @dataclass
@@ -195,18 +205,18 @@ class SpaceComposer:
         return tuple(parts), list(ext)
 
     def _piece(self, segs: list[_Seg], i: int, j: int, key: tuple, ext: list[str], shapes: dict[str, tuple],
-               exports: tuple[int, ...], flag: bool) -> _Piece:
-        ck = (key, exports, flag)  # the segments' ids fix their inputs' shapes
+               exports: tuple[int, ...], flag: bool, ctx: tuple[tuple[int, ...], tuple[int, ...]]) -> _Piece:
+        ck = (key, exports, flag, ctx)  # the segments' ids fix their inputs' shapes
         p = self._pieces.get(ck)
         if p is not None:
             self.stats.piece_hits += 1
             return p
         p = self._pieces[ck] = self._make_piece(segs, i, j, ext, {f"in{k}": shapes[x] for k, x in enumerate(ext)},
-                                                exports, flag)
+                                                exports, flag, ctx)
         return p
 
     def _make_piece(self, segs: list[_Seg], i: int, j: int, ext: list[str], shapes: dict[str, tuple],
-                    exports: tuple[int, ...], flag: bool) -> _Piece:
+                    exports: tuple[int, ...], flag: bool, ctx: tuple[tuple[int, ...], tuple[int, ...]]) -> _Piece:
         """A piece composed of the segments its segments are made of, or else built and
         lowered on its own (``shapes``: its inputs', named in0, in1, ...)."""
         env = {x: f"in{k}" for k, x in enumerate(ext)}
@@ -227,28 +237,62 @@ class SpaceComposer:
             rec.segs.append(_Seg(sg.sid, sg.fn, ins, sg.pattern, name))
         if not expanded:  # nothing smaller to compose it of
             self.stats.pieces_lowered += 1
-            return self._lower_piece(segs, i, j, ext, shapes, exports, flag)
+            return self._lower_piece(segs, i, j, ext, shapes, exports, flag, ctx)
         self.stats.pieces_composed += 1
         outs = [env[segs[i + e].out] for e in exports]
-        return self._aggregate(self._solve(rec.segs, outs, rec.shapes, flag), list(shapes), outs)
+        fixed = ({outs[e] for e in ctx[0]}, {f"in{k}" for k in ctx[1]})
+        return self._aggregate(self._solve(rec.segs, outs, rec.shapes, flag, fixed), list(shapes), outs)
 
     def _lower_piece(self, segs: list[_Seg], i: int, j: int, ext: list[str], shapes: dict[str, tuple],
-                     exports: tuple[int, ...], flag: bool) -> _Piece:
-        slots = {n: k for k, n in enumerate(shapes)}
-        b = GraphBuilder.with_inputs(self.space.name, shapes)
-        env = {x: f"in{k}" for k, x in enumerate(ext)}
+                     exports: tuple[int, ...], flag: bool, ctx: tuple[tuple[int, ...], tuple[int, ...]]) -> _Piece:
+        """Build, lower and predict a run of segments alone. Border context ``ctx``: the
+        exports whose one reader (a ReLU) its last kernel may take in, given a stand-in
+        ReLU; the inputs whose one reader (a ReLU) went into the kernel that produced them,
+        given a stand-in 1x1 conv producing them. Stand-ins' own kernels are dropped."""
+        absorb_out, absorbed_in = ctx
+        names = list(shapes)
+        b = GraphBuilder.with_inputs(self.space.name, {(f"sx{k}" if k in absorbed_in else n): sh
+                                                       for k, (n, sh) in enumerate(shapes.items())})
+        stand_ins: dict[str, int] = {}  # stand-in op -> slot
+        for k in absorbed_in:
+            names[k] = b.conv(f"sx{k}", shapes[f"in{k}"][1], 1, bias=False)
+            stand_ins[b.g.producer(names[k]).name] = k
+        slots = {n: k for k, n in enumerate(names)}
+        env = {x: names[k] for k, x in enumerate(ext)}
         for s in range(i, j + 1):
             sg = segs[s]
             env[sg.out] = sg.fn(b, *[env[sg.inputs[p]] for p in sg.pattern])
         g = b.g
-        g.outputs = [env[segs[i + e].out] for e in exports]
+        outs = [env[segs[i + e].out] for e in exports]
+        relus: dict[str, int] = {}  # stand-in ReLU op -> export
+        g.outputs = list(outs)
+        for e in absorb_out:
+            g.outputs[e] = b.act(outs[e], "relu")
+            relus[g.producer(g.outputs[e]).name] = e
         g.meta.update(producer="oplat.zoo", opset=b.opset, folded_marked=True, assumed_shapes=[])
         probe: dict[str, Any] = {}
         prof = self.profile
         lm = lower(g, prof.backend, prof.variant, pre_activation=flag, probe=probe)
+        w = probe["work"]
+        out_linked = [False] * len(exports)
+        in_linked = [False] * len(ext)
+        if stand_ins or relus:
+            keep = []
+            for kern in lm.kernels:
+                if kern.name in stand_ins:  # the stand-in producer: did it take in the input's ReLU?
+                    k = stand_ins[kern.name]
+                    cons = w.consumers.get(names[k], ())
+                    in_linked[k] = len(cons) == 1 and cons[0].name in kern.sources
+                    continue
+                if kern.name in relus:
+                    continue  # the stand-in reader, left on its own
+                for r in relus:
+                    if r in kern.sources:
+                        out_linked[relus[r]] = True
+                keep.append(kern)
+            lm = LoweredModel(lm.name, keep, lm.unsupported, lm.backend)
         res = predict_models(prof, [lm], totals=False)[0]
         n_in, f_in, f_out = coverage_counts(lm, res.unsupported, g, flops=True)
-        w = probe["work"]
         live_in = probe["live_inputs"]
 
         def kind(t: str) -> Any:
@@ -268,6 +312,13 @@ class SpaceComposer:
         def conv_reads(t: str) -> bool:
             return any(c.type == "Conv" for c in w.consumers.get(t, ()))
 
+        def relu_ends(t: str) -> bool:  # read by one ReLU whose result fuses with nothing after it
+            cs = w.consumers.get(t, ())
+            if len(cs) != 1 or cs[0].type != "Relu" or cs[0].outputs[0] in g.outputs:
+                return False
+            after = w.consumers.get(cs[0].outputs[0], ())
+            return len(after) > 1 or (len(after) == 1 and after[0].type in OPAQUE_CONSUMERS)
+
         return _Piece(
             vals=[(predictor_key(o.kernel, o.impl), o.predicted_ms) for o in res.ops if o.predicted_ms is not None],
             n_ops=len(res.ops), tallies=kernel_tallies(lm.kernels, self._glue_keys), unsupported=res.unsupported,
@@ -278,16 +329,18 @@ class SpaceComposer:
             slot_conv=[conv_reads(t) for t in slots],
             slot_conv_act=[any(c.type in _ACTS and conv_reads(c.outputs[0]) for c in w.consumers.get(t, ()))
                            for t in slots],
-            out_internal=[len(w.consumers.get(t, ())) for t in g.outputs],
-            out_producer=[p.type if (p := w.producer.get(t)) is not None else None for t in g.outputs],
-            out_kind=[kind(t) for t in g.outputs],
-            pre_activation=bool(probe["pre_activation"]))
+            out_internal=[len(w.consumers.get(t, ())) - (e in absorb_out) for e, t in enumerate(outs)],
+            out_producer=[p.type if (p := w.producer.get(t)) is not None else None for t in outs],
+            out_kind=[kind(t) for t in outs],
+            pre_activation=bool(probe["pre_activation"]),
+            slot_relu=[relu_ends(t) for t in slots], out_linked=out_linked, in_linked=in_linked)
 
     def _aggregate(self, sol: _Solution, slots: list[str], outs: list[str]) -> _Piece:
         """The piece a solved run of segments makes, as if lowered on its own: its kernels'
         sums, and its borders from its pieces' borders."""
         live = sol.live
-        p = _Piece([], 0, KernelTallies(), [], 0, 0.0, 0.0, [], [], [], [], [], [], [], [], sol.pre_activation)
+        p = _Piece([], 0, KernelTallies(), [], 0, 0.0, 0.0, [], [], [], [], [], [], [], [], sol.pre_activation,
+                   leaf=False)
         for _, q, _, _ in live:
             p.vals += q.vals
             p.n_ops += q.n_ops
@@ -322,9 +375,13 @@ class SpaceComposer:
                 live[r2][1].slot_conv[k2] for t2, rs2 in sol.readers.items()
                 if kind_of(t2) == ("act_slot", slot_of[t]) for r2, k2 in rs2)
             p.slot_conv_act.append(via)
+            one = rs[0] if len(rs) == 1 else None
+            p.slot_relu.append(one is not None and live[one[0]][1].slot_relu[one[1]])
+            p.in_linked.append(one is not None and live[one[0]][1].in_linked[one[1]])
         for t in outs:
             w = sol.where[t]
             q = live[w[0]][1]
+            p.out_linked.append(q.out_linked[w[1]])
             p.out_internal.append(q.out_internal[w[1]]
                                   + sum(len(live[r][1].slot_consumers[k]) for r, k in sol.readers.get(t, [])))
             p.out_producer.append(q.out_producer[w[1]])
@@ -333,9 +390,13 @@ class SpaceComposer:
 
     # --- solving a run of segments ----------------------------------------------
     def _plan(self, segs: list[_Seg], outs: list[str], units: list[tuple[int, int]], shapes: dict[str, tuple],
-              flag: bool) -> tuple[_Solution, list[tuple[int, int]]]:
-        """The live pieces of ``units`` (runs of ``segs``) computing ``outs``, and the runs
-        of units to merge (first, last; none when every border is safe)."""
+              flag: bool, borders: dict[str, str], fixed: tuple[set[str], set[str]] = (set(), set())
+              ) -> tuple[_Solution, list[tuple[int, int]], dict[str, str]]:
+        """The live pieces of ``units`` (runs of ``segs``) computing ``outs``; the runs of
+        units to merge (first, last); and the borders whose state changes: ``"relu"`` (the
+        producer's last kernel may take in the ReLU that is its one reader: both pieces
+        predicted with that context), ``"plain"`` (it does not). Nothing to merge or change:
+        every border is safe."""
         readers: dict[str, list[tuple[int, int]]] = {o: [] for o in outs}  # tensor -> (unit, slot)
         live = []
         for u in range(len(units) - 1, -1, -1):
@@ -344,7 +405,12 @@ class SpaceComposer:
             if not exports:
                 continue  # dead: nothing it computes reaches an output
             key, ext = self._piece_key(segs, i, j)
-            p = self._piece(segs, i, j, key, ext, shapes, exports, flag)
+            ctx = _NO_CTX
+            if borders or fixed[0] or fixed[1]:
+                ctx = (tuple(e for e, ex in enumerate(exports)
+                             if borders.get(t := segs[i + ex].out) == "relu" or t in fixed[0]),
+                       tuple(k for k, x in enumerate(ext) if borders.get(x) == "relu" or x in fixed[1]))
+            p = self._piece(segs, i, j, key, ext, shapes, exports, flag, ctx)
             pos = len(live)
             for k, x in enumerate(ext):
                 if p.slot_used[k]:
@@ -366,6 +432,7 @@ class SpaceComposer:
         # the borders: merge where a fusion could cross one
         outset = set(outs)
         merges = []
+        change: dict[str, str] = {}
         for t, (pos, e) in where.items():
             rs = readers.get(t)
             if not rs:
@@ -373,16 +440,28 @@ class SpaceComposer:
             u, p = live[pos][0], live[pos][1]
             cons = sum(len(live[r][1].slot_consumers[k]) for r, k in rs) + (t in outset)
             last = live[max(r for r, _ in rs)][0]
+            state = borders.get(t)
             if p.out_internal[e] or cons == 0:
                 merges.append((u, last))
             elif cons == 1 and t not in outset:
-                r, k = rs[0]
-                if (live[r][1].slot_consumers[k][0] not in OPAQUE_CONSUMERS
-                        or p.out_producer[e] is None or p.out_producer[e] in ABSORBED_PRODUCERS):
+                r, k = next((r, k) for r, k in rs if live[r][1].slot_consumers[k])
+                q = live[r][1]
+                lone = q.slot_consumers[k][0]
+                if p.out_producer[e] is None or p.out_producer[e] in ABSORBED_PRODUCERS:
                     merges.append((u, last))
+                elif lone in OPAQUE_CONSUMERS:
+                    continue
+                elif not (lone == "Relu" and len(rs) == 1 and q.slot_relu[k]):
+                    merges.append((u, last))
+                elif state is None:
+                    change[t] = "relu"  # predict both sides with the ReLU's fusion in view
+                elif state == "relu" and not p.out_linked[e]:
+                    change[t] = "plain"  # the producer takes in no ReLU: each side alone is exact
+                elif state == "relu" and not q.in_linked[k]:
+                    merges.append((u, last))  # the two sides disagree: predict them together
         sol = _Solution(live, readers, where, False)
-        if merges:
-            return sol, merges
+        if merges or change:
+            return sol, merges, change
         # the pre-activation flag: inside a piece, or a conv reading ReLU(BatchNorm) across a border
         pre = any(p.pre_activation for _, p, _, _ in live)
         if not pre:
@@ -401,19 +480,24 @@ class SpaceComposer:
                     if (k_t == "act_bn" and pr.slot_conv[k]) or (k_t == "bn" and pr.slot_conv_act[k]):
                         pre = True
         sol.pre_activation = pre
-        return sol, []
+        return sol, [], {}
 
     def _solve(self, segs: list[_Seg], outs: list[str], shapes: dict[str, tuple],
-               flag: bool | None = None) -> _Solution:
+               flag: bool | None = None, fixed: tuple[set[str], set[str]] = (set(), set())) -> _Solution:
         """The live pieces of ``segs`` computing ``outs``, merged until every border is
-        safe; with ``flag`` None, the pre-activation flag is found and applied."""
+        safe; with ``flag`` None, the pre-activation flag is found and applied. ``fixed``:
+        the outputs whose one reader outside (a ReLU) their producer may take in, and the
+        inputs whose one reader (a ReLU) went into their producer outside."""
         units = [(s, s) for s in range(len(segs))]
         cur = bool(flag)
+        borders: dict[str, str] = {}
         while True:
-            sol, merge = self._plan(segs, outs, units, shapes, cur)
-            if merge:
-                self.stats.merges += len(merge)
-                units = _merged(units, merge)
+            sol, merge, change = self._plan(segs, outs, units, shapes, cur, borders, fixed)
+            if merge or change:
+                borders.update(change)
+                if merge:
+                    self.stats.merges += len(merge)
+                    units = _merged(units, merge)
             elif flag is None and sol.pre_activation and not cur:
                 cur = True  # the flag changes how convolutions keep their pads: every piece again with it
             else:
