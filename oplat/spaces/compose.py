@@ -130,6 +130,7 @@ class ComposeStats:
     pieces_composed: int = 0
     piece_hits: int = 0
     merges: int = 0
+    relu_borders: int = 0  # borders where the reader's ReLU went into the producer's kernel, in place
     per_model: int = 0
     fallbacks: list[str] = field(default_factory=list)
 
@@ -283,6 +284,10 @@ class SpaceComposer:
                     k = stand_ins[kern.name]
                     cons = w.consumers.get(names[k], ())
                     in_linked[k] = len(cons) == 1 and cons[0].name in kern.sources
+                    if any(r in kern.sources for r in relus):  # a chain through the whole piece:
+                        in_linked[k] = False  # not a border to cut here (the sides will disagree)
+                        for r in relus:
+                            out_linked[relus[r]] = True
                     continue
                 if kern.name in relus:
                     continue  # the stand-in reader, left on its own
@@ -390,13 +395,14 @@ class SpaceComposer:
 
     # --- solving a run of segments ----------------------------------------------
     def _plan(self, segs: list[_Seg], outs: list[str], units: list[tuple[int, int]], shapes: dict[str, tuple],
-              flag: bool, borders: dict[str, str], fixed: tuple[set[str], set[str]] = (set(), set())
-              ) -> tuple[_Solution, list[tuple[int, int]], dict[str, str]]:
+              flag: bool, borders: dict[str, tuple], fixed: tuple[set[str], set[str]] = (set(), set())
+              ) -> tuple[_Solution, list[tuple[int, int]], dict[str, tuple]]:
         """The live pieces of ``units`` (runs of ``segs``) computing ``outs``; the runs of
         units to merge (first, last); and the borders whose state changes: ``"relu"`` (the
         producer's last kernel may take in the ReLU that is its one reader: both pieces
-        predicted with that context), ``"plain"`` (it does not). Nothing to merge or change:
-        every border is safe."""
+        predicted with that context), ``"plain"`` (it does not), each with the producing and
+        the reading unit it holds for (a merge makes a new one, to be checked again).
+        Nothing to merge or change: every border is safe."""
         readers: dict[str, list[tuple[int, int]]] = {o: [] for o in outs}  # tensor -> (unit, slot)
         live = []
         for u in range(len(units) - 1, -1, -1):
@@ -408,8 +414,9 @@ class SpaceComposer:
             ctx = _NO_CTX
             if borders or fixed[0] or fixed[1]:
                 ctx = (tuple(e for e, ex in enumerate(exports)
-                             if borders.get(t := segs[i + ex].out) == "relu" or t in fixed[0]),
-                       tuple(k for k, x in enumerate(ext) if borders.get(x) == "relu" or x in fixed[1]))
+                             if _state(borders, t := segs[i + ex].out, (i, j), None) == "relu" or t in fixed[0]),
+                       tuple(k for k, x in enumerate(ext)
+                             if _state(borders, x, None, (i, j)) == "relu" or x in fixed[1]))
             p = self._piece(segs, i, j, key, ext, shapes, exports, flag, ctx)
             pos = len(live)
             for k, x in enumerate(ext):
@@ -440,12 +447,13 @@ class SpaceComposer:
             u, p = live[pos][0], live[pos][1]
             cons = sum(len(live[r][1].slot_consumers[k]) for r, k in rs) + (t in outset)
             last = live[max(r for r, _ in rs)][0]
-            state = borders.get(t)
             if p.out_internal[e] or cons == 0:
                 merges.append((u, last))
             elif cons == 1 and t not in outset:
                 r, k = next((r, k) for r, k in rs if live[r][1].slot_consumers[k])
                 q = live[r][1]
+                here = (units[u], units[live[r][0]])
+                state = _state(borders, t, *here)
                 lone = q.slot_consumers[k][0]
                 if p.out_producer[e] is None or p.out_producer[e] in ABSORBED_PRODUCERS:
                     merges.append((u, last))
@@ -454,11 +462,13 @@ class SpaceComposer:
                 elif not (lone == "Relu" and len(rs) == 1 and q.slot_relu[k]):
                     merges.append((u, last))
                 elif state is None:
-                    change[t] = "relu"  # predict both sides with the ReLU's fusion in view
+                    change[t] = ("relu", *here)  # predict both sides with the ReLU's fusion in view
                 elif state == "relu" and not p.out_linked[e]:
-                    change[t] = "plain"  # the producer takes in no ReLU: each side alone is exact
+                    change[t] = ("plain", *here)  # the producer takes in no ReLU: each side alone is exact
                 elif state == "relu" and not q.in_linked[k]:
                     merges.append((u, last))  # the two sides disagree: predict them together
+                elif state == "relu":
+                    self.stats.relu_borders += 1
         sol = _Solution(live, readers, where, False)
         if merges or change:
             return sol, merges, change
@@ -490,7 +500,7 @@ class SpaceComposer:
         inputs whose one reader (a ReLU) went into their producer outside."""
         units = [(s, s) for s in range(len(segs))]
         cur = bool(flag)
-        borders: dict[str, str] = {}
+        borders: dict[str, tuple] = {}
         while True:
             sol, merge, change = self._plan(segs, outs, units, shapes, cur, borders, fixed)
             if merge or change:
@@ -553,6 +563,15 @@ class SpaceComposer:
         """:meth:`summary` of each encoding, with the garbage collector paused."""
         with gc_paused():
             return [{"arch": a, **self.summary(a)} for a in encodings]
+
+
+def _state(borders: dict[str, tuple], t: str, producer: tuple[int, int] | None,
+           reader: tuple[int, int] | None) -> str | None:
+    """The state of the border at tensor ``t`` if it was decided for these units."""
+    b = borders.get(t)
+    if b is None or (producer is not None and b[1] != producer) or (reader is not None and b[2] != reader):
+        return None
+    return b[0]
 
 
 def _merged(units: list[tuple[int, int]], runs: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -86,6 +86,10 @@ def _hand_on(b, x, y):  # a piece that builds something and hands its first inpu
     return x
 
 
+def _relu_conv(b, x, c):  # a ReLU read by a conv: the ReLU may go into the kernel before the piece
+    return _conv(b, b.act(x, "relu"), c, 3)
+
+
 def _concat_conv(b, x, y, c):
     return _conv(b, b.concat([x, y]), c, 1)
 
@@ -118,7 +122,7 @@ def _chaos_network(b, seed: int) -> str:
 
     for _ in range(rng.randint(6, 14)):
         kind = rng.choice(["conv", "conv_bn", "relu", "hswish3", "swish2", "preact", "pad_conv", "identity",
-                           "residual", "pool", "dead", "alias", "concat", "dw", "nested", "nested_conv"])
+                           "residual", "pool", "dead", "alias", "concat", "dw", "nested", "nested_conv", "relu_conv", "relu_conv"])
         prev = same[-1]
         if kind == "conv":
             y = seg(("conv", c, 1), partial(_conv, c=c, k=1), prev)
@@ -154,6 +158,8 @@ def _chaos_network(b, seed: int) -> str:
             y = seg(("nested", c), partial(_nested, c=c), prev, rng.choice(same))
         elif kind == "nested_conv":
             y = seg(("nested_conv", c), partial(_nested_conv, c=c), prev)
+        elif kind == "relu_conv":
+            y = seg(("relu_conv", c), partial(_relu_conv, c=c), prev)
         elif kind == "alias":
             y = seg(("hand_on",), _hand_on, prev, rng.choice(same))
         else:
@@ -177,9 +183,10 @@ def _check(profile_id: str, space: SearchSpace, archs: list[str]) -> SpaceCompos
 
 @pytest.mark.parametrize("profile_id", PROFILES)
 def test_hostile_pieces_compose_exactly(profile_id):
-    comp = _check(profile_id, CHAOS, [str(s) for s in range(80)])
+    comp = _check(profile_id, CHAOS, [str(s) for s in range(200)])
     # the borders were crossed and handled; nested pieces were composed of their own
     assert comp.stats.merges > 0 and comp.stats.pieces_composed > 0 and comp.stats.per_model == 0
+    assert comp.stats.relu_borders > 0
 
 
 @pytest.mark.parametrize("space", ["nb201", "mbconv-cifar"])
