@@ -43,7 +43,11 @@ from .whole import measure_models
 FRAMEWORKS = {"ort-cpu": "onnxruntime", "litert-cpu": "litert", "opencl": "opencl"}
 # the ridge candidates of the end-to-end factors, chosen by CV over the fitting models
 FACTOR_RIDGES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
-OPS_SHARE = 0.45  # of the budget spent on per-op collection
+OPS_SHARE = 0.35  # of the budget spent on per-op collection
+# then, where the runtime has a profiler (onnxruntime), per-kernel times inside the fitting
+# models, up to this share in all (bench/results/in_model_rows.json)
+IN_MODEL_SHARE = 0.5
+IN_MODEL_MAX_UNMATCHED = 0.1  # a model whose profiled nodes match its kernels worse gives no rows
 
 
 def model_gflops(lm) -> float:
@@ -111,6 +115,49 @@ def score_models(profile: Profile, graphs: Mapping[str, Any], measured: Mapping[
     return {fam: error_metrics(*groups[fam]) for fam in groups}, per_model
 
 
+def in_model_collect(backend: Backend, models: Mapping[str, Callable[[], onnx.ModelProto]],
+                     graphs: Mapping[str, Any], lowered: Callable[[Mapping[str, Any]], dict], path: str | Path,
+                     device: str = "host", stop: Callable[[], bool] = lambda: False) -> int:
+    """Profile each of ``models`` (not yet in the dataset at ``path``) whole and append its
+    kernels' in-model times as rows (:mod:`oplat.collect.in_model`), until ``stop()`` (one
+    model at least); resumable. A model whose profiled nodes match its kernels badly is recorded as done
+    with no rows. Returns how many models were profiled now."""
+    from .in_model import in_model_rows
+    from .run import open_store
+
+    store = open_store(path, backend, device)
+    done = {r["model"] for r in store.rows() if r.get("status") == "profiled"}
+    n = 0
+    for name, make in models.items():
+        if name in done:
+            continue
+        if (done or n) and stop():  # at least one model, however small the budget
+            break
+        lm = lowered({name: graphs[name]})[name]
+        try:
+            node_ms, node_args, _ = backend.profile_nodes(make())
+        except Exception as e:  # a model the runtime refuses: recorded, never retried
+            store.append([{"config_id": f"{name}#done", "model": name, "device": device, "status": "profiled",
+                           "error": f"{type(e).__name__}: {e}"[:300]}])
+            continue
+        # raw node times: the end-to-end term carries what lies between nodes
+        rows, st = in_model_rows(name, graphs[name], lm, node_ms, node_args, 1.0, device,
+                                 FRAMEWORKS.get(backend.name, backend.name))
+        share = st["unmatched_ms"] / max(st["matched_ms"] + st["unmatched_ms"], 1e-12)
+        out = []
+        if share <= IN_MODEL_MAX_UNMATCHED:
+            for i, r in enumerate(rows):
+                out.append({"config_id": f"{name}#{i}", "model": name, "device": device, "framework": r.framework,
+                            "processor": r.processor, "kernel": r.kernel, "impl": r.impl,
+                            "linked": "|".join(r.linked), "params": json.dumps(r.params, default=list),
+                            "config": "", "latency_ms": r.latency_ms, "status": "ok"})
+        out.append({"config_id": f"{name}#done", "model": name, "device": device, "status": "profiled",
+                    "error": "" if share <= IN_MODEL_MAX_UNMATCHED else f"{share:.0%} of its node time unmatched"})
+        store.append(out)
+        n += 1
+    return n
+
+
 def profile_device(backend: Backend, out: str | Path, budget_s: float, device: str = "host",
                    fit_limit: int | None = None, test_limit: int | None = None, vit_fit_max_gflops: float = 40.0,
                    max_rounds: int = 5, seed: int = 0,
@@ -151,7 +198,6 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
         configs = default_configs(list(cnns.values()) + list(vits_all.values()), 50000, seed=seed,
                                   lowering=backend.lowering)
         collect(backend, configs, store, device, ops_left)
-    # 2. whole models, fitting and test sets in turn, round after round, until the budget is spent
     cache: dict = {}
 
     def lowered(gs: Mapping[str, Any]) -> dict:
@@ -161,9 +207,23 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
     fit_graphs = {**cnns, **vits}
     fit_names = informative_order(list(fit_graphs))[:fit_limit]
     test_names = sorted(ZOO)[:test_limit]
+    test_graphs_all = {n: load_onnx(build(n, graph_only=True)) for n in test_names}
+    # a fitting model that is a test model under another name gives neither rows nor a fit
+    twins = twins_of(lowered({n: fit_graphs[n] for n in fit_names}),
+                     lowered_for(test_graphs_all, backend.lowering[1], backend.lowering[0]))
 
     def from_file(folder: str, name: str) -> onnx.ModelProto:
         return onnx.load(zoo_dir(folder) / f"{name}.onnx", load_external_data=False)
+
+    # 1b. per-kernel times inside the fitting models
+    in_model_path = work / "in_model.csv"
+    if hasattr(backend, "profile_nodes"):
+        say("per-kernel times inside the fitting models")
+        in_model_collect(backend, {n: partial(from_file, "cnn_zoo" if n in cnns else "vit_zoo", n)
+                                   for n in fit_names if n not in twins},
+                         fit_graphs, lowered, in_model_path, device,
+                         lambda: spent() >= (OPS_SHARE + IN_MODEL_SHARE) * budget_s)
+    # 2. whole models, fitting and test sets in turn, round after round, until the budget is spent
 
     fit_makers = {n: partial(from_file, "cnn_zoo" if n in cnns else "vit_zoo", n) for n in fit_names}
     test_makers = {n: partial(build, n) for n in test_names}
@@ -190,11 +250,12 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
         break
     # 3. the profile, fitted on the fitting models and scored on the test models
     say("training")
-    test_graphs = {n: load_onnx(build(n, graph_only=True)) for n in test_names if n in test_e2e}
-    twins = twins_of(lowered({n: fit_graphs[n] for n in fit_e2e}),
-                     lowered_for(test_graphs, backend.lowering[1], backend.lowering[0]))
+    test_graphs = {n: g for n, g in test_graphs_all.items() if n in test_e2e}
+    twins = {n: t for n, t in twins.items() if n in fit_e2e}
     fit = {n: v for n, v in fit_e2e.items() if n not in twins}
     rows = read_collected(work / "ops.csv")
+    in_model = read_collected(in_model_path) if in_model_path.is_file() else []
+    rows = rows + in_model
     pid = f"{device}/{tag}"
     prof = ProfileTrainer(FRAMEWORKS.get(backend.name, backend.name), "cpu", lowering=backend.lowering[0],
                           variant=backend.lowering[1], profile_id=pid,
@@ -203,7 +264,8 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
                           e2e_term="auto").fit(rows, fit, fit_graphs, device, lowered_cache=cache)
     held_out, per_model = score_models(prof, test_graphs, test_e2e)
     spread = round_spread(work / "e2e_test.csv")
-    report = {"profile": pid, "per_op_rows": len(rows), "fit_models": len(fit), "fit_excluded_twins": twins,
+    report = {"profile": pid, "per_op_rows": len(rows) - len(in_model), "in_model_rows": len(in_model),
+              "in_model_models": len({r.model for r in in_model}), "fit_models": len(fit), "fit_excluded_twins": twins,
               "test_models": len(per_model), "rounds": rounds, "round_spread": spread,
               "held_out": held_out,
               "models": per_model, "spent_s": round(spent(), 1), "budget_s": budget_s}
@@ -218,4 +280,4 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
     return prof, report
 
 
-__all__ = ["profile_device", "score_models", "twins_of", "round_spread", "model_gflops", "informative_order", "FACTOR_RIDGES"]
+__all__ = ["profile_device", "in_model_collect", "score_models", "twins_of", "round_spread", "model_gflops", "informative_order", "FACTOR_RIDGES"]

@@ -123,6 +123,13 @@ class OrtCpuBackend(Backend):
                         for r in reorders]
         return t
 
+    def profile_nodes(self, model) -> tuple[dict[str, float], dict[str, dict[str, Any]], float]:
+        """Each node's median ms inside ``model`` under onnxruntime's profiler
+        (:func:`oplat.collect.in_model.profile_nodes`)."""
+        from .in_model import profile_nodes
+
+        return profile_nodes(self, model)
+
     def reorders(self, model_bytes: bytes, runs: int = 20, warmup: int = 2) -> tuple[list[dict[str, Any]], float]:
         """The NCHWc reorders onnxruntime runs in a model, from its profiler: direction,
         the plain tensor's dims and per-run times (ms; the profiler counts whole us, so

@@ -19,14 +19,17 @@ def test_profile_device_end_to_end_and_resume(tmp_path, capsys):
     meta = json.loads((folder / "profile.json").read_text())
     acc = meta["accuracy"]["end_to_end"]
     assert acc["n"] == 3 and 0 < acc["mape"] < 1.0 and rep["per_op_rows"] > 0 and rep["fit_models"] >= 5
+    # kernels timed inside the fitting models too, from onnxruntime's profiler
+    assert rep["in_model_rows"] > 0 and rep["in_model_models"] >= 1
     assert meta["overhead"]["coef"] is not None  # an end-to-end term, fitted on whole models
     spent = rep["spent_s"]
     # the same call again resumes: nothing measured twice, time already spent counts
     work = tmp_path / ".oplat-profile-device" / "ort-cpu-1t"
-    rows_before = {f.name: len(f.read_text().splitlines()) for f in work.glob("e2e_*.csv")}
+    rows_before = {f.name: len(f.read_text().splitlines()) for f in work.glob("*.csv") if f.name != "ops.csv"}
     _, rep2 = profile_device(backend, tmp_path, budget_s=20, fit_limit=9, test_limit=3)
     assert rep2["spent_s"] >= spent
-    assert {f.name: len(f.read_text().splitlines()) for f in work.glob("e2e_*.csv")} == rows_before
+    assert {f.name: len(f.read_text().splitlines()) for f in work.glob("*.csv") if f.name != "ops.csv"} == rows_before
+    assert "in_model.csv" in rows_before
     # the folder is a profile the CLI uses: a prediction, or (with the few per-op rows of a
     # 20 s budget) a refusal for the kernels it has no regressor for yet
     code = main(["predict", "oplat/zoo/samples/mobilenetv2_w1.onnx", "--profile", str(folder), "--json"])

@@ -1,0 +1,145 @@
+"""Per-kernel times measured inside whole models (onnxruntime's profiler), as training rows.
+
+A kernel timed alone and the same kernel inside a network do not take the same time: on
+this machine's Xeon, onnxruntime's 1x1 convolutions of mobilenet_v2 take 8% less inside
+the model than the single-op sessions measure, and a stride-2 depthwise conv of
+mobilenet_v3_small half (``bench/results/in_model_rows.json``): the caches hold what the
+previous kernel wrote, and a single-op session pays its call overhead on every run. The
+phone data has this right by construction (per-op times come from profiled whole models);
+:func:`in_model_rows` does the same here: it runs a model under onnxruntime's profiler,
+takes each node's median time, scales them so that they add up to the model's unprofiled
+time (the profiler slows every node), and gives each kernel of the model's lowering the
+time of the nodes it runs (matched by tensor and op names; NCHWc layout reorders become
+``REORDER`` rows of their own, by their dims).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..datasets import OpRow
+from ..graph_only import is_graph_only, with_random_weights
+from ..ir import Graph
+from ..lowering.kernels import LoweredModel
+from ..lowering.ort_cpu import reorder_params
+from ..onnx_utils import random_feeds
+
+
+def profile_nodes(backend, model: onnx.ModelProto, runs: int = 20, warmup: int = 3,
+                  max_seconds: float = 2.0) -> tuple[dict[str, float], dict[str, dict[str, Any]], float]:
+    """Each node's median time (ms) in ``model`` under ``backend``'s session options with
+    onnxruntime's profiler on, its profiler arguments, and the median of the runs' node sums."""
+    so = backend._options()
+    so.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        so.profile_file_prefix = os.path.join(tmp, "p")
+        if is_graph_only(model):
+            model = with_random_weights(model)
+        sess = backend._ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        feeds = random_feeds(sess.get_inputs())
+        import time
+
+        t0 = time.perf_counter()
+        n = 0
+        while n < warmup + runs and (n < warmup + 5 or time.perf_counter() - t0 < max_seconds):
+            sess.run(None, feeds)
+            n += 1
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    times: dict[str, list[float]] = {}
+    args: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        name = e["name"][: -len("_kernel_time")]
+        times.setdefault(name, []).append(e["dur"] / 1e3)
+        args[name] = e.get("args") or {}
+    med = {k: float(np.median(v[warmup:] or v)) for k, v in times.items()}
+    # per run: every node's time of that run summed
+    per_run = [sum(v[i] for v in times.values() if i < len(v)) for i in range(warmup, n)]
+    return med, args, float(np.median(per_run)) if per_run else sum(med.values())
+
+
+def _dims(a: dict[str, Any], key: str) -> list[int]:
+    shapes = a.get(key) or [{}]
+    return [int(d) for d in next(iter(shapes[0].values()), [])]
+
+
+BY_ORDER = {"Gelu": "gelu"}
+
+
+def _match(node: str, by_name: dict[str, int]) -> int | None:
+    """The kernel a profiled node belongs to: onnxruntime names a node after the ONNX node
+    or output tensor it came from, with ``_nchwc`` appended by the layout transformer or
+    ``/<Fusion>`` by a fusion (``MatMul_756/MatMulAddFusion``)."""
+    name = node[: -len("_nchwc")] if node.endswith("_nchwc") else node
+    while True:
+        if name in by_name:
+            return by_name[name]
+        if "/" not in name.strip("/"):
+            return None
+        name = name.rsplit("/", 1)[0]
+
+
+def in_model_rows(model_name: str, graph: Graph, lm: LoweredModel, node_ms: dict[str, float],
+                  node_args: dict[str, dict[str, Any]], scale: float, device: str = "host",
+                  framework: str = "onnxruntime") -> tuple[list[OpRow], dict[str, float]]:
+    """Training rows of ``lm``'s kernels from the profiled ``node_ms`` (each times
+    ``scale``), and what could not be matched: ``{"matched_ms", "unmatched_ms"}``."""
+    by_tensor: dict[str, int] = {}
+    kernels = lm.kernels
+    for i, k in enumerate(kernels):
+        if k.type == "REORDER":
+            continue
+        for t in list(k.outputs) + list(k.sources):
+            by_tensor.setdefault(t, i)
+        for s in k.sources:
+            if s in graph._ops:
+                for t in graph.op(s).outputs:
+                    by_tensor.setdefault(t, i)
+    acc: dict[int, float] = {}
+    rows: list[OpRow] = []
+    matched = unmatched = 0.0
+    later: list[tuple[str, float]] = []
+    for name, ms in node_ms.items():
+        a = node_args.get(name, {})
+        op = a.get("op_name")
+        ms = ms * scale
+        if op in ("ReorderInput", "ReorderOutput"):
+            direction = "in" if op == "ReorderInput" else "out"
+            dims = _dims(a, "input_type_shape" if direction == "in" else "output_type_shape")
+            if dims:
+                rows.append(OpRow(model_name, device, framework, "cpu", "REORDER", "reorder", [],
+                                  reorder_params(dims, direction), ms, {"in_model": True}))
+                matched += ms
+                continue
+        i = _match(name, by_tensor)
+        if i is None:
+            later.append((op, ms))
+            continue
+        acc[i] = acc.get(i, 0.0) + ms
+        matched += ms
+    # fused nodes onnxruntime names by a counter (Gelu_token_12): the kernels of that kind
+    # no name matched, in order
+    spare = {op: [i for i, k in enumerate(kernels) if k.impl == impl and i not in acc] for op, impl in BY_ORDER.items()}
+    for op, ms in later:
+        if spare.get(op):
+            i = spare[op].pop(0)
+            acc[i] = ms
+            matched += ms
+        else:
+            unmatched += ms
+    for i, ms in acc.items():
+        k = kernels[i]
+        rows.append(OpRow(model_name, device, framework, "cpu", k.type, k.impl, list(k.linked), dict(k.params), ms,
+                          {"in_model": True}))
+    return rows, {"matched_ms": matched, "unmatched_ms": unmatched}
+
+
+__all__ = ["profile_nodes", "in_model_rows"]
