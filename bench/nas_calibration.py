@@ -11,8 +11,11 @@ figure the least of its round medians, against the machine's drift).
 fits on ``k`` measured networks and predicts the rest: Spearman and Kendall rank
 correlation and the share within +-10% on the held-out networks, over several random
 draws of the ``k`` (median and worst draw), and with the ``k`` chosen by
-``oplat.calibrate.design_points`` (what ``oplat suggest`` does). Every profile measured
-on this machine (``host/*``) is left out of the library, so the device is unseen.
+``oplat.calibrate.design_points`` (what ``oplat suggest`` does). Every ``host/*`` profile
+is left out of the library, so the device is unseen. For the onnxruntime proxies,
+``other_cpu_base`` also calibrates ``--ort-base`` (default ``host/ort-cpu-1t``), an
+onnxruntime profile whose collection ran on another CPU than this one (checked by CPU id,
+else skipped): the case of a user whose new device runs the same runtime as a profile.
 """
 
 from __future__ import annotations
@@ -102,10 +105,42 @@ def _fit_predict(method: str, sums: np.ndarray, rest: np.ndarray, x: np.ndarray,
 METHODS = CAL_METHODS + ("auto",)
 
 
+def _score_methods(sums, rest, x, y, draws, design) -> dict[str, dict]:
+    out = {}
+    for method in METHODS:
+        per = []
+        for tr in draws + [design]:
+            te = np.setdiff1d(np.arange(len(y)), tr)
+            pred = _fit_predict(method, sums, rest, x, tr, y)[0]
+            per.append(_metrics(pred[te], y[te]))
+        rand = per[:-1]
+        out[method] = {
+            "random_k_median": {m: float(np.median([p[m] for p in rand])) for m in rand[0]},
+            "random_k_worst": {m: float(min(p[m] for p in rand)) if m != "mape" else float(max(p[m] for p in rand))
+                               for m in rand[0]},
+            "designed_k": per[-1]}
+    return out
+
+
+def _other_cpu_base(ref: str):
+    """An onnxruntime profile measured on another CPU than this one (checked by the CPU id
+    its collection recorded), or None."""
+    from oplat.machine import machine_facts
+
+    prof = load_profile(ref)
+    theirs = ((prof.meta.get("collection") or {}).get("machine") or {}).get("cpu_id")
+    ours = machine_facts().get("cpu_id")
+    if not theirs or theirs == ours:
+        print(f"{ref} was measured on this CPU ({ours}): not an unseen-device base here")
+        return None
+    return prof, theirs, ours
+
+
 def score(args: argparse.Namespace) -> None:
     base = load_profile(BASE)
     library = blend_library(base, exclude_devices=EXCLUDE)
     assert not any(p.id.startswith("host/") for p in library)
+    other = _other_cpu_base(args.ort_base) if args.ort_base else None
     results = []
     for path in sorted(DATA.glob("*.csv")):
         import csv
@@ -125,20 +160,16 @@ def score(args: argparse.Namespace) -> None:
                  "methods": {}}
         draws = [rng.choice(len(y), args.k, replace=False) for _ in range(args.draws)]
         design = np.asarray(design_points(np.log(x), args.k))
-        for method in METHODS:
-            per = []
-            for tr in draws + [design]:
-                te = np.setdiff1d(np.arange(len(y)), tr)
-                pred = _fit_predict(method, sums, rest, x, tr, y)[0]
-                per.append(_metrics(pred[te], y[te]))
-            rand = per[:-1]
-            entry["methods"][method] = {
-                "random_k_median": {m: float(np.median([p[m] for p in rand])) for m in rand[0]},
-                "random_k_worst": {m: float(min(p[m] for p in rand)) if m != "mape" else float(max(p[m] for p in rand))
-                                   for m in rand[0]},
-                "designed_k": per[-1]}
+        entry["methods"] = _score_methods(sums, rest, x, y, draws, design)
         raw = _metrics(x[:, 0], y)
         entry["uncalibrated_base"] = raw
+        if other is not None and "_ort-cpu_" in path.name:
+            # the same draws, from an onnxruntime profile of another CPU (its lowering is
+            # onnxruntime's: dead branches kept, layout reorders); alone, no blend
+            o_sums, o_rest, o_x = _design_all(space, archs, [other[0]])
+            entry["other_cpu_base"] = {"base": other[0].id, "base_cpu": other[1], "this_cpu": other[2],
+                                       "methods": _score_methods(o_sums, o_rest, o_x, y, draws, design),
+                                       "uncalibrated_base": _metrics(o_x[:, 0], y)}
         results.append(entry)
         print(json.dumps({k: v for k, v in entry.items() if k != "library"}, indent=1))
     args.out.write_text(json.dumps({"base": BASE, "excluded": EXCLUDE, "results": results}, indent=1) + "\n")
@@ -157,6 +188,9 @@ def main() -> None:
     s = sub.add_parser("score")
     s.add_argument("--k", type=int, default=10)
     s.add_argument("--draws", type=int, default=20)
+    s.add_argument("--ort-base", default="host/ort-cpu-1t",
+                   help="for the onnxruntime proxies, also calibrate this onnxruntime profile of another CPU "
+                        "(skipped when it was measured on this one; '' to skip)")
     s.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "nas_calibration.json")
     args = ap.parse_args()
     measure(args) if args.cmd == "measure" else score(args)

@@ -1,16 +1,17 @@
 """Per-kernel times measured inside whole models (onnxruntime's profiler), as training rows.
 
-A kernel timed alone and the same kernel inside a network do not take the same time: on
-this machine's Xeon, onnxruntime's 1x1 convolutions of mobilenet_v2 take 8% less inside
-the model than the single-op sessions measure, and a stride-2 depthwise conv of
-mobilenet_v3_small half (``bench/results/in_model_rows.json``): the caches hold what the
-previous kernel wrote, and a single-op session pays its call overhead on every run. The
-phone data has this right by construction (per-op times come from profiled whole models);
-:func:`in_model_rows` does the same here: it runs a model under onnxruntime's profiler,
-takes each node's median time, scales them so that they add up to the model's unprofiled
-time (the profiler slows every node), and gives each kernel of the model's lowering the
-time of the nodes it runs (matched by tensor and op names; NCHWc layout reorders become
-``REORDER`` rows of their own, by their dims).
+A kernel timed alone and the same kernel inside a network do not take the same time (per
+kernel family, ``in_model_over_single_op`` in ``bench/results/in_model_rows.json``): a
+single-op session runs one kernel hot, over and over, net of the per-call floor; inside a
+model each node pays its dispatch and reads what the previous one left, and the gap is
+widest for the smallest kernels. The end-to-end term corrects a family's average, not how
+the gap varies with a kernel's size. The phone data has this right by construction (per-op times come from
+profiled whole models); :func:`in_model_rows` does the same here: it runs a model under
+onnxruntime's profiler, takes each node's median time (times ``scale``), and gives each
+kernel of the model's lowering the time of the nodes it runs (matched by tensor and op
+names; NCHWc layout reorders become ``REORDER`` rows of their own, by their dims).
+``oplat profile-device`` trains on them beside the single-op rows, taking the node times
+as they are (``scale`` 1): what lies between nodes is the end-to-end term's.
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ OPAQUE_CONSUMERS = frozenset(("Conv", "MaxPool", "AveragePool", "GlobalAveragePo
 ABSORBED_PRODUCERS = frozenset(("Pad", "Identity", "Dropout", "Cast", "QuantizeLinear", "DequantizeLinear",
                                 "DynamicQuantizeLinear"))
 _ACTS = ("Relu", "Clip")
+# pieces kept in memory (a NAS-Bench-201 sweep of the whole space makes 77,000, most of
+# them cells specific to one architecture)
+MAX_PIECES = 100_000
 _NO_CTX: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
 
 
@@ -212,6 +215,9 @@ class SpaceComposer:
         if p is not None:
             self.stats.piece_hits += 1
             return p
+        if len(self._pieces) >= MAX_PIECES:  # a long sweep: pieces made of pieces go first (cheap to redo)
+            kept = {k: v for k, v in self._pieces.items() if v.leaf}
+            self._pieces = kept if len(kept) < MAX_PIECES // 2 else {}
         p = self._pieces[ck] = self._make_piece(segs, i, j, ext, {f"in{k}": shapes[x] for k, x in enumerate(ext)},
                                                 exports, flag, ctx)
         return p

@@ -208,3 +208,12 @@ def test_other_lowerings_and_unmarked_networks_go_whole():
     sp2 = SearchSpace("unmarked-test", (1, 3, 16, 16), int, unmarked, lambda rng: "0")
     comp = _check("pixel4/tflite-gpu", sp2, ["0"])
     assert comp.stats.per_model == 1 and "outside a segment" in comp.stats.fallbacks[0]
+
+
+def test_a_full_piece_cache_is_emptied_not_trusted(monkeypatch):
+    from oplat.spaces import compose
+
+    monkeypatch.setattr(compose, "MAX_PIECES", 20)  # a long sweep's cache, in miniature
+    sp = get_space("nb201")
+    comp = _check("pixel4/tflite-gpu", sp, [sp.sample(np.random.default_rng(3)) for _ in range(30)])
+    assert len(comp._pieces) <= 20 + 1
