@@ -57,6 +57,8 @@ def _act_nodes(linked: list[str], x: str, residual: str | None) -> tuple[list[on
             nodes.append(helper.make_node("HardSwish", [x], [y]))
         elif tok == "sigmoid":
             nodes.append(helper.make_node("Sigmoid", [x], [y]))
+        elif tok == "hard_sigmoid":
+            nodes.append(helper.make_node("HardSigmoid", [x], [y], alpha=1 / 6, beta=0.5))
         elif tok == "gelu":
             nodes.append(helper.make_node("Gelu", [x], [y], domain="com.microsoft"))
         else:

@@ -70,7 +70,7 @@ class OrtCpuBackend(Backend):
 
     name = "ort-cpu"
     lowering = ("ort-cpu", "cpu")
-    fusable_links = frozenset(("relu", "relu6", "hard_swish", "sigmoid"))
+    fusable_links = frozenset(("relu", "relu6", "hard_swish", "sigmoid", "hard_sigmoid"))
     # about 4 us per bound call here (bench/ort_link_costs.py), which a whole model pays
     # once: over the 139 kernels of shufflenet_v2_0.5 that is a third of its 1.4 ms
     subtract_call_floor = True

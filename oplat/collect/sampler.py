@@ -16,7 +16,7 @@ from ..ir import Graph
 from ..lowering import lower
 from .ops import LAYOUT_KERNELS, config_id
 
-LINKABLE = {"relu", "relu6", "hard_swish", "sigmoid", "add", "gelu"}
+LINKABLE = {"relu", "relu6", "hard_swish", "sigmoid", "hard_sigmoid", "add", "gelu"}
 
 
 def kernel_config(k) -> dict[str, Any] | None:

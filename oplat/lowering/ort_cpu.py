@@ -40,8 +40,11 @@ from .kernels import Kernel, LoweredModel
 from .pipeline import lower_graph
 from .tflite_cpu import CPU_LINK_HOSTS, cpu_impl
 
-# FusedConv takes ReLU/Clip, HardSwish and Sigmoid (a squeeze-excite gate) as its activation
-ORT_LINK_TOKENS = frozenset(("relu", "hard_swish", "sigmoid"))
+# FusedConv takes ReLU/Clip, Sigmoid and HardSigmoid (squeeze-excite gates) as its
+# activation; a HardSwish after a conv onnxruntime 1.32 runs as HardSigmoid and Mul of
+# their own, which single-op rows time together with the conv, as one kernel (both read
+# off the optimized graph onnxruntime writes, at either optimization level)
+ORT_LINK_TOKENS = frozenset(("relu", "hard_swish", "sigmoid", "hard_sigmoid"))
 ALIGN = 4  # a blocked convolution's channel counts are padded up to a block from a multiple of this
 # ops that stay blocked when every activation input is blocked (NCHWc transformer), channel
 # concats only over whole blocks (probed on onnxruntime 1.32 with 16-channel blocks: a Sub,
