@@ -24,6 +24,7 @@ import numpy as np
 
 from oplat.collect.device import FACTOR_RIDGES, FRAMEWORKS, score_models, twins_of
 from oplat.collect.run import read_collected
+from oplat.collect.whole import read_measured
 from oplat.features import predictor_key
 from oplat.onnx_loader import load_onnx
 from oplat.store import DatasetStore
@@ -33,14 +34,6 @@ from oplat.zoo import build, zoo_dir
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def e2e(path: Path) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for r in DatasetStore(path).rows():
-        if r.get("status") == "ok" and r.get("latency_ms"):
-            out[r["model"]] = min(out.get(r["model"], float("inf")), float(r["latency_ms"]))
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
@@ -48,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     meta = DatasetStore(args.work / "ops.csv").meta
     backend, variant = meta.get("lowering") or ["ort-cpu", "nchwc8"]
-    fit_e2e, test_e2e = e2e(args.work / "e2e_fit.csv"), e2e(args.work / "e2e_test.csv")
+    fit_e2e, test_e2e = read_measured(args.work / "e2e_fit.csv"), read_measured(args.work / "e2e_test.csv")
     graphs = {**load_graphs(zoo_dir("cnn_zoo")), **load_graphs(zoo_dir("vit_zoo"))}
     test_graphs = {n: load_onnx(build(n, graph_only=True)) for n in sorted(test_e2e)}
     cache: dict = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -32,23 +33,21 @@ from ..lowering.ort_cpu import reorder_params
 from ..onnx_utils import random_feeds
 
 
-def profile_nodes(backend, model: onnx.ModelProto, runs: int = 20, warmup: int = 3,
-                  max_seconds: float = 2.0) -> tuple[dict[str, float], dict[str, dict[str, Any]], float]:
-    """Each node's median time (ms) in ``model`` under ``backend``'s session options with
-    onnxruntime's profiler on, its profiler arguments, and the median of the runs' node sums."""
+def profiled_runs(backend, model_bytes: bytes, runs: int, warmup: int, max_seconds: float | None = None
+                  ) -> tuple[dict[str, list[float]], dict[str, dict[str, Any]], int]:
+    """Run a model under ``backend``'s session options with onnxruntime's profiler on:
+    each node's time (ms) in every run, its profiler arguments, and how many runs were made
+    (``warmup + runs``, fewer past ``max_seconds`` once ``warmup + 5`` are done)."""
     so = backend._options()
     so.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         so.profile_file_prefix = os.path.join(tmp, "p")
-        if is_graph_only(model):
-            model = with_random_weights(model)
-        sess = backend._ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = backend._ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
         feeds = random_feeds(sess.get_inputs())
-        import time
-
         t0 = time.perf_counter()
         n = 0
-        while n < warmup + runs and (n < warmup + 5 or time.perf_counter() - t0 < max_seconds):
+        while n < warmup + runs and (max_seconds is None or n < warmup + 5
+                                     or time.perf_counter() - t0 < max_seconds):
             sess.run(None, feeds)
             n += 1
         with open(sess.end_profiling()) as f:
@@ -61,13 +60,24 @@ def profile_nodes(backend, model: onnx.ModelProto, runs: int = 20, warmup: int =
         name = e["name"][: -len("_kernel_time")]
         times.setdefault(name, []).append(e["dur"] / 1e3)
         args[name] = e.get("args") or {}
+    return times, args, n
+
+
+def profile_nodes(backend, model: onnx.ModelProto, runs: int = 20, warmup: int = 3,
+                  max_seconds: float = 2.0) -> tuple[dict[str, float], dict[str, dict[str, Any]], float]:
+    """Each node's median time (ms) in ``model`` under ``backend``'s session options with
+    onnxruntime's profiler on, its profiler arguments, and the median of the runs' node sums."""
+    if is_graph_only(model):
+        model = with_random_weights(model)
+    times, args, n = profiled_runs(backend, model.SerializeToString(), runs, warmup, max_seconds)
     med = {k: float(np.median(v[warmup:] or v)) for k, v in times.items()}
     # per run: every node's time of that run summed
     per_run = [sum(v[i] for v in times.values() if i < len(v)) for i in range(warmup, n)]
     return med, args, float(np.median(per_run)) if per_run else sum(med.values())
 
 
-def _dims(a: dict[str, Any], key: str) -> list[int]:
+def node_dims(a: dict[str, Any], key: str) -> list[int]:
+    """The dims of a profiled node's first input or output (``key``: its profiler argument)."""
     shapes = a.get(key) or [{}]
     return [int(d) for d in next(iter(shapes[0].values()), [])]
 
@@ -114,7 +124,7 @@ def in_model_rows(model_name: str, graph: Graph, lm: LoweredModel, node_ms: dict
         ms = ms * scale
         if op in ("ReorderInput", "ReorderOutput"):
             direction = "in" if op == "ReorderInput" else "out"
-            dims = _dims(a, "input_type_shape" if direction == "in" else "output_type_shape")
+            dims = node_dims(a, "input_type_shape" if direction == "in" else "output_type_shape")
             if dims:
                 rows.append(OpRow(model_name, device, framework, "cpu", "REORDER", "reorder", [],
                                   reorder_params(dims, direction), ms, {"in_model": True}))
@@ -143,4 +153,4 @@ def in_model_rows(model_name: str, graph: Graph, lm: LoweredModel, node_ms: dict
     return rows, {"matched_ms": matched, "unmatched_ms": unmatched}
 
 
-__all__ = ["profile_nodes", "in_model_rows"]
+__all__ = ["profiled_runs", "node_dims", "profile_nodes", "in_model_rows"]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..extras import need
-from ..onnx_utils import random_feeds
 from .backends import Backend, single_op_bytes, time_single_op
 from .timing import LEVELS
 
@@ -135,31 +132,15 @@ class OrtCpuBackend(Backend):
         the plain tensor's dims and per-run times (ms; the profiler counts whole us, so
         the mean over runs is the figure that resolves small reorders); and the mean time
         of all its nodes per run under the profiler."""
-        import tempfile
+        from .in_model import node_dims, profiled_runs
 
-        so = self._options()
-        so.enable_profiling = True
-        with tempfile.TemporaryDirectory() as tmp:
-            so.profile_file_prefix = os.path.join(tmp, "p")
-            sess = self._ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-            feeds = random_feeds(sess.get_inputs())
-            for _ in range(warmup + runs):
-                sess.run(None, feeds)
-            with open(sess.end_profiling()) as f:
-                events = json.load(f)
-        by_node: dict[str, list[float]] = {}
+        by_node, node_args, _ = profiled_runs(self, model_bytes, runs, warmup)
         meta: dict[str, tuple[str, list[int]]] = {}
-        for e in events:
-            args = e.get("args") or {}
+        for name, args in node_args.items():
             op = args.get("op_name")
-            if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
-                continue
-            by_node.setdefault(e["name"], []).append(e["dur"] / 1e3)
-            if op not in ("ReorderInput", "ReorderOutput"):
-                continue
-            shapes = args.get("input_type_shape" if op == "ReorderInput" else "output_type_shape") or [{}]
-            meta[e["name"]] = ("in" if op == "ReorderInput" else "out",
-                               [int(d) for d in next(iter(shapes[0].values()), [])])
+            if op in ("ReorderInput", "ReorderOutput"):
+                meta[name] = ("in" if op == "ReorderInput" else "out",
+                              node_dims(args, "input_type_shape" if op == "ReorderInput" else "output_type_shape"))
         out = []
         all_nodes = sum(float(np.mean(ds[warmup:] or ds)) for ds in by_node.values())
         for name, ds in by_node.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Hashable, Mapping
+from typing import Callable, Hashable, Iterable, Mapping
 
 import onnx
 
@@ -73,9 +73,19 @@ def measure_models(backend: Backend, models: Mapping[str, Callable[[], onnx.Mode
                 done[cid] = {a: str(b) for a, b in row.items()}
             if on_model and k == rounds:
                 on_model(name)
+    return fastest_rounds(done.values())
+
+
+def fastest_rounds(rows: Iterable[Mapping[str, str]]) -> dict[str, float]:
+    """``{model: ms}`` from whole-model rows: each model's least round median."""
     out: dict[str, float] = {}
-    for r in done.values():
+    for r in rows:
         if r.get("status") == "ok" and r.get("latency_ms"):
             m = r["model"]
             out[m] = min(out.get(m, float("inf")), float(r["latency_ms"]))
     return out
+
+
+def read_measured(path: str | Path) -> dict[str, float]:
+    """What :func:`measure_models` returns for the dataset at ``path``, measuring nothing."""
+    return fastest_rounds(DatasetStore(path).rows())

@@ -30,7 +30,8 @@ over thousands of networks in ``bench/nas_throughput.py``).
 
 A space whose network function calls builder methods outside any segment, and profiles of
 the other backends (onnxruntime's layout reorders are placed by walking the whole
-network), are predicted network by network by :func:`oplat.sweep.score_archs`.
+network), are predicted network by network (:meth:`SpaceComposer.summary` falls back to
+building the network whole, as :func:`oplat.sweep.score_archs` does).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..features import predictor_key
+from ..features import GLUE_KEYS, predictor_key
 from ..lowering import PIECEWISE, LoweredModel, lower
-from ..overhead import KernelTallies, kernel_tallies
+from ..overhead import OVERHEAD_FEATURES, KernelTallies, kernel_tallies
 from ..predict import (coverage_counts, coverage_from_counts, end_to_end_from_tallies, gc_paused,
                        predict_models)
 from ..profile import Profile
@@ -162,10 +163,8 @@ class SpaceComposer:
         self.stats = ComposeStats()
         meta = profile.meta.get("overhead", {})
         self._coef = meta.get("coef")
-        from ..overhead import OVERHEAD_FEATURES
-
         self._names = tuple(meta.get("features") or OVERHEAD_FEATURES)
-        self._glue_keys = {k for k in profile.boosters if k in _glue_keys()}
+        self._glue_keys = {k for k in profile.boosters if k in GLUE_KEYS}
 
     # --- recording --------------------------------------------------------------
     def _seg_info(self, key: Any, fn: Callable[..., str], pattern: tuple[int, ...],
@@ -445,7 +444,7 @@ class SpaceComposer:
         # the borders: merge where a fusion could cross one
         outset = set(outs)
         merges = []
-        change: dict[str, str] = {}
+        change: dict[str, tuple] = {}
         for t, (pos, e) in where.items():
             rs = readers.get(t)
             if not rs:
@@ -593,12 +592,6 @@ def _merged(units: list[tuple[int, int]], runs: list[tuple[int, int]]) -> list[t
             out.append((start, j))
             start = None
     return out
-
-
-def _glue_keys() -> tuple[str, ...]:
-    from ..features import GLUE_KEYS
-
-    return GLUE_KEYS
 
 
 __all__ = ["SpaceComposer", "ComposeStats", "NotComposable", "OPAQUE_CONSUMERS", "ABSORBED_PRODUCERS"]
