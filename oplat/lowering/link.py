@@ -3,6 +3,8 @@ framework fuses them (which hosts and which activations depend on the backend)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .kernels import LAYOUT, Kernel
 
 LINK_HOSTS = frozenset(("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_GROUP", "FULLY_CONNECTED",
@@ -13,7 +15,7 @@ _LAYOUT = frozenset(LAYOUT)
 
 
 def link_elementwise(kernels: list[Kernel], graph_outputs: list[str],
-                     hosts: frozenset[str] | None = None,
+                     hosts: frozenset[str] | Callable[[Kernel], bool] | None = None,
                      tokens: frozenset[str] | None = None) -> list[Kernel]:
     """The GPU delegate merges an element-wise op into the kernel producing its input.
 
@@ -21,9 +23,11 @@ def link_elementwise(kernels: list[Kernel], graph_outputs: list[str],
     the op's output has the host's shape, and the op's other inputs were computed
     before the host ran. Chains merge repeatedly (conv + add + relu). ``hosts`` and
     ``tokens`` restrict which kernels absorb and which ops are absorbed (the CPU path
-    only fuses clamping activations, see :func:`lower_tflite_cpu`).
+    only fuses clamping activations, see :func:`lower_tflite_cpu`); ``hosts`` may be a
+    predicate on the kernel where its type alone does not decide (onnxruntime's).
     """
     hosts = LINK_HOSTS if hosts is None else hosts
+    can_host = hosts if callable(hosts) else (lambda k: k.type in hosts)
     order = {t: i for i, k in enumerate(kernels) for t in k.outputs}
     consumers: dict[str, list[int]] = {}
     for i, k in enumerate(kernels):
@@ -32,7 +36,7 @@ def link_elementwise(kernels: list[Kernel], graph_outputs: list[str],
     outputs = set(graph_outputs)
     dead: set[int] = set()
     for i, host in enumerate(kernels):
-        if host.type not in hosts or i in dead or host.impl == "mean":
+        if i in dead or host.impl == "mean" or not can_host(host):
             continue
         host_shape = host.params.get("_out_shape", ())
         while True:

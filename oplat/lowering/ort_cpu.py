@@ -2,10 +2,19 @@
 
 The kernels are those of the CPU lowering (``lower_tflite_cpu``: BatchNorm folded, the
 same kernel families, residual adds and broadcast multiplies as nodes of their own), with
-four differences that matter on this path:
+the differences that matter on this path:
 
 - ``FusedConv`` takes HardSwish and Sigmoid as its activation besides ReLU/Clip, so
   they link into the convolution before them.
+
+- Its graph optimiser folds fewer constants into a convolution than the TFLite
+  converter (a per-channel add, a per-channel or rank-0 multiply; never a scalar add, a
+  Sub or a Div: :func:`_ort_folds`), takes a scalar scale after attention's Q.K^T into a
+  ``FusedMatMul``, and leaves a hard swish written out as x * relu6(x + 3) / 6 (as
+  pytorchcv's MobileNetV3 exports it) as four nodes: the lowering runs its own converter
+  passes (:data:`ORT_PASSES`), and an activation after an add of a constant or a multiply
+  is a node of its own (only a residual add, which the NCHWc transformer folds into the
+  conv before it, takes one in).
 
 - A ReLU6 (``Clip`` 0..6) fused into a convolution is a link of its own (``relu6``):
   MLAS applies a ReLU inside the convolution's kernel but a Clip as a second pass over
@@ -37,7 +46,10 @@ import math
 
 from ..ir import Graph
 from .kernels import Kernel, LoweredModel
+from .passes import (_host_for_folding, bypass_identity, fold_batchnorm, fold_quantization, fuse_gelu,
+                     fuse_swish)
 from .pipeline import lower_graph
+from .work import Work
 from .tflite_cpu import CPU_LINK_HOSTS, cpu_impl
 
 # FusedConv takes ReLU/Clip, Sigmoid and HardSigmoid (squeeze-excite gates) as its
@@ -182,8 +194,8 @@ def nchwc_reorders(lm: LoweredModel, graph: Graph, block: int = 8) -> LoweredMod
             stays = True
         elif k.type in _PASS_THROUGH or k.type in _BINARY or k.type == "CONCATENATION":
             stays = bool(ins) and all(t in blocked for t in ins)
-            if k.type in _BINARY:
-                stays = stays and len(set(in_dims)) == 1
+            if k.type in _BINARY:  # a constant operand is a plain tensor
+                stays = stays and len(set(in_dims)) == 1 and len(ins) == len([t for t in k.inputs if t])
             elif k.type == "CONCATENATION":
                 stays = stays and all(len(d) == 4 and d[1] % block == 0 for d in in_dims)
         else:
@@ -197,6 +209,57 @@ def nchwc_reorders(lm: LoweredModel, graph: Graph, block: int = 8) -> LoweredMod
     for t in graph.outputs:
         to_plain(t, out[-1])
     return LoweredModel(lm.name, out, lm.unsupported, lm.backend)
+
+
+def _ort_folds(op: str, host: str, const_shape: tuple[int, ...], channels: int) -> bool:
+    """Whether onnxruntime 1.32's optimiser folds ``op`` (by a constant of ``const_shape``)
+    into the ``host`` before it (probed on its optimized graph): ``ConvAddFusion`` takes a
+    per-channel ``[C,1,1]``/``[1,C,1,1]`` add, ``ConvMulFusion`` that or a rank-0 multiply;
+    a MatMul with constant weights becomes a ``Gemm`` with an ``[N]`` bias, a ``FusedMatMul``
+    with a scalar multiply or divide. A Sub, a scalar add (the ``+3`` of a hard swish written
+    out) and everything after a Gemm or ConvTranspose stay nodes of their own."""
+    per_channel = const_shape in ((channels, 1, 1), (1, channels, 1, 1))
+    if host == "Conv":
+        return (op == "Add" and per_channel) or (op == "Mul" and (per_channel or const_shape == ()))
+    if host == "MatMul":
+        return (op == "Add" and const_shape == (channels,)) or (op in ("Mul", "Div") and const_shape in ((), (1,)))
+    return False
+
+
+def _attention_matmul(w: Work, t: str):
+    """A MatMul of two activations (attention's Q.K^T) producing ``t`` for nobody else:
+    onnxruntime's ``MatMulScaleFusion`` takes a scalar multiply or divide after it into
+    its ``FusedMatMul`` (in the ViTs of the zoo, the scale before the softmax)."""
+    p = w.producer.get(t)
+    if p is None or p.type != "MatMul" or p.linked or w.const(p.inputs[1]) or w.only_consumer(t) is None:
+        return None
+    return p
+
+
+def fold_affine_constants_ort(w: Work) -> None:
+    """The constant adds and multiplies after a conv or matmul that onnxruntime folds into
+    it (:func:`_ort_folds`); the shared pass folds any per-channel or scalar one, as the
+    TFLite converter does."""
+    for n in list(w.nodes):
+        if n.dead or n.type not in ("Add", "Sub", "Mul", "Div") or len(n.inputs) != 2:
+            continue
+        rt = w.runtime_inputs(n)
+        if len(rt) != 1:
+            continue
+        const = n.inputs[1] if rt[0] == n.inputs[0] else n.inputs[0]
+        host = _host_for_folding(w, rt[0]) or _attention_matmul(w, rt[0])
+        if host is None:
+            continue
+        out_shape = w.shape(n.outputs[0])
+        channels = out_shape[-1] if host.type == "MatMul" else (out_shape[1] if len(out_shape) > 1 else 1)
+        if _ort_folds(n.type, host.type, tuple(w.shape(const) or ()), channels):
+            w.absorb(host, n)
+
+
+# onnxruntime's optimiser, as far as the kernels go: no fusion of a hard swish written out
+# as x * relu6(x + 3) / 6 (it runs Add, Clip, Mul and Div; pytorchcv's MobileNetV3 exports),
+# and its own rules for folding constants into a conv or matmul
+ORT_PASSES = (fold_quantization, bypass_identity, fuse_swish, fuse_gelu, fold_batchnorm, fold_affine_constants_ort)
 
 
 def relu6_links(lm: LoweredModel, graph: Graph) -> None:
@@ -213,9 +276,21 @@ def relu6_links(lm: LoweredModel, graph: Graph) -> None:
         k.linked = linked
 
 
+def _link_host(g: Graph):
+    """Which kernels take in the activation after them under onnxruntime: a conv or fully
+    connected one (``FusedConv``/``FusedGemm``), and a residual add, which the NCHWc
+    transformer folds into the conv before it with its activation; an add of a constant
+    and a multiply run their activation as a node of its own."""
+    def can_host(k: Kernel) -> bool:
+        if k.type == "ADD":
+            return not any(t in g.tensors and g.tensors[t].const for t in k.inputs)
+        return k.type in CPU_LINK_HOSTS and k.type != "MUL"
+    return can_host
+
+
 def lower_ort_cpu(g: Graph, variant: str = "cpu") -> LoweredModel:
     """Lower an IR graph to the kernels onnxruntime's CPU execution provider runs."""
-    lm = lower_graph(g, "cpu", "ort-cpu", CPU_LINK_HOSTS, ORT_LINK_TOKENS, prune_dead=False)
+    lm = lower_graph(g, "cpu", "ort-cpu", _link_host(g), ORT_LINK_TOKENS, prune_dead=False, passes=ORT_PASSES)
     for k in lm.kernels:
         k.impl = {"GELU": "gelu", "SWISH": "swish"}.get(k.type) or cpu_impl(k)
     relu6_links(lm, g)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from ..errors import ModelLoadError
 from ..ir import Graph
 from .classify import classify
@@ -38,9 +40,10 @@ def live_ops(g: Graph, ops: list) -> list:
     return keep
 
 
-def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | None = None,
+def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | Callable[[Kernel], bool] | None = None,
                 tokens: frozenset[str] | None = None, prune_dead: bool = True,
-                pre_activation: bool | None = None, probe: dict | None = None) -> LoweredModel:
+                pre_activation: bool | None = None, probe: dict | None = None,
+                passes: Sequence[Callable[[Work], None]] | None = None) -> LoweredModel:
     """Lower ``g`` for ``backend``: converter passes, then each node classified as the kernel
     ``variant`` runs, then element-wise kernels linked into their ``hosts`` (every kernel
     type when None) where their activation is one of ``tokens`` (any when None).
@@ -55,7 +58,10 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
     ``pre_activation`` overrides the network-wide flag the passes detect (a piece does not
     see the rest of its network), and ``probe`` (a dict) receives the working graph after
     the passes (``"work"``), the flag as detected (``"pre_activation"``) and the tensors
-    the live ops read (``"live_inputs"``)."""
+    the live ops read (``"live_inputs"``).
+
+    ``passes`` replaces the converter passes (:data:`~oplat.lowering.passes.PASSES`) for a
+    runtime whose graph optimiser fuses otherwise (onnxruntime's, :mod:`.ort_cpu`)."""
     # attrs are shared with the IR, never mutated in place (passes assign new dicts)
     if g.meta.get("folded_marked"):  # the loader flagged constant-only ops already
         ops = [op for op in g.ops() if not op.folded]
@@ -65,7 +71,7 @@ def lower_graph(g: Graph, variant: str, backend: str, hosts: frozenset[str] | No
         ops = live_ops(g, ops)
     nodes = [Node(op.name, op.type, list(op.inputs), list(op.outputs), op.attrs, [op.name]) for op in ops]
     w = Work(g, nodes)
-    for p in PASSES + [absorb_explicit_pads, detect_pre_activation]:
+    for p in list(PASSES if passes is None else passes) + [absorb_explicit_pads, detect_pre_activation]:
         try:
             p(w)
         except _MALFORMED as e:

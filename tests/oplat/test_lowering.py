@@ -1,4 +1,7 @@
+import collections
+
 import numpy as np
+import onnx
 import pytest
 
 from oplat.lowering import lower
@@ -276,6 +279,48 @@ def test_nchwc_reorders_follow_the_block_size(net, block, expected):
     assert nchwc_block(f"nchwc{block}") == block
     assert [k.params["Direction"] for k in lm.kernels if k.type == "REORDER"] == expected
     assert [k.type for k in lm.kernels if k.type != "REORDER"] == ["CONV_2D", "CONV_2D", "MAX_POOL_2D"]
+
+
+@pytest.mark.parametrize("op, const_shape", [("Add", ()), ("Add", (1,)), ("Add", (16, 1, 1)), ("Add", (1, 16, 1, 1)),
+                                             ("Sub", (16, 1, 1)), ("Mul", ()), ("Mul", (1,)), ("Mul", (16, 1, 1)),
+                                             ("Div", ()), ("Div", (1, 16, 1, 1))])
+def test_ort_lowering_folds_the_constants_onnxruntime_folds_into_a_conv(net, op, const_shape):
+    """onnxruntime folds a per-channel add, and a per-channel or rank-0 multiply, into the
+    conv before it; a scalar add, a [1] multiply, a Sub or a Div stay nodes of their own
+    (the TFLite converter folds them all): the lowering's kernels other than the conv and
+    the reorders against onnxruntime's profiler on the same model."""
+    n = net(shape=(1, 16, 8, 8))
+    y = n.op(op, [n.conv("input", 16, 16, k=1, p=0), n.const(np.full(const_shape, 2.0, np.float32))])
+    m = n.model(n.op("Relu", [y]))
+    rest = [k.type for k in lower(load_onnx(m), "ort-cpu", "cpu").kernels if k.type not in ("CONV_2D", "REORDER")]
+    ort_rest = {k: v for k, v in _ort_node_counts(m).items() if k not in ("Conv", "ReorderInput", "ReorderOutput")}
+    assert len(rest) == sum(ort_rest.values())
+    assert lower(load_onnx(m), "tflite-cpu", "cpu").kernels[-1].type == "CONV_2D"  # folded for TFLite
+
+
+def test_ort_lowering_keeps_a_written_out_hard_swish_as_onnxruntime_runs_it():
+    """pytorchcv's MobileNetV3 writes hard swish as x * relu6(x + 3) / 6, which
+    onnxruntime runs as Add, Clip, Mul and Div nodes (not a conv's activation), and its
+    gates' relu6(x + 3) / 6 likewise; ViT attention's scale multiply goes into
+    onnxruntime's FusedMatMul. Element-wise kernels and reorders counted against its
+    profiler."""
+    from oplat.zoo import build, zoo_dir
+
+    m = onnx.load(zoo_dir("cnn_zoo") / "mobilenetv3_small_w1.onnx", load_external_data=False)
+    lm = lower(load_onnx(m), "ort-cpu", "cpu")
+    c = _ort_node_counts(m)
+    kinds = collections.Counter(k.type for k in lm.kernels)
+    assert not any("hard_swish" in k.linked for k in lm.kernels)
+    assert kinds["MUL"] == c["Mul"] + c["Div"] and kinds["RELU"] == c["Clip"]
+    g = load_onnx(m)
+    const_adds = [k for k in lm.kernels if k.type == "ADD" and any(g.tensors[t].const for t in k.inputs)]
+    # (the residual adds onnxruntime folds into the conv before them, NCHWc's Sum input,
+    # stay ADD kernels here: the in-model rows time them at what they cost there)
+    assert len(const_adds) == c["Add"] and kinds["REORDER"] == c["ReorderInput"] + c["ReorderOutput"]
+    vit = build("vit_tiny_patch32_224", graph_only=True)
+    c = _ort_node_counts(vit)
+    kinds = collections.Counter(k.type for k in lower(load_onnx(vit), "ort-cpu", "cpu").kernels)
+    assert kinds["MUL"] == c["Mul"] == 0 and kinds["BATCH_MATMUL"] == c["MatMul"] + c["FusedMatMul"]
 
 
 def test_ort_lowering_fuses_hard_swish_into_convs_and_keeps_gelu_apart():
