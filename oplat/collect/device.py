@@ -117,32 +117,40 @@ def score_models(profile: Profile, graphs: Mapping[str, Any], measured: Mapping[
 
 def in_model_collect(backend: Backend, models: Mapping[str, Callable[[], onnx.ModelProto]],
                      graphs: Mapping[str, Any], lowered: Callable[[Mapping[str, Any]], dict], path: str | Path,
-                     device: str = "host", stop: Callable[[], bool] = lambda: False) -> int:
+                     device: str = "host", stop: Callable[[], bool] = lambda: False,
+                     info: dict[str, Any] | None = None) -> int:
     """Profile each of ``models`` (not yet in the dataset at ``path``) whole and append its
     kernels' in-model times as rows (:mod:`oplat.collect.in_model`), until ``stop()`` (one
     model at least); resumable. A model whose profiled nodes match its kernels badly is recorded as done
-    with no rows. Returns how many models were profiled now."""
-    from .in_model import in_model_rows
+    with no rows. Node times are taken net of the profiler's own time per node, measured
+    first (:func:`~oplat.collect.in_model.profiler_overhead`; in microseconds in ``info``
+    when given). Returns how many models were profiled now."""
+    info = {} if info is None else info
+    from .in_model import in_model_rows, profiler_overhead
     from .run import open_store
 
     store = open_store(path, backend, device)
     done = {r["model"] for r in store.rows() if r.get("status") == "profiled"}
     n = 0
+    overhead: tuple[float, float] | None = None
     for name, make in models.items():
         if name in done:
             continue
         if (done or n) and stop():  # at least one model, however small the budget
             break
         lm = lowered({name: graphs[name]})[name]
+        if overhead is None:  # measured in this process, before its first model
+            overhead = profiler_overhead(backend)
+            info["profiler_node_overhead_us"] = round(overhead[0] * 1e3, 3)
         try:
             node_ms, node_args, _ = backend.profile_nodes(make())
         except Exception as e:  # a model the runtime refuses: recorded, never retried
             store.append([{"config_id": f"{name}#done", "model": name, "device": device, "status": "profiled",
                            "error": f"{type(e).__name__}: {e}"[:300]}])
             continue
-        # raw node times: the end-to-end term carries what lies between nodes
+        # node times net of the profiler's own: the end-to-end term carries what lies between nodes
         rows, st = in_model_rows(name, graphs[name], lm, node_ms, node_args, 1.0, device,
-                                 FRAMEWORKS.get(backend.name, backend.name))
+                                 FRAMEWORKS.get(backend.name, backend.name), overhead)
         share = st["unmatched_ms"] / max(st["matched_ms"] + st["unmatched_ms"], 1e-12)
         out = []
         if share <= IN_MODEL_MAX_UNMATCHED:
@@ -222,7 +230,9 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
         in_model_collect(backend, {n: partial(from_file, "cnn_zoo" if n in cnns else "vit_zoo", n)
                                    for n in fit_names if n not in twins},
                          fit_graphs, lowered, in_model_path, device,
-                         lambda: spent() >= (OPS_SHARE + IN_MODEL_SHARE) * budget_s)
+                         lambda: spent() >= (OPS_SHARE + IN_MODEL_SHARE) * budget_s, im_info := {})
+        if im_info:
+            save_state(**im_info)
     # 2. whole models, fitting and test sets in turn, round after round, until the budget is spent
 
     fit_makers = {n: partial(from_file, "cnn_zoo" if n in cnns else "vit_zoo", n) for n in fit_names}
@@ -265,7 +275,9 @@ def profile_device(backend: Backend, out: str | Path, budget_s: float, device: s
     held_out, per_model = score_models(prof, test_graphs, test_e2e)
     spread = round_spread(work / "e2e_test.csv")
     report = {"profile": pid, "per_op_rows": len(rows) - len(in_model), "in_model_rows": len(in_model),
-              "in_model_models": len({r.model for r in in_model}), "fit_models": len(fit), "fit_excluded_twins": twins,
+              "in_model_models": len({r.model for r in in_model}),
+              "profiler_node_overhead_us": state.get("profiler_node_overhead_us"),
+              "fit_models": len(fit), "fit_excluded_twins": twins,
               "test_models": len(per_model), "rounds": rounds, "round_spread": spread,
               "held_out": held_out,
               "models": per_model, "spent_s": round(spent(), 1), "budget_s": budget_s}
