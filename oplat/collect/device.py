@@ -125,10 +125,10 @@ def in_model_collect(backend: Backend, models: Mapping[str, Callable[[], onnx.Mo
     with no rows. Node times are taken net of the profiler's own time per node, measured
     first (:func:`~oplat.collect.in_model.profiler_overhead`; in microseconds in ``info``
     when given). Returns how many models were profiled now."""
-    info = {} if info is None else info
     from .in_model import in_model_rows, profiler_overhead
     from .run import open_store
 
+    info = {} if info is None else info
     store = open_store(path, backend, device)
     done = {r["model"] for r in store.rows() if r.get("status") == "profiled"}
     n = 0

@@ -32,6 +32,7 @@ from ..ir import Graph
 from ..lowering.kernels import LoweredModel
 from ..lowering.ort_cpu import reorder_params
 from ..onnx_utils import random_feeds
+from .timing import time_runs
 
 
 def profiled_runs(backend, model_bytes: bytes, runs: int, warmup: int, max_seconds: float | None = None
@@ -82,25 +83,18 @@ def profiler_overhead(backend, nodes: int = 200, runs: int = 30) -> tuple[float,
     the least a node takes (ms each): a chain of ``nodes`` trivial element-wise nodes run
     with the profiler off (wall time per node) and on (each node's median recorded time).
     The recorded times are whole microseconds and carry the profiler's own bookkeeping: a
-    trivial node that runs in a fraction of a microsecond records about 2
-    (``bench/results/in_model_rows.json``), which over the hundreds of small nodes of a
-    mobile network is a tenth of its time."""
-    import onnxruntime as ort
+    trivial node that runs in a fraction of a microsecond records more than one
+    (``profiler_node_overhead_us`` in ``bench/results/profile_device_ort-cpu_1t.json``),
+    which adds up over the hundreds of small nodes of a mobile network."""
     from onnx import TensorProto, helper
 
     chain = [helper.make_node("Relu" if i % 2 == 0 else "Neg", [f"t{i}"], [f"t{i + 1}"]) for i in range(nodes)]
     graph = helper.make_graph(chain, "profiler_overhead", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1, 8])],
                               [helper.make_tensor_value_info(f"t{nodes}", TensorProto.FLOAT, [1, 8])])
     data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
-    sess = ort.InferenceSession(data, backend._options(), providers=["CPUExecutionProvider"])
+    sess = backend._ort.InferenceSession(data, backend._options(), providers=["CPUExecutionProvider"])
     feeds = {"t0": np.ones((1, 8), np.float32)}
-    wall = []
-    for i in range(runs + 5):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        if i >= 5:
-            wall.append(time.perf_counter() - t0)
-    plain_ms = float(np.median(wall)) * 1e3 / nodes
+    plain_ms = time_runs(lambda: sess.run(None, feeds), warmup=5, min_runs=runs, max_runs=runs)["median_ms"] / nodes
     times, _, _ = profiled_runs(backend, data, runs, 5)
     recorded_ms = float(np.median([np.median(v[5:] or v) for v in times.values()]))
     return max(recorded_ms - plain_ms, 0.0), plain_ms

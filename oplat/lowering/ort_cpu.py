@@ -46,8 +46,8 @@ import math
 
 from ..ir import Graph
 from .kernels import Kernel, LoweredModel
-from .passes import (_host_for_folding, bypass_identity, fold_batchnorm, fold_quantization, fuse_gelu,
-                     fuse_swish)
+from .passes import (_host_for_folding, bypass_identity, fold_affine_constants, fold_batchnorm, fold_quantization,
+                     fuse_gelu, fuse_swish)
 from .pipeline import lower_graph
 from .work import Work
 from .tflite_cpu import CPU_LINK_HOSTS, cpu_impl
@@ -238,22 +238,9 @@ def _attention_matmul(w: Work, t: str):
 
 def fold_affine_constants_ort(w: Work) -> None:
     """The constant adds and multiplies after a conv or matmul that onnxruntime folds into
-    it (:func:`_ort_folds`); the shared pass folds any per-channel or scalar one, as the
-    TFLite converter does."""
-    for n in list(w.nodes):
-        if n.dead or n.type not in ("Add", "Sub", "Mul", "Div") or len(n.inputs) != 2:
-            continue
-        rt = w.runtime_inputs(n)
-        if len(rt) != 1:
-            continue
-        const = n.inputs[1] if rt[0] == n.inputs[0] else n.inputs[0]
-        host = _host_for_folding(w, rt[0]) or _attention_matmul(w, rt[0])
-        if host is None:
-            continue
-        out_shape = w.shape(n.outputs[0])
-        channels = out_shape[-1] if host.type == "MatMul" else (out_shape[1] if len(out_shape) > 1 else 1)
-        if _ort_folds(n.type, host.type, tuple(w.shape(const) or ()), channels):
-            w.absorb(host, n)
+    it (:func:`_ort_folds`, also after attention's Q.K^T); the shared pass folds any
+    per-channel or scalar one, as the TFLite converter does."""
+    fold_affine_constants(w, _ort_folds, lambda w, t: _host_for_folding(w, t) or _attention_matmul(w, t))
 
 
 # onnxruntime's optimiser, as far as the kernels go: no fusion of a hard swish written out

@@ -226,8 +226,15 @@ def fold_batchnorm(w: Work) -> None:
             n.type, n.attrs = "BatchNormAffine", {}
 
 
-def fold_affine_constants(w: Work) -> None:
-    """Add/Sub/Mul/Div by a per-channel constant right after a conv fold into bias/weights."""
+def _converter_folds(op: str, host: str, const_shape: tuple[int, ...], channels: int) -> bool:
+    """The TFLite converter folds any scalar or per-channel constant into its host."""
+    return math.prod(const_shape or (1,)) in (1, channels)
+
+
+def fold_affine_constants(w: Work, folds: Callable[[str, str, tuple[int, ...], int], bool] = _converter_folds,
+                          host_of: Callable[[Work, str], Node | None] = _host_for_folding) -> None:
+    """Add/Sub/Mul/Div by a constant right after a conv (``host_of`` the tensor it reads)
+    fold into bias/weights where ``folds(op, host type, constant's shape, channels)``."""
     for n in list(w.nodes):  # topological order: chains (conv + add + mul) fold one by one
         if n.dead or n.type not in ("Add", "Sub", "Mul", "Div") or len(n.inputs) != 2:
             continue
@@ -235,12 +242,12 @@ def fold_affine_constants(w: Work) -> None:
         if len(rt) != 1 or (n.type in ("Sub", "Div") and rt[0] != n.inputs[0]):
             continue
         const = n.inputs[1] if rt[0] == n.inputs[0] else n.inputs[0]
-        host = _host_for_folding(w, rt[0])
+        host = host_of(w, rt[0])
         if host is None:
             continue
         out_shape = w.shape(n.outputs[0])
         channels = out_shape[-1] if host.type in ("MatMul", "Gemm") else (out_shape[1] if len(out_shape) > 1 else 1)
-        if math.prod(w.shape(const) or (1,)) in (1, channels):
+        if folds(n.type, host.type, tuple(w.shape(const) or ()), channels):
             w.absorb(host, n)
 
 
